@@ -1,0 +1,367 @@
+"""The memory model: model weights, KV cache of every attention architecture, and the
+per-GPU plan (weights | workspace | paged KV pool). Pure functions of specs and numbers.
+
+KV bytes of one sequence = sum over layers of cached_tokens(layer) x bytes per cached token:
+  attention (MHA/GQA/MQA): kv_heads x head_dim x (key_bytes + value_bytes)
+  MLA: (kv_lora_rank + qk_rope_head_dim) x latent_bytes -- one latent, no K/V pair; the
+       latent is stored at the key precision (it produces both keys and values)
+  SSM: a fixed state per sequence, independent of length (not scaled by KV precision)
+cached_tokens is n for global layers, min(n, window) for sliding-window layers, and is further
+capped by the eviction policy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from fleetsim.errors import CapacityError, SpecError
+from fleetsim.precision import bytes_per_element
+from fleetsim.spec.architecture import Architecture, AttentionLayers, MLALayers, SSMLayers
+from fleetsim.spec.hardware import GpuSpec
+from fleetsim.spec.kvcache import H2O, KvCacheSpec, PyramidKV, SnapKV, StreamingLLM
+
+INF = math.inf
+GIB = 1 << 30
+
+
+# --------------------------------------------------------------------------- tensor parallel
+def check_tp(arch: Architecture, tp: int) -> None:
+    """TP must split query heads evenly, and KV heads evenly or replicate them whole."""
+    if tp < 1:
+        raise SpecError(f"tp: {tp} is not valid; tensor-parallel degree must be >= 1")
+    for g in arch.layers:
+        if isinstance(g, (AttentionLayers, MLALayers)) and g.q_heads % tp:
+            raise SpecError(
+                f"tp: {tp} does not divide the {g.q_heads} attention heads of {arch.name}; "
+                f"valid: {', '.join(str(t) for t in valid_tp_degrees(arch))}"
+            )
+        if isinstance(g, AttentionLayers) and tp > g.kv_heads and tp % g.kv_heads:
+            raise SpecError(
+                f"tp: {tp} neither divides nor is a multiple of the {g.kv_heads} KV heads of {arch.name}"
+            )
+        if isinstance(g, AttentionLayers) and tp <= g.kv_heads and g.kv_heads % tp:
+            raise SpecError(
+                f"tp: {tp} does not divide the {g.kv_heads} KV heads of {arch.name}; "
+                f"valid: {', '.join(str(t) for t in valid_tp_degrees(arch))}"
+            )
+
+
+def valid_tp_degrees(arch: Architecture, limit: int = 64) -> list[int]:
+    out = []
+    for tp in (1, 2, 4, 8, 16, 32, 64):
+        if tp > limit:
+            break
+        ok = True
+        for g in arch.layers:
+            if isinstance(g, (AttentionLayers, MLALayers)) and g.q_heads % tp:
+                ok = False
+            if isinstance(g, AttentionLayers):
+                if tp <= g.kv_heads and g.kv_heads % tp:
+                    ok = False
+                if tp > g.kv_heads and tp % g.kv_heads:
+                    ok = False
+        if ok:
+            out.append(tp)
+    return out
+
+
+def _kv_heads_per_rank(kv_heads: int, tp: int) -> int:
+    # vLLM replicates KV heads when tp > kv_heads: each rank still holds one whole head.
+    return kv_heads // tp if tp <= kv_heads else 1
+
+
+# --------------------------------------------------------------------------- KV footprint
+@dataclass(frozen=True)
+class KvTerm:
+    """Layers sharing one caching rule: tokens = min(n, cap_tokens, min(prompt, prompt_cap) + generated)."""
+
+    kind: str  # attention_global | attention_window | mla | ssm
+    layers: int
+    bytes_per_token_per_rank: Fraction  # summed over these layers
+    cap_tokens: float = INF  # window and/or whole-sequence eviction budget
+    prompt_cap_tokens: float = INF  # prompt-compression budget (SnapKV, PyramidKV)
+    fixed_bytes_per_rank: Fraction = Fraction(0)  # SSM state
+    shareable: bool = True  # a shared prefix can be stored once (no eviction)
+
+
+@dataclass(frozen=True)
+class KvFootprint:
+    """The KV (and SSM state) bytes of one sequence as a function of its length, compiled once
+    per (architecture, KV spec, tp) so the simulator can evaluate it on whole arrays."""
+
+    terms: tuple[KvTerm, ...]
+    tp: int
+    prefix_compression_ratio: float = 1.0
+
+    # -- per rank (one GPU of the replica); multiply by tp for the replica
+    def bytes_per_rank(self, prompt_tokens, generated_tokens=0, shared_prefix_tokens=0):
+        """Per-GPU bytes one sequence holds, excluding a shared prefix stored once per replica.
+        Works on ints or numpy arrays."""
+        p = np.asarray(prompt_tokens, dtype=np.float64)
+        g = np.asarray(generated_tokens, dtype=np.float64)
+        s = np.asarray(shared_prefix_tokens, dtype=np.float64)
+        n = p + g
+        total = np.zeros(np.broadcast(p, g, s).shape, dtype=np.float64)
+        for t in self.terms:
+            if t.fixed_bytes_per_rank:
+                total = total + float(t.fixed_bytes_per_rank)
+            if not t.bytes_per_token_per_rank:
+                continue
+            tokens = np.minimum(np.minimum(n, t.cap_tokens), np.minimum(p, t.prompt_cap_tokens) + g)
+            if t.shareable:
+                # Positions [n - cap, n) cached; those inside the shared prefix [0, s) are not ours.
+                overlap = np.maximum(0.0, np.minimum(s, n) - np.maximum(0.0, n - t.cap_tokens))
+                tokens = tokens - overlap
+            total = total + tokens * float(t.bytes_per_token_per_rank)
+        return total if total.shape else float(total)
+
+    def prefix_bytes_per_rank(self, shared_prefix_tokens: int) -> float:
+        """Bytes of one shared prefix, stored once per replica (compressed by the ratio)."""
+        if shared_prefix_tokens <= 0:
+            return 0.0
+        total = 0.0
+        for t in self.terms:
+            if t.shareable and t.bytes_per_token_per_rank:
+                total += min(shared_prefix_tokens, t.cap_tokens) * float(t.bytes_per_token_per_rank)
+        return total / self.prefix_compression_ratio
+
+    @property
+    def growth_bytes_per_token_per_rank(self) -> float:
+        """Bytes per token of the layers that grow without bound (the paged-block unit)."""
+        return float(
+            sum(t.bytes_per_token_per_rank for t in self.terms if t.cap_tokens == INF and t.prompt_cap_tokens == INF)
+        )
+
+    @property
+    def full_bytes_per_token_per_rank(self) -> float:
+        """Bytes per token if every caching layer held the token (the paged-block unit)."""
+        return float(sum(t.bytes_per_token_per_rank for t in self.terms))
+
+
+def kv_footprint(arch: Architecture, kv: KvCacheSpec = KvCacheSpec(), tp: int = 1) -> KvFootprint:
+    check_tp(arch, tp)
+    kb = bytes_per_element(kv.key_dtype)
+    vb = bytes_per_element(kv.value_dtype)
+    sb = bytes_per_element(kv.ssm_state_dtype)
+    ev = kv.eviction
+    n_layers = arch.num_layers
+    terms: dict[tuple, list] = {}
+
+    def add(kind, per_token, cap, prompt_cap, fixed=Fraction(0)):
+        shareable = ev.kind == "none"
+        key = (kind, cap, prompt_cap, shareable)
+        acc = terms.setdefault(key, [0, Fraction(0), Fraction(0)])
+        acc[0] += 1
+        acc[1] += per_token
+        acc[2] += fixed
+
+    depth = 0
+    for g in arch.layers:
+        for _ in range(g.count):
+            frac = depth / (n_layers - 1) if n_layers > 1 else 0.0
+            depth += 1
+            if isinstance(g, SSMLayers):
+                add("ssm", Fraction(0), INF, INF, g.state_elements_per_layer * sb / tp)
+                continue
+            if isinstance(g, AttentionLayers):
+                per_token = _kv_heads_per_rank(g.kv_heads, tp) * g.head_dim * (kb + vb)
+                kind = "attention_window" if g.window_tokens else "attention_global"
+                cap = float(g.window_tokens) if g.window_tokens else INF
+            else:  # MLA: latent replicated on every rank
+                per_token = (g.kv_lora_rank + g.qk_rope_head_dim) * kb
+                kind, cap = "mla", INF
+            prompt_cap = INF
+            if isinstance(ev, H2O):
+                cap = min(cap, ev.heavy_tokens + ev.recent_tokens)
+            elif isinstance(ev, StreamingLLM):
+                cap = min(cap, ev.sink_tokens + ev.window_tokens)
+            elif isinstance(ev, SnapKV):
+                prompt_cap = ev.budget_tokens
+            elif isinstance(ev, PyramidKV):
+                prompt_cap = ev.layer_budget_tokens(frac)
+            add(kind, per_token, cap, prompt_cap)
+
+    built = tuple(
+        KvTerm(kind=k[0], layers=v[0], bytes_per_token_per_rank=v[1], cap_tokens=k[1],
+               prompt_cap_tokens=k[2], fixed_bytes_per_rank=v[2], shareable=k[3])
+        for k, v in terms.items()
+    )
+    return KvFootprint(terms=built, tp=tp, prefix_compression_ratio=kv.prefix_compression_ratio)
+
+
+@dataclass(frozen=True)
+class KvSize:
+    """KV bytes of one sequence for the whole model (all TP ranks together)."""
+
+    context_tokens: int
+    bytes_per_sequence: int
+    bytes_by_kind: dict[str, int]
+
+    @property
+    def bytes_per_token(self) -> float:
+        return self.bytes_per_sequence / self.context_tokens if self.context_tokens else 0.0
+
+
+def kv_size(arch: Architecture, context_tokens: int, kv: KvCacheSpec = KvCacheSpec(),
+            generated_tokens: int = 0, tp: int = 1) -> KvSize:
+    """Bytes one sequence of `context_tokens` prompt (+ generated) tokens holds, all ranks."""
+    if context_tokens < 1:
+        raise SpecError(f"context: {context_tokens} is not valid; it must be >= 1 token")
+    fp = kv_footprint(arch, kv, tp)
+    by_kind: dict[str, int] = {}
+    for t in fp.terms:
+        one = KvFootprint(terms=(t,), tp=tp)
+        b = one.bytes_per_rank(context_tokens, generated_tokens) * tp
+        by_kind[t.kind] = by_kind.get(t.kind, 0) + math.ceil(b)
+    return KvSize(
+        context_tokens=context_tokens + generated_tokens,
+        bytes_per_sequence=sum(by_kind.values()),
+        bytes_by_kind=by_kind,
+    )
+
+
+# --------------------------------------------------------------------------- weights
+def weight_bytes(arch: Architecture, weight_dtype: str = "bf16") -> int:
+    return math.ceil(arch.total_params * bytes_per_element(weight_dtype))
+
+
+def active_weight_bytes(arch: Architecture, weight_dtype: str, tokens_in_step: float) -> float:
+    """Weight bytes one forward step reads: dense weights plus the experts the batch touches.
+
+    With k of E experts per token chosen independently, the expected number of distinct experts
+    a step of b tokens touches in a layer is E * (1 - (1 - k/E)^b).
+    """
+    b = bytes_per_element(weight_dtype)
+    if arch.moe is None:
+        return float(arch.total_params * b)
+    m = arch.moe
+    dense = arch.total_params - m.routed_params
+    touched = m.num_experts * (1.0 - (1.0 - m.experts_per_token / m.num_experts) ** max(tokens_in_step, 1.0))
+    return float(dense * b) + touched * m.params_per_expert * m.moe_layers * float(b)
+
+
+# --------------------------------------------------------------------------- the plan
+@dataclass(frozen=True)
+class MemoryPlan:
+    model: str
+    gpu: str
+    tp: int
+    weight_dtype: str
+    key_dtype: str
+    value_dtype: str
+    gpu_memory_utilization: float
+    block_tokens: int
+    gpu_memory_bytes: int
+    usable_bytes_per_gpu: int
+    weights_bytes_per_gpu: int
+    workspace_bytes_per_gpu: int
+    kv_pool_bytes_per_gpu: int
+    block_bytes_per_gpu: float
+    kv_blocks: int
+    kv_capacity_tokens: int | None  # per replica; None for a model with no KV cache (pure SSM)
+    context_tokens: int
+    sequence_bytes_per_gpu: float  # one sequence of context_tokens, per GPU
+    max_concurrent_sequences: int
+    footprint: KvFootprint = field(repr=False, compare=False)
+
+    def as_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "footprint"}
+        d["kv_pool_bytes_per_replica"] = self.kv_pool_bytes_per_gpu * self.tp
+        return d
+
+
+def workspace_bytes(arch: Architecture, tp: int, max_batched_tokens: int, max_running_seqs: int,
+                    runtime_reserve_bytes: int) -> int:
+    """Per-GPU memory vLLM keeps out of the KV pool: CUDA context, NCCL and graph buffers
+    (runtime_reserve_bytes) plus the activation peak of a forward pass of max_batched_tokens
+    (~ 16 hidden-sized bf16 tensors live at the MLP peak) and fp32 logits of max_running_seqs."""
+    activation = max_batched_tokens * arch.hidden_size * 2 * 16 // tp
+    logits = max_running_seqs * arch.vocab_size * 4
+    return runtime_reserve_bytes + activation + logits
+
+
+def plan_memory(
+    arch: Architecture,
+    gpu: GpuSpec,
+    *,
+    tp: int = 1,
+    weight_dtype: str = "bf16",
+    kv: KvCacheSpec = KvCacheSpec(),
+    gpu_memory_utilization: float = 0.9,
+    block_tokens: int = 16,
+    context_tokens: int = 1,
+    max_batched_tokens: int = 8192,
+    max_running_seqs: int = 256,
+    runtime_reserve_bytes: int = GIB,
+    _suggest_tp: bool = True,
+) -> MemoryPlan:
+    """Split one GPU's memory; raise CapacityError (with the numbers) when nothing is left for KV."""
+    if not 0 < gpu_memory_utilization <= 1:
+        raise SpecError(
+            f"gpu_memory_utilization: {gpu_memory_utilization} is not valid; it must be in (0, 1]"
+        )
+    if block_tokens < 1:
+        raise SpecError(f"block_tokens: {block_tokens} is not valid; it must be >= 1")
+    check_tp(arch, tp)
+    fp = kv_footprint(arch, kv, tp)
+    usable = int(gpu.memory_bytes * gpu_memory_utilization)
+    weights = math.ceil(weight_bytes(arch, weight_dtype) / tp)
+    workspace = workspace_bytes(arch, tp, max_batched_tokens, max_running_seqs, runtime_reserve_bytes)
+    pool = usable - weights - workspace
+    if pool <= 0:
+        if not _suggest_tp:
+            raise CapacityError(f"{arch.name} does not fit on {gpu.name} at tp={tp}")
+        smallest = smallest_fitting_tp(arch, gpu, weight_dtype=weight_dtype, kv=kv,
+                                       gpu_memory_utilization=gpu_memory_utilization,
+                                       max_batched_tokens=max_batched_tokens,
+                                       max_running_seqs=max_running_seqs,
+                                       runtime_reserve_bytes=runtime_reserve_bytes)
+        hint = f"smallest tp that fits: tp={smallest}" if smallest else "no tp up to 64 fits on this GPU"
+        raise CapacityError(
+            f"{arch.name} ({weight_dtype}) does not fit on {gpu.name} at tp={tp}: needs "
+            f"{(weights + workspace) / 1e9:.1f} GB per GPU (weights {weights / 1e9:.1f} GB + workspace "
+            f"{workspace / 1e9:.1f} GB), {usable / 1e9:.1f} GB available at utilization "
+            f"{gpu_memory_utilization}; {hint}"
+        )
+    block_unit = fp.full_bytes_per_token_per_rank
+    block_bytes = block_tokens * block_unit
+    if block_unit > 0:
+        blocks = int(pool // block_bytes)
+        capacity_tokens: int | None = blocks * block_tokens
+    else:
+        blocks, capacity_tokens = 0, None
+    seq_bytes = fp.bytes_per_rank(context_tokens, 0)
+    if block_unit > 0:
+        # Paged: a sequence holds whole blocks.
+        max_seqs = blocks // max(1, math.ceil(seq_bytes / block_bytes))
+    else:
+        max_seqs = int(pool // seq_bytes) if seq_bytes > 0 else 0
+    if max_seqs < 1:
+        raise CapacityError(
+            f"{arch.name} on {gpu.name} at tp={tp}: the KV pool ({pool / 1e9:.2f} GB per GPU) cannot hold one "
+            f"sequence of {context_tokens} tokens ({seq_bytes / 1e9:.2f} GB per GPU)"
+        )
+    return MemoryPlan(
+        model=arch.name, gpu=gpu.name, tp=tp, weight_dtype=weight_dtype,
+        key_dtype=kv.key_dtype, value_dtype=kv.value_dtype,
+        gpu_memory_utilization=gpu_memory_utilization, block_tokens=block_tokens,
+        gpu_memory_bytes=gpu.memory_bytes, usable_bytes_per_gpu=usable,
+        weights_bytes_per_gpu=weights, workspace_bytes_per_gpu=workspace,
+        kv_pool_bytes_per_gpu=pool, block_bytes_per_gpu=block_bytes, kv_blocks=blocks,
+        kv_capacity_tokens=capacity_tokens, context_tokens=context_tokens,
+        sequence_bytes_per_gpu=seq_bytes, max_concurrent_sequences=max_seqs, footprint=fp,
+    )
+
+
+def smallest_fitting_tp(arch: Architecture, gpu: GpuSpec, **kwargs) -> int | None:
+    for tp in valid_tp_degrees(arch):
+        try:
+            plan_memory(arch, gpu, tp=tp, _suggest_tp=False, **kwargs)
+            return tp
+        except CapacityError:
+            continue
+    return None

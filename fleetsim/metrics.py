@@ -1,0 +1,175 @@
+"""Summary metrics: pure functions of a run's frames and the scenario's assumptions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from fleetsim.cost import hourly_cost_usd, split_input_output_cost, usd_per_million_tokens
+from fleetsim.facility import facility_breakdown, it_power_kw, num_servers, server_overhead_w
+from fleetsim.memory import MemoryPlan, kv_size
+from fleetsim.sim.engine import RawRun
+from fleetsim.spec.architecture import Architecture
+from fleetsim.spec.hardware import GpuSpec
+from fleetsim.spec.scenario import ScenarioSpec
+
+PERCENTILES = (50, 90, 99)
+
+
+def _clean(x: float) -> float | None:
+    """JSON-safe float: NaN/inf become None."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return None
+    return float(x)
+
+
+def latency_stats(values: pd.Series) -> dict:
+    v = values.dropna().to_numpy()
+    if len(v) == 0:
+        return {"mean": None, "p50": None, "p90": None, "p99": None}
+    out = {"mean": float(v.mean())}
+    for p, q in zip(PERCENTILES, np.percentile(v, PERCENTILES)):
+        out[f"p{p}"] = float(q)
+    return out
+
+
+def slo_mask(requests: pd.DataFrame, ttft_s: float, tpot_s: float) -> pd.Series:
+    """True where a request completed within both targets (a 1-token output has no TPOT)."""
+    done = requests["status"] == "completed"
+    tpot_ok = requests["tpot_s"].isna() | (requests["tpot_s"] <= tpot_s)
+    return done & (requests["ttft_s"] <= ttft_s) & tpot_ok
+
+
+def summarize(raw: RawRun, scenario: ScenarioSpec, arch: Architecture, gpu: GpuSpec,
+              plan: MemoryPlan) -> dict:
+    req = raw.requests
+    sim_s = raw.simulated_s
+    fleet = scenario.fleet
+    n_gpus = fleet.replicas * fleet.tp
+    status = req["status"]
+    completed = req[status == "completed"]
+    measured = completed[completed["arrival_s"] >= scenario.run.warmup_s]
+    window_s = max(sim_s - scenario.run.warmup_s, 1e-12)
+
+    out_tok = float(measured["output_tokens"].sum())
+    in_tok = float(measured["input_tokens"].sum())
+    out_tps = out_tok / window_s
+    in_tps = in_tok / window_s
+
+    # --- power and energy (GPU energy is simulated; server overhead is constant at full load)
+    gpu_energy_j = float(raw.replicas["energy_j"].sum())
+    gpu_mean_w = gpu_energy_j / (sim_s * n_gpus) if sim_s > 0 else 0.0
+    gpu_peak_w = float(raw.replicas["peak_power_w"].max()) if len(raw.replicas) else 0.0
+    overhead_w = server_overhead_w(gpu, scenario.facility.server_overhead_w)
+    servers = num_servers(n_gpus, gpu.gpus_per_server)
+    it_kw = it_power_kw(gpu_mean_w * n_gpus, servers, overhead_w)
+    fac = facility_breakdown(scenario.facility, gpu, n_gpus, it_kw)
+    it_energy_kwh = it_kw * sim_s / 3600.0
+    all_out = float(completed["output_tokens"].sum())
+
+    # --- cost
+    cost = hourly_cost_usd(scenario.cost, gpu, n_gpus, it_kw, scenario.facility.pue,
+                           server_overhead_w=scenario.facility.server_overhead_w)
+    prefill_s = float(raw.replicas["prefill_s"].sum())
+    decode_s = float(raw.replicas["decode_s"].sum())
+    usd_window = cost.usd_per_hour * window_s / 3600.0
+    usd_in, usd_out = split_input_output_cost(usd_window, prefill_s, decode_s)
+
+    # --- SLO
+    slo = scenario.slo
+    arrived_measured = req[req["arrival_s"] >= scenario.run.warmup_s]
+    ok = slo_mask(arrived_measured, slo.ttft_s, slo.tpot_s)
+    attainment = float(ok.mean()) if len(arrived_measured) else 0.0
+    q = slo.percentile
+    ttft_q = float(np.percentile(measured["ttft_s"].dropna(), q)) if len(measured) else math.inf
+    tpot_vals = measured["tpot_s"].dropna()
+    tpot_q = float(np.percentile(tpot_vals, q)) if len(tpot_vals) else 0.0
+
+    mean_in = float(req["input_tokens"].mean()) if len(req) else 1.0
+    mean_out = float(req["output_tokens"].mean()) if len(req) else 1.0
+    mean_ctx = max(1, round(mean_in + mean_out))
+    size = kv_size(arch, mean_ctx, scenario.kv_cache)
+    fp = plan.footprint
+    per_seq = float(fp.bytes_per_rank(round(mean_in), round(mean_out)))
+    blocks_per_seq = math.ceil(per_seq / plan.block_bytes_per_gpu) if plan.block_bytes_per_gpu else 0
+    by_memory = (plan.kv_blocks // blocks_per_seq if blocks_per_seq else
+                 int(plan.kv_pool_bytes_per_gpu // per_seq) if per_seq else 0) * fleet.replicas
+
+    pool_byte_s = plan.kv_pool_bytes_per_gpu * fleet.replicas * sim_s
+    return {
+        "scenario": scenario.name,
+        "seed": scenario.run.seed,
+        "simulated_s": sim_s,
+        "requests": {
+            "arrived": int(len(req)),
+            "completed": int((status == "completed").sum()),
+            "rejected": int((status == "rejected").sum()),
+            "in_flight": int((status == "in_flight").sum()),
+        },
+        "throughput": {
+            "output_tokens_per_s": out_tps,
+            "input_tokens_per_s": in_tps,
+            "requests_per_s": len(measured) / window_s,
+        },
+        "latency_s": {
+            "ttft": latency_stats(measured["ttft_s"]),
+            "tpot": latency_stats(measured["tpot_s"]),
+            "e2e": latency_stats(measured["e2e_s"]),
+        },
+        "concurrency": {
+            "mean_running": raw.running_area / sim_s if sim_s else 0.0,
+            "max_running": raw.max_running,
+            "max_by_memory": int(by_memory),
+            "mean_queued": raw.queued_area / sim_s if sim_s else 0.0,
+        },
+        "kv_cache": {
+            "bytes_per_token": size.bytes_per_token,
+            "capacity_tokens_per_replica": plan.kv_capacity_tokens,
+            "mean_utilization": float(raw.replicas["kv_byte_s"].sum() / pool_byte_s) if pool_byte_s else 0.0,
+            "preemptions": int(raw.replicas["preemptions"].sum()),
+        },
+        "power": {
+            "gpu_mean_w": gpu_mean_w,
+            "gpu_peak_w": gpu_peak_w,
+            "it_mean_kw": it_kw,
+            "facility_mean_kw": fac.facility_kw,
+            "energy_kwh": it_energy_kwh,
+            "gpu_energy_kwh": gpu_energy_j / 3.6e6,
+            "joules_per_output_token": _clean(gpu_energy_j / all_out) if all_out else None,
+        },
+        "cooling": {
+            "heat_load_kw": fac.heat_kw,
+            "btu_per_h": fac.heat_btu_per_h,
+            "tons": fac.heat_tons,
+            "water_l_per_h": fac.water_l_per_h,
+        },
+        "fleet": {
+            "gpu": gpu.name,
+            "gpus": n_gpus,
+            "replicas": fleet.replicas,
+            "tp": fleet.tp,
+            "servers": fac.servers,
+            "racks": fac.racks,
+            "provisioned_it_kw": fac.provisioned_it_kw,
+        },
+        "cost": {
+            "mode": cost.mode,
+            "usd_per_hour": cost.usd_per_hour,
+            "usd_per_million_output_tokens": _clean(usd_per_million_tokens(cost.usd_per_hour, out_tps)),
+            "usd_per_million_tokens": _clean(usd_per_million_tokens(cost.usd_per_hour, out_tps + in_tps)),
+            "usd_per_million_input_tokens_by_gpu_time": _clean(usd_in / in_tok * 1e6) if in_tok else None,
+            "usd_per_million_output_tokens_by_gpu_time": _clean(usd_out / out_tok * 1e6) if out_tok else None,
+        },
+        "slo": {
+            "ttft_s": slo.ttft_s,
+            "tpot_s": slo.tpot_s,
+            "percentile": q,
+            f"ttft_p{q:g}_s": _clean(ttft_q),
+            f"tpot_p{q:g}_s": _clean(tpot_q),
+            "attainment": attainment,
+            "attainment_target": slo.attainment_target,
+            "met": bool(attainment >= slo.attainment_target),
+        },
+    }

@@ -1,0 +1,62 @@
+"""The readable run summary for a terminal."""
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _f(x, fmt="{:,.3f}"):
+    return "-" if x is None else fmt.format(x)
+
+
+def print_summary(console: Console, result) -> None:
+    s = result.summary
+    sc = result.scenario
+    fl = s["fleet"]
+    console.print(f"[bold]{s['scenario']}[/bold]: {sc.model} on {fl['gpus']} x {fl['gpu']} "
+                  f"({fl['replicas']} replicas, tp={fl['tp']}), {s['simulated_s']:,.1f} s simulated, seed {s['seed']}")
+    r = s["requests"]
+    console.print(f"requests: {r['arrived']:,} arrived, {r['completed']:,} completed, "
+                  f"{r['rejected']:,} rejected, {r['in_flight']:,} in flight")
+    t = Table(title="latency (s)")
+    for c in ("metric", "mean", "p50", "p90", "p99"):
+        t.add_column(c, justify="right" if c != "metric" else "left")
+    for name in ("ttft", "tpot", "e2e"):
+        d = s["latency_s"][name]
+        t.add_row(name, _f(d["mean"], "{:.4f}"), _f(d["p50"], "{:.4f}"), _f(d["p90"], "{:.4f}"), _f(d["p99"], "{:.4f}"))
+    console.print(t)
+    th, cc, kv = s["throughput"], s["concurrency"], s["kv_cache"]
+    t = Table(title="throughput, concurrency, KV cache")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    t.add_row("output tokens/s", _f(th["output_tokens_per_s"], "{:,.0f}"))
+    t.add_row("input tokens/s", _f(th["input_tokens_per_s"], "{:,.0f}"))
+    t.add_row("requests/s", _f(th["requests_per_s"], "{:,.2f}"))
+    t.add_row("mean running / max running", f"{cc['mean_running']:,.1f} / {cc['max_running']:,}")
+    t.add_row("max running by memory", f"{cc['max_by_memory']:,}")
+    t.add_row("mean queued", _f(cc["mean_queued"], "{:,.2f}"))
+    t.add_row("KV bytes per token", _f(kv["bytes_per_token"], "{:,.0f}"))
+    cap = kv["capacity_tokens_per_replica"]
+    t.add_row("KV capacity per replica (tokens)", "-" if cap is None else f"{cap:,}")
+    t.add_row("KV mean utilization", _f(kv["mean_utilization"], "{:.1%}"))
+    t.add_row("preemptions", f"{kv['preemptions']:,}")
+    console.print(t)
+    p, c, co, slo = s["power"], s["cooling"], s["cost"], s["slo"]
+    t = Table(title="power, cooling, cost")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    t.add_row("GPU mean / peak (W per GPU)", f"{p['gpu_mean_w']:,.0f} / {p['gpu_peak_w']:,.0f}")
+    t.add_row("IT / facility mean (kW)", f"{p['it_mean_kw']:,.1f} / {p['facility_mean_kw']:,.1f}")
+    t.add_row("IT energy (kWh)", _f(p["energy_kwh"], "{:,.2f}"))
+    t.add_row("GPU J per output token", _f(p["joules_per_output_token"], "{:,.3f}"))
+    t.add_row("heat load (kW / BTU/h / tons)", f"{c['heat_load_kw']:,.1f} / {c['btu_per_h']:,.0f} / {c['tons']:,.2f}")
+    t.add_row("water (L/h)", _f(c["water_l_per_h"], "{:,.1f}"))
+    t.add_row("servers / racks", f"{fl['servers']} / {fl['racks']}")
+    t.add_row(f"cost ({co['mode']}) $/hour", _f(co["usd_per_hour"], "{:,.2f}"))
+    t.add_row("$ per million output tokens", _f(co["usd_per_million_output_tokens"], "{:,.3f}"))
+    t.add_row("$ per million tokens", _f(co["usd_per_million_tokens"], "{:,.3f}"))
+    console.print(t)
+    verdict = "[green]met[/green]" if slo["met"] else "[red]missed[/red]"
+    q = slo["percentile"]
+    console.print(f"SLO (TTFT <= {slo['ttft_s']} s and TPOT <= {slo['tpot_s']} s per request): "
+                  f"attainment {slo['attainment']:.2%} vs target {slo['attainment_target']:.0%}: {verdict}; "
+                  f"p{q:g} TTFT {_f(slo[f'ttft_p{q:g}_s'], '{:.3f}')} s, p{q:g} TPOT {_f(slo[f'tpot_p{q:g}_s'], '{:.4f}')} s")

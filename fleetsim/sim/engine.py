@@ -1,0 +1,325 @@
+"""Builds a fleet from a scenario and runs it. Every capacity error is raised before the clock
+starts; the run itself records flat per-request rows and time-weighted fleet levels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from fleetsim.errors import SpecError
+from fleetsim.memory import MemoryPlan, kv_footprint, plan_memory
+from fleetsim.perf import StepModel
+from fleetsim.sim.replica import Replica
+from fleetsim.sim.router import make_router
+from fleetsim.spec.architecture import Architecture
+from fleetsim.spec.hardware import GpuSpec
+from fleetsim.spec.profile import CalibrationProfile
+from fleetsim.spec.scenario import ScenarioSpec
+from fleetsim.workload import LengthSampler, generate_requests, load_trace, think_time_sampler
+
+# request status codes
+PENDING, DONE, REJECTED = 0, 1, 2
+
+
+class FleetLevels:
+    """Fleet-wide counts of running and queued sequences, with exact time integrals."""
+
+    def __init__(self):
+        self.running = 0
+        self.queued = 0
+        self.last_s = 0.0
+        self.running_area = 0.0
+        self.queued_area = 0.0
+        self.max_running = 0
+        self.max_queued = 0
+
+    def change(self, now: float, queued: int = 0, running: int = 0) -> None:
+        dt = now - self.last_s
+        if dt:
+            self.running_area += self.running * dt
+            self.queued_area += self.queued * dt
+            self.last_s = now
+        self.running += running
+        self.queued += queued
+        if self.running > self.max_running:
+            self.max_running = self.running
+        if self.queued > self.max_queued:
+            self.max_queued = self.queued
+
+
+@dataclass(frozen=True)
+class RawRun:
+    """What a run produced, before metrics: data only."""
+
+    requests: pd.DataFrame
+    timeseries: pd.DataFrame
+    replicas: pd.DataFrame
+    simulated_s: float
+    running_area: float
+    queued_area: float
+    max_running: int
+    max_queued: int
+
+
+class Engine:
+    def __init__(self, scenario: ScenarioSpec, arch: Architecture, gpu: GpuSpec,
+                 profile: CalibrationProfile, plan: MemoryPlan | None = None):
+        self.scenario = scenario
+        self.arch, self.gpu, self.profile = arch, gpu, profile
+        fleet = scenario.fleet
+        self.tp = fleet.tp
+        kv = scenario.kv_cache
+        sched = scenario.scheduler
+        self.plan = plan or plan_memory(
+            arch, gpu, tp=fleet.tp, weight_dtype=scenario.weight_dtype, kv=kv,
+            gpu_memory_utilization=fleet.gpu_memory_utilization, block_tokens=sched.block_tokens,
+            max_batched_tokens=sched.max_batched_tokens, max_running_seqs=sched.max_running_seqs,
+        )
+        self.footprint = kv_footprint(arch, kv, fleet.tp)
+        self.step_model = StepModel(arch, gpu, profile, fleet.tp, scenario.weight_dtype, kv, self.footprint)
+        self.prefix_caching = kv.prefix_caching
+        self.rng = np.random.default_rng(scenario.run.seed)
+        self.fleet = FleetLevels()
+        self.max_len = sched.max_model_len or arch.max_context_tokens
+        self._fp_cache: dict[int, float] = {}
+        classes = scenario.workload.classes
+        self.class_prefix_bytes = [
+            self.footprint.prefix_bytes_per_rank(c.shared_prefix_tokens) if self.prefix_caching else 0.0
+            for c in classes
+        ]
+        if scenario.workload.arrival.kind == "trace":
+            load_trace(scenario.workload.arrival.path)  # fail before the clock starts
+        # per-request columns (python lists: scalar access in the hot path is cheapest)
+        self.arrival_s: list[float] = []
+        self.input_tokens: list[int] = []
+        self.output_tokens: list[int] = []
+        self.req_class: list[int] = []
+        self.prefix_tokens: list[int] = []
+        self.kv_start: list[float] = []
+        self.kv_growth: list[float] = []
+        self.kv_end: list[float] = []
+        self.prefix_read: list[float] = []
+        self.held_base: list[float] = []
+        self.generated: list[int] = []
+        self.scheduled_s: list[float] = []
+        self.first_token_s: list[float] = []
+        self.finish_s: list[float] = []
+        self.replica_of: list[int] = []
+        self.preemptions: list[int] = []
+        self.status: list[int] = []
+        self.user_of: dict[int, int] = {}
+        self.pending = 0
+        self.progress: Callable[[float], None] | None = None
+
+    # ------------------------------------------------------------------ request table
+    def footprint_bytes(self, tokens: float) -> float:
+        key = int(tokens)
+        v = self._fp_cache.get(key)
+        if v is None:
+            v = float(self.footprint.bytes_per_rank(key, 0))
+            self._fp_cache[key] = v
+        return v
+
+    def _add_requests(self, arrival_s, inputs, outputs, classes, prefix) -> int:
+        """Append request rows (numpy columns); returns the first new request id."""
+        first = len(self.arrival_s)
+        inputs = np.asarray(inputs, dtype=np.int64)
+        outputs = np.asarray(outputs, dtype=np.int64)
+        prefix = np.asarray(prefix, dtype=np.int64)
+        shared = prefix if self.prefix_caching else np.zeros_like(prefix)
+        fp = self.footprint
+        start = np.atleast_1d(fp.bytes_per_rank(inputs, 0, shared))
+        end = np.atleast_1d(fp.bytes_per_rank(inputs, outputs, shared))
+        decode_steps = np.maximum(outputs - 1, 1)
+        growth = (end - start) / decode_steps
+        cls = np.asarray(classes, dtype=np.int64)
+        pread = np.array(self.class_prefix_bytes, dtype=np.float64)[cls] if len(cls) else np.zeros(0)
+        n = len(inputs)
+        self.arrival_s.extend(np.asarray(arrival_s, dtype=np.float64).tolist())
+        self.input_tokens.extend(inputs.tolist())
+        self.output_tokens.extend(outputs.tolist())
+        self.req_class.extend(cls.tolist())
+        self.prefix_tokens.extend(shared.tolist())
+        self.kv_start.extend(start.tolist())
+        self.kv_growth.extend(growth.tolist())
+        self.kv_end.extend(end.tolist())
+        self.prefix_read.extend(pread.tolist())
+        self.held_base.extend([0.0] * n)
+        self.generated.extend([0] * n)
+        nan = float("nan")
+        self.scheduled_s.extend([nan] * n)
+        self.first_token_s.extend([nan] * n)
+        self.finish_s.extend([nan] * n)
+        self.replica_of.extend([-1] * n)
+        self.preemptions.extend([0] * n)
+        self.status.extend([PENDING] * n)
+        return first
+
+    # ------------------------------------------------------------------ callbacks from replicas
+    def mark_scheduled(self, rid: int, now: float) -> None:
+        if self.scheduled_s[rid] != self.scheduled_s[rid]:  # NaN: first admission
+            self.scheduled_s[rid] = now
+
+    def mark_first_token(self, rid: int, now: float) -> None:
+        self.first_token_s[rid] = now
+
+    def preempted(self, rid: int) -> None:
+        self.preemptions[rid] += 1
+
+    def complete(self, rid: int, now: float, replica: int) -> None:
+        self.finish_s[rid] = now
+        self.status[rid] = DONE
+        self.pending -= 1
+        self._after(rid)
+
+    def reject(self, rid: int) -> None:
+        self.status[rid] = REJECTED
+        self.finish_s[rid] = self.env.now
+        self.pending -= 1
+        self._after(rid)
+
+    def _after(self, rid: int) -> None:
+        user = self.user_of.pop(rid, None)
+        if user is not None and self.env.now < self.closed_until_s:
+            think = self.think()
+            if think > 0:
+                self.env.timeout(think).callbacks.append(lambda _ev, u=user: self._issue(u))
+            else:
+                self._issue(user)
+
+    # ------------------------------------------------------------------ arrivals
+    def dispatch(self, rid: int) -> None:
+        self.pending += 1
+        total = self.input_tokens[rid] + self.output_tokens[rid]
+        if (self.max_len is not None and total > self.max_len) or (
+            self.kv_end[rid] + self.class_prefix_bytes[self.req_class[rid]] > self.pool_bytes
+        ):
+            self.reject(rid)
+            return
+        replica = self.router.pick(rid)
+        if self.max_queue is not None and len(replica.waiting) >= self.max_queue:
+            self.reject(rid)
+            return
+        self.replica_of[rid] = replica.index
+        replica.enqueue(rid)
+
+    def _open_loop(self, times):
+        env = self.env
+        for rid, t in enumerate(times):
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            self.dispatch(rid)
+
+    def _issue(self, user: int) -> None:
+        i, o, c, p = self.sampler.next()
+        rid = self._add_requests([self.env.now], [i], [o], [c], [p])
+        self.user_of[rid] = user
+        self.dispatch(rid)
+
+    def _sample(self, interval_s: float, rows: list, end_s: float):
+        env = self.env
+        pool_total = self.pool_bytes * len(self.replicas)
+        while True:
+            held = sum(r.held_bytes() for r in self.replicas)
+            rows.append((env.now, self.fleet.running, self.fleet.queued, held / pool_total,
+                         sum(r.current_power_w for r in self.replicas)))
+            if self.progress is not None:
+                self.progress(min(env.now / end_s, 1.0) if end_s else 1.0)
+            if env.now >= end_s and self.pending == 0:
+                return
+            yield env.timeout(interval_s)
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> RawRun:
+        sc = self.scenario
+        run = sc.run
+        wl = sc.workload
+        self.env = env = simpy.Environment()
+        self.pool_bytes = float(self.plan.kv_pool_bytes_per_gpu)
+        self.max_queue = sc.scheduler.max_queue
+        self.replicas = [Replica(env, i, self, self.pool_bytes) for i in range(sc.fleet.replicas)]
+        self.router = make_router(sc.fleet.router, self.replicas, self.rng)
+        duration = run.duration_s
+        self.closed_until_s = -1.0
+        if wl.arrival.kind == "closed":
+            if duration is None:
+                raise SpecError("run.duration_s: a closed-loop workload needs a duration")
+            self.closed_until_s = duration
+            self.sampler = LengthSampler(wl, self.rng)
+            self.think = think_time_sampler(wl, self.rng)
+            for user in range(wl.arrival.users):
+                self._issue(user)
+            end_s = duration
+        else:
+            batch = generate_requests(wl, self.rng, duration_s=duration, max_requests=run.max_requests)
+            if len(batch) == 0:
+                raise SpecError("workload: the arrival process produced no requests in the run; "
+                                "raise run.duration_s or the arrival rate")
+            self._add_requests(batch.arrival_s, batch.input_tokens, batch.output_tokens,
+                               batch.class_index, batch.shared_prefix_tokens)
+            env.process(self._open_loop(batch.arrival_s.tolist()))
+            end_s = duration if duration is not None else float(batch.arrival_s[-1])
+        interval = run.timeseries_interval_s or max(end_s / 400.0, 1e-3)
+        rows: list = []
+        env.process(self._sample(interval, rows, end_s))
+        if run.drain:
+            env.run()
+        else:
+            env.run(until=end_s)
+        now = env.now
+        self.fleet.change(now)
+        return RawRun(
+            requests=self._request_frame(),
+            timeseries=pd.DataFrame(rows, columns=["time_s", "running", "queued", "kv_used_fraction", "power_w"]),
+            replicas=self._replica_frame(now),
+            simulated_s=now,
+            running_area=self.fleet.running_area,
+            queued_area=self.fleet.queued_area,
+            max_running=self.fleet.max_running,
+            max_queued=self.fleet.max_queued,
+        )
+
+    def _request_frame(self) -> pd.DataFrame:
+        status = np.array(self.status, dtype=np.int8)
+        names = np.array(["in_flight", "completed", "rejected"])[status]
+        classes = [c.name for c in self.scenario.workload.classes]
+        df = pd.DataFrame({
+            "arrival_s": np.array(self.arrival_s),
+            "class": pd.Categorical.from_codes(np.array(self.req_class, dtype=np.int64), categories=classes),
+            "input_tokens": np.array(self.input_tokens, dtype=np.int64),
+            "output_tokens": np.array(self.output_tokens, dtype=np.int64),
+            "shared_prefix_tokens": np.array(self.prefix_tokens, dtype=np.int64),
+            "replica": np.array(self.replica_of, dtype=np.int32),
+            "status": pd.Categorical(names, categories=["completed", "rejected", "in_flight"]),
+            "scheduled_s": np.array(self.scheduled_s),
+            "first_token_s": np.array(self.first_token_s),
+            "finish_s": np.array(self.finish_s),
+            "preemptions": np.array(self.preemptions, dtype=np.int32),
+        })
+        df["ttft_s"] = df["first_token_s"] - df["arrival_s"]
+        df["e2e_s"] = df["finish_s"] - df["arrival_s"]
+        df["queue_s"] = df["scheduled_s"] - df["arrival_s"]
+        decode_tokens = (df["output_tokens"] - 1).where(df["output_tokens"] > 1)
+        df["tpot_s"] = (df["finish_s"] - df["first_token_s"]) / decode_tokens
+        df.loc[df["status"] != "completed", ["ttft_s", "e2e_s", "tpot_s"]] = np.nan
+        df.index.name = "request_id"
+        return df
+
+    def _replica_frame(self, now: float) -> pd.DataFrame:
+        rows = []
+        for r in self.replicas:
+            # Close the last idle gap so energy covers [0, now] exactly.
+            if r.sleeping:
+                gap = now - r._idle_since
+                r._account_idle(gap)
+                r._idle_since = now
+            rows.append({
+                "replica": r.index, "energy_j": r.energy_j, "busy_s": r.busy_s,
+                "prefill_s": r.prefill_s, "decode_s": r.decode_s, "kv_byte_s": r.kv_byte_s,
+                "preemptions": r.preemptions, "iterations": r.it, "peak_power_w": r.peak_power_w,
+            })
+        return pd.DataFrame(rows)

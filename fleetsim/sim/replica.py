@@ -1,0 +1,301 @@
+"""One replica (a tensor-parallel group of GPUs) running vLLM-style continuous batching.
+
+Each scheduler iteration serves every running (decoding) sequence one token, and spends what is
+left of the token budget on prefill chunks, FCFS. KV memory is accounted in bytes per GPU:
+a sequence holds footprint(prompt) after admission and grows linearly to footprint(prompt +
+output) over its decode steps (plus half a block of internal fragmentation on average).
+
+Speed: between batch changes every decode iteration's time is known in advance, so a run of
+many iterations is one SimPy timeout. Per-sequence progress is lazy: the replica counts its
+iterations, each decoding sequence remembers the iteration it started decoding at and when it
+will finish (a heap), and memory is two running sums (A + G * iteration).
+An arrival that could be admitted interrupts a run at the next iteration boundary.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+import numpy as np
+import simpy
+
+from fleetsim.power import gpu_power_w
+
+
+class Replica:
+    def __init__(self, env: simpy.Environment, index: int, engine, pool_bytes: float):
+        self.env = env
+        self.index = index
+        self.engine = engine
+        self.step = engine.step_model
+        self.power = engine.profile.power
+        self.tp = engine.tp
+        self.peak_flops = self.step.peak_flops
+        self.bw = self.step.bw
+        sched = engine.scenario.scheduler
+        self.max_batched_tokens = sched.max_batched_tokens
+        self.max_running_seqs = sched.max_running_seqs
+        self.chunked_prefill = sched.chunked_prefill
+        self.pool_bytes = pool_bytes
+        self.frag_bytes = 0.5 * engine.plan.block_bytes_per_gpu
+
+        self.waiting: deque[int] = deque()
+        self.prefilling: dict[int, list] = {}  # rid -> [tokens_left, tokens_done]
+        self.running: dict[int, tuple] = {}  # rid -> (start_it, growth, base) in admission order
+        self.heap: list[tuple[int, int]] = []  # (finish_iteration, rid)
+        self.it = 0
+        # Held bytes per GPU = mem_a + mem_g * it ; KV read per iteration = read_a + mem_g * it.
+        self.mem_a = 0.0
+        self.mem_g = 0.0
+        self.read_a = 0.0
+        self.prefix_bytes = 0.0
+        self.prefixes_stored: set[int] = set()
+
+        # accounting
+        self.energy_j = 0.0
+        self.busy_s = 0.0
+        self.prefill_s = 0.0
+        self.decode_s = 0.0
+        self.kv_byte_s = 0.0
+        self.preemptions = 0
+        self.peak_power_w = self.power.idle_w  # per GPU
+        self._idle_since = 0.0
+        self.current_power_w = self.power.idle_w * self.tp
+        self.in_run = False
+        self.sleeping = True
+        self.wakeup = env.event()
+        self.process = env.process(self._loop())
+
+    # ------------------------------------------------------------------ bookkeeping
+    @property
+    def outstanding(self) -> int:
+        return len(self.waiting) + len(self.prefilling) + len(self.running)
+
+    def held_bytes(self) -> float:
+        return self.mem_a + self.mem_g * self.it + self.prefix_bytes
+
+    def free_bytes(self) -> float:
+        return self.pool_bytes - self.held_bytes()
+
+    def _admit_need(self, rid: int) -> float:
+        e = self.engine
+        need = e.kv_start[rid] + e.kv_growth[rid] * e.generated[rid] + self.frag_bytes
+        c = e.req_class[rid]
+        if e.prefix_caching and e.prefix_tokens[rid] and c not in self.prefixes_stored:
+            need += e.class_prefix_bytes[c]
+        return need
+
+    def can_admit(self, rid: int) -> bool:
+        return (len(self.running) + len(self.prefilling) < self.max_running_seqs
+                and self._admit_need(rid) <= self.free_bytes())
+
+    # ------------------------------------------------------------------ arrivals
+    def enqueue(self, rid: int) -> None:
+        was_empty = not self.waiting
+        self.waiting.append(rid)
+        self.engine.fleet.change(self.env.now, queued=+1)
+        if self.sleeping:
+            self.sleeping = False
+            self.wakeup.succeed()
+        elif self.in_run and was_empty and self.can_admit(rid):
+            self.in_run = False
+            self.process.interrupt()
+
+    # ------------------------------------------------------------------ main loop
+    def _loop(self):
+        env = self.env
+        while True:
+            if not (self.waiting or self.prefilling or self.running):
+                self.sleeping = True
+                self.current_power_w = self.power.idle_w * self.tp
+                self._idle_since = env.now
+                yield self.wakeup
+                self.wakeup = env.event()
+                self._account_idle(env.now - self._idle_since)
+                self._idle_since = env.now
+                continue
+            self._schedule_admissions()
+            if self.prefilling:
+                yield from self._prefill_iteration()
+            elif self.running:
+                yield from self._decode_run()
+            else:
+                # Nothing admissible and nothing running: the head request can never fit.
+                rid = self.waiting.popleft()
+                self.engine.fleet.change(env.now, queued=-1)
+                self.engine.reject(rid)
+
+    def _account_idle(self, gap_s: float) -> None:
+        self.energy_j += gap_s * self.power.idle_w * self.tp
+        self.kv_byte_s += gap_s * self.held_bytes()
+
+    def _schedule_admissions(self) -> None:
+        """FCFS: move waiting requests into prefill while slots and KV memory allow."""
+        if not self.waiting:
+            return
+        e = self.engine
+        budget = self.max_batched_tokens - len(self.running) - sum(p[0] for p in self.prefilling.values())
+        while self.waiting and budget > 0 and self.can_admit(self.waiting[0]):
+            rid = self.waiting.popleft()
+            c = e.req_class[rid]
+            cached = 0
+            if e.prefix_caching and e.prefix_tokens[rid]:
+                if c in self.prefixes_stored:
+                    cached = e.prefix_tokens[rid]  # prefix-cache hit: its KV is already here
+                else:
+                    self.prefixes_stored.add(c)
+                    self.prefix_bytes += e.class_prefix_bytes[c]
+            base = e.kv_start[rid] + e.kv_growth[rid] * e.generated[rid]
+            e.held_base[rid] = base
+            self.mem_a += base + self.frag_bytes
+            tokens = e.input_tokens[rid] + e.generated[rid] - cached
+            self.prefilling[rid] = [tokens, cached]
+            budget -= tokens
+            e.mark_scheduled(rid, self.env.now)
+            e.fleet.change(self.env.now, queued=-1, running=+1)
+
+    # ------------------------------------------------------------------ one mixed iteration
+    def _prefill_iteration(self):
+        env, e = self.env, self.engine
+        n_dec = len(self.running)
+        budget = max(self.max_batched_tokens - n_dec, 0)
+        chunks = []
+        pair_bytes = 0.0
+        for rid, state in self.prefilling.items():
+            if budget <= 0:
+                break
+            left, done = state
+            if self.chunked_prefill:
+                c = min(left, budget)
+            elif left <= budget or not chunks:
+                c = left  # without chunking a prompt goes whole (vLLM needs budget >= max_model_len)
+            else:
+                break
+            chunks.append((rid, c))
+            budget -= c
+            # Attention of c query tokens over the context at mid-chunk (causal), per GPU.
+            pair_bytes += c * e.footprint_bytes(done + 0.5 * c)
+        tokens = sum(c for _, c in chunks)
+        read = self.read_a + self.mem_g * self.it
+        cost = self.step.iteration(n_dec, read, tokens, pair_bytes)
+        t = cost.time_s
+        p = self._power(cost.flops, cost.bytes, t)
+        self.current_power_w = p * self.tp
+        self.in_run = False
+        yield env.timeout(t)
+        self.energy_j += p * t * self.tp
+        self.peak_power_w = max(self.peak_power_w, p)
+        self.busy_s += t
+        self.prefill_s += t * tokens / (tokens + n_dec)
+        self.decode_s += t * n_dec / (tokens + n_dec)
+        self.kv_byte_s += t * self.held_bytes()
+        self.it += 1
+        now = env.now
+        for rid, c in chunks:
+            state = self.prefilling[rid]
+            state[0] -= c
+            state[1] += c
+            if state[0] == 0:
+                del self.prefilling[rid]
+                self._start_decode(rid, now)
+        self._complete_due(now)
+
+    def _start_decode(self, rid: int, now: float) -> None:
+        """Prefill finished: the first output token is out; the rest is decode."""
+        e = self.engine
+        if e.generated[rid] == 0:
+            e.mark_first_token(rid, now)
+        e.generated[rid] += 1
+        left = e.output_tokens[rid] - e.generated[rid]
+        base = e.held_base[rid]
+        if left <= 0:
+            self.mem_a -= base + self.frag_bytes
+            e.fleet.change(now, running=-1)
+            e.complete(rid, now, self.index)
+            return
+        g = e.kv_growth[rid]
+        # From here its memory grows by g per iteration: A + G * it bookkeeping.
+        self.mem_a -= g * self.it
+        self.mem_g += g
+        self.read_a += base + e.prefix_read[rid] - g * self.it
+        self.running[rid] = (self.it, g)
+        heapq.heappush(self.heap, (self.it + left, rid))
+
+    def _release(self, rid: int, start_it: int, g: float) -> None:
+        e = self.engine
+        base = e.held_base[rid]
+        self.mem_a -= base + self.frag_bytes - g * start_it
+        self.read_a -= base + e.prefix_read[rid] - g * start_it
+        self.mem_g -= g
+
+    def _complete_due(self, now: float) -> None:
+        e = self.engine
+        heap = self.heap
+        while heap and heap[0][0] <= self.it:
+            _, rid = heapq.heappop(heap)
+            start_it, g = self.running.pop(rid)
+            e.generated[rid] = e.output_tokens[rid]
+            self._release(rid, start_it, g)
+            e.fleet.change(now, running=-1)
+            e.complete(rid, now, self.index)
+
+    # ------------------------------------------------------------------ decode-only runs
+    def _decode_run(self):
+        env = self.env
+        n = len(self.running)
+        k_done = self.heap[0][0] - self.it
+        k = k_done
+        if self.mem_g > 0:
+            room = self.pool_bytes - self.held_bytes()
+            k_fill = int(room // self.mem_g)
+            if k_fill < 1:
+                self._preempt(env.now)
+                return
+            k = min(k, k_fill)
+        read0 = self.read_a + self.mem_g * self.it
+        times, flops, moved = self.step.decode_run(n, read0, self.mem_g, k)
+        cum = np.cumsum(times)
+        total = float(cum[-1])
+        powers = self._power(flops, moved, times)
+        self.current_power_w = float(np.dot(powers, times) / total) * self.tp
+        start = env.now
+        steps = k
+        self.in_run = True
+        try:
+            yield env.timeout(total)
+        except simpy.Interrupt:
+            elapsed = env.now - start
+            steps = min(int(np.searchsorted(cum, elapsed, side="right")) + 1, k)
+            yield env.timeout(max(float(cum[steps - 1]) - elapsed, 0.0))
+        self.in_run = False
+        dur = float(cum[steps - 1])
+        held0 = self.held_bytes()
+        self.energy_j += float(np.dot(powers[:steps], times[:steps])) * self.tp
+        self.peak_power_w = max(self.peak_power_w, float(powers[:steps].max()))
+        self.busy_s += dur
+        self.decode_s += dur
+        j = np.arange(steps, dtype=np.float64)
+        self.kv_byte_s += float(np.dot(held0 + self.mem_g * j, times[:steps]))
+        self.it += steps
+        self._complete_due(env.now)
+
+    def _preempt(self, now: float) -> None:
+        """Out of KV blocks: evict the most recently admitted sequence (recompute later)."""
+        e = self.engine
+        rid = next(reversed(self.running))
+        start_it, g = self.running.pop(rid)
+        self.heap = [(f, r) for f, r in self.heap if r != rid]
+        heapq.heapify(self.heap)
+        produced = self.it - start_it
+        self._release(rid, start_it, g)
+        e.generated[rid] += produced
+        e.preempted(rid)
+        self.preemptions += 1
+        self.waiting.appendleft(rid)
+        e.fleet.change(now, running=-1, queued=+1)
+
+    def _power(self, flops, moved, t):
+        u_c = flops / (t * self.peak_flops)
+        u_m = moved / (t * self.bw)
+        return gpu_power_w(self.power, u_c, u_m)

@@ -1,0 +1,71 @@
+"""simulate(): scenario in, results (data) out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from fleetsim.catalog import load_gpu, load_model
+from fleetsim.memory import MemoryPlan, plan_memory
+from fleetsim.metrics import summarize
+from fleetsim.profile import load_profile
+from fleetsim.scenario import load_scenario
+from fleetsim.sim.engine import Engine
+from fleetsim.spec.scenario import ScenarioSpec
+
+
+@dataclass
+class SimulationResult:
+    scenario: ScenarioSpec
+    summary: dict
+    requests: pd.DataFrame
+    timeseries: pd.DataFrame
+    replicas: pd.DataFrame
+    plan: MemoryPlan = field(repr=False)
+
+    def to_json(self) -> str:
+        return json.dumps(self.summary, indent=2, sort_keys=False)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write summary.json, requests.csv, timeseries.csv, replicas.csv and the scenario."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(self.to_json() + "\n")
+        (out / "scenario.json").write_text(self.scenario.model_dump_json(indent=2) + "\n")
+        self.requests.to_csv(out / "requests.csv")
+        self.timeseries.to_csv(out / "timeseries.csv", index=False)
+        self.replicas.to_csv(out / "replicas.csv", index=False)
+        return out
+
+
+def build(scenario: ScenarioSpec):
+    """Resolve catalog entries and plan memory: every capacity error surfaces here."""
+    arch = load_model(scenario.model)
+    gpu = load_gpu(scenario.fleet.gpu)
+    profile = load_profile(gpu.name, scenario.fleet.profile)
+    s = scenario.scheduler
+    plan = plan_memory(
+        arch, gpu, tp=scenario.fleet.tp, weight_dtype=scenario.weight_dtype, kv=scenario.kv_cache,
+        gpu_memory_utilization=scenario.fleet.gpu_memory_utilization, block_tokens=s.block_tokens,
+        max_batched_tokens=s.max_batched_tokens, max_running_seqs=s.max_running_seqs,
+    )
+    return arch, gpu, profile, plan
+
+
+def simulate(scenario_or_path: Any, overrides: dict | None = None, *,
+             progress: Callable[[float], None] | None = None, **kw_overrides) -> SimulationResult:
+    """Run one scenario. Overrides are dotted paths: simulate(path, {"fleet.replicas": 8}) or
+    simulate(path, fleet__replicas=8) (double underscore for a dot)."""
+    merged = dict(overrides or {})
+    merged.update({k.replace("__", "."): v for k, v in kw_overrides.items()})
+    scenario = load_scenario(scenario_or_path, merged)
+    arch, gpu, profile, plan = build(scenario)
+    engine = Engine(scenario, arch, gpu, profile, plan)
+    engine.progress = progress
+    raw = engine.run()
+    summary = summarize(raw, scenario, arch, gpu, plan)
+    return SimulationResult(scenario, summary, raw.requests, raw.timeseries, raw.replicas, plan)
