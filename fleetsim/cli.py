@@ -242,6 +242,119 @@ def run(
             out.print(f"wrote {out_dir}/summary.json, requests.csv, timeseries.csv, replicas.csv")
 
 
+# ---------------------------------------------------------------------------- tables
+def _print_frame(df, title: str = "", floatfmt: str = "{:,.4g}") -> None:
+    t = Table(title=title or None)
+    for c in df.columns:
+        t.add_column(str(c), overflow="fold")
+    for row in df.itertuples(index=False):
+        cells = []
+        for v in row:
+            if isinstance(v, float):
+                cells.append("-" if v != v else floatfmt.format(v))
+            else:
+                cells.append(str(v))
+        t.add_row(*cells)
+    out.print(t)
+
+
+# ---------------------------------------------------------------------------- what-if and procurement
+@app.command()
+def sweep(
+    scenario: Path = typer.Argument(..., help="Base scenario YAML."),
+    grid: List[str] = typer.Option(..., "--grid", help="KEY=V1,V2,... or KEY=START:STOP:STEP (inclusive); repeat for a product."),
+    out_dir: Path = typer.Option(..., "--out", help="Directory for points.parquet and per-point results (resumable)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a base field: --set run.duration_s=120"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask: 'local' starts a LocalCluster, tcp://HOST:PORT joins one. Default: a local process pool."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Local pool / LocalCluster workers (default: CPU count)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the table as one JSON array."),
+):
+    """Run a grid of what-ifs; one row per point, written as each finishes (rerun to resume)."""
+    from fleetsim.sweep import parse_grid, run_sweep
+
+    df = run_sweep(scenario, parse_grid(grid), out_dir, overrides=_overrides(set_), scheduler=scheduler,
+                   workers=workers, progress=not json_out)
+    if json_out:
+        sys.stdout.write(df.to_json(orient="records", indent=2) + "\n")
+    else:
+        from fleetsim.sweep import display_columns
+
+        _print_frame(df[display_columns(df)], title=f"sweep: {len(df)} points -> {out_dir}")
+
+
+@app.command()
+def plan(
+    scenario: Path = typer.Argument(..., help="Scenario YAML: its workload and SLOs are the requirement."),
+    gpus_: str = typer.Option("h100-sxm,h200,b200,a100-80gb", "--gpus", help="Comma-separated GPU types to compare."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a field by dotted path."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write plan.json and the comparison table here."),
+    json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON object."),
+):
+    """Cheapest fleet per GPU type that meets the scenario's SLOs at its load."""
+    from fleetsim.plan import plan_fleet
+
+    result = plan_fleet(scenario, [g.strip() for g in gpus_.split(",") if g.strip()],
+                        overrides=_overrides(set_), out_dir=out_dir, progress=not json_out)
+    if json_out:
+        _print_json(result.to_dict())
+    else:
+        _print_frame(result.display_table(), title=result.title())
+        out.print(result.recommendation())
+
+
+@app.command()
+def report(
+    source: Path = typer.Argument(..., help="A scenario YAML, a sweep directory or a plan directory."),
+    output: Path = typer.Option(Path("report.html"), "-o", "--output", help="HTML file to write."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override fields of a scenario source."),
+):
+    """Write a self-contained HTML procurement report (opens offline in any browser)."""
+    from fleetsim.report.html import write_report
+
+    path = write_report(source, output, overrides=_overrides(set_))
+    out.print(f"wrote {path}")
+
+
+@app.command()
+def validate(
+    cases: Optional[List[Path]] = typer.Argument(None, help="Case files (YAML); default: the shipped cases."),
+    json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON object."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write validation.csv and summary.json here."),
+):
+    """Compare fleetsim's predictions with published measurements."""
+    from fleetsim.validation import run_validation
+
+    result = run_validation(cases or None)
+    if out_dir is not None:
+        result.save(out_dir)
+    if json_out:
+        _print_json(result.to_dict())
+    else:
+        _print_frame(result.display_table(), title="predicted vs published")
+        _print_frame(result.summary_table(), title="absolute error by metric (%)")
+
+
+@app.command()
+def calibrate(
+    gpu_index: int = typer.Option(0, "--gpu", help="CUDA device index to measure."),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="Profile YAML to write (raw samples CSV beside it)."),
+    quick: bool = typer.Option(False, "--quick", help="Small grid: under 10 minutes on an H100."),
+    report_profile: Optional[Path] = typer.Option(None, "--report", help="Show measured against fitted for a profile."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="With --report: write the plot (PNG) here."),
+):
+    """Measure KV-cache kernels and weight GEMMs with NVML energy, fit a calibration profile."""
+    from fleetsim.calibrate import command
+
+    if report_profile is not None:
+        df = command.calibration_report(report_profile, plot)
+        _print_frame(df, title=f"measured vs fitted: {report_profile}")
+        if plot is not None:
+            out.print(f"wrote {plot}")
+        return
+    path = command.run_calibration(gpu_index, out_path, quick)
+    out.print(f"wrote {path}")
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

@@ -1,0 +1,394 @@
+"""The model and GPU catalogs and the Hugging Face config reader.
+
+Expected figures come from the published sources named beside them (model cards, papers,
+datasheets), not from the catalog files under test.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleetsim.catalog import (
+    architecture_from_hf_config,
+    clear_cache,
+    gpu_entry,
+    gpu_names,
+    load_gpu,
+    load_model,
+    model_entry,
+    model_names,
+)
+from fleetsim.errors import CatalogError, FleetsimError
+from fleetsim.spec.hardware import GpuSpec
+
+DATA = Path(__file__).parent / "data"
+
+REQUIRED_MODELS = {
+    "gpt2-xl", "opt-30b", "llama-3-8b", "llama-3.1-8b", "llama-3-70b", "llama-3.1-70b",
+    "llama-3.1-405b", "llama-2-70b", "mistral-7b-v0.1", "mixtral-8x7b", "qwen3-32b",
+    "deepseek-v3", "gemma-3-27b", "mamba-2.8b", "jamba-1.5-mini",
+}
+REQUIRED_GPUS = {"h100-sxm", "h100-pcie", "h200", "b200", "gb200", "a100-80gb", "a100-40gb", "l40s", "mi300x"}
+
+# Published parameter counts: (total, active or None, where it is published).
+PUBLISHED = {
+    "gpt2-xl": (1_542_000_000, None, "GPT-2 paper (Radford et al. 2019), Table 2: 1542M"),
+    "opt-30b": (30e9, None, "OPT paper (Zhang et al. 2022), Table 1: OPT-30B"),
+    "llama-3-8b": (8.03e9, None, "huggingface.co/meta-llama/Meta-Llama-3-8B: 8.03B params"),
+    "llama-3.1-8b": (8.03e9, None, "huggingface.co/meta-llama/Llama-3.1-8B: 8.03B params"),
+    "llama-3-70b": (70.6e9, None, "huggingface.co/meta-llama/Meta-Llama-3-70B: 70.6B params"),
+    "llama-3.1-70b": (70.6e9, None, "huggingface.co/meta-llama/Llama-3.1-70B: 70.6B params"),
+    "llama-3.1-405b": (405e9, None, "Llama 3 paper (Dubey et al. 2024): 405B"),
+    "llama-2-70b": (70e9, None, "Llama 2 paper (Touvron et al. 2023): 70B"),
+    "mistral-7b-v0.1": (7.3e9, None, "mistral.ai/news/announcing-mistral-7b: 7.3B"),
+    "mixtral-8x7b": (46.7e9, 12.9e9, "mistral.ai/news/mixtral-of-experts: 46.7B total, 12.9B per token"),
+    "qwen3-32b": (32.8e9, None, "Qwen3-32B model card: 32.8B parameters"),
+    "deepseek-v3": (671e9, 37e9, "DeepSeek-V3 Technical Report (arXiv 2412.19437): 671B total, 37B activated"),
+    # The estimator reads the text decoder; the report's Table 1 gives embedding 1,416M +
+    # non-embedding 25,600M for it (the 417M vision encoder is separate).
+    "gemma-3-27b": (1_416e6 + 25_600e6, None, "Gemma 3 Technical Report (arXiv 2503.19786), Table 1"),
+    "mamba-2.8b": (2.8e9, None, "Mamba paper (Gu & Dao 2023): Mamba-2.8B"),
+    "jamba-1.5-mini": (52e9, 12e9, "Jamba-1.5 paper (arXiv 2408.12570): 52B total, 12B active"),
+}
+
+
+def groups(arch, kind):
+    return [g for g in arch.layers if g.kind == kind]
+
+
+# ------------------------------------------------------------------------------- models
+
+
+def test_catalog_lists_every_required_model():
+    assert REQUIRED_MODELS <= set(model_names())
+    assert model_names() == sorted(model_names())
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_MODELS))
+def test_every_catalog_model_loads_with_its_provenance(name):
+    arch = load_model(name)
+    entry = model_entry(name)
+    assert arch.name == name == entry["name"]
+    assert entry["display_name"] and entry["params_source"]
+    assert arch.source.startswith("huggingface.co/")
+    assert arch.total_params == entry["total_params"]
+    assert arch.active_params == entry["active_params"]
+    assert arch.num_layers > 0
+
+
+def test_gemma_3_27b_is_five_local_to_one_global():
+    # Gemma 3 report: 62 layers, 5 local (window 1024) : 1 global, 16 KV heads of 128.
+    arch = load_model("gemma-3-27b")
+    local = groups(arch, "attention")
+    assert sum(g.count for g in local if g.window_tokens == 1024) == 52
+    assert sum(g.count for g in local if g.window_tokens is None) == 10
+    assert {(g.q_heads, g.kv_heads, g.head_dim) for g in local} == {(32, 16, 128)}
+    # Depth order: layers 0-4 local, layer 5 global, ..., the last two layers local.
+    assert (arch.layers[0].count, arch.layers[0].window_tokens) == (5, 1024)
+    assert (arch.layers[1].count, arch.layers[1].window_tokens) == (1, None)
+    assert (arch.layers[-1].count, arch.layers[-1].window_tokens) == (2, 1024)
+    assert arch.vocab_size == 262_208  # Gemma3TextConfig default; the hub file omits it
+
+
+def test_jamba_1_5_mini_has_4_attention_and_28_mamba_layers():
+    # Jamba paper: one attention layer per 8-layer block (a:m = 1:7), MoE every other layer.
+    arch = load_model("jamba-1.5-mini")
+    assert arch.count_layers("attention") == 4
+    assert arch.count_layers("ssm") == 28
+    assert [(g.kind, g.count) for g in arch.layers[:3]] == [("ssm", 4), ("attention", 1), ("ssm", 7)]
+    ssm = groups(arch, "ssm")[0]
+    assert (ssm.version, ssm.d_inner, ssm.d_state, ssm.d_conv) == (1, 8192, 16, 4)
+    assert (arch.moe.num_experts, arch.moe.experts_per_token, arch.moe.moe_layers) == (16, 2, 16)
+
+
+def test_deepseek_v3_is_61_mla_layers_with_routed_and_shared_experts():
+    # DeepSeek-V3 report: 61 layers, MLA with d_c = 512 and d_h^R = 64; 256 routed experts
+    # (8 active) + 1 shared, expert width 2048; the first 3 layers are dense.
+    arch = load_model("deepseek-v3")
+    assert arch.count_layers("mla") == 61 == arch.num_layers
+    (mla,) = arch.layers
+    assert (mla.kv_lora_rank, mla.qk_rope_head_dim, mla.q_heads) == (512, 64, 128)
+    assert (mla.qk_nope_head_dim, mla.v_head_dim) == (128, 128)
+    assert arch.moe.num_experts == 256 and arch.moe.experts_per_token == 8
+    assert arch.moe.shared_experts == 1 and arch.moe.moe_layers == 61 - 3
+    assert arch.moe.params_per_expert == 3 * 7168 * 2048
+    assert arch.native_dtype == "fp8"
+
+
+def test_qwen3_32b_head_dim_is_not_hidden_over_heads():
+    # Qwen3-32B model card: 64 Q heads, 8 KV heads; head_dim 128 while 5120 / 64 = 80.
+    (attn,) = load_model("qwen3-32b").layers
+    assert (attn.q_heads, attn.kv_heads, attn.head_dim) == (64, 8, 128)
+    assert attn.window_tokens is None  # use_sliding_window: false
+
+
+def test_mistral_7b_v0_1_windows_every_layer_at_4096():
+    # Mistral 7B paper: sliding window W = 4096 on all 32 layers.
+    (attn,) = load_model("mistral-7b-v0.1").layers
+    assert (attn.count, attn.window_tokens) == (32, 4096)
+    assert load_model("mistral-7b-v0.1").attention_kind == "SWA"
+
+
+def test_mixtral_is_eight_experts_two_per_token():
+    arch = load_model("mixtral-8x7b")
+    assert (arch.moe.num_experts, arch.moe.experts_per_token, arch.moe.moe_layers) == (8, 2, 32)
+    assert arch.moe.params_per_expert == 3 * 4096 * 14336
+    assert arch.layers[0].window_tokens is None  # sliding_window: null
+
+
+def test_gpt2_xl_and_opt_30b_are_mha():
+    # GPT-2 paper Table 2: 48 layers, d_model 1600 (25 heads of 64); OPT paper: 48 x 56 heads of 128.
+    (gpt,) = load_model("gpt2-xl").layers
+    assert (gpt.count, gpt.q_heads, gpt.kv_heads, gpt.head_dim) == (48, 25, 25, 64)
+    (opt,) = load_model("opt-30b").layers
+    assert (opt.count, opt.q_heads, opt.kv_heads, opt.head_dim) == (48, 56, 56, 128)
+
+
+def test_mamba_2_8b_is_64_mamba1_layers():
+    # Mamba paper: 2.8B model = 64 layers, d_model 2560, expand 2, N = 16.
+    (ssm,) = load_model("mamba-2.8b").layers
+    assert (ssm.kind, ssm.count, ssm.version) == ("ssm", 64, 1)
+    assert (ssm.d_inner, ssm.d_state, ssm.d_conv) == (5120, 16, 4)
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_MODELS))
+def test_config_json_by_path_matches_the_catalog(name):
+    path = DATA / f"{name}.config.json"
+    from_file = load_model(path)
+    catalog = load_model(name)
+    assert from_file.layers == catalog.layers
+    assert from_file.moe == catalog.moe
+    assert from_file.hidden_size == catalog.hidden_size
+    assert from_file.name == name
+    assert json.loads(path.read_text()) == model_entry(name)["hf_config"]
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_parameter_estimate_is_within_3_percent_of_the_published_count(name):
+    total, active, where = PUBLISHED[name]
+    estimate = architecture_from_hf_config(model_entry(name)["hf_config"], name=name)
+    assert estimate.total_params == pytest.approx(total, rel=0.03), where
+    if active is not None:
+        assert estimate.active_params == pytest.approx(active, rel=0.03), where
+    else:
+        assert estimate.active_params == estimate.total_params
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_catalog_counts_agree_with_the_published_counts(name):
+    total, active, where = PUBLISHED[name]
+    arch = load_model(name)
+    assert arch.total_params == pytest.approx(total, rel=0.03), where
+    assert arch.active_params == pytest.approx(active or total, rel=0.03), where
+
+
+def test_dense_estimates_are_exact_for_llama_3_8b():
+    # 8,030,261,248 is the safetensors total the Hugging Face page reports for Meta-Llama-3-8B.
+    arch = architecture_from_hf_config(json.loads((DATA / "llama-3-8b.config.json").read_text()), name="x")
+    assert arch.total_params == 8_030_261_248
+
+
+def test_only_a_published_total_gives_active_from_the_expert_split():
+    config = model_entry("mixtral-8x7b")["hf_config"]
+    arch = architecture_from_hf_config(config, name="mixtral", total_params=46_700_000_000)
+    idle_experts = 6 * 32 * 3 * 4096 * 14336  # 6 of 8 experts idle in 32 layers
+    assert arch.active_params == pytest.approx(46_700_000_000 - idle_experts, abs=32 * 4096 * 8)
+
+
+def test_load_model_takes_a_folder_and_a_catalog_yaml(tmp_path):
+    snapshot = tmp_path / "Meta-Llama-3-8B"
+    snapshot.mkdir()
+    (snapshot / "config.json").write_text((DATA / "llama-3-8b.config.json").read_text())
+    arch = load_model(snapshot)
+    assert arch.name == "Meta-Llama-3-8B"
+    assert arch.layers == load_model("llama-3-8b").layers
+    assert load_model(str(snapshot / "config.json")).layers == arch.layers
+
+    entry = model_entry("qwen3-32b")
+    (tmp_path / "my-qwen.yaml").write_text(yaml.safe_dump(dict(entry, name="my-qwen")))
+    mine = load_model(tmp_path / "my-qwen.yaml")
+    assert mine.name == "my-qwen" and mine.total_params == entry["total_params"]
+
+
+def test_unknown_model_names_the_known_ones():
+    with pytest.raises(CatalogError, match=r"model 'foo' is unknown; known: .*llama-3-8b.*config\.json"):
+        load_model("foo")
+    with pytest.raises(CatalogError, match="unknown"):
+        model_entry("foo")
+    with pytest.raises(CatalogError, match="no such file"):
+        load_model(Path("/nonexistent/config.json"))
+
+
+def test_model_entry_is_a_copy():
+    model_entry("llama-3-8b")["hf_config"]["num_hidden_layers"] = 1
+    assert load_model("llama-3-8b").num_layers == 32
+    clear_cache()
+    assert load_model("llama-3-8b").num_layers == 32
+
+
+# ------------------------------------------------------------------ the config reader
+
+
+LLAMA2_7B = {  # huggingface.co/meta-llama/Llama-2-7b-hf config.json: no head_dim, MHA
+    "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 11008,
+    "max_position_embeddings": 4096, "model_type": "llama", "num_attention_heads": 32,
+    "num_hidden_layers": 32, "num_key_value_heads": 32, "rms_norm_eps": 1e-05,
+    "tie_word_embeddings": False, "torch_dtype": "float16", "vocab_size": 32000,
+}
+
+
+def test_missing_kv_heads_means_mha_and_missing_head_dim_means_hidden_over_heads():
+    config = {k: v for k, v in LLAMA2_7B.items() if k != "num_key_value_heads"}
+    (attn,) = architecture_from_hf_config(config, name="llama-2-7b").layers
+    assert (attn.q_heads, attn.kv_heads, attn.head_dim) == (32, 32, 128)
+    # Llama 2 paper: 7B. The estimate from this config: 6.74B.
+    assert architecture_from_hf_config(config, name="x").total_params == 6_738_415_616
+
+
+def test_model_type_can_come_from_architectures():
+    config = {k: v for k, v in LLAMA2_7B.items() if k != "model_type"}
+    assert architecture_from_hf_config(config, name="x").num_layers == 32
+
+
+def test_layer_types_decide_which_layers_slide():
+    config = dict(LLAMA2_7B, num_hidden_layers=4, sliding_window=512,
+                  layer_types=["sliding_attention", "full_attention", "full_attention", "sliding_attention"])
+    arch = architecture_from_hf_config(config, name="x")
+    assert [(g.count, g.window_tokens) for g in arch.layers] == [(1, 512), (2, None), (1, 512)]
+
+
+def test_qwen_use_sliding_window_false_means_no_window():
+    # Qwen2-7B config.json carries sliding_window 131072 with use_sliding_window false.
+    config = dict(LLAMA2_7B, model_type="qwen2", sliding_window=131072, use_sliding_window=False)
+    (attn,) = architecture_from_hf_config(config, name="x").layers
+    assert attn.window_tokens is None
+
+
+def test_gemma_3_text_config_alone_reads_the_same_as_the_wrapper():
+    text = dict(model_entry("gemma-3-27b")["hf_config"]["text_config"])
+    assert architecture_from_hf_config(text, name="x").layers == load_model("gemma-3-27b").layers
+
+
+def test_mamba_2_state_layout():
+    config = {  # state-spaces/mamba2-2.7b sizes (Mamba-2 paper): 64 layers, d_model 2560
+        "model_type": "mamba2", "hidden_size": 2560, "num_hidden_layers": 64, "vocab_size": 50288,
+        "expand": 2, "num_heads": 80, "head_dim": 64, "n_groups": 1, "state_size": 128,
+        "conv_kernel": 4, "tie_word_embeddings": True,
+    }
+    arch = architecture_from_hf_config(config, name="mamba2-2.7b")
+    (ssm,) = arch.layers
+    assert (ssm.version, ssm.d_inner, ssm.d_state, ssm.n_heads, ssm.n_groups) == (2, 5120, 128, 80, 1)
+    assert arch.total_params == pytest.approx(2.7e9, rel=0.03)  # Mamba-2 paper: 2.7B
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"hidden_size": 4000, "num_attention_heads": 48, "num_key_value_heads": 8}, "hidden_size"),
+        ({"num_key_value_heads": 5}, "num_key_value_heads"),
+        ({"num_hidden_layers": None}, "num_hidden_layers"),
+        ({"num_hidden_layers": 0}, "num_hidden_layers"),
+        ({"num_attention_heads": "32"}, "num_attention_heads"),
+        ({"model_type": "bert"}, "model_type"),
+        ({"sliding_window": 512, "layer_types": ["full_attention"] * 3}, "layer_types"),
+        ({"sliding_window": 512, "layer_types": ["global"] * 32}, "layer_types[0]"),
+        ({"model_type": "mixtral", "num_local_experts": 8, "num_experts_per_tok": 9}, "num_experts_per_tok"),
+    ],
+)
+def test_contradictory_config_raises_one_line_naming_the_field(change, field):
+    config = {k: v for k, v in dict(LLAMA2_7B, **change).items() if v is not None}
+    with pytest.raises(CatalogError) as caught:
+        architecture_from_hf_config(config, name="bad")
+    message = str(caught.value)
+    assert f"'{field}'" in message
+    assert "\n" not in message
+    assert isinstance(caught.value, FleetsimError)
+
+
+def test_error_names_the_value_and_what_would_be_valid():
+    with pytest.raises(CatalogError, match=r"'num_key_value_heads' = 5 .*32.*\[1, 2, 4, 8, 16, 32\]"):
+        architecture_from_hf_config(dict(LLAMA2_7B, num_key_value_heads=5), name="bad")
+    with pytest.raises(CatalogError, match=r"'hidden_size' = 4000 .* 48 .*head_dim"):
+        architecture_from_hf_config(dict(LLAMA2_7B, hidden_size=4000, num_attention_heads=48, num_key_value_heads=8), name="bad")
+
+
+def test_bad_files_raise_catalog_errors(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(CatalogError, match="not valid JSON"):
+        load_model(broken)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CatalogError, match="no config.json"):
+        load_model(empty)
+    with pytest.raises(CatalogError, match="hf_config"):
+        (tmp_path / "x.yaml").write_text("name: x\n")
+        load_model(tmp_path / "x.yaml")
+    with pytest.raises(CatalogError, match="JSON object"):
+        architecture_from_hf_config([1, 2], name="x")
+
+
+# --------------------------------------------------------------------------------- GPUs
+
+
+def test_catalog_lists_every_required_gpu():
+    assert REQUIRED_GPUS <= set(gpu_names())
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_GPUS))
+def test_every_gpu_loads_with_a_bf16_peak_and_sources(name):
+    gpu = load_gpu(name)
+    assert gpu.name == name
+    assert gpu.peak_flops_per_s["bf16"] > 0
+    assert gpu.sources.get("memory_bytes")
+    # every figure that is set carries a source, and every source names a real field
+    for field, value in gpu.model_dump().items():
+        if field not in ("name", "vendor", "description", "sources") and value is not None:
+            assert gpu.sources.get(field), f"{name}: no source for {field}"
+    assert set(gpu.sources) <= set(GpuSpec.model_fields)
+    assert 16e9 < gpu.memory_bytes < 300e9
+    # dense tensor peaks: fp8 (where present) doubles bf16 on every part listed
+    if "fp8" in gpu.peak_flops_per_s:
+        assert gpu.peak_flops_per_s["fp8"] == pytest.approx(2 * gpu.peak_flops_per_s["bf16"], rel=0.01)
+
+
+def test_h100_figures_are_the_datasheet_dense_values():
+    sxm, pcie = load_gpu("h100-sxm"), load_gpu("h100-pcie")
+    # nvidia-smi reports 81,559 MiB on both H100 80GB parts.
+    assert sxm.memory_bytes == pcie.memory_bytes == 81_559 * 2**20
+    # H100 datasheet: SXM BF16 1,979 / PCIe 1,513 TFLOPS with sparsity; dense is half.
+    assert sxm.peak_flops("bf16") == pytest.approx(1979e12 / 2, rel=1e-3)
+    assert pcie.peak_flops("bf16") == pytest.approx(1513e12 / 2, rel=1e-3)
+    assert pcie.peak_flops("fp8") == pytest.approx(3026e12 / 2, rel=1e-3)
+    assert pcie.hbm_bandwidth_bytes_per_s == 2.0e12
+    # NVLink 4: 900 GB/s bidirectional per GPU; PCIe Gen5 x16: 128 GB/s bidirectional.
+    assert sxm.interconnect_bandwidth_bytes_per_s == 450e9
+    assert pcie.interconnect_bandwidth_bytes_per_s == 64e9
+    assert load_gpu("l40s").interconnect_bandwidth_bytes_per_s == 32e9  # PCIe Gen4 x16
+
+
+def test_a100_has_no_fp8_and_falls_back_to_bf16():
+    a100 = load_gpu("a100-80gb")
+    assert "fp8" not in a100.peak_flops_per_s
+    assert a100.peak_flops("fp8") == a100.peak_flops("bf16") == 312e12  # A100 datasheet, dense
+
+
+def test_gpu_entries_read_as_numbers_not_strings():
+    for name in gpu_names():
+        entry = gpu_entry(name)
+        assert isinstance(entry["hbm_bandwidth_bytes_per_s"], (int, float))
+        assert all(isinstance(v, (int, float)) for v in entry["peak_flops_per_s"].values())
+
+
+def test_unknown_gpu_and_bad_gpu_file(tmp_path):
+    with pytest.raises(CatalogError, match=r"gpu 'h900' is unknown; known: .*h100-sxm"):
+        load_gpu("h900")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(dict(gpu_entry("h100-sxm"), memory_bytes=-1)))
+    with pytest.raises(CatalogError, match="memory_bytes"):
+        load_gpu(bad)
+    custom = tmp_path / "custom.yaml"
+    custom.write_text(yaml.safe_dump(dict(gpu_entry("h100-sxm"), name="my-h100", tdp_w=500)))
+    assert load_gpu(custom).tdp_w == 500
