@@ -25,8 +25,13 @@ out = Console()
 err = Console(stderr=True)
 
 
+def _error_line(message: str) -> None:
+    # One physical line, never wrapped to the terminal width.
+    sys.stderr.write("error: " + " ".join(str(message).split()) + "\n")
+
+
 def _fail(message: str) -> None:
-    err.print(f"error: {message}", markup=False, highlight=False)
+    _error_line(message)
     raise typer.Exit(2)
 
 
@@ -359,7 +364,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except FleetsimError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        _error_line(str(exc))
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

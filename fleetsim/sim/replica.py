@@ -21,6 +21,7 @@ import numpy as np
 import simpy
 
 from fleetsim.power import gpu_power_w
+from fleetsim.sim.decode_run import DecodeRun
 
 
 class Replica:
@@ -254,11 +255,8 @@ class Replica:
                 return
             k = min(k, k_fill)
         read0 = self.read_a + self.mem_g * self.it
-        times, flops, moved = self.step.decode_run(n, read0, self.mem_g, k)
-        cum = np.cumsum(times)
-        total = float(cum[-1])
-        powers = self._power(flops, moved, times)
-        self.current_power_w = float(np.dot(powers, times) / total) * self.tp
+        run = DecodeRun(self.step, n, read0, self.mem_g, k)
+        total = run.total_s
         start = env.now
         steps = k
         self.in_run = True
@@ -266,17 +264,19 @@ class Replica:
             yield env.timeout(total)
         except simpy.Interrupt:
             elapsed = env.now - start
-            steps = min(int(np.searchsorted(cum, elapsed, side="right")) + 1, k)
-            yield env.timeout(max(float(cum[steps - 1]) - elapsed, 0.0))
+            steps = run.steps_started_by(elapsed)
+            yield env.timeout(max(run.time_s(steps) - elapsed, 0.0))
         self.in_run = False
-        dur = float(cum[steps - 1])
+        dur = run.time_s(steps) if steps < k else total
+        energy, peak = run.energy_j(steps)
         held0 = self.held_bytes()
-        self.energy_j += float(np.dot(powers[:steps], times[:steps])) * self.tp
-        self.peak_power_w = max(self.peak_power_w, float(powers[:steps].max()))
+        self.energy_j += energy * self.tp
+        self.peak_power_w = max(self.peak_power_w, peak)
+        self.current_power_w = energy / dur * self.tp if dur > 0 else self.current_power_w
         self.busy_s += dur
         self.decode_s += dur
-        j = np.arange(steps, dtype=np.float64)
-        self.kv_byte_s += float(np.dot(held0 + self.mem_g * j, times[:steps]))
+        # KV held grows linearly per iteration: integral = sum_j (held0 + G j) t_j.
+        self.kv_byte_s += held0 * dur + self.mem_g * run.weighted_index_s(steps)
         self.it += steps
         self._complete_due(env.now)
 

@@ -37,7 +37,12 @@ class LeastOutstanding:
         self.replicas = replicas
 
     def pick(self, rid):
-        return min(self.replicas, key=lambda r: r.outstanding)
+        best, best_n = None, None
+        for r in self.replicas:
+            n = len(r.waiting) + len(r.prefilling) + len(r.running)
+            if best_n is None or n < best_n:
+                best, best_n = r, n
+        return best
 
 
 class MostFreeKv:
@@ -50,11 +55,29 @@ class MostFreeKv:
         return max(self.replicas, key=lambda r: r.free_bytes() - len(r.waiting) * r.engine.kv_start[rid])
 
 
+class CentralQueue:
+    """One fleet-wide FCFS queue: a request goes to a replica with a free running slot, else
+    waits centrally until any replica finishes one (a global scheduler; with one slot per
+    replica this is exactly the M/M/c discipline)."""
+
+    central = True
+
+    def __init__(self, replicas, rng):
+        self.replicas = replicas
+
+    def pick(self, rid):
+        for r in self.replicas:
+            if r.outstanding < r.max_running_seqs:
+                return r
+        return None
+
+
 ROUTERS = {
     "round_robin": RoundRobin,
     "random": Random,
     "least_outstanding": LeastOutstanding,
     "most_free_kv": MostFreeKv,
+    "central_queue": CentralQueue,
 }
 
 

@@ -19,7 +19,7 @@ class FleetSpec(Spec):
     replicas: PositiveInt = 1
     tp: PositiveInt = 1
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9
-    router: Literal["round_robin", "random", "least_outstanding", "most_free_kv"] = "least_outstanding"
+    router: Literal["round_robin", "random", "least_outstanding", "most_free_kv", "central_queue"] = "least_outstanding"
     # Calibration profile: a path to a profile YAML, or null for the GPU's shipped default.
     profile: str | None = None
 

@@ -1,0 +1,135 @@
+"""A run of k decode-only iterations in closed form.
+
+Iteration j (0-based) takes t_j = fixed + max(a_m + b_m j, a_c + b_c j): the maximum of two
+linear functions, so the run splits into at most two segments on which t_j is linear. Sums of
+times, FLOPs and bytes over the first s iterations are then arithmetic series, the iteration in
+progress at an elapsed time is the root of a quadratic, and energy is a sum of linear terms
+unless the power cap binds (checked at the segment ends: a GPU's power along a segment is a
+ratio of linear functions of j, hence monotone).
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def _series(c0: float, c1: float, s: float) -> float:
+    """sum_{j=0}^{s-1} (c0 + c1 j)."""
+    return s * c0 + c1 * s * (s - 1) / 2.0
+
+
+class DecodeRun:
+    __slots__ = ("k", "segs", "cum", "f0", "f1", "m0", "m1", "power", "peak_flops", "bw")
+
+    def __init__(self, step_model, n: int, kv0: float, growth: float, k: int):
+        fixed, a_m, b_m, a_c, b_c, f0, f1, m0, m1 = step_model.decode_run_linear(n, kv0, growth)
+        self.k = k
+        self.f0, self.f1, self.m0, self.m1 = f0, f1, m0, m1
+        self.power = step_model.profile.power
+        self.peak_flops = step_model.peak_flops
+        self.bw = step_model.bw
+        # Segments (start, end, c0, c1): t_j = c0 + c1 * j for start <= j < end.
+        # d(j) = memory-bound minus compute-bound time is linear: its sign flips at most once.
+        d0, d1 = a_m - a_c, b_m - b_c
+        mem_first = d0 >= 0
+        mem_last = d0 + d1 * (k - 1) >= 0
+        if mem_first == mem_last:
+            split = k
+        else:
+            x = -d0 / d1
+            split = math.floor(x) + 1 if mem_first else math.ceil(x)
+            split = min(max(split, 1), k - 1)
+        first = (fixed + a_m, b_m) if mem_first else (fixed + a_c, b_c)
+        second = (fixed + a_c, b_c) if mem_first else (fixed + a_m, b_m)
+        segs = []
+        if split > 0:
+            segs.append((0, split, first[0], first[1]))
+        if split < k:
+            segs.append((split, k, second[0], second[1]))
+        self.segs = segs
+        cum = [0.0]
+        for s0, s1, c0, c1 in segs:
+            cum.append(cum[-1] + _series(c0, c1, s1) - _series(c0, c1, s0))
+        self.cum = cum
+
+    def time_s(self, steps: int) -> float:
+        """Time of the first `steps` iterations."""
+        total = 0.0
+        for (s0, s1, c0, c1), before in zip(self.segs, self.cum):
+            if steps <= s0:
+                break
+            e = min(steps, s1)
+            total = before + _series(c0, c1, e) - _series(c0, c1, s0)
+        return total
+
+    @property
+    def total_s(self) -> float:
+        return self.cum[-1]
+
+    def steps_started_by(self, elapsed_s: float) -> int:
+        """Number of iterations that have begun by elapsed_s (the one in progress included)."""
+        for (s0, s1, c0, c1), before in zip(self.segs, self.cum):
+            seg_total = _series(c0, c1, s1) - _series(c0, c1, s0)
+            if elapsed_s < before + seg_total:
+                # Solve base(s) <= target for the largest s: quadratic in s.
+                target = elapsed_s - before + _series(c0, c1, s0)
+                if c1 == 0:
+                    s = math.floor(target / c0)
+                else:
+                    a, b = c1 / 2.0, c0 - c1 / 2.0
+                    s = math.floor((-b + math.sqrt(b * b + 4 * a * target)) / (2 * a))
+                s = min(max(s, s0), s1 - 1)
+                # Guard against rounding at a boundary.
+                while s + 1 < s1 and _series(c0, c1, s + 1) <= target:
+                    s += 1
+                while s > s0 and _series(c0, c1, s) > target:
+                    s -= 1
+                return min(s + 1, self.k)
+        return self.k
+
+    def _power_at(self, j: int, t: float) -> float:
+        p = self.power
+        u_c = min((self.f0 + self.f1 * j) / (t * self.peak_flops), 1.0)
+        u_m = min((self.m0 + self.m1 * j) / (t * self.bw), 1.0)
+        return min(p.cap_w, p.idle_w + p.compute_w * u_c + p.memory_w * u_m)
+
+    def energy_j(self, steps: int) -> tuple[float, float]:
+        """(energy per GPU over the first `steps` iterations, peak power per GPU)."""
+        p = self.power
+        energy, peak = 0.0, 0.0
+        for s0, s1, c0, c1 in self.segs:
+            if steps <= s0:
+                break
+            e = min(steps, s1)
+            t_first, t_last = c0 + c1 * s0, c0 + c1 * (e - 1)
+            p_first, p_last = self._power_at(s0, t_first), self._power_at(e - 1, t_last)
+            peak = max(peak, p_first, p_last)
+            u_c_cap = (self.f0 + self.f1 * s0) / (t_first * self.peak_flops) > 1 or \
+                (self.f0 + self.f1 * (e - 1)) / (t_last * self.peak_flops) > 1
+            u_m_cap = (self.m0 + self.m1 * s0) / (t_first * self.bw) > 1 or \
+                (self.m0 + self.m1 * (e - 1)) / (t_last * self.bw) > 1
+            if max(p_first, p_last) < p.cap_w and not u_c_cap and not u_m_cap:
+                n = e - s0
+                t_sum = _series(c0, c1, e) - _series(c0, c1, s0)
+                f_sum = n * self.f0 + self.f1 * (_series(0, 1, e) - _series(0, 1, s0))
+                m_sum = n * self.m0 + self.m1 * (_series(0, 1, e) - _series(0, 1, s0))
+                energy += (p.idle_w * t_sum + p.compute_w * f_sum / self.peak_flops
+                           + p.memory_w * m_sum / self.bw)
+            else:  # the cap (or a clip) binds somewhere: sum step by step
+                for j in range(s0, e):
+                    t = c0 + c1 * j
+                    energy += self._power_at(j, t) * t
+        return energy, peak
+
+    def weighted_index_s(self, steps: int) -> float:
+        """sum_{j < steps} j * t_j (for time integrals of quantities growing by one unit per step)."""
+        total = 0.0
+        for s0, s1, c0, c1 in self.segs:
+            if steps <= s0:
+                break
+            e = min(steps, s1)
+            # sum j*(c0 + c1 j) = c0 * sum j + c1 * sum j^2
+            sj = (e * (e - 1) - s0 * (s0 - 1)) / 2.0
+            sj2 = ((e - 1) * e * (2 * e - 1) - (s0 - 1) * s0 * (2 * s0 - 1)) / 6.0
+            total += c0 * sj + c1 * sj2
+        return total
