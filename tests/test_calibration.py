@@ -517,5 +517,7 @@ def test_session_turns_cases_into_sample_rows(monkeypatch, tmp_path):
     assert skipped["gemm"].startswith("fp8 GEMM needs compute capability")
     assert skipped["prefill_attention"] == "out of GPU memory"
     assert not frame["throttled"].any()
-    assert len(lines) == len(cases) and "skipped" in lines[3]
+    progress = [line for line in lines if line.startswith("[")]
+    assert len(progress) == len(cases) and "skipped" in progress[3]
+    assert lines[1].startswith("warm-up")  # after the idle windows, before the first kernel
     assert len(read_samples(checkpoint)) == len(frame)

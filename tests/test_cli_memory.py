@@ -83,7 +83,7 @@ def assert_one_line_error(r: Run, *needles: str) -> str:
 
 
 # ----------------------------------------------------------------------- fleetsim kv
-def test_kv_json_has_the_documented_keys_and_context_defaults_to_one(fleetsim, ok_json):
+def test_kv_json_has_the_documented_keys_and_context_defaults_to_one(ok_json):
     r = ok_json("kv", "llama-3-8b")
     for key in ("model", "context_tokens", "key_dtype", "value_dtype", "bytes_per_sequence",
                 "bytes_per_token", "by_layer_kind"):
@@ -94,7 +94,7 @@ def test_kv_json_has_the_documented_keys_and_context_defaults_to_one(fleetsim, o
     assert r["bytes_per_sequence"] == r["bytes_per_token"] == LLAMA_3_8B_PER_TOKEN
 
 
-def test_kv_json_bytes_per_token_is_bytes_per_sequence_over_context(fleetsim, ok_json):
+def test_kv_json_bytes_per_token_is_bytes_per_sequence_over_context(ok_json):
     r = ok_json("kv", "gemma-3-27b", "--context", "32768", "--key-dtype", "fp8")
     assert r["context_tokens"] == 32_768
     assert r["key_dtype"] == "fp8" and r["value_dtype"] == "bf16"
@@ -106,7 +106,7 @@ def test_kv_json_bytes_per_token_is_bytes_per_sequence_over_context(fleetsim, ok
     assert r["bytes_per_sequence"] == 16 * 128 * 3 * (52 * 1024 + 10 * 32_768)
 
 
-def test_kv_compare_prints_every_model(fleetsim, ok_json):
+def test_kv_compare_prints_every_model(fleetsim):
     names = ["gpt2-xl", "llama-3-8b", "deepseek-v3", "gemma-3-27b", "mamba-2.8b"]
     r = fleetsim("kv", "--compare", *names, "--context", "4000")
     assert r.returncode == 0, r.stderr
@@ -114,7 +114,7 @@ def test_kv_compare_prints_every_model(fleetsim, ok_json):
     assert not missing, f"model names missing (truncated?) from the --compare table: {missing}\n{r.stdout}"
 
 
-def test_kv_compare_json_is_a_list_in_order(fleetsim, ok_json):
+def test_kv_compare_json_is_a_list_in_order(ok_json):
     names = ["gpt2-xl", "llama-3-8b", "mamba-2.8b"]
     rows = ok_json("kv", "--compare", *names, "--context", "4000")
     assert [row["model"] for row in rows] == names
@@ -122,7 +122,7 @@ def test_kv_compare_json_is_a_list_in_order(fleetsim, ok_json):
     assert rows[1]["bytes_per_sequence"] == LLAMA_3_8B_PER_TOKEN * 4000
 
 
-def test_kv_shared_prefix_stored_once_and_compressed(fleetsim, ok_json):
+def test_kv_shared_prefix_stored_once_and_compressed(ok_json):
     r = ok_json("kv", "llama-3-8b", "--context", "4096", "--shared-prefix", "1024")
     assert r["shared_prefix_bytes"] == 1024 * LLAMA_3_8B_PER_TOKEN
     assert r["bytes_per_sequence_beyond_shared_prefix"] == 3072 * LLAMA_3_8B_PER_TOKEN
@@ -131,12 +131,12 @@ def test_kv_shared_prefix_stored_once_and_compressed(fleetsim, ok_json):
     assert c["bytes_per_sequence_beyond_shared_prefix"] == 3072 * LLAMA_3_8B_PER_TOKEN
 
 
-def test_kv_eviction_options_on_the_command_line(fleetsim, ok_json):
+def test_kv_eviction_options_on_the_command_line(ok_json):
     r = ok_json("kv", "llama-3-8b", "--context", "100000", "--eviction", "h2o", "--heavy", "200", "--recent", "200")
     assert r["bytes_per_sequence"] == 400 * LLAMA_3_8B_PER_TOKEN
 
 
-def test_kv_config_json_by_path_matches_the_catalog(fleetsim, ok_json):
+def test_kv_config_json_by_path_matches_the_catalog(ok_json):
     path = str(DATA / "llama-3-8b.config.json")
     by_path = ok_json("kv", path, "--context", "4096")
     by_name = ok_json("kv", "llama-3-8b", "--context", "4096")
@@ -145,18 +145,20 @@ def test_kv_config_json_by_path_matches_the_catalog(fleetsim, ok_json):
 
 
 # ----------------------------------------------------------------------- fleetsim memory
-def test_memory_config_json_by_path_matches_the_catalog(fleetsim, ok_json):
+def test_memory_config_json_by_path_matches_the_catalog(ok_json):
     path = str(DATA / "llama-3-8b.config.json")
     assert ok_json("memory", path, "--gpu", "h100-sxm") == ok_json("memory", "llama-3-8b", "--gpu", "h100-sxm")
 
 
-def test_llama_3_70b_on_one_h100_fails_in_one_line_naming_tp2(fleetsim, ok_json):
+@pytest.mark.parametrize("runner", ["in_process", "fresh_process"])
+def test_llama_3_70b_on_one_h100_fails_in_one_line_naming_tp2(fleetsim, runner):
     # 70,553,706,496 parameters x 2 B = 141 GB of bf16 weights > one 80 GB H100.
-    r = fleetsim("memory", "llama-3-70b", "--gpu", "h100-sxm")
+    run = fleetsim if runner == "in_process" else fleetsim_process
+    r = run("memory", "llama-3-70b", "--gpu", "h100-sxm")
     assert_one_line_error(r, "tp=2")
 
 
-def test_llama_3_70b_on_two_h100s_plans(fleetsim, ok_json):
+def test_llama_3_70b_on_two_h100s_plans(ok_json):
     plan = ok_json("memory", "llama-3-70b", "--gpu", "h100-sxm", "--tp", "2")
     for key in ("weights_bytes_per_gpu", "kv_pool_bytes_per_gpu", "kv_capacity_tokens", "max_concurrent_sequences"):
         assert key in plan, key
@@ -167,33 +169,37 @@ def test_llama_3_70b_on_two_h100s_plans(fleetsim, ok_json):
 
 
 # ----------------------------------------------------------------------- bad input
-def test_unknown_model_is_one_line_naming_it(fleetsim, ok_json):
-    assert_one_line_error(fleetsim("kv", "llama-9-9000b"), "llama-9-9000b")
+@pytest.mark.parametrize("runner", ["in_process", "fresh_process"])
+def test_unknown_model_is_one_line_naming_it(fleetsim, runner):
+    run = fleetsim if runner == "in_process" else fleetsim_process
+    assert_one_line_error(run("kv", "llama-9-9000b"), "llama-9-9000b")
 
 
-def test_unknown_key_dtype_is_one_line_naming_it_and_the_valid_ones(fleetsim, ok_json):
+def test_unknown_key_dtype_is_one_line_naming_it_and_the_valid_ones(fleetsim):
     line = assert_one_line_error(fleetsim("kv", "llama-3-8b", "--key-dtype", "q3"), "q3")
     for valid in ("bf16", "fp8", "int8", "q8_0", "q4_0"):
         assert valid in line
 
 
-def test_zero_context_is_rejected(fleetsim, ok_json):
+def test_zero_context_is_rejected(fleetsim):
     assert_one_line_error(fleetsim("kv", "llama-3-8b", "--context", "0"), "context")
 
 
-def test_tp_that_does_not_divide_the_heads_names_the_valid_degrees(fleetsim, ok_json):
+def test_tp_that_does_not_divide_the_heads_names_the_valid_degrees(fleetsim):
     # Llama 3 8B: 32 query heads, 8 KV heads -> 1, 2, 4, 8 split heads evenly; 3 does not.
     line = assert_one_line_error(fleetsim("memory", "llama-3-8b", "--gpu", "h100-sxm", "--tp", "3"), "3")
     assert "1, 2, 4, 8" in line
 
 
-def test_non_integer_context_is_a_usage_error_not_a_traceback(fleetsim, ok_json):
+@pytest.mark.parametrize("runner", ["in_process", "fresh_process"])
+def test_non_integer_context_is_a_usage_error_not_a_traceback(fleetsim, runner):
     # A usage error may carry click's "Usage:" / "Try --help" lines, but never a traceback.
-    r = fleetsim("kv", "llama-3-8b", "--context", "abc")
+    run = fleetsim if runner == "in_process" else fleetsim_process
+    r = run("kv", "llama-3-8b", "--context", "abc")
     assert "Traceback" not in r.stderr, f"traceback for a usage error:\n{r.stderr}"
     assert r.returncode == 2, f"exit status {r.returncode}, expected 2"
     assert "--context" in r.stderr
 
 
-def test_several_models_without_compare_exit_2(fleetsim, ok_json):
+def test_several_models_without_compare_exit_2(fleetsim):
     assert_one_line_error(fleetsim("kv", "gpt2-xl", "llama-3-8b"), "--compare")
