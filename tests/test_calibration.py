@@ -72,9 +72,11 @@ def true_time_s(row: dict, profile: CalibrationProfile = KNOWN) -> float:
     return profile.overhead_s + max(t_compute, t_memory)
 
 
-def synthetic_samples(seed: int = 7, noise: float = 0.02, window_s: float = 5.0) -> pd.DataFrame:
+def synthetic_samples(
+    seed: int = 7, noise: float = 0.02, window_s: float = 5.0, profile: CalibrationProfile = KNOWN
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    p = KNOWN.power
+    p = profile.power
     rows = []
     for case in calibration_grid(quick=False):
         row = case.row()
@@ -87,7 +89,7 @@ def synthetic_samples(seed: int = 7, noise: float = 0.02, window_s: float = 5.0)
                 rows.append({**row, "window": window, "reps": 0, "window_s": window_s,
                              "energy_j": power * window_s, "mean_power_w": power})
             continue
-        t = true_time_s(row)
+        t = true_time_s(row, profile)
         row.update(time_s=t * (1 + noise * rng.standard_normal()), time_s_p10=t * 0.98, time_s_p90=t * 1.02)
         if not case.energy:
             rows.append(row)
@@ -521,3 +523,14 @@ def test_session_turns_cases_into_sample_rows(monkeypatch, tmp_path):
     assert len(progress) == len(cases) and "skipped" in progress[3]
     assert lines[1].startswith("warm-up")  # after the idle windows, before the first kernel
     assert len(read_samples(checkpoint)) == len(frame)
+
+
+def test_kv_efficiency_relative_to_weight_streaming():
+    """When even bf16 attention reads KV slower per byte than GEMMs stream weights, fit every
+    KV dtype against the GEMMs' memory curve (kv_reference='weights')."""
+    slow = {"bf16": 0.7, "fp8": 0.63, "int8": 0.56, "int4": 0.42}
+    samples = synthetic_samples(seed=3, profile=KNOWN.model_copy(update={"kv_read_efficiency": slow}))
+    profile = fit_profile(samples, GPU, {"kind": "measured", "date": "d"}, kv_reference="weights")
+    for dtype, efficiency in slow.items():
+        assert close(profile.kv_read_efficiency[dtype], efficiency), dtype
+    assert close(profile.memory.eta_max, KNOWN.memory.eta_max)

@@ -253,6 +253,15 @@ def test_llama_3_70b_needs_two_h100s_and_the_tp2_plan_halves_weights():
     assert plan.kv_capacity_tokens > 0 and plan.max_concurrent_sequences >= 1
 
 
+def test_tp_splits_kv_heads_replicates_them_past_kv_heads_and_replicates_the_mla_latent():
+    # Llama 3 8B has 8 KV heads: at tp=16 each rank still holds one whole head (replicated twice).
+    assert memory_plan("llama-3-8b", "h100-sxm", tp=2).block_bytes_per_gpu == 16 * 32 * 4 * 128 * 4
+    assert memory_plan("llama-3-8b", "h100-sxm", tp=16).block_bytes_per_gpu == 16 * 32 * 1 * 128 * 4
+    # DeepSeek-V3's latent (512 + 64 per layer) is the same on every rank: no split by tp.
+    plan = memory_plan("deepseek-v3", "h200", tp=8, weight_dtype="fp8")
+    assert plan.block_bytes_per_gpu == 16 * 61 * (512 + 64) * 2
+
+
 # ----------------------------------------------------------------------- HF config.json by path
 CONFIG_MODELS = sorted(p.name.removesuffix(".config.json") for p in DATA.glob("*.config.json"))
 

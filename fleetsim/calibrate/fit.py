@@ -183,8 +183,19 @@ def fit_time_model(
     *,
     overhead_s: float | None = None,
     families: Sequence[str] = TIME_FIT_FAMILIES,
+    kv_reference: Literal["bf16", "weights"] = "bf16",
 ) -> tuple[float, EfficiencyCurve, EfficiencyCurve, dict[str, float]]:
-    """(overhead_s, memory curve, compute curve, kv_read_efficiency) by robust least squares."""
+    """(overhead_s, memory curve, compute curve, kv_read_efficiency) by robust least squares.
+
+    kv_reference="bf16": kv_read_efficiency is relative to bf16 KV (bf16 = 1), and bf16 decode
+    attention shares the memory curve with the skinny GEMMs. kv_reference="weights": every KV
+    dtype, bf16 included, gets an efficiency relative to weight streaming (the memory curve then
+    comes from the GEMMs alone) - the choice when the attention kernel measured is much less
+    efficient per byte than the GEMMs (see calibration/README.md).
+    """
+    if kv_reference not in ("bf16", "weights"):
+        raise SpecError(f"kv_reference: '{kv_reference}' is not valid; choose bf16 or weights")
+    reference = REFERENCE_KV_DTYPE if kv_reference == "bf16" else None
     rows = timing_rows(samples, families)
     memory_rows = rows[rows["family"].isin(MEMORY_FAMILIES)]
     compute_rows = rows[rows["family"].isin(COMPUTE_FAMILIES)]
@@ -199,7 +210,7 @@ def fit_time_model(
     flops, work_bytes, bytes_kv = work
     measured = rows["time_s"].to_numpy(dtype=float)
     kv_dtypes = sorted(
-        {d for d, b in zip(rows["kv_dtype"], bytes_kv) if b > 0 and d and d != REFERENCE_KV_DTYPE}
+        {d for d, b in zip(rows["kv_dtype"], bytes_kv) if b > 0 and d and d != reference}
     )
     kv_index = [kv_dtypes.index(d) if (b > 0 and d in kv_dtypes) else -1 for d, b in zip(rows["kv_dtype"], bytes_kv)]
     kv_index = np.array(kv_index)
@@ -255,7 +266,7 @@ def fit_time_model(
         if best is None or result.cost < best.cost:
             best = result
     o, eta_m, half_m, eta_c, half_c, _, values = unpack(best.x)
-    kv_eff = {REFERENCE_KV_DTYPE: 1.0} if REFERENCE_KV_DTYPE in set(rows["kv_dtype"]) else {}
+    kv_eff = {reference: 1.0} if reference in set(rows["kv_dtype"]) else {}
     kv_eff.update({d: _sig(min(1.0, values[f"kv:{d}"])) for d in kv_dtypes})
     return (
         _sig(o),
@@ -372,6 +383,7 @@ def fit_profile(
     cap_w: float | None = None,
     overhead_s: float | None = None,
     families: Sequence[str] = TIME_FIT_FAMILIES,
+    kv_reference: Literal["bf16", "weights"] = "bf16",
     power_intercept: Literal["idle", "fit"] = "idle",
     gpu_name: str | None = None,
 ) -> CalibrationProfile:
@@ -380,14 +392,17 @@ def fit_profile(
     gpu: a GpuSpec, or anything with peak_flops_per_s (dict by dtype), hbm_bandwidth_bytes_per_s
     and a name (a mapping works too); may be None when the samples carry their peaks and
     gpu_name is given. overhead_s fixes the per-iteration overhead instead of fitting it from the
-    launch floor (e.g. an engine's measured scheduling cost).
+    launch floor (e.g. an engine's measured scheduling cost). kv_reference and power_intercept:
+    see fit_time_model and fit_power_model.
     """
     provenance = provenance if isinstance(provenance, Provenance) else Provenance.model_validate(dict(provenance))
     name = gpu_name or _gpu_name(gpu)
     if not name:
         raise SpecError("fit_profile: no GPU name (pass a GPU spec or gpu_name)")
     samples = samples_frame(samples)
-    overhead, memory, compute, kv_eff = fit_time_model(samples, gpu, overhead_s=overhead_s, families=families)
+    overhead, memory, compute, kv_eff = fit_time_model(
+        samples, gpu, overhead_s=overhead_s, families=families, kv_reference=kv_reference
+    )
     power = fit_power_model(samples, gpu, cap_w=cap_w, intercept=power_intercept)
     profile = CalibrationProfile(
         gpu=name,

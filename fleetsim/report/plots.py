@@ -1,0 +1,225 @@
+"""Report figures: matplotlib (Agg, no pyplot state) rendered to base64 PNG for embedding.
+
+Each function takes plain data (lists, DataFrames) and returns a `data:image/png;base64,...` URI.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+OK = "#2e7d32"
+MISS = "#c62828"
+GREY = "#9e9e9e"
+BLUE = "#1565c0"
+ORANGE = "#ef6c00"
+PURPLE = "#6a1b9a"
+DPI = 100
+
+
+def _figure(w: float = 7.5, h: float = 3.6) -> Figure:
+    fig = Figure(figsize=(w, h), dpi=DPI, layout="constrained")
+    return fig
+
+
+def to_data_uri(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _style(ax) -> None:
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.spines["top"].set_visible(False)
+    ax.spines["right"].set_visible(False)
+
+
+def _finite(v) -> bool:
+    return v is not None and isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(float(v))
+
+
+def cost_by_option(labels: Sequence[str], usd_per_mtok: Sequence[float | None], met: Sequence[bool | None],
+                   title: str = "Cost per million tokens by option") -> str:
+    fig = _figure(7.5, max(2.4, 0.32 * len(labels) + 1.2))
+    ax = fig.add_subplot()
+    y = np.arange(len(labels))
+    vals = [float(v) if _finite(v) else 0.0 for v in usd_per_mtok]
+    colors = [OK if m else (MISS if m is not None else GREY) for m in met]
+    ax.barh(y, vals, color=colors)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    for yi, v, raw in zip(y, vals, usd_per_mtok):
+        ax.text(v, yi, f" ${v:,.4g}" if _finite(raw) else " n/a", va="center", fontsize=7)
+    ax.set_xlabel("$ per million tokens (input + output)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=OK, label="SLO met"), Patch(color=MISS, label="SLO missed"),
+                       Patch(color=GREY, label="failed / n/a")], fontsize=7, loc="lower right")
+    ax.margins(x=0.18)
+    return to_data_uri(fig)
+
+
+def latency_vs_load(series: dict[str, pd.DataFrame], ttft_slo_s: float, tpot_slo_s: float,
+                    xlabel: str = "arrival rate (requests/s)") -> str:
+    """series: label -> frame with columns x, ttft_p50, ttft_p90, ttft_p99, tpot_p50, tpot_p99."""
+    fig = _figure(7.5, 3.4)
+    ax1, ax2 = fig.subplots(1, 2)
+    for i, (label, df) in enumerate(series.items()):
+        df = df.sort_values("x")
+        c = f"C{i % 10}"
+        pre = f"{label}: " if len(series) > 1 else ""
+        ax1.plot(df["x"], df["ttft_p99"], "o-", color=c, label=f"{pre}p99")
+        ax1.plot(df["x"], df["ttft_p90"], "s--", color=c, alpha=0.7, label=f"{pre}p90")
+        ax1.plot(df["x"], df["ttft_p50"], "^:", color=c, alpha=0.6, label=f"{pre}p50")
+        ax2.plot(df["x"], df["tpot_p99"], "o-", color=c, label=f"{pre}p99")
+        ax2.plot(df["x"], df["tpot_p50"], "^:", color=c, alpha=0.6, label=f"{pre}p50")
+    ax1.axhline(ttft_slo_s, color=MISS, lw=1, ls="--", label="SLO")
+    ax2.axhline(tpot_slo_s, color=MISS, lw=1, ls="--", label="SLO")
+    ax1.set_yscale("log")
+    ax1.set_title("time to first token", fontsize=10)
+    ax2.set_title("time per output token", fontsize=10)
+    ax1.set_ylabel("seconds")
+    for ax in (ax1, ax2):
+        ax.set_xlabel(xlabel)
+        _style(ax)
+        ax.legend(fontsize=6, ncol=1 if len(series) == 1 else 2)
+    return to_data_uri(fig)
+
+
+def latency_distribution(requests: pd.DataFrame, ttft_slo_s: float, tpot_slo_s: float) -> str:
+    fig = _figure(7.5, 3.0)
+    axes = fig.subplots(1, 3)
+    for ax, col, slo, title in zip(axes, ("ttft_s", "tpot_s", "e2e_s"), (ttft_slo_s, tpot_slo_s, None),
+                                   ("TTFT", "TPOT", "end to end")):
+        v = np.sort(requests[col].dropna().to_numpy()) if col in requests else np.array([])
+        if len(v):
+            ax.plot(v, np.arange(1, len(v) + 1) / len(v), color=BLUE)
+        if slo is not None:
+            ax.axvline(slo, color=MISS, ls="--", lw=1, label="SLO")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_title(f"{title} (CDF)", fontsize=10)
+        ax.set_xlabel("seconds")
+        if len(v) and v[-1] > 20 * max(v[0], 1e-9) and v[0] > 0:
+            ax.set_xscale("log")
+        _style(ax)
+    axes[0].set_ylabel("fraction of requests")
+    return to_data_uri(fig)
+
+
+def power_cooling(labels: Sequence[str], it_kw: Sequence[float], facility_kw: Sequence[float],
+                  tons: Sequence[float]) -> str:
+    fig = _figure(7.5, 3.2)
+    ax1, ax2 = fig.subplots(1, 2, width_ratios=(3, 2))
+    x = np.arange(len(labels))
+    w = 0.4
+    ax1.bar(x - w / 2, [v or 0 for v in it_kw], w, color=BLUE, label="IT (mean)")
+    ax1.bar(x + w / 2, [v or 0 for v in facility_kw], w, color=ORANGE, label="facility (IT x PUE)")
+    ax1.set_ylabel("kW")
+    ax1.set_title("power", fontsize=10)
+    ax2.bar(x, [v or 0 for v in tons], 0.6, color=PURPLE)
+    ax2.set_ylabel("tons of refrigeration")
+    ax2.set_title("heat to remove", fontsize=10)
+    for ax in (ax1, ax2):
+        ax.set_xticks(x, labels, rotation=30 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center",
+                      fontsize=7)
+        _style(ax)
+    ax1.legend(fontsize=7)
+    return to_data_uri(fig)
+
+
+def kv_by_architecture(models: Sequence[str], attention: Sequence[str], bytes_per_token: Sequence[float],
+                       seqs_per_replica: Sequence[float | None], context_tokens: int, gpu: str) -> str:
+    fig = _figure(7.5, 3.4)
+    ax1, ax2 = fig.subplots(1, 2)
+    y = np.arange(len(models))
+    labels = [f"{m}\n({a})" for m, a in zip(models, attention)]
+    kib = [b / 1024 for b in bytes_per_token]
+    ax1.barh(y, kib, color=BLUE)
+    ax1.set_yticks(y, labels, fontsize=7)
+    ax1.invert_yaxis()
+    for yi, v in zip(y, kib):
+        ax1.text(v, yi, f" {v:,.1f}", va="center", fontsize=7)
+    ax1.set_xlabel(f"KiB per token (mean over a {context_tokens:,}-token sequence)")
+    ax1.set_title("KV cache per token", fontsize=10)
+    ax1.margins(x=0.25)
+    vals = [float(v) if _finite(v) else 0.0 for v in seqs_per_replica]
+    ax2.barh(y, vals, color=[OK if _finite(v) else GREY for v in seqs_per_replica])
+    ax2.set_yticks(y, [m for m in models], fontsize=7)
+    ax2.invert_yaxis()
+    for yi, v, raw in zip(y, vals, seqs_per_replica):
+        ax2.text(v, yi, f" {v:,.0f}" if _finite(raw) else " does not fit", va="center", fontsize=7)
+    ax2.set_xlabel(f"{context_tokens:,}-token sequences per replica")
+    ax2.set_title(f"KV capacity on {gpu}", fontsize=10)
+    ax2.margins(x=0.3)
+    for ax in (ax1, ax2):
+        ax.grid(True, axis="x", alpha=0.3)
+    return to_data_uri(fig)
+
+
+def utilization_over_time(ts: pd.DataFrame, replicas: int) -> str:
+    fig = _figure(7.5, 4.2)
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
+    t = ts["time_s"]
+    ax1.plot(t, ts["running"], color=BLUE, lw=1, label="running sequences")
+    ax1.plot(t, ts["queued"], color=MISS, lw=1, label="queued requests")
+    ax1.set_ylabel("requests (fleet)")
+    ax1.legend(fontsize=7, loc="upper left")
+    ax1.set_title(f"load over time ({replicas} replica{'s' if replicas != 1 else ''})", fontsize=10)
+    ax2.plot(t, 100 * ts["kv_used_fraction"], color=PURPLE, lw=1, label="KV pool used (%)")
+    ax2.set_ylabel("KV used (%)")
+    ax2.set_ylim(0, max(5.0, 100 * float(ts["kv_used_fraction"].max()) * 1.15))
+    ax3 = ax2.twinx()
+    ax3.plot(t, ts["power_w"] / 1000.0, color=ORANGE, lw=1, label="GPU power (kW)")
+    ax3.set_ylabel("GPU power (kW)")
+    ax2.set_xlabel("simulated time (s)")
+    h1, l1 = ax2.get_legend_handles_labels()
+    h2, l2 = ax3.get_legend_handles_labels()
+    ax2.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left")
+    for ax in (ax1, ax2):
+        _style(ax)
+    return to_data_uri(fig)
+
+
+def sensitivity(panels: Sequence[tuple[str, str, Sequence[float], dict[str, Sequence[float | None]]]]) -> str:
+    """panels: (title, xlabel, x values, {series label: $/Mtok values})."""
+    fig = _figure(7.5, 5.2)
+    axes = fig.subplots(2, 2).ravel()
+    for ax, (title, xlabel, xs, series) in zip(axes, panels):
+        for i, (label, ys) in enumerate(series.items()):
+            pts = [(x, y) for x, y in zip(xs, ys) if _finite(y)]
+            if pts:
+                ax.plot(*zip(*pts), "o-", color=f"C{i}", label=label, ms=4)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("$ / million tokens", fontsize=8)
+        ax.tick_params(labelsize=7)
+        _style(ax)
+        if series:
+            ax.legend(fontsize=6)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    return to_data_uri(fig)
+
+
+def attainment_vs_replicas(evaluations: pd.DataFrame, target: float) -> str:
+    fig = _figure(7.5, 3.2)
+    ax = fig.add_subplot()
+    for i, ((gpu, tp), df) in enumerate(evaluations.groupby(["gpu", "tp"], sort=False)):
+        df = df.sort_values("replicas")
+        ax.plot(df["replicas"], 100 * df["slo_attainment"], "o-", color=f"C{i % 10}", label=f"{gpu} tp={tp}", ms=4)
+    ax.axhline(100 * target, color=MISS, ls="--", lw=1, label="target")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("replicas (each point one simulation of the search)")
+    ax.set_ylabel("SLO attainment (%)")
+    ax.set_title("search for the smallest fleet meeting the SLO", fontsize=10)
+    _style(ax)
+    ax.legend(fontsize=7)
+    return to_data_uri(fig)
