@@ -21,7 +21,8 @@ app = typer.Typer(
     help="fleetsim: how many of which GPU to serve an LLM at a load, within latency targets, "
          "and what it costs in $, kW and cooling.",
 )
-out = Console()
+# Piped output is not cut to 80 columns (names and numbers stay whole).
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 
@@ -360,9 +361,23 @@ def calibrate(
     out.print(f"wrote {path}")
 
 
+def _usage_error_types() -> tuple:
+    import click
+
+    types = [click.exceptions.ClickException]
+    try:  # typer may bundle its own click
+        from typer._click import exceptions as bundled
+
+        types.append(bundled.ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except FleetsimError as exc:
         _error_line(str(exc))
         sys.exit(2)
@@ -374,11 +389,9 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+    except Exception as exc:  # usage errors arrive here in non-standalone mode
+        if isinstance(exc, _usage_error_types()):
+            _error_line(f"{exc.format_message()} (see fleetsim --help)")
             sys.exit(2)
         raise
 
