@@ -342,7 +342,7 @@ def validate(
 
 @app.command()
 def calibrate(
-    gpu_index: int = typer.Option(0, "--gpu", help="CUDA device index to measure."),
+    gpu_index: int = typer.Option(0, "--gpu", help="GPU index as nvidia-smi numbers it (matched to torch by UUID)."),
     out_path: Optional[Path] = typer.Option(None, "--out", help="Profile YAML to write (raw samples CSV beside it)."),
     quick: bool = typer.Option(False, "--quick", help="Small grid: under 10 minutes on an H100."),
     report_profile: Optional[Path] = typer.Option(None, "--report", help="Show measured against fitted for a profile."),

@@ -6,6 +6,12 @@ per GPU of a tensor-parallel group (each rank does 1/tp of the FLOPs and reads 1
 weights and its own KV shard). Decode bytes = weights read (MoE: the experts the batch touches)
 + the KV of every running sequence + the KV written. Attention FLOPs are proportional to KV
 bytes read for a homogeneous architecture, so they are carried as flops-per-KV-byte.
+
+Attention kernels (decode and prefill) run at the profile's kv_read_efficiency for the KV
+precision relative to the dense kernels: it divides the KV bytes on the memory side (decode
+attention streams the cache) and the attention FLOPs on the compute side (prefill attention is
+compute-bound), so a stack whose attention is slow shows it in both phases. With an efficiency of
+1 (bf16 in current stacks) attention runs exactly at the dense kernels' rates.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ class StepModel:
         vb = float(bytes_per_element(self.kv.value_dtype))
         ek, ev = p.kv_efficiency(self.kv.key_dtype), p.kv_efficiency(self.kv.value_dtype)
         self.kv_eff = (kb + vb) / (kb / ek + vb / ev)
+        self.attn_flop_scale = 1.0 / self.kv_eff  # attention FLOPs cost this many GEMM FLOPs
         full = self.footprint.full_bytes_per_token_per_rank  # per rank
         # FLOPs per KV byte read (per rank): both scale with the same cached tokens.
         attn = attention_flops_per_context_token(self.arch) / self.tp
@@ -113,9 +120,11 @@ class StepModel:
         weights = self.weight_bytes_per_gpu(tokens)
         kv_bytes = kv_read_bytes + (prefill_tokens and prefill_pair_bytes / max(prefill_tokens, 1))
         bytes_moved = weights + kv_bytes + tokens * self.kv_write_bytes_per_token
-        flops = tokens * self.linear_flops_per_token + self.flops_per_kv_byte * (kv_read_bytes + prefill_pair_bytes)
+        linear = tokens * self.linear_flops_per_token
+        attn = self.flops_per_kv_byte * (kv_read_bytes + prefill_pair_bytes)
+        flops = linear + attn
         t_mem = (weights + kv_bytes / self.kv_eff + tokens * self.kv_write_bytes_per_token + self.mem_half) / self.mem_rate
-        t_cmp = (flops + self.flop_half) / self.flop_rate
+        t_cmp = (linear + attn * self.attn_flop_scale + self.flop_half) / self.flop_rate
         t = self.profile.overhead_s + max(t_mem, t_cmp) + self.comm_time_s(tokens)
         return StepCost(t, flops, bytes_moved)
 
@@ -127,9 +136,11 @@ class StepModel:
         weights = self.weight_bytes_per_gpu(decode_seqs)
         write = decode_seqs * self.kv_write_bytes_per_token
         bytes_moved = weights + kv + write
-        flops = decode_seqs * self.linear_flops_per_token + self.flops_per_kv_byte * kv
+        linear = decode_seqs * self.linear_flops_per_token
+        attn = self.flops_per_kv_byte * kv
+        flops = linear + attn
         t_mem = (weights + kv / self.kv_eff + write + self.mem_half) / self.mem_rate
-        t_cmp = (flops + self.flop_half) / self.flop_rate
+        t_cmp = (linear + attn * self.attn_flop_scale + self.flop_half) / self.flop_rate
         t = self.profile.overhead_s + np.maximum(t_mem, t_cmp) + self.comm_time_s(decode_seqs)
         return t, flops, bytes_moved
 
@@ -145,8 +156,9 @@ class StepModel:
         b_m = kv_growth_per_step / self.kv_eff / self.mem_rate
         f0 = decode_seqs * self.linear_flops_per_token + self.flops_per_kv_byte * kv_read_bytes0
         f1 = self.flops_per_kv_byte * kv_growth_per_step
-        a_c = (f0 + self.flop_half) / self.flop_rate
-        b_c = f1 / self.flop_rate
+        a_c = (decode_seqs * self.linear_flops_per_token + self.flops_per_kv_byte * kv_read_bytes0 * self.attn_flop_scale
+               + self.flop_half) / self.flop_rate
+        b_c = f1 * self.attn_flop_scale / self.flop_rate
         m0 = weights + kv_read_bytes0 + write
         m1 = kv_growth_per_step
         return fixed, a_m, b_m, a_c, b_c, f0, f1, m0, m1

@@ -41,7 +41,7 @@ from fleetsim.scenario import apply_overrides, scenario_from_dict
 from fleetsim.simulation import build, simulate
 from fleetsim.spec.scenario import ScenarioSpec
 
-__all__ = ["display_columns", "parse_grid", "point_id", "read_points", "run_sweep"]
+__all__ = ["display_columns", "load_sweep", "parse_grid", "point_id", "read_points", "run_sweep"]
 
 _GRID_FORMS = ("use KEY=V1,V2,... or KEY=START:STOP:STEP (inclusive range), "
                "e.g. fleet.gpu=h100-sxm,h200 or fleet.replicas=4:64:4")
@@ -112,7 +112,7 @@ def parse_grid(items: Iterable[str]) -> dict[str, list]:
             parts = [p.strip() for p in raw.split(",")]
             if not raw.strip() or any(p == "" for p in parts):
                 raise _grid_error(item, "empty value")
-            if len(parts) == 1 and re.fullmatch(rf"\s*{_NUMBER}\s*(:\s*{_NUMBER}\s*)+(:.*)?", raw):
+            if len(parts) == 1 and re.fullmatch(rf"\s*{_NUMBER}\s*:.*", raw):
                 raise _grid_error(item, f"'{raw}' is not a START:STOP:STEP range of three numbers")
             values = [_scalar(p) for p in parts]
         if len(set(map(_canonical, values))) != len(values):
@@ -234,6 +234,27 @@ def read_points(out_dir: str | Path) -> list[dict]:
         if r is not None:
             records.append(r)
     return records
+
+
+def load_sweep(out_dir: str | Path) -> tuple[pd.DataFrame, dict]:
+    """(the table, sweep.json) of a sweep directory: the points of its grid that have finished,
+    in grid order (read from OUT/points; OUT/points.parquet when the per-point files are gone)."""
+    out = Path(out_dir)
+    meta_path = out / "sweep.json"
+    if not meta_path.is_file():
+        raise SpecError(f"{out}: no sweep.json here (not a directory written by fleetsim sweep)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as exc:
+        raise SpecError(f"{meta_path}: not valid JSON ({exc})") from None
+    params = list(meta["grid"])
+    records = [r for r in (_read_point(out / "points" / f"{i}.json") for i in dict.fromkeys(meta["point_ids"]))
+               if r is not None]
+    if records:
+        return _table(records, params), meta
+    if (out / "points.parquet").is_file():
+        return pd.read_parquet(out / "points.parquet"), meta
+    raise SpecError(f"{out}: the sweep has no finished points yet")
 
 
 def _flatten(d: Mapping, prefix: str = "") -> dict:

@@ -164,6 +164,7 @@ def test_throttled_and_skipped_rows_are_left_out(samples, fitted):
     bad["time_s"] *= 3.0
     bad["mean_power_w"] *= 0.5
     bad["throttled"] = True
+    bad["timing_throttled"] = True
     skipped = bad.head(5).assign(throttled=False, skipped_reason="out of GPU memory", case_id=lambda f: f["case_id"] + "2")
     refit = fit_profile(pd.concat([samples, bad, skipped]), GPU, fitted.provenance)
     assert refit.memory == fitted.memory and refit.compute == fitted.compute
@@ -242,10 +243,13 @@ def test_missing_profile_file_is_a_spec_error(tmp_path):
 def test_report_table_compares_measured_with_fitted_and_draws_a_png(fitted, samples, tmp_path):
     path = write_profile(fitted, tmp_path / "h100.yaml", samples=samples)
     png = tmp_path / "report.png"
-    table = calibration_report(path, png)
+    table = calibration_report(path, png, full=True)
     for column in ("measured_time_s", "fitted_time_s", "time_rel_error", "measured_power_w",
                    "fitted_power_w", "mem_used_bytes", "mem_predicted_bytes", "used_in_fit"):
         assert column in table.columns
+    summary = calibration_report(path, None)
+    assert list(summary.columns[:3]) == ["case_id", "measured_time_s", "fitted_time_s"]
+    assert summary.shape[1] < 10 and len(summary) == len(table)
     assert len(table) == samples["case_id"].nunique()
     timed = table.dropna(subset=["time_rel_error"])
     assert (timed["time_rel_error"].abs() < 0.1).all()
@@ -259,16 +263,14 @@ def test_report_needs_raw_samples(fitted, tmp_path):
         calibration_report(path, None)
 
 
-def test_report_table_shows_the_kv_memory_check(fitted, samples):
+def test_report_table_shows_the_kv_memory_check(fitted, samples, tmp_path):
     measured = samples.copy()
     measured["mem_used_bytes"] = measured["mem_predicted_bytes"] * 1.001
     table = comparison_table(measured, fitted, GPU)
     cached = table.dropna(subset=["mem_ratio"])
     assert set(cached["kernel"]) == {"decode_attention", "kv_append"}
     assert np.allclose(cached["mem_ratio"], 1.001)
-    png = plot_comparison(table.iloc[:0], Path(pd.Timestamp.now().strftime("/tmp/fleetsim-empty-%f.png")))
-    assert png.exists()  # an empty table still draws
-    png.unlink()
+    assert plot_comparison(table.iloc[:0], tmp_path / "empty.png").exists()  # an empty table still draws
 
 
 # --- harness without a GPU --------------------------------------------------------------------
@@ -518,7 +520,7 @@ def test_session_turns_cases_into_sample_rows(monkeypatch, tmp_path):
     skipped = frame.set_index("kernel")["skipped_reason"]
     assert skipped["gemm"].startswith("fp8 GEMM needs compute capability")
     assert skipped["prefill_attention"] == "out of GPU memory"
-    assert not frame["throttled"].any()
+    assert not frame["throttled"].any() and not frame["timing_throttled"].any()
     progress = [line for line in lines if line.startswith("[")]
     assert len(progress) == len(cases) and "skipped" in progress[3]
     assert lines[1].startswith("warm-up")  # after the idle windows, before the first kernel
@@ -534,3 +536,17 @@ def test_kv_efficiency_relative_to_weight_streaming():
     for dtype, efficiency in slow.items():
         assert close(profile.kv_read_efficiency[dtype], efficiency), dtype
     assert close(profile.memory.eta_max, KNOWN.memory.eta_max)
+
+
+def test_power_capped_windows_keep_their_timing_but_not_their_power(samples, fitted):
+    capped = samples[samples["family"] == "gemm_prefill"].copy()
+    capped = capped[capped["window"].notna()].head(6)
+    capped["case_id"] = capped["case_id"] + "/capped"
+    capped["throttled"] = True  # sw_power_cap in the window
+    capped["throttle_reasons"] = 0x4
+    capped["mean_power_w"] = 700.0
+    table = comparison_table(pd.concat([samples, capped]), fitted, GPU)
+    rows = table[table["case_id"].str.endswith("/capped")]
+    assert rows["used_in_fit"].all() and (rows["throttled_windows"] == 3).all()
+    refit = fit_profile(pd.concat([samples, capped]), GPU, fitted.provenance)
+    assert refit.power == fitted.power

@@ -29,7 +29,7 @@ KERNEL_SOURCE = "fleetsim calibrate: torch reference kernels (paged decode atten
 
 def run_calibration(
     gpu_index: int,
-    out_path: Path,
+    out_path: Path | None,
     quick: bool,
     *,
     gpu_spec: GpuSpec | str | None = None,
@@ -38,20 +38,21 @@ def run_calibration(
 ) -> Path:
     """Measure the kernel grid on GPU `gpu_index` (NVML numbering), fit, and write the profile.
 
-    Writes `out_path` (the profile YAML) and `<stem>.samples.csv` beside it; returns out_path.
+    Writes `out_path` (the profile YAML; None: calibration/<catalog gpu>.yaml) and
+    `<stem>.samples.csv` beside it; returns the profile path.
     gpu_spec: the catalog GPU whose datasheet peaks the efficiencies are relative to (a GpuSpec
     or a catalog name); by default matched from the name NVML reports.
     Raises DeviceError (one line) when there is no NVIDIA GPU, NVML, or torch with CUDA.
     """
     from fleetsim.calibrate import harness  # imports torch/pynvml only inside its functions
 
-    out_path = Path(out_path)
     say = progress or _stderr
     settings = harness.settings_for(quick, compile_kernels=compile_kernels)
     session = harness.GpuSession.open(gpu_index, settings)
     try:
         env = session.environment()
         spec = resolve_gpu_spec(gpu_spec, env["gpu_name"], env["memory_total_bytes"])
+        out_path = Path(out_path) if out_path is not None else Path("calibration") / f"{spec.name}.yaml"
         out_path.parent.mkdir(parents=True, exist_ok=True)
         problems = session.self_check()
         for problem in problems:
@@ -85,8 +86,25 @@ def refit_profile(samples_csv: Path, out_path: Path, gpu_spec: GpuSpec | str, pr
     return write_profile(profile, Path(out_path), samples=samples)
 
 
-def calibration_report(profile_path: Path, out_png: Path | None) -> pd.DataFrame:
-    """Measured vs fitted per kernel case for a measured profile; draws out_png when given."""
+SUMMARY_COLUMNS = (
+    "case_id",
+    "measured_time_s",
+    "fitted_time_s",
+    "time_rel_error",
+    "measured_power_w",
+    "fitted_power_w",
+    "power_rel_error",
+    "mem_ratio",
+    "used_in_fit",
+)
+
+
+def calibration_report(profile_path: Path, out_png: Path | None, *, full: bool = False) -> pd.DataFrame:
+    """Measured vs fitted per kernel case for a measured profile; draws out_png when given.
+
+    The table has the SUMMARY_COLUMNS (narrow enough for a terminal); full=True gives every
+    column of report.comparison_table (work, shapes, memory check, skipped reasons).
+    """
     profile_path = Path(profile_path)
     profile = read_profile(profile_path)
     samples = read_profile_samples(profile_path, profile)
@@ -99,7 +117,7 @@ def calibration_report(profile_path: Path, out_png: Path | None) -> pd.DataFrame
     table = comparison_table(samples, profile, gpu)
     if out_png is not None:
         plot_comparison(table, Path(out_png), title=_title(profile))
-    return table
+    return table if full else table[list(SUMMARY_COLUMNS)]
 
 
 def measured_provenance(env: dict, settings, problems: list[str], samples_name: str, samples: pd.DataFrame) -> Provenance:

@@ -37,12 +37,23 @@ REASON_NAMES = {
     0x200: "board_limit",
     0x400: "reliability",
 }
-# Reasons that mean the clocks were held down by power or heat: such windows are not fitted.
+# Reasons that mean the clocks were held down by power or heat: such energy windows are not
+# fitted (the power model's cap is cap_w; its linear part is fitted below the cap).
 THROTTLE_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80 | 0x200
+# Heat and hardware slowdowns: a case timed under these is not fitted. Running at the software
+# power cap (0x4) or board limit (0x200) is how the GPU works at its enforced power limit, so a
+# time measured there is kept (the reason bits are recorded).
+SLOWDOWN_MASK = 0x8 | 0x20 | 0x40 | 0x80
 
 
 def is_throttled(reasons: int) -> bool:
+    """Power or thermal throttling: the energy window is left out of the power fit."""
     return bool(int(reasons) & THROTTLE_MASK)
+
+
+def is_slowed_down(reasons: int) -> bool:
+    """Thermal or hardware slowdown: the timing is left out of the step-time fit."""
+    return bool(int(reasons) & SLOWDOWN_MASK)
 
 
 def describe_reasons(reasons: int) -> str:

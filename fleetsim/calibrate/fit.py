@@ -24,7 +24,8 @@ t the time per repetition inside the energy window. idle_w is the median idle-wi
 compute_w and memory_w are a non-negative robust least-squares fit of the windows below the cap.
 cap_w is the GPU's enforced power limit (from NVML, in the samples) unless given.
 
-Throttled rows and skipped rows are never fitted.
+Skipped rows are never fitted; timings taken under a thermal or hardware slowdown are left out of
+the time fit, energy windows under any power or thermal throttling out of the power fit.
 """
 
 from __future__ import annotations
@@ -56,14 +57,16 @@ _KV_EFF_MIN = 1e-2
 
 
 def usable(samples: pd.DataFrame) -> pd.DataFrame:
-    """Rows that ran and were not throttled."""
+    """Rows that ran and whose energy window (or timing) was not throttled."""
     frame = samples_frame(samples)
     return frame[(frame["skipped_reason"] == "") & ~frame["throttled"]]
 
 
 def timing_rows(samples: pd.DataFrame, families: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per timed case (not skipped, not throttled), optionally of some families only."""
-    frame = usable(samples)
+    """One row per timed case (not skipped, not slowed down while timed), optionally of some
+    families only."""
+    frame = samples_frame(samples)
+    frame = frame[(frame["skipped_reason"] == "") & ~frame["timing_throttled"]]
     frame = frame[np.isfinite(frame["time_s"]) & (frame["time_s"] > 0)]
     if families is not None:
         frame = frame[frame["family"].isin(list(families))]
@@ -153,7 +156,7 @@ def predict_time_s(samples: pd.DataFrame, profile: CalibrationProfile, gpu=None)
 
 def utilization(samples: pd.DataFrame, gpu=None) -> tuple[np.ndarray, np.ndarray]:
     """(u_compute, u_memory) of each row, from its time per repetition in the energy window
-    (window_s / reps), else its CUDA-event median."""
+    (window_s / reps), else its CUDA-event median; clipped to [0, 1] as power.py clips them."""
     frame = samples_frame(samples)
     peak, bw = row_peaks(frame, gpu)
     flops, work_bytes, _ = _work(frame)
@@ -163,7 +166,7 @@ def utilization(samples: pd.DataFrame, gpu=None) -> tuple[np.ndarray, np.ndarray
     with np.errstate(divide="ignore", invalid="ignore"):
         u_compute = np.where(flops > 0, flops / (per_rep * peak), 0.0)
         u_memory = np.where(work_bytes > 0, work_bytes / (per_rep * bw), 0.0)
-    return u_compute, u_memory
+    return np.clip(u_compute, 0.0, 1.0), np.clip(u_memory, 0.0, 1.0)
 
 
 def predict_power_w(samples: pd.DataFrame, profile: CalibrationProfile, gpu=None) -> np.ndarray:

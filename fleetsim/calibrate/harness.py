@@ -32,7 +32,14 @@ import numpy as np
 import pandas as pd
 
 from fleetsim.calibrate import kernels
-from fleetsim.calibrate.energy import README, NvmlDevice, is_throttled, measure_windows, open_device
+from fleetsim.calibrate.energy import (
+    README,
+    NvmlDevice,
+    is_slowed_down,
+    is_throttled,
+    measure_windows,
+    open_device,
+)
 from fleetsim.calibrate.kernels import KernelCase
 from fleetsim.calibrate.samples import samples_frame, write_samples
 from fleetsim.errors import DeviceError
@@ -268,15 +275,13 @@ class GpuSession:
             "timing_reps": timing.reps,
             "throttle_reasons": reasons,
             "throttled": is_throttled(reasons),
+            "timing_throttled": is_slowed_down(reasons),
         }
         if not windows:
             return [timed]
         rows = []
         for i, window in enumerate(windows):
-            row = {**timed, "window": i, **window.row()}
-            row["throttle_reasons"] = window.throttle_reasons | reasons
-            row["throttled"] = window.throttled or timed["throttled"]
-            rows.append(row)
+            rows.append({**timed, "window": i, **window.row()})  # throttled: the window's own
         return rows
 
     def run(
@@ -372,8 +377,10 @@ def _summary(rows: list[dict]) -> str:
     powers = [r["mean_power_w"] for r in rows if r.get("mean_power_w") is not None]
     if powers:
         parts.append(f"{np.mean(powers):.0f} W")
-    if any(r.get("throttled") for r in rows):
-        parts.append("THROTTLED")
+    if any(r.get("timing_throttled") for r in rows):
+        parts.append("SLOWED DOWN (time not fitted)")
+    elif any(r.get("throttled") for r in rows):
+        parts.append("throttled window(s)")
     return ", ".join(parts) or "done"
 
 

@@ -312,9 +312,11 @@ def calibration_grid(quick: bool) -> list[KernelCase]:
 
     cases.append(launch_case("mid"))
     for layout in spec.append_layouts:
+        per_token = LAYOUTS[layout].kv_bytes_per_token("bf16")
         for kv_dtype in KV_DTYPES:
             for batch, new in spec.append_shapes:
-                cases.append(kv_append_case(layout, kv_dtype, batch, new, spec.append_context))
+                if batch * (spec.append_context + new) * per_token <= spec.kv_budget_bytes:
+                    cases.append(kv_append_case(layout, kv_dtype, batch, new, spec.append_context))
 
     for layout in spec.prefill_layouts:
         group = [prefill_attention_case(layout, 1, seq) for seq in spec.prefill_seqs]

@@ -1,9 +1,10 @@
 """Measured versus fitted: a table per kernel case and a PNG of it.
 
-The table has one row per case (energy windows averaged over the unthrottled ones): the measured
+The table has one row per case (energy windows averaged over the unthrottled ones, or over all
+when every window was throttled): the measured
 time and power next to what the profile predicts, their relative errors, the KV memory check
-(memory allocated for the cache against the memory model's prediction), and whether the case
-was used by the fit. The figure is drawn with matplotlib's Agg canvas (no display, no global
+(memory allocated for the cache against the memory model's prediction), throttling, and whether
+the case's time was used by the fit. The figure is drawn with matplotlib's Agg canvas (no display, no global
 backend change).
 """
 
@@ -46,7 +47,8 @@ TABLE_COLUMNS = CASE_COLUMNS + (
     "mem_used_bytes",
     "mem_predicted_bytes",
     "mem_ratio",
-    "throttled",
+    "throttled_windows",
+    "timing_throttled",
     "used_in_fit",
     "skipped_reason",
 )
@@ -84,7 +86,13 @@ def comparison_table(
         fitted_power = _mean(power_from["_fitted_power"])
         measured_time = float(first["time_s"])
         fitted_time = float(first["_fitted_time"]) if first["family"] != "idle" else np.nan
-        used = bool(first["family"] in fit_families and not kept.empty and np.isfinite(measured_time))
+        slowed = bool(group["timing_throttled"].any())
+        used = bool(
+            first["family"] in fit_families
+            and first["skipped_reason"] == ""
+            and not slowed
+            and np.isfinite(measured_time)
+        )
         row = {column: first[column] for column in CASE_COLUMNS}
         row.update(
             measured_time_s=measured_time,
@@ -97,7 +105,8 @@ def comparison_table(
             mem_used_bytes=first["mem_used_bytes"],
             mem_predicted_bytes=first["mem_predicted_bytes"],
             mem_ratio=_ratio(first["mem_used_bytes"], first["mem_predicted_bytes"]),
-            throttled=bool(kept.empty and first["skipped_reason"] == ""),
+            throttled_windows=int((group["throttled"] & group["window"].notna()).sum()),
+            timing_throttled=slowed,
             used_in_fit=used,
             skipped_reason=first["skipped_reason"],
         )

@@ -8,8 +8,10 @@ work columns (flops, bytes, bytes_kv) are what the simulator's models count for 
 the fit compares like with like; peak_flops_per_s and hbm_bandwidth_bytes_per_s are the
 datasheet peaks the harness used, which makes a samples file self-contained.
 
-A row with throttled = True (a thermal or power slowdown during its window or during the timing
-of its case) and a row with a skipped_reason are kept for the record and left out of fits.
+A row with throttled = True (power or thermal throttling during its energy window, or during the
+timing of a case that has no window) is left out of the power fit; a row with
+timing_throttled = True (a thermal or hardware slowdown while its case was timed) is left out of
+the step-time fit; a row with a skipped_reason is left out of both. All are kept for the record.
 Stored as CSV beside the profile it produced.
 """
 
@@ -67,7 +69,7 @@ FLOAT_COLUMNS = (
     "mem_used_bytes",
     "mem_predicted_bytes",
 )
-BOOL_COLUMNS = ("throttled",)
+BOOL_COLUMNS = ("throttled", "timing_throttled")
 
 SAMPLE_COLUMNS: tuple[str, ...] = (
     "case_id",
@@ -105,6 +107,7 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
     "temperature_c",
     "throttle_reasons",
     "throttled",
+    "timing_throttled",
     "power_limit_w",
     "mem_used_bytes",
     "mem_predicted_bytes",
@@ -134,9 +137,9 @@ def samples_frame(rows: Iterable[Mapping] | pd.DataFrame) -> pd.DataFrame:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     for column in BOOL_COLUMNS:
         values = frame[column]
-        if values.dtype == object or pd.api.types.is_string_dtype(values):
-            values = values.map(_truthy)
-        frame[column] = values.fillna(False).astype(bool)
+        if values.dtype != bool:
+            values = values.astype(object).map(_truthy)
+        frame[column] = values.astype(bool)
     extra = [c for c in frame.columns if c not in SAMPLE_COLUMNS]
     return frame[list(SAMPLE_COLUMNS) + extra].reset_index(drop=True)
 
@@ -167,7 +170,7 @@ def read_samples(path: Path) -> pd.DataFrame:
 def _truthy(value) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes")
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return False
     return bool(value)
 

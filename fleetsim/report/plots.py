@@ -46,7 +46,7 @@ def _finite(v) -> bool:
 
 def cost_by_option(labels: Sequence[str], usd_per_mtok: Sequence[float | None], met: Sequence[bool | None],
                    title: str = "Cost per million tokens by option") -> str:
-    fig = _figure(7.5, max(2.4, 0.32 * len(labels) + 1.2))
+    fig = _figure(7.5, max(2.6, 0.32 * len(labels) + 1.5))
     ax = fig.add_subplot()
     y = np.arange(len(labels))
     vals = [float(v) if _finite(v) else 0.0 for v in usd_per_mtok]
@@ -61,36 +61,46 @@ def cost_by_option(labels: Sequence[str], usd_per_mtok: Sequence[float | None], 
     ax.grid(True, axis="x", alpha=0.3)
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(color=OK, label="SLO met"), Patch(color=MISS, label="SLO missed"),
-                       Patch(color=GREY, label="failed / n/a")], fontsize=7, loc="lower right")
+    fig.legend(handles=[Patch(color=OK, label="SLO met"), Patch(color=MISS, label="SLO missed"),
+                        Patch(color=GREY, label="failed / n/a")], fontsize=7, loc="outside lower center", ncol=3,
+               frameon=False)
     ax.margins(x=0.18)
     return to_data_uri(fig)
 
 
 def latency_vs_load(series: dict[str, pd.DataFrame], ttft_slo_s: float, tpot_slo_s: float,
                     xlabel: str = "arrival rate (requests/s)") -> str:
-    """series: label -> frame with columns x, ttft_p50, ttft_p90, ttft_p99, tpot_p50, tpot_p99."""
-    fig = _figure(7.5, 3.4)
+    """series: label -> frame with columns x, ttft_p50, ttft_p90, ttft_p99, tpot_p50, tpot_p99.
+    One series: its p50/p90/p99; several: the p99 of each, one legend under the plots."""
+    many = len(series) > 1
+    fig = _figure(7.5, 3.4 + (0.22 * ((len(series) + 2) // 3) if many else 0))
     ax1, ax2 = fig.subplots(1, 2)
     for i, (label, df) in enumerate(series.items()):
         df = df.sort_values("x")
         c = f"C{i % 10}"
-        pre = f"{label}: " if len(series) > 1 else ""
-        ax1.plot(df["x"], df["ttft_p99"], "o-", color=c, label=f"{pre}p99")
-        ax1.plot(df["x"], df["ttft_p90"], "s--", color=c, alpha=0.7, label=f"{pre}p90")
-        ax1.plot(df["x"], df["ttft_p50"], "^:", color=c, alpha=0.6, label=f"{pre}p50")
-        ax2.plot(df["x"], df["tpot_p99"], "o-", color=c, label=f"{pre}p99")
-        ax2.plot(df["x"], df["tpot_p50"], "^:", color=c, alpha=0.6, label=f"{pre}p50")
-    ax1.axhline(ttft_slo_s, color=MISS, lw=1, ls="--", label="SLO")
-    ax2.axhline(tpot_slo_s, color=MISS, lw=1, ls="--", label="SLO")
+        if many:
+            ax1.plot(df["x"], df["ttft_p99"], "o-", color=c, label=label, ms=4)
+            ax2.plot(df["x"], df["tpot_p99"], "o-", color=c, ms=4)
+            continue
+        ax1.plot(df["x"], df["ttft_p99"], "o-", color=c, label="p99")
+        ax1.plot(df["x"], df["ttft_p90"], "s--", color=c, alpha=0.7, label="p90")
+        ax1.plot(df["x"], df["ttft_p50"], "^:", color=c, alpha=0.6, label="p50")
+        ax2.plot(df["x"], df["tpot_p99"], "o-", color=c, label="p99")
+        ax2.plot(df["x"], df["tpot_p50"], "^:", color=c, alpha=0.6, label="p50")
+    ax1.axhline(ttft_slo_s, color=MISS, lw=1, ls="--", label="SLO target")
+    ax2.axhline(tpot_slo_s, color=MISS, lw=1, ls="--", label="" if many else "SLO target")
     ax1.set_yscale("log")
-    ax1.set_title("time to first token", fontsize=10)
-    ax2.set_title("time per output token", fontsize=10)
+    which = "p99 " if many else ""
+    ax1.set_title(f"{which}time to first token", fontsize=10)
+    ax2.set_title(f"{which}time per output token", fontsize=10)
     ax1.set_ylabel("seconds")
     for ax in (ax1, ax2):
         ax.set_xlabel(xlabel)
         _style(ax)
-        ax.legend(fontsize=6, ncol=1 if len(series) == 1 else 2)
+        if not many:
+            ax.legend(fontsize=7)
+    if many:
+        fig.legend(*ax1.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=7, frameon=False)
     return to_data_uri(fig)
 
 
@@ -171,14 +181,16 @@ def utilization_over_time(ts: pd.DataFrame, replicas: int) -> str:
     ax1.plot(t, ts["running"], color=BLUE, lw=1, label="running sequences")
     ax1.plot(t, ts["queued"], color=MISS, lw=1, label="queued requests")
     ax1.set_ylabel("requests (fleet)")
+    ax1.set_ylim(0, max(1.0, float(max(ts["running"].max(), ts["queued"].max()))) * 1.4)
     ax1.legend(fontsize=7, loc="upper left")
     ax1.set_title(f"load over time ({replicas} replica{'s' if replicas != 1 else ''})", fontsize=10)
     ax2.plot(t, 100 * ts["kv_used_fraction"], color=PURPLE, lw=1, label="KV pool used (%)")
     ax2.set_ylabel("KV used (%)")
-    ax2.set_ylim(0, max(5.0, 100 * float(ts["kv_used_fraction"].max()) * 1.15))
+    ax2.set_ylim(0, max(1.0, 100 * float(ts["kv_used_fraction"].max())) * 1.6)
     ax3 = ax2.twinx()
     ax3.plot(t, ts["power_w"] / 1000.0, color=ORANGE, lw=1, label="GPU power (kW)")
     ax3.set_ylabel("GPU power (kW)")
+    ax3.set_ylim(0, max(0.1, float(ts["power_w"].max()) / 1000.0) * 1.6)
     ax2.set_xlabel("simulated time (s)")
     h1, l1 = ax2.get_legend_handles_labels()
     h2, l2 = ax3.get_legend_handles_labels()
@@ -216,7 +228,9 @@ def attainment_vs_replicas(evaluations: pd.DataFrame, target: float) -> str:
         df = df.sort_values("replicas")
         ax.plot(df["replicas"], 100 * df["slo_attainment"], "o-", color=f"C{i % 10}", label=f"{gpu} tp={tp}", ms=4)
     ax.axhline(100 * target, color=MISS, ls="--", lw=1, label="target")
-    ax.set_xscale("log", base=2)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("replicas (each point one simulation of the search)")
     ax.set_ylabel("SLO attainment (%)")
     ax.set_title("search for the smallest fleet meeting the SLO", fontsize=10)

@@ -1,0 +1,106 @@
+"""Procurement: the cheapest fleet per GPU type meets the SLO, and one replica fewer does not."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import fleetsim
+from fleetsim.errors import CatalogError, SpecError
+from fleetsim.plan import plan_fleet
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "scenarios" / "h100_llama3.yaml"
+# 60 requests/s of chat traffic needs a few H100s; 60 s of arrivals keeps each simulation short.
+LOAD = {"run.duration_s": 60, "workload.arrival.rate_per_s": 60}
+
+
+def _fleet(row: dict) -> dict:
+    return {**LOAD, "fleet.gpu": row["gpu"], "fleet.tp": row["tp"], "fleet.replicas": row["replicas"],
+            "weight_dtype": row["weight_dtype"], "kv_cache.key_dtype": row["key_dtype"],
+            "kv_cache.value_dtype": row["value_dtype"]}
+
+
+def test_cli_plan_finds_a_fleet_that_meets_the_slo_and_one_fewer_misses(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "fleetsim.cli", "plan", str(SCENARIO), "--gpus", "h100-sxm",
+                        "--set", "run.duration_s=60", "--set", "workload.arrival.rate_per_s=60",
+                        "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    (row,) = plan["rows"]
+    assert row["gpu"] == "h100-sxm" and row["met"] is True and row["replicas"] >= 2
+    assert row["met_one_fewer"] is False and row["replicas_one_fewer"] == row["replicas"] - 1
+    assert row["slo_attainment_one_fewer"] < plan["slo"]["attainment_target"] <= row["slo_attainment"]
+
+    # Independently: simulate the fleet found, and the same fleet with one replica fewer.
+    found = fleetsim.simulate(SCENARIO, _fleet(row))
+    fewer = fleetsim.simulate(SCENARIO, {**_fleet(row), "fleet.replicas": row["replicas"] - 1})
+    assert found.summary["slo"]["met"] is True
+    assert fewer.summary["slo"]["met"] is False
+    assert found.summary["cost"]["usd_per_hour"] == pytest.approx(row["usd_per_hour"])
+    assert found.summary["cost"]["usd_per_million_tokens"] == pytest.approx(row["usd_per_million_tokens"])
+    assert found.summary["fleet"]["gpus"] == row["gpus"] == row["replicas"] * row["tp"]
+    assert found.summary["cooling"]["tons"] == pytest.approx(row["cooling_tons"])
+
+    # The plan's files: JSON, the table as CSV, and the scenario it planned for.
+    assert (tmp_path / "plan.json").is_file() and json.loads((tmp_path / "plan.json").read_text()) == plan
+    csv = pd.read_csv(tmp_path / "plan.csv")
+    assert csv.loc[0, "replicas"] == row["replicas"]
+    used = fleetsim.load_scenario(tmp_path / "scenario.yaml")
+    assert used == fleetsim.load_scenario(SCENARIO, LOAD)
+    assert "h100-sxm" in plan["recommendation"] and "per million tokens" in plan["recommendation"]
+
+
+def test_search_brackets_then_bisects_instead_of_gridding():
+    result = plan_fleet(SCENARIO, ["h100-sxm"], overrides=LOAD, progress=False, tp_options=[1])
+    row = result.table.iloc[0]
+    ev = result.evaluations
+    n = int(row["replicas"])
+    # Exponential steps 1, 2, 4, ... up to the first success, then bisection: O(log n) simulations.
+    assert len(ev) <= 2 * math.ceil(math.log2(max(n, 2))) + 1
+    assert ev["replicas"].is_unique
+    met = dict(zip(ev["replicas"], ev["met"]))
+    assert met[n] and not met[n - 1]
+    assert all(met[r] for r in met if r > n) and not any(met[r] for r in met if r < n)
+    assert row["simulations"] == len(ev)
+
+
+def test_gpu_types_that_cannot_serve_are_rows_with_a_reason_not_errors():
+    # Llama 3.1 405B in bf16 (~810 GB) does not fit on one 8 x H100 server at any tp.
+    result = plan_fleet(SCENARIO, ["h100-sxm"], overrides={**LOAD, "model": "llama-3.1-405b"}, progress=False)
+    row = result.table.iloc[0]
+    assert not row["met"] and "does not fit" in row["reason"] and pd.isna(row["replicas"])
+    assert result.best() is None and "No GPU type meets the SLO" in result.recommendation()
+
+    # Too few replicas allowed for the load: the SLO is missed up to the cap.
+    result = plan_fleet(SCENARIO, ["h100-sxm"], overrides=LOAD, progress=False, tp_options=[1], max_replicas=2)
+    row = result.table.iloc[0]
+    assert not row["met"] and row["reason"].startswith("SLO missed up to 2 replicas")
+    d = result.to_dict()
+    json.dumps(d)  # JSON-ready
+    assert d["rows"][0]["met"] is False and d["best"] is None
+
+
+def test_cheapest_configuration_wins_across_tp_and_kv_precision():
+    result = plan_fleet(SCENARIO, ["h100-sxm"], overrides=LOAD, progress=False, tp_options=[1, 2],
+                        kv_dtypes=["bf16", "fp8"])
+    opts = result.options[result.options["met"]]
+    best = result.best()
+    assert best["usd_per_hour"] == opts["usd_per_hour"].min()
+    assert set(result.options["key_dtype"]) == {"bf16", "fp8"} and set(result.options["tp"]) == {1, 2}
+    shown = result.display_table()
+    assert list(shown["gpu"]) == ["h100-sxm"] and "$/Mtok" in shown.columns
+    assert result.title().startswith("Cheapest fleet per GPU type: llama-3-8b")
+
+
+def test_bad_input_is_one_clear_error():
+    with pytest.raises(CatalogError):
+        plan_fleet(SCENARIO, ["h100-sxmm"], overrides=LOAD, progress=False)
+    with pytest.raises(SpecError, match="KV precision 'fp9'"):
+        plan_fleet(SCENARIO, ["h100-sxm"], overrides=LOAD, progress=False, kv_dtypes=["fp9"])
+    with pytest.raises(SpecError, match="no GPU types"):
+        plan_fleet(SCENARIO, [], overrides=LOAD, progress=False)
