@@ -64,6 +64,7 @@ class Replica:
         self._idle_since = 0.0
         self.current_power_w = self.power.idle_w * self.tp
         self.in_run = False
+        self.boundary_at = -1.0  # start time of a planned iteration (after a run was cut short)
         self.sleeping = True
         self.wakeup = env.event()
         self.process = env.process(self._loop())
@@ -99,8 +100,11 @@ class Replica:
         if self.sleeping:
             self.sleeping = False
             self.wakeup.succeed()
-        elif self.in_run and was_empty and self.can_admit(rid):
+        elif was_empty and (self.in_run or self.env.now < self.boundary_at) and self.can_admit(rid):
+            # A decode run, or an iteration planned to start at the next step boundary, would
+            # leave out a request vLLM's scheduler would take at that boundary: re-plan.
             self.in_run = False
+            self.boundary_at = -1.0
             self.process.interrupt()
 
     # ------------------------------------------------------------------ main loop
@@ -157,34 +161,48 @@ class Replica:
             e.fleet.change(self.env.now, queued=-1, running=+1)
 
     # ------------------------------------------------------------------ one mixed iteration
-    def _prefill_iteration(self):
+    def _prefill_iteration(self, starts_at: float | None = None):
+        """One iteration with prefill work. When a decode run was cut short by an arrival, the
+        iteration is planned at once but starts at the run's next step boundary (`starts_at`);
+        a further admissible arrival before then re-plans it."""
         env, e = self.env, self.engine
-        n_dec = len(self.running)
-        budget = max(self.max_batched_tokens - n_dec, 0)
-        chunks = []
-        pair_bytes = 0.0
-        for rid, state in self.prefilling.items():
-            if budget <= 0:
-                break
-            left, done = state
-            if self.chunked_prefill:
-                c = min(left, budget)
-            elif left <= budget or not chunks:
-                c = left  # without chunking a prompt goes whole (vLLM needs budget >= max_model_len)
-            else:
-                break
-            chunks.append((rid, c))
-            budget -= c
-            # Attention of c query tokens over the context at mid-chunk (causal), per GPU.
-            pair_bytes += c * e.footprint_bytes(done + 0.5 * c)
-        tokens = sum(c for _, c in chunks)
-        read = self.read_a + self.mem_g * self.it
-        cost = self.step.iteration(n_dec, read, tokens, pair_bytes)
-        t = cost.time_s
-        p = self._power(cost.flops, cost.bytes, t)
-        self.current_power_w = p * self.tp
-        self.in_run = False
-        yield env.timeout(t)
+        while True:
+            n_dec = len(self.running)
+            budget = max(self.max_batched_tokens - n_dec, 0)
+            chunks = []
+            pair_bytes = 0.0
+            for rid, state in self.prefilling.items():
+                if budget <= 0:
+                    break
+                left, done = state
+                if self.chunked_prefill:
+                    c = min(left, budget)
+                elif left <= budget or not chunks:
+                    c = left  # without chunking a prompt goes whole (vLLM needs budget >= max_model_len)
+                else:
+                    break
+                chunks.append((rid, c))
+                budget -= c
+                # Attention of c query tokens over the context at mid-chunk (causal), per GPU.
+                pair_bytes += c * e.footprint_bytes(done + 0.5 * c)
+            tokens = sum(c for _, c in chunks)
+            read = self.read_a + self.mem_g * self.it
+            cost = self.step.iteration(n_dec, read, tokens, pair_bytes)
+            t = cost.time_s
+            p = self._power(cost.flops, cost.bytes, t)
+            self.current_power_w = p * self.tp
+            self.in_run = False
+            wait = 0.0
+            if starts_at is not None and starts_at > env.now:
+                wait = starts_at - env.now
+                self.boundary_at = starts_at
+            try:
+                yield env.timeout(wait + t)
+            except simpy.Interrupt:
+                self._schedule_admissions()
+                continue
+            self.boundary_at = -1.0
+            break
         self.energy_j += p * t * self.tp
         self.peak_power_w = max(self.peak_power_w, p)
         self.busy_s += t
@@ -265,7 +283,6 @@ class Replica:
         except simpy.Interrupt:
             elapsed = env.now - start
             steps = run.steps_started_by(elapsed)
-            yield env.timeout(max(run.time_s(steps) - elapsed, 0.0))
         self.in_run = False
         dur = run.time_s(steps) if steps < k else total
         energy, peak = run.energy_j(steps)
@@ -278,6 +295,16 @@ class Replica:
         # KV held grows linearly per iteration: integral = sum_j (held0 + G j) t_j.
         self.kv_byte_s += held0 * dur + self.mem_g * run.weighted_index_s(steps)
         self.it += steps
+        if steps < k:
+            # Cut short by an arrival: no sequence finishes before the run's end, so the next
+            # iteration (with the new prefill) starts at the boundary of the step in progress.
+            boundary = start + dur
+            self._schedule_admissions()
+            if self.prefilling:
+                yield from self._prefill_iteration(starts_at=boundary)
+            else:  # the arrival no longer fits (memory moved): resume decoding at the boundary
+                yield env.timeout(max(boundary - env.now, 0.0))
+            return
         self._complete_due(env.now)
 
     def _preempt(self, now: float) -> None:
