@@ -121,6 +121,9 @@ class Replica:
                 self._idle_since = env.now
                 continue
             self._schedule_admissions()
+            # The next iteration grows every running sequence by a token: make room first.
+            while self.running and self.free_bytes() < self.mem_g:
+                self._preempt(env.now)
             if self.prefilling:
                 yield from self._prefill_iteration()
             elif self.running:
