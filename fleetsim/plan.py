@@ -27,7 +27,6 @@ import yaml
 from fleetsim.catalog import load_gpu, load_model
 from fleetsim.cost import hourly_cost_usd
 from fleetsim.errors import CapacityError, FleetsimError, SpecError
-from fleetsim.facility import server_overhead_w
 from fleetsim.memory import valid_tp_degrees
 from fleetsim.precision import KV_DTYPES, WEIGHT_DTYPES
 from fleetsim.scenario import load_scenario
@@ -144,7 +143,7 @@ class PlanResult:
         for c in ("tp", "replicas", "GPUs", "racks"):
             df[c] = [("-" if pd.isna(v) else str(int(v))) for v in df[c]]
         df["note"] = [str(v).split(";")[0] for v in df["note"].fillna("")]
-        return df
+        return df.round({"IT kW": 2, "cooling t": 2, "$/hour": 2, "$/Mtok": 4, "SLO attain.": 4, "one fewer": 4})
 
     def to_dict(self) -> dict:
         def records(df: pd.DataFrame) -> list[dict]:
@@ -252,7 +251,11 @@ def _configs(base: ScenarioSpec, gpu_name: str, tp_options, weight_dtypes, kv_dt
                 cfg = {"fleet.gpu": gpu_name, "fleet.tp": int(tp), "weight_dtype": wd,
                        "kv_cache.key_dtype": kd, "kv_cache.value_dtype": vd}
                 try:
-                    build(load_scenario(base, {**cfg, "fleet.replicas": 1}))
+                    spec = load_scenario(base, {**cfg, "fleet.replicas": 1})
+                    build(spec)
+                    # A price is needed to compare fleets: a GPU without one is a row with the reason.
+                    hourly_cost_usd(spec.cost, gpu, int(tp), 0.0, spec.facility.pue,
+                                    server_overhead_w=spec.facility.server_overhead_w)
                 except FleetsimError as exc:
                     misfits.append({**cfg, "reason": str(exc), "capacity": isinstance(exc, CapacityError)})
                     continue
@@ -336,7 +339,10 @@ def plan_fleet(scenario: Any, gpus: Iterable[str], *, overrides: Mapping[str, An
                     return hourly_cost_usd(spec1.cost, gpu, r * cfg["fleet.tp"], 0.0, spec1.facility.pue,
                                            server_overhead_w=spec1.facility.server_overhead_w).usd_per_hour
 
-                replicas, why = search.run(lower_bound, best_usd)
+                try:
+                    replicas, why = search.run(lower_bound, best_usd)
+                except FleetsimError as exc:  # e.g. a request class the model cannot take
+                    replicas, why = None, str(exc)
                 sims = len(evaluations) - n_before
                 if replicas is None:
                     misses.append(why)
@@ -360,7 +366,7 @@ def plan_fleet(scenario: Any, gpus: Iterable[str], *, overrides: Mapping[str, An
                         tried = ", ".join(str(m["fleet.tp"]) for m in misfits)
                         reason = f"does not fit at tp {tried}: {misfits[-1]['reason']}"
                 else:
-                    reason = next((m for m in misses if m.startswith("SLO")), misses[0] if misses else "SLO missed")
+                    reason = next((m for m in misses if not m.startswith("dearer")), misses[0] if misses else "SLO missed")
                 rows.append({"gpu": gpu_name, "met": False, "reason": reason,
                              "simulations": sum(o.get("simulations") or 0 for o in options if o["gpu"] == gpu_name)})
             else:

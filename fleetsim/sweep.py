@@ -41,7 +41,7 @@ from fleetsim.scenario import apply_overrides, scenario_from_dict
 from fleetsim.simulation import build, simulate
 from fleetsim.spec.scenario import ScenarioSpec
 
-__all__ = ["display_columns", "load_sweep", "parse_grid", "point_id", "read_points", "run_sweep"]
+__all__ = ["display_columns", "flatten_summary", "load_sweep", "parse_grid", "point_id", "read_points", "run_sweep"]
 
 _GRID_FORMS = ("use KEY=V1,V2,... or KEY=START:STOP:STEP (inclusive range), "
                "e.g. fleet.gpu=h100-sxm,h200 or fleet.replicas=4:64:4")
@@ -257,12 +257,13 @@ def load_sweep(out_dir: str | Path) -> tuple[pd.DataFrame, dict]:
     raise SpecError(f"{out}: the sweep has no finished points yet")
 
 
-def _flatten(d: Mapping, prefix: str = "") -> dict:
+def flatten_summary(d: Mapping, prefix: str = "") -> dict:
+    """{'latency_s': {'ttft': {'p99': x}}} -> {'latency_s.ttft.p99': x} (the table's column names)."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten_summary(v, key + "."))
         else:
             out[key] = v
     return out
@@ -271,7 +272,7 @@ def _flatten(d: Mapping, prefix: str = "") -> dict:
 def _row(record: dict) -> dict:
     row = dict(record["params"])
     row.update({"point_id": record["id"], "status": record["status"], "error": record.get("error")})
-    for k, v in _flatten(record.get("summary") or {}).items():
+    for k, v in flatten_summary(record.get("summary") or {}).items():
         if k != "scenario" and k not in row:  # a parameter wins over the metric it sets
             row[k] = v
     row["elapsed_s"] = record.get("elapsed_s")

@@ -17,10 +17,9 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
-import yaml
 
 from fleetsim.api import kv_table, memory_plan
 from fleetsim.catalog import load_gpu, load_model, model_entry
@@ -34,6 +33,7 @@ from fleetsim.scenario import load_scenario, scenario_from_dict
 from fleetsim.simulation import SimulationResult, simulate
 from fleetsim.spec.economics import CostSpec, FacilitySpec
 from fleetsim.spec.scenario import ScenarioSpec
+from fleetsim.sweep import flatten_summary, load_sweep
 
 __all__ = ["write_report", "build_report", "load_growth_overrides", "sensitivity_tables",
            "GROWTH_FACTORS", "KV_MODELS", "KV_CONTEXT_TOKENS"]
@@ -134,16 +134,6 @@ def cell(col: str, value: Any, kind: str = "num") -> Cell:
     if kind == "mb":
         return Cell(fmt_number(v / 1e6), col, value=repr(v), scale=1e-6, numeric=True)
     return Cell(fmt_number(float(v)), col, value=repr(float(v)) if isinstance(v, float) else repr(v), numeric=True)
-
-
-def _flatten(d: Mapping, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 # --------------------------------------------------------------------------- load growth
@@ -284,7 +274,7 @@ def _growth_table(ref: Reference, spec: ScenarioSpec) -> tuple[Table, list]:
     xs, ys = [], []
     base_rate = _offered_rate(spec)
     for f, ov, s in ref.growth:
-        flat = _flatten(s)
+        flat = flatten_summary(s)
         rate = None if base_rate is None else base_rate * f
         cells = [Cell(f"{f:g}x", "factor"), cell("offered_rate_per_s", rate)]
         for col, _ in t.columns[2:]:
@@ -338,8 +328,10 @@ def _assumptions(spec: ScenarioSpec, gpus: Sequence[str]) -> Table:
         add(f"gpu.{g}.capex_usd_per_gpu", f"{g}: purchase price (owned)", capex, "$/GPU", capex_src)
         try:
             prov = load_profile(g, spec.fleet.profile if g == spec.fleet.gpu else None).provenance
+            srcs = list(prov.sources)
+            src = "; ".join(srcs[:3]) + (f" (+{len(srcs) - 3} more)" if len(srcs) > 3 else "")
             add(f"gpu.{g}.profile", f"{g}: calibration profile",
-                f"{prov.kind} ({prov.date})", "", "; ".join(prov.sources) or prov.notes or "-", "text")
+                f"{prov.kind} ({prov.date})", "", src or prov.notes or "-", "text")
         except FleetsimError as exc:
             add(f"gpu.{g}.profile", f"{g}: calibration profile", "none", "", str(exc), "text")
     add("cost.mode", "pricing", spec.cost.mode, "", "scenario" if spec.cost.mode != "rental" else
@@ -445,7 +437,7 @@ _POWER_COLS = (("power.it_mean_kw", "IT kW"), ("power.facility_mean_kw", "facili
 
 
 def _run_table(ref: Reference) -> Table:
-    flat = _flatten(ref.result.summary)
+    flat = flatten_summary(ref.result.summary)
     t = Table("t-run", f"The reference run: {ref.label}", "summary", [("metric", "metric"), ("value", "value")],
               overrides=json.dumps(ref.overrides, sort_keys=True))
     for key, label, kind in _RUN_METRICS:
@@ -525,7 +517,7 @@ def _from_scenario(path: Any, overrides: dict) -> dict:
         f"at ${s['cost']['usd_per_hour']:,.2f}/hour, ${s['cost']['usd_per_million_tokens']:,.4f} per million tokens, "
         f"{s['power']['it_mean_kw']:,.1f} kW IT ({s['power']['facility_mean_kw']:,.1f} kW facility) and "
         f"{s['cooling']['tons']:,.2f} tons of cooling.{growth_txt}")
-    g_rows = [(f"{f:g}", f"{f:g}× load", _flatten(g), json.dumps(ov, sort_keys=True)) for f, ov, g in ref.growth]
+    g_rows = [(f"{f:g}", f"{f:g}× load", flatten_summary(g), json.dumps(ov, sort_keys=True)) for f, ov, g in ref.growth]
     comp = Table("t-comparison", "The fleet at today's load and at growing load (re-simulated)", "growth",
                  [("option", "load"), ("slo.met", "SLO met"), ("slo.attainment", "attainment"),
                   ("latency_s.ttft.p99", "TTFT p99 (s)"), ("latency_s.tpot.p99", "TPOT p99 (s)"),
@@ -552,8 +544,6 @@ def _label(params: Mapping[str, Any]) -> str:
 
 
 def _from_sweep(directory: Path) -> dict:
-    from fleetsim.sweep import load_sweep
-
     df, meta = load_sweep(directory)
     base_dir = Path(meta["base_dir"]) if meta.get("base_dir") else None
     base = scenario_from_dict(meta["base_scenario"], where=f"{directory}/sweep.json", base=base_dir)
@@ -579,7 +569,6 @@ def _from_sweep(directory: Path) -> dict:
                        f"{_slo_words(base)} at the lowest cost per million tokens — and what do they draw in kW and "
                        f"cooling?")
     ctx["verdict"] = verdict
-    b = _flatten(ref.result.summary)
     if verdict == "met":
         ctx["recommendation"] = (
             f"Cheapest point meeting the SLO: {_label(best_params)} at ${best['cost.usd_per_million_tokens']:,.4f} per "
@@ -708,13 +697,15 @@ def _from_plan(directory: Path) -> dict:
     ev = pd.DataFrame(data.get("evaluations", []))
     if len(ev):
         ctx["figures"]["search"] = plots.attainment_vs_replicas(ev, base.slo.attainment_target)
-    ref_row = best or next((r for r in rows if r.get("replicas")), None)
+    ref_row = best
+    if ref_row is None and len(ev):  # nothing met the SLO: look inside the closest fleet tried
+        ref_row = ev.sort_values(["slo_attainment", "replicas"], ascending=[False, False]).iloc[0].to_dict()
     if ref_row is None:
-        raise SpecError(f"report: the plan in {directory} found no fleet to look inside: "
+        raise SpecError(f"report: the plan in {directory} simulated no fleet (nothing fits): "
                         + "; ".join(f"{r['gpu']}: {r['reason']}" for r in rows))
-    ov = {"fleet.gpu": ref_row["gpu"], "fleet.tp": int(ref_row["tp"]), "fleet.replicas": int(ref_row["replicas"]),
-          "weight_dtype": ref_row["weight_dtype"], "kv_cache.key_dtype": ref_row["key_dtype"],
-          "kv_cache.value_dtype": ref_row["value_dtype"]}
+    ov = {"fleet.gpu": str(ref_row["gpu"]), "fleet.tp": int(ref_row["tp"]), "fleet.replicas": int(ref_row["replicas"]),
+          "weight_dtype": str(ref_row["weight_dtype"]), "kv_cache.key_dtype": str(ref_row["key_dtype"]),
+          "kv_cache.value_dtype": str(ref_row["value_dtype"])}
     ref = _reference(base, ov, _fleet_words(load_scenario(base, ov)))
     _common_sections(ctx, base, ref)
     return ctx

@@ -133,3 +133,8 @@ class DecodeRun:
             sj2 = ((e - 1) * e * (2 * e - 1) - (s0 - 1) * s0 * (2 * s0 - 1)) / 6.0
             total += c0 * sj + c1 * sj2
         return total
+
+    def power_at_start_w(self) -> float:
+        """Per-GPU power of the run's first iteration."""
+        _, _, c0, _ = self.segs[0]
+        return self._power_at(0, c0)

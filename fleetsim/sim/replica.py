@@ -278,6 +278,7 @@ class Replica:
         read0 = self.read_a + self.mem_g * self.it
         run = DecodeRun(self.step, n, read0, self.mem_g, k)
         total = run.total_s
+        self.current_power_w = run.power_at_start_w() * self.tp  # for the time series
         start = env.now
         steps = k
         self.in_run = True
@@ -292,7 +293,6 @@ class Replica:
         held0 = self.held_bytes()
         self.energy_j += energy * self.tp
         self.peak_power_w = max(self.peak_power_w, peak)
-        self.current_power_w = energy / dur * self.tp if dur > 0 else self.current_power_w
         self.busy_s += dur
         self.decode_s += dur
         # KV held grows linearly per iteration: integral = sum_j (held0 + G j) t_j.
