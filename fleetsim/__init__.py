@@ -14,8 +14,29 @@ from fleetsim.api import (  # noqa: E402
     simulate,
 )
 from fleetsim.errors import CapacityError, CatalogError, FleetsimError, SpecError  # noqa: E402
+from fleetsim.plan import PlanResult, plan_fleet  # noqa: E402
+from fleetsim.sweep import load_sweep, parse_grid, run_sweep  # noqa: E402
+from fleetsim.validation import run_validation  # noqa: E402
+
+
+
+def write_report(source, output, overrides=None):
+    """Write the self-contained HTML procurement report (see fleetsim.report.html).
+    Imported on first use: plotting libraries are not needed to simulate."""
+    from fleetsim.report.html import write_report as _write
+
+    return _write(source, output, overrides=overrides)
+
+
+# Short names, as DESIGN.md spells the API.
+sweep = run_sweep
+plan = plan_fleet
+report = write_report
+validate = run_validation
 
 __all__ = [
+    "PlanResult", "load_sweep", "parse_grid", "plan", "plan_fleet", "report", "run_sweep",
+    "run_validation", "sweep", "validate", "write_report",
     "CapacityError", "CatalogError", "FleetsimError", "SimulationResult", "SpecError",
     "gpu_table", "kv_cache_spec", "kv_report", "kv_table", "load_scenario", "memory_plan",
     "model_table", "simulate",
