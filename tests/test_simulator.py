@@ -280,3 +280,26 @@ def test_energy_is_power_integrated_over_time():
     assert p["gpu_energy_kwh"] * 3.6e6 == pytest.approx(p["gpu_mean_w"] * gpus * result.summary["simulated_s"], rel=1e-9)
     profile = fleetsim.load_scenario(ROOT / "scenarios/h100_llama3.yaml")
     assert p["gpu_peak_w"] <= 700.0  # H100 SXM cap (TDP)
+
+
+def test_prompt_cache_hits_skip_prefill_and_share_the_prompt_kv():
+    base = {"workload.classes": [{"name": "c", "input_tokens": {"kind": "fixed", "tokens": 4000},
+                                  "output_tokens": {"kind": "fixed", "tokens": 50}}],
+            "workload.arrival.rate_per_s": 10, "run.duration_s": 60, "fleet.replicas": 1}
+    hit = dict(base)
+    hit["workload.classes"] = [dict(base["workload.classes"][0], prompt_cache_hit_fraction=0.75)]
+    a = fleetsim.simulate(ROOT / "scenarios/h100_llama3.yaml", base)
+    b = fleetsim.simulate(ROOT / "scenarios/h100_llama3.yaml", hit)
+    cached = b.requests["cached_prompt_tokens"]
+    # Binomial check of the hit fraction (99.9% band) and what a hit caches: the prompt but one token.
+    n = len(cached)
+    frac = (cached > 0).mean()
+    assert abs(frac - 0.75) < 3.29 * math.sqrt(0.75 * 0.25 / n)
+    assert set(cached.unique()) <= {0, 3999}
+    hits = b.requests[cached > 0]
+    misses = b.requests[cached == 0]
+    assert hits["ttft_s"].median() < 0.5 * misses["ttft_s"].median()
+    assert b.summary["kv_cache"]["mean_utilization"] < a.summary["kv_cache"]["mean_utilization"]
+    # Without prefix caching nothing is a hit.
+    c = fleetsim.simulate(ROOT / "scenarios/h100_llama3.yaml", {**hit, "kv_cache.prefix_caching": False})
+    assert (c.requests["cached_prompt_tokens"] == 0).all()

@@ -100,6 +100,8 @@ class Engine:
         self.output_tokens: list[int] = []
         self.req_class: list[int] = []
         self.prefix_tokens: list[int] = []
+        self.hit_tokens: list[int] = []  # prompt tokens found in the prefix cache (repeats)
+        self.hit_fraction = [c.prompt_cache_hit_fraction if kv.prefix_caching else 0.0 for c in classes]
         self.kv_start: list[float] = []
         self.kv_growth: list[float] = []
         self.kv_end: list[float] = []
@@ -132,19 +134,30 @@ class Engine:
         outputs = np.asarray(outputs, dtype=np.int64)
         prefix = np.asarray(prefix, dtype=np.int64)
         shared = prefix if self.prefix_caching else np.zeros_like(prefix)
+        cls = np.asarray(classes, dtype=np.int64)
+        hits = np.zeros_like(inputs)
+        if any(self.hit_fraction):
+            # Drawn only when some class has hits, so other scenarios' random streams are unchanged.
+            hit = self.rng.random(len(inputs)) < np.array(self.hit_fraction)[cls]
+            hits = np.where(hit, inputs - 1, 0)
         fp = self.footprint
-        start = np.atleast_1d(fp.bytes_per_rank(inputs, 0, shared))
-        end = np.atleast_1d(fp.bytes_per_rank(inputs, outputs, shared))
+        held_shared = np.maximum(shared, hits)
+        start = np.atleast_1d(fp.bytes_per_rank(inputs, 0, held_shared))
+        end = np.atleast_1d(fp.bytes_per_rank(inputs, outputs, held_shared))
         decode_steps = np.maximum(outputs - 1, 1)
         growth = (end - start) / decode_steps
-        cls = np.asarray(classes, dtype=np.int64)
         pread = np.array(self.class_prefix_bytes, dtype=np.float64)[cls] if len(cls) else np.zeros(0)
+        if hits.any():
+            # A cached prompt is still read by every decode step of the request.
+            hit_read = np.atleast_1d(fp.bytes_per_rank(hits, 0)) * (hits > 0)
+            pread = np.maximum(pread, hit_read)
         n = len(inputs)
         self.arrival_s.extend(np.asarray(arrival_s, dtype=np.float64).tolist())
         self.input_tokens.extend(inputs.tolist())
         self.output_tokens.extend(outputs.tolist())
         self.req_class.extend(cls.tolist())
         self.prefix_tokens.extend(shared.tolist())
+        self.hit_tokens.extend(hits.tolist())
         self.kv_start.extend(start.tolist())
         self.kv_growth.extend(growth.tolist())
         self.kv_end.extend(end.tolist())
@@ -307,6 +320,7 @@ class Engine:
             "input_tokens": np.array(self.input_tokens, dtype=np.int64),
             "output_tokens": np.array(self.output_tokens, dtype=np.int64),
             "shared_prefix_tokens": np.array(self.prefix_tokens, dtype=np.int64),
+            "cached_prompt_tokens": np.array(self.hit_tokens, dtype=np.int64),
             "replica": np.array(self.replica_of, dtype=np.int32),
             "status": pd.Categorical(names, categories=["completed", "rejected", "in_flight"]),
             "scheduled_s": np.array(self.scheduled_s),

@@ -154,6 +154,7 @@ class Replica:
                 else:
                     self.prefixes_stored.add(c)
                     self.prefix_bytes += e.class_prefix_bytes[c]
+            cached = max(cached, e.hit_tokens[rid])
             base = e.kv_start[rid] + e.kv_growth[rid] * e.generated[rid]
             e.held_base[rid] = base
             self.mem_a += base + self.frag_bytes

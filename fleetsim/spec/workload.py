@@ -288,6 +288,11 @@ class RequestClass(Spec):
     input_tokens: LengthDistribution | None = None
     output_tokens: LengthDistribution | None = None
     shared_prefix_tokens: int = Field(default=0, ge=0)
+    # Fraction of requests whose whole prompt is already in the prefix cache (a prompt seen
+    # before: a benchmark resending its prompts k times has 1 - 1/k; a retry; a regenerate).
+    # With kv_cache.prefix_caching such a request prefills only its last prompt token and
+    # shares the prompt's KV blocks instead of holding its own.
+    prompt_cache_hit_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
     slo_class: str | None = None
 
     @model_validator(mode="after")
