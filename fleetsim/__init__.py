@@ -28,15 +28,13 @@ def write_report(source, output, overrides=None):
     return _write(source, output, overrides=overrides)
 
 
-# Short names, as DESIGN.md spells the API.
-sweep = run_sweep
-plan = plan_fleet
-report = write_report
+# `fleetsim.sweep`, `fleetsim.plan` and `fleetsim.report` stay the submodules (their names
+# would be shadowed by function aliases); the functions are run_sweep, plan_fleet, write_report.
 validate = run_validation
 
 __all__ = [
-    "PlanResult", "load_sweep", "parse_grid", "plan", "plan_fleet", "report", "run_sweep",
-    "run_validation", "sweep", "validate", "write_report",
+    "PlanResult", "load_sweep", "parse_grid", "plan_fleet", "run_sweep",
+    "run_validation", "validate", "write_report",
     "CapacityError", "CatalogError", "FleetsimError", "SimulationResult", "SpecError",
     "gpu_table", "kv_cache_spec", "kv_report", "kv_table", "load_scenario", "memory_plan",
     "model_table", "simulate",

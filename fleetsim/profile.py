@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from fleetsim.errors import SpecError
 from fleetsim.spec.profile import CalibrationProfile
+from fleetsim.spec.yaml_file import read_mapping
 from fleetsim.errors import first_error_line
 
 
@@ -30,13 +31,7 @@ def parse_profile(data: object, where: str) -> CalibrationProfile:
 def load_profile(gpu: str, path: str | Path | None = None) -> CalibrationProfile:
     """The profile at `path`, or the shipped default for `gpu`."""
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise SpecError(f"fleet.profile: '{path}' does not exist")
-        try:
-            data = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise SpecError(f"fleet.profile: '{path}' is not valid YAML ({exc.problem})") from None
+        data = read_mapping(path, "fleet.profile")
         return parse_profile(data, str(path))
     name = f"{gpu}.yaml"
     root = resources.files("fleetsim.catalog").joinpath("profiles")

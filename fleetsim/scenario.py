@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from fleetsim.errors import SpecError, first_error_line
 from fleetsim.spec.scenario import ScenarioSpec
+from fleetsim.spec.yaml_file import read_mapping
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -89,13 +90,6 @@ def load_scenario(path_or_spec, overrides: Mapping[str, Any] | None = None) -> S
     if isinstance(path_or_spec, Mapping):
         return scenario_from_dict(dict(path_or_spec), overrides)
     path = Path(path_or_spec)
-    if not path.is_file():
-        raise SpecError(f"scenario: '{path}' does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{path}: not valid YAML{at} ({getattr(exc, 'problem', exc)})") from None
+    data = read_mapping(path, "scenario")
     spec = scenario_from_dict(data, overrides, where=str(path), base=path.parent.resolve())
     return spec

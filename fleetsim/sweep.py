@@ -40,6 +40,7 @@ from fleetsim.errors import FleetsimError, SpecError
 from fleetsim.scenario import apply_overrides, scenario_from_dict
 from fleetsim.simulation import build, simulate
 from fleetsim.spec.scenario import ScenarioSpec
+from fleetsim.spec.yaml_file import read_mapping
 
 __all__ = ["display_columns", "flatten_summary", "load_sweep", "parse_grid", "point_id", "read_points", "run_sweep"]
 
@@ -135,14 +136,7 @@ def _base_data(scenario: Any) -> tuple[dict, Path | None]:
     if isinstance(scenario, Mapping):
         return json.loads(_canonical(dict(scenario))), None
     path = Path(scenario)
-    if not path.is_file():
-        raise SpecError(f"scenario: '{path}' does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: a scenario must be a YAML mapping, not {type(data).__name__}")
+    data = read_mapping(path, "scenario")
     return data, path.parent.resolve()
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from pydantic import ValidationError
 
 from fleetsim.calibrate.samples import read_samples, write_samples
-from fleetsim.errors import SpecError
+from fleetsim.profile import parse_profile
 from fleetsim.spec.profile import CalibrationProfile
+from fleetsim.spec.yaml_file import read_mapping
 
 HEADER = "# fleetsim calibration profile (schema: fleetsim.spec.profile.CalibrationProfile)\n"
 
@@ -41,27 +41,9 @@ def write_profile(profile: CalibrationProfile, path: Path, samples: pd.DataFrame
 
 
 def read_profile(path: Path) -> CalibrationProfile:
-    """A validated profile from YAML; SpecError (one line, file and field) when malformed."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpecError(f"{path}: profile file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(f"{path}: cannot read profile ({_one_line(error)})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or _one_line(error)
-        raise SpecError(f"{path}: not valid YAML{where}: {problem}") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: a profile must be a YAML mapping, not {type(data).__name__}")
-    try:
-        return CalibrationProfile.model_validate(data)
-    except ValidationError as error:
-        raise SpecError(f"{path}: {validation_line(error)}") from None
+    """A validated profile from YAML; SpecError (one line, file and field) when malformed.
+    Same reader and schema the simulator uses (fleetsim.profile)."""
+    return parse_profile(read_mapping(path, "profile"), str(path))
 
 
 def read_profile_samples(path: Path, profile: CalibrationProfile | None = None) -> pd.DataFrame | None:
@@ -77,22 +59,3 @@ def read_profile_samples(path: Path, profile: CalibrationProfile | None = None) 
         if candidate.exists():
             return read_samples(candidate)
     return None
-
-
-def validation_line(error: ValidationError) -> str:
-    """The first pydantic error as 'field.path: message (got value)', plus a count of the rest."""
-    errors = error.errors()
-    first = errors[0]
-    field = ".".join(str(part) for part in first.get("loc", ())) or "(profile)"
-    message = first.get("msg", "invalid")
-    kind = first.get("type", "")
-    line = f"field '{field}': {message}"
-    if kind not in ("missing", "extra_forbidden") and "input" in first and not isinstance(first["input"], (dict, list)):
-        line += f" (got {first['input']!r})"
-    if len(errors) > 1:
-        line += f" (+{len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
-    return line
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())

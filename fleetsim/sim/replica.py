@@ -17,7 +17,6 @@ from __future__ import annotations
 import heapq
 from collections import deque
 
-import numpy as np
 import simpy
 
 from fleetsim.power import gpu_power_w
