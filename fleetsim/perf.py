@@ -1,11 +1,19 @@
-"""Step time of one scheduler iteration of a replica: a roofline with calibrated efficiencies.
+"""Step time of one scheduler iteration of a replica: a roofline per kind of kernel, with
+calibrated efficiencies.
 
-  t = overhead + max(flops / (eta_c * peak_flops[dtype]), bytes / (eta_m * hbm_bw)) + tp_comm
+  t = overhead + t_dense + t_attention + tp_comm
+  t_dense     = max(linear_flops / (eta_c * peak_flops[dtype]), weight_bytes / (eta_m * hbm_bw))
+  t_attention = max(attention_flops / (eta_c * peak_flops[dtype]), (kv_read + kv_write) / (eta_m * hbm_bw))
 
 per GPU of a tensor-parallel group (each rank does 1/tp of the FLOPs and reads 1/tp of the
-weights and its own KV shard). Decode bytes = weights read (MoE: the experts the batch touches)
-+ the KV of every running sequence + the KV written. Attention FLOPs are proportional to KV
-bytes read for a homogeneous architecture, so they are carried as flops-per-KV-byte.
+weights and its own KV shard); the profile's half_work latency terms belong to the dense part.
+The dense (GEMM) kernels and the attention kernels run one after the other, so their times add:
+a large decode batch whose GEMMs are compute-bound still streams its whole KV cache in the
+attention kernels afterwards. (Wherever both parts are bound by the same resource this equals
+the whole-iteration roofline max(flops, bytes).) Decode bytes = weights read (MoE: the experts
+the batch touches) + the KV of every running sequence + the KV written. Attention FLOPs are
+proportional to KV bytes read for a homogeneous architecture, so they are carried as
+flops-per-KV-byte.
 
 Attention kernels (decode and prefill) run at the profile's kv_read_efficiency for the KV
 precision relative to the dense kernels: it divides the KV bytes on the memory side (decode
@@ -109,6 +117,14 @@ class StepModel:
             self.profile.tp.allreduce_latency_s + tokens * self.comm_bytes_per_token / self.comm_rate
         )
 
+    def dense_time_s(self, tokens: float) -> float:
+        """The dense (GEMM) kernels of an iteration over `tokens` tokens: their own roofline,
+        weights streamed once against the linear FLOPs (with the profile's latency terms)."""
+        weights = self.weight_bytes_per_gpu(tokens)
+        t_mem = (weights + self.mem_half) / self.mem_rate
+        t_cmp = (tokens * self.linear_flops_per_token + self.flop_half) / self.flop_rate
+        return max(t_mem, t_cmp)
+
     def iteration(self, decode_seqs: int, kv_read_bytes: float, prefill_tokens: int = 0,
                   prefill_pair_bytes: float = 0.0) -> StepCost:
         """One iteration: decode_seqs tokens of decode reading kv_read_bytes (per GPU) of cache,
@@ -119,13 +135,15 @@ class StepModel:
             return StepCost(0.0, 0.0, 0.0)
         weights = self.weight_bytes_per_gpu(tokens)
         kv_bytes = kv_read_bytes + (prefill_tokens and prefill_pair_bytes / max(prefill_tokens, 1))
-        bytes_moved = weights + kv_bytes + tokens * self.kv_write_bytes_per_token
+        write = tokens * self.kv_write_bytes_per_token
+        bytes_moved = weights + kv_bytes + write
         linear = tokens * self.linear_flops_per_token
         attn = self.flops_per_kv_byte * (kv_read_bytes + prefill_pair_bytes)
         flops = linear + attn
-        t_mem = (weights + kv_bytes / self.kv_eff + tokens * self.kv_write_bytes_per_token + self.mem_half) / self.mem_rate
-        t_cmp = (linear + attn * self.attn_flop_scale + self.flop_half) / self.flop_rate
-        t = self.profile.overhead_s + max(t_mem, t_cmp) + self.comm_time_s(tokens)
+        # Attention (and the KV-cache write) runs in its own kernels after the GEMMs: its own
+        # roofline, added to the dense one rather than overlapped with it.
+        t_attn = max((kv_bytes / self.kv_eff + write) / self.mem_rate, attn * self.attn_flop_scale / self.flop_rate)
+        t = self.profile.overhead_s + self.dense_time_s(tokens) + t_attn + self.comm_time_s(tokens)
         return StepCost(t, flops, bytes_moved)
 
     def decode_run(self, decode_seqs: int, kv_read_bytes0: float, kv_growth_per_step: float, steps: int):
@@ -139,25 +157,24 @@ class StepModel:
         linear = decode_seqs * self.linear_flops_per_token
         attn = self.flops_per_kv_byte * kv
         flops = linear + attn
-        t_mem = (weights + kv / self.kv_eff + write + self.mem_half) / self.mem_rate
-        t_cmp = (linear + attn * self.attn_flop_scale + self.flop_half) / self.flop_rate
-        t = self.profile.overhead_s + np.maximum(t_mem, t_cmp) + self.comm_time_s(decode_seqs)
+        t_attn = np.maximum((kv / self.kv_eff + write) / self.mem_rate, attn * self.attn_flop_scale / self.flop_rate)
+        t = self.profile.overhead_s + self.dense_time_s(decode_seqs) + t_attn + self.comm_time_s(decode_seqs)
         return t, flops, bytes_moved
 
     def decode_run_linear(self, decode_seqs: int, kv_read_bytes0: float, kv_growth_per_step: float):
-        """The same iterations as decode_run, as linear coefficients in the step index j:
-        memory-bound time a_m + b_m j, compute-bound time a_c + b_c j, fixed part (overhead +
-        all-reduce), FLOPs f0 + f1 j and bytes m0 + m1 j. Lets a run of any length be summed in
-        closed form (fleetsim.sim.decode_run)."""
+        """The same iterations as decode_run, as linear coefficients in the step index j: the
+        fixed part (overhead + all-reduce + the dense kernels, which do not change along a decode
+        run), the attention's memory-bound time a_m + b_m j and compute-bound time a_c + b_c j
+        (t_j = fixed + max of the two), FLOPs f0 + f1 j and bytes m0 + m1 j. Lets a run of any
+        length be summed in closed form (fleetsim.sim.decode_run)."""
         weights = self.weight_bytes_per_gpu(decode_seqs)
         write = decode_seqs * self.kv_write_bytes_per_token
-        fixed = self.profile.overhead_s + self.comm_time_s(decode_seqs)
-        a_m = (weights + kv_read_bytes0 / self.kv_eff + write + self.mem_half) / self.mem_rate
+        fixed = self.profile.overhead_s + self.comm_time_s(decode_seqs) + self.dense_time_s(decode_seqs)
+        a_m = (kv_read_bytes0 / self.kv_eff + write) / self.mem_rate
         b_m = kv_growth_per_step / self.kv_eff / self.mem_rate
         f0 = decode_seqs * self.linear_flops_per_token + self.flops_per_kv_byte * kv_read_bytes0
         f1 = self.flops_per_kv_byte * kv_growth_per_step
-        a_c = (decode_seqs * self.linear_flops_per_token + self.flops_per_kv_byte * kv_read_bytes0 * self.attn_flop_scale
-               + self.flop_half) / self.flop_rate
+        a_c = self.flops_per_kv_byte * kv_read_bytes0 * self.attn_flop_scale / self.flop_rate
         b_c = f1 * self.attn_flop_scale / self.flop_rate
         m0 = weights + kv_read_bytes0 + write
         m1 = kv_growth_per_step

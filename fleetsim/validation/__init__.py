@@ -23,9 +23,12 @@ Metrics. Latencies come from the run's summary over requests (fleetsim's inter-t
 a request is its TPOT, so itl_s and tpot_s read the same column). Throughput, GPU power and
 energy per output token come from the summary, or, when the case gives `window_s: [a, b]`, from
 the steady state between a and b simulated seconds: two runs of the same seed that stop (no
-drain) at a and at b are identical up to a, so the differences of their completed output tokens
-and GPU energy are the tokens and energy of the window (in-flight work at each end cancels on
-average). This matches benchmarks that report a steady-state window (ML.ENERGY).
+drain) at a and at b are identical up to a, so the difference of their GPU energy is the energy
+of the window; the output tokens are those emitted within [a, b] (a request's first token at its
+first_token_s, the rest evenly until its finish; one still running at b at the window's median
+TPOT). This matches benchmarks that report a steady-state window and count streamed tokens
+(ML.ENERGY); counting the tokens of the requests completed in the window instead under-counts
+while the in-flight work still grows (large batches, long outputs).
 
 `fleet.profile` may name a shipped profile (e.g. `h100-sxm-splitwise2023`) instead of a path.
 """
@@ -280,18 +283,40 @@ class _Measured:
     window: dict | None = None  # tokens_per_s, gpu_power_w, energy_per_output_token_j
 
 
+def emitted_tokens(requests: pd.DataFrame, t: float, step_s: float) -> float:
+    """Output tokens the requests of a run had emitted by time t. A request emits its first token
+    at first_token_s and the rest one per iteration until finish_s (spread evenly over that span);
+    one that had not finished when the run stopped is taken at one token per `step_s` from its
+    first token, capped at its length."""
+    first = requests["first_token_s"].to_numpy(dtype=float)
+    finish = requests["finish_s"].to_numpy(dtype=float)
+    out = requests["output_tokens"].to_numpy(dtype=float)
+    started = np.isfinite(first) & (first <= t)
+    done = np.isfinite(finish)
+    span = np.where(done & (finish > first), finish - first, 1.0)
+    after_first = np.where(done, (out - 1.0) * np.clip((t - first) / span, 0.0, 1.0),
+                           np.minimum(out - 1.0, np.floor(np.maximum(t - first, 0.0) / step_s)))
+    return float(np.sum(np.where(started, 1.0 + after_first, 0.0)))
+
+
 def _window_metrics(data: dict, base_dir: Path | None, where: str, window: tuple[float, float]) -> dict:
+    """Steady-state rates over [a, b] from two runs of the same seed that stop (no drain) at a and
+    at b, identical up to a: GPU energy is the difference of theirs; output tokens are those
+    emitted within [a, b], as a benchmark's streaming token counter sees them (emitted_tokens of
+    the run to b; a request still in flight at b is taken at the median TPOT of those that
+    finished in the window)."""
     a, b = window
     ends = []
     for t in (a, b):
         res = _simulate(data, base_dir, where, {"duration_s": t, "drain": False, "warmup_s": 0.0})
-        req = res.requests
-        tokens = float(req.loc[req["status"] == "completed", "output_tokens"].sum())
-        energy = float(res.replicas["energy_j"].sum())
-        ends.append((tokens, energy, float(res.summary["simulated_s"]), int(res.summary["fleet"]["gpus"])))
-    (k0, e0, t0, _), (k1, e1, t1, gpus) = ends
-    span = t1 - t0
-    tokens, energy = k1 - k0, e1 - e0
+        ends.append((res, float(res.replicas["energy_j"].sum()), int(res.summary["fleet"]["gpus"])))
+    (_, e0, _), (res, e1, gpus) = ends
+    req = res.requests
+    tpot = req.loc[(req["status"] == "completed") & (req["finish_s"] >= a), "tpot_s"]
+    step = float(tpot.median()) if tpot.notna().any() else (b - a)
+    tokens = emitted_tokens(req, b, step) - emitted_tokens(req, a, step)
+    span = b - a
+    energy = e1 - e0
     return {
         "output_tokens_per_s": tokens / span,
         "gpu_power_w": energy / (span * gpus),
