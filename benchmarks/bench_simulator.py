@@ -1,7 +1,7 @@
 """Simulator speed and memory: 1,000,000 requests on 16 llama-3-8b h100-sxm replicas at ~70% load.
 
-Capacity of this fleet on the h100_llama3 traffic is ~355 requests/s (measured by overloading it:
-completions saturate there), so 250 requests/s is ~70%. Prints simulated requests per wall-clock
+Capacity of this fleet on the h100_llama3 traffic is ~268 requests/s (measured by overloading it:
+completions saturate there), so 190 requests/s is ~70%. Prints simulated requests per wall-clock
 second (one core) and the process's peak resident memory.
 
     .venv/bin/python benchmarks/bench_simulator.py [--requests N] [--rate R]
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=1_000_000)
-    ap.add_argument("--rate", type=float, default=250.0)
+    ap.add_argument("--rate", type=float, default=190.0)
     ap.add_argument("--replicas", type=int, default=16)
     args = ap.parse_args()
     t0 = time.perf_counter()
