@@ -50,6 +50,7 @@ import pandas as pd
 import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
+from fleetsim.spec.yaml_file import read_yaml
 from fleetsim.errors import FleetsimError, SpecError, first_error_line
 from fleetsim.spec.base import Spec
 
@@ -171,14 +172,7 @@ def shipped_cases_path() -> Path:
 def load_cases(path: str | Path) -> list[Case]:
     """The cases of one file; any problem is a SpecError naming the file, case and field."""
     p = Path(path)
-    if not p.is_file():
-        raise SpecError(f"validation cases: '{p}' does not exist")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{p}: not valid YAML{at} ({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml(p, "validation cases")
     if isinstance(data, dict) and "cases" in data:
         extra = sorted(set(data) - {"cases"})
         if extra:
