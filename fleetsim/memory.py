@@ -29,44 +29,29 @@ GIB = 1 << 30
 
 
 # --------------------------------------------------------------------------- tensor parallel
-def check_tp(arch: Architecture, tp: int) -> None:
-    """TP must split query heads evenly, and KV heads evenly or replicate them whole."""
-    if tp < 1:
-        raise SpecError(f"tp: {tp} is not valid; tensor-parallel degree must be >= 1")
+def _tp_problem(arch: Architecture, tp: int) -> str | None:
+    """Why tp cannot split this model (None when it can): query heads must split evenly, and
+    KV heads evenly or be replicated whole (tp a multiple of them)."""
     for g in arch.layers:
         if isinstance(g, (AttentionLayers, MLALayers)) and g.q_heads % tp:
-            raise SpecError(
-                f"tp: {tp} does not divide the {g.q_heads} attention heads of {arch.name}; "
-                f"valid: {', '.join(str(t) for t in valid_tp_degrees(arch))}"
-            )
+            return f"does not divide the {g.q_heads} attention heads of {arch.name}"
         if isinstance(g, AttentionLayers) and tp > g.kv_heads and tp % g.kv_heads:
-            raise SpecError(
-                f"tp: {tp} neither divides nor is a multiple of the {g.kv_heads} KV heads of {arch.name}"
-            )
+            return f"neither divides nor is a multiple of the {g.kv_heads} KV heads of {arch.name}"
         if isinstance(g, AttentionLayers) and tp <= g.kv_heads and g.kv_heads % tp:
-            raise SpecError(
-                f"tp: {tp} does not divide the {g.kv_heads} KV heads of {arch.name}; "
-                f"valid: {', '.join(str(t) for t in valid_tp_degrees(arch))}"
-            )
+            return f"does not divide the {g.kv_heads} KV heads of {arch.name}"
+    return None
+
+
+def check_tp(arch: Architecture, tp: int) -> None:
+    if tp < 1:
+        raise SpecError(f"tp: {tp} is not valid; tensor-parallel degree must be >= 1")
+    problem = _tp_problem(arch, tp)
+    if problem:
+        raise SpecError(f"tp: {tp} {problem}; valid: {', '.join(str(t) for t in valid_tp_degrees(arch))}")
 
 
 def valid_tp_degrees(arch: Architecture, limit: int = 64) -> list[int]:
-    out = []
-    for tp in (1, 2, 4, 8, 16, 32, 64):
-        if tp > limit:
-            break
-        ok = True
-        for g in arch.layers:
-            if isinstance(g, (AttentionLayers, MLALayers)) and g.q_heads % tp:
-                ok = False
-            if isinstance(g, AttentionLayers):
-                if tp <= g.kv_heads and g.kv_heads % tp:
-                    ok = False
-                if tp > g.kv_heads and tp % g.kv_heads:
-                    ok = False
-        if ok:
-            out.append(tp)
-    return out
+    return [tp for tp in (1, 2, 4, 8, 16, 32, 64) if tp <= limit and _tp_problem(arch, tp) is None]
 
 
 def _kv_heads_per_rank(kv_heads: int, tp: int) -> int:
@@ -335,11 +320,7 @@ def plan_memory(
     else:
         blocks, capacity_tokens = 0, None
     seq_bytes = fp.bytes_per_rank(context_tokens, 0)
-    if block_unit > 0:
-        # Paged: a sequence holds whole blocks.
-        max_seqs = blocks // max(1, math.ceil(seq_bytes / block_bytes))
-    else:
-        max_seqs = int(pool // seq_bytes) if seq_bytes > 0 else 0
+    max_seqs = sequences_that_fit(pool, blocks, block_bytes, seq_bytes)
     if max_seqs < 1:
         raise CapacityError(
             f"{arch.name} on {gpu.name} at tp={tp}: the KV pool ({pool / 1e9:.2f} GB per GPU) cannot hold one "
@@ -355,6 +336,14 @@ def plan_memory(
         kv_capacity_tokens=capacity_tokens, context_tokens=context_tokens,
         sequence_bytes_per_gpu=seq_bytes, max_concurrent_sequences=max_seqs, footprint=fp,
     )
+
+
+def sequences_that_fit(pool_bytes: float, blocks: int, block_bytes: float, seq_bytes: float) -> int:
+    """Sequences of seq_bytes (per GPU) the KV pool holds: whole paged blocks each when the
+    model has a KV cache (blocks > 0), else the pool divided by the fixed state size."""
+    if block_bytes > 0 and blocks:
+        return blocks // max(1, math.ceil(seq_bytes / block_bytes))
+    return int(pool_bytes // seq_bytes) if seq_bytes > 0 else 0
 
 
 def smallest_fitting_tp(arch: Architecture, gpu: GpuSpec, **kwargs) -> int | None:

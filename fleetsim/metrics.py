@@ -9,7 +9,7 @@ import pandas as pd
 
 from fleetsim.cost import hourly_cost_usd, split_input_output_cost, usd_per_million_tokens
 from fleetsim.facility import facility_breakdown, it_power_kw, num_servers, server_overhead_w
-from fleetsim.memory import MemoryPlan, kv_size
+from fleetsim.memory import MemoryPlan, kv_size, sequences_that_fit
 from fleetsim.sim.engine import RawRun
 from fleetsim.spec.architecture import Architecture
 from fleetsim.spec.hardware import GpuSpec
@@ -93,9 +93,8 @@ def summarize(raw: RawRun, scenario: ScenarioSpec, arch: Architecture, gpu: GpuS
     size = kv_size(arch, mean_ctx, scenario.kv_cache)
     fp = plan.footprint
     per_seq = float(fp.bytes_per_rank(round(mean_in), round(mean_out)))
-    blocks_per_seq = math.ceil(per_seq / plan.block_bytes_per_gpu) if plan.block_bytes_per_gpu else 0
-    by_memory = (plan.kv_blocks // blocks_per_seq if blocks_per_seq else
-                 int(plan.kv_pool_bytes_per_gpu // per_seq) if per_seq else 0) * fleet.replicas
+    by_memory = sequences_that_fit(plan.kv_pool_bytes_per_gpu, plan.kv_blocks, plan.block_bytes_per_gpu,
+                                   per_seq) * fleet.replicas
 
     pool_byte_s = plan.kv_pool_bytes_per_gpu * fleet.replicas * sim_s
     return {

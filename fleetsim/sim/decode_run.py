@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+from fleetsim.power import gpu_power_w
+
 
 def _series(c0: float, c1: float, s: float) -> float:
     """sum_{j=0}^{s-1} (c0 + c1 j)."""
@@ -88,10 +90,8 @@ class DecodeRun:
         return self.k
 
     def _power_at(self, j: int, t: float) -> float:
-        p = self.power
-        u_c = min((self.f0 + self.f1 * j) / (t * self.peak_flops), 1.0)
-        u_m = min((self.m0 + self.m1 * j) / (t * self.bw), 1.0)
-        return min(p.cap_w, p.idle_w + p.compute_w * u_c + p.memory_w * u_m)
+        return gpu_power_w(self.power, (self.f0 + self.f1 * j) / (t * self.peak_flops),
+                           (self.m0 + self.m1 * j) / (t * self.bw))
 
     def energy_j(self, steps: int) -> tuple[float, float]:
         """(energy per GPU over the first `steps` iterations, peak power per GPU)."""
