@@ -299,6 +299,11 @@ class Engine:
             env.run(until=end_s)
         now = env.now
         self.fleet.change(now)
+        for r in self.replicas:
+            # Close each replica's last idle gap so its energy covers [0, now] exactly.
+            if r.sleeping:
+                r._account_idle(now - r._idle_since)
+                r._idle_since = now
         return RawRun(
             requests=self._request_frame(),
             timeseries=pd.DataFrame(rows, columns=["time_s", "running", "queued", "kv_used_fraction", "power_w"]),
@@ -340,11 +345,6 @@ class Engine:
     def _replica_frame(self, now: float) -> pd.DataFrame:
         rows = []
         for r in self.replicas:
-            # Close the last idle gap so energy covers [0, now] exactly.
-            if r.sleeping:
-                gap = now - r._idle_since
-                r._account_idle(gap)
-                r._idle_since = now
             rows.append({
                 "replica": r.index, "energy_j": r.energy_j, "busy_s": r.busy_s,
                 "prefill_s": r.prefill_s, "decode_s": r.decode_s, "kv_byte_s": r.kv_byte_s,
