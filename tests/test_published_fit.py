@@ -194,13 +194,20 @@ def test_fitted_profiles_name_the_public_figures_they_were_fitted_to():
         assert set(prof.provenance.sources) <= ids
 
 
-def test_regeneration_is_deterministic_and_matches_the_shipped_files(tmp_path):
+def test_regeneration_reproduces_the_published_figures(tmp_path):
+    """A fresh fit (with whatever scipy/numpy this machine has) reproduces the published figures
+    within the validation tolerance; solver bits may differ between library versions."""
     written = pub.write_profiles(tmp_path)
     assert {p.stem for p in written} == set(profile_names())
     for path in written:
-        shipped = pub_path(path.stem)
-        assert path.read_text() == open(shipped).read(), f"{path.stem}.yaml differs from a fresh fit"
-        yaml.safe_load(path.read_text())  # valid YAML
+        prof = load_profile(path.stem, path)  # valid YAML, valid profile
+        shipped = load_profile(path.stem, pub_path(path.stem))
+        assert prof.provenance.kind == shipped.provenance.kind
+        assert set(prof.fit_residuals) == set(shipped.fit_residuals)
+        for family, worst in prof.fit_residuals.items():
+            if family.startswith("check_"):  # out-of-sample checks, not fitted figures
+                continue
+            assert worst <= 0.15, f"{path.stem}: {family} refit misses a published point by {worst:.1%}"
 
 
 def test_step_model_predictions_are_what_the_simulator_runs():

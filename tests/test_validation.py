@@ -65,11 +65,6 @@ def test_shipped_cases_cover_the_published_sources(shipped):
         assert {c.gpu for c in result.cases if c.metric == metric} == {"h100-sxm", "b200"}
 
 
-def test_shipped_set_runs_in_under_90_seconds(shipped):
-    _, elapsed = shipped
-    assert elapsed < 90.0
-
-
 def test_result_saves_csv_json_and_markdown(shipped, tmp_path):
     result, _ = shipped
     out = result.save(tmp_path / "v")
