@@ -19,7 +19,6 @@ from fleetsim.sweep import load_sweep, parse_grid, run_sweep  # noqa: E402
 from fleetsim.validation import run_validation  # noqa: E402
 
 
-
 def write_report(source, output, overrides=None):
     """Write the self-contained HTML procurement report (see fleetsim.report.html).
     Imported on first use: plotting libraries are not needed to simulate."""
@@ -33,9 +32,25 @@ def write_report(source, output, overrides=None):
 validate = run_validation
 
 __all__ = [
-    "PlanResult", "load_sweep", "parse_grid", "plan_fleet", "run_sweep",
-    "run_validation", "validate", "write_report",
-    "CapacityError", "CatalogError", "FleetsimError", "SimulationResult", "SpecError",
-    "gpu_table", "kv_cache_spec", "kv_report", "kv_table", "load_scenario", "memory_plan",
-    "model_table", "simulate",
+    "PlanResult",
+    "load_sweep",
+    "parse_grid",
+    "plan_fleet",
+    "run_sweep",
+    "run_validation",
+    "validate",
+    "write_report",
+    "CapacityError",
+    "CatalogError",
+    "FleetsimError",
+    "SimulationResult",
+    "SpecError",
+    "gpu_table",
+    "kv_cache_spec",
+    "kv_report",
+    "kv_table",
+    "load_scenario",
+    "memory_plan",
+    "model_table",
+    "simulate",
 ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pandas as pd
 from pydantic import ValidationError
 
@@ -15,16 +13,31 @@ from fleetsim.simulation import SimulationResult, simulate
 from fleetsim.spec.kvcache import KvCacheSpec
 
 __all__ = [
-    "gpu_table", "kv_cache_spec", "kv_report", "kv_table", "load_scenario", "memory_plan",
-    "model_table", "simulate", "SimulationResult",
+    "gpu_table",
+    "kv_cache_spec",
+    "kv_report",
+    "kv_table",
+    "load_scenario",
+    "memory_plan",
+    "model_table",
+    "simulate",
+    "SimulationResult",
 ]
 
 
-def kv_cache_spec(key_dtype: str = "bf16", value_dtype: str = "bf16", eviction: str = "none", *,
-                  budget_tokens: Optional[int] = None, heavy_tokens: Optional[int] = None,
-                  recent_tokens: Optional[int] = None, sink_tokens: int = 4,
-                  window_tokens: Optional[int] = None, pyramid_ratio: float = 4.0,
-                  prefix_compression_ratio: float = 1.0) -> KvCacheSpec:
+def kv_cache_spec(
+    key_dtype: str = "bf16",
+    value_dtype: str = "bf16",
+    eviction: str = "none",
+    *,
+    budget_tokens: int | None = None,
+    heavy_tokens: int | None = None,
+    recent_tokens: int | None = None,
+    sink_tokens: int = 4,
+    window_tokens: int | None = None,
+    pyramid_ratio: float = 4.0,
+    prefix_compression_ratio: float = 1.0,
+) -> KvCacheSpec:
     """Build a KvCacheSpec from flat options (as the CLI takes them)."""
     ev: dict = {"kind": eviction}
     need = {
@@ -36,21 +49,34 @@ def kv_cache_spec(key_dtype: str = "bf16", value_dtype: str = "bf16", eviction: 
     }
     if eviction not in need:
         raise SpecError(f"eviction: '{eviction}' is unknown; choose one of {', '.join(need)}")
-    flag = {"heavy_tokens": "--heavy", "recent_tokens": "--recent", "budget_tokens": "--budget",
-            "window_tokens": "--window", "ratio": "--pyramid-ratio", "sink_tokens": "--sink"}
+    flag = {
+        "heavy_tokens": "--heavy",
+        "recent_tokens": "--recent",
+        "budget_tokens": "--budget",
+        "window_tokens": "--window",
+        "ratio": "--pyramid-ratio",
+        "sink_tokens": "--sink",
+    }
     for k, v in need[eviction].items():
         if v is None:
             raise SpecError(f"eviction {eviction}: {flag[k]} is required")
         ev[k] = v
     try:
-        return KvCacheSpec(key_dtype=key_dtype, value_dtype=value_dtype, eviction=ev,
-                           prefix_compression_ratio=prefix_compression_ratio)
+        return KvCacheSpec(
+            key_dtype=key_dtype, value_dtype=value_dtype, eviction=ev, prefix_compression_ratio=prefix_compression_ratio
+        )
     except ValidationError as exc:
         raise SpecError(first_error_line(exc)) from None
 
 
-def kv_report(model: str, context_tokens: int = 1, kv: KvCacheSpec = KvCacheSpec(), *,
-              shared_prefix_tokens: int = 0, generated_tokens: int = 0) -> dict:
+def kv_report(
+    model: str,
+    context_tokens: int = 1,
+    kv: KvCacheSpec = KvCacheSpec(),
+    *,
+    shared_prefix_tokens: int = 0,
+    generated_tokens: int = 0,
+) -> dict:
     """KV bytes of one sequence (whole model, all TP ranks), as a JSON-ready dict."""
     arch = load_model(model)
     size = kv_size(arch, context_tokens, kv, generated_tokens=generated_tokens)
@@ -62,7 +88,11 @@ def kv_report(model: str, context_tokens: int = 1, kv: KvCacheSpec = KvCacheSpec
     for kind, b in size.bytes_by_kind.items():
         by_kind[kind]["bytes"] = b
     prefix = fp.prefix_bytes_per_rank(shared_prefix_tokens) if shared_prefix_tokens else 0.0
-    unique = float(fp.bytes_per_rank(context_tokens, generated_tokens, shared_prefix_tokens)) if shared_prefix_tokens else None
+    unique = (
+        float(fp.bytes_per_rank(context_tokens, generated_tokens, shared_prefix_tokens))
+        if shared_prefix_tokens
+        else None
+    )
     return {
         "model": arch.name,
         "attention": arch.attention_kind,
@@ -84,21 +114,44 @@ def kv_table(models: list[str], context_tokens: int = 1, kv: KvCacheSpec = KvCac
     rows = []
     for m in models:
         r = kv_report(m, context_tokens, kv)
-        rows.append({"model": r["model"], "attention": r["attention"], "context_tokens": r["context_tokens"],
-                     "key_dtype": kv.key_dtype, "value_dtype": kv.value_dtype,
-                     "bytes_per_token": r["bytes_per_token"], "bytes_per_sequence": r["bytes_per_sequence"]})
+        rows.append(
+            {
+                "model": r["model"],
+                "attention": r["attention"],
+                "context_tokens": r["context_tokens"],
+                "key_dtype": kv.key_dtype,
+                "value_dtype": kv.value_dtype,
+                "bytes_per_token": r["bytes_per_token"],
+                "bytes_per_sequence": r["bytes_per_sequence"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def memory_plan(model: str, gpu: str, *, tp: int = 1, weight_dtype: str = "bf16",
-                kv: KvCacheSpec = KvCacheSpec(), context_tokens: int = 1,
-                gpu_memory_utilization: float = 0.9, block_tokens: int = 16) -> MemoryPlan:
+def memory_plan(
+    model: str,
+    gpu: str,
+    *,
+    tp: int = 1,
+    weight_dtype: str = "bf16",
+    kv: KvCacheSpec = KvCacheSpec(),
+    context_tokens: int = 1,
+    gpu_memory_utilization: float = 0.9,
+    block_tokens: int = 16,
+) -> MemoryPlan:
     from fleetsim.precision import WEIGHT_DTYPES, check_dtype
 
     check_dtype(weight_dtype, WEIGHT_DTYPES, "weight_dtype")
-    return plan_memory(load_model(model), load_gpu(gpu), tp=tp, weight_dtype=weight_dtype, kv=kv,
-                       context_tokens=context_tokens, gpu_memory_utilization=gpu_memory_utilization,
-                       block_tokens=block_tokens)
+    return plan_memory(
+        load_model(model),
+        load_gpu(gpu),
+        tp=tp,
+        weight_dtype=weight_dtype,
+        kv=kv,
+        context_tokens=context_tokens,
+        gpu_memory_utilization=gpu_memory_utilization,
+        block_tokens=block_tokens,
+    )
 
 
 def model_table() -> pd.DataFrame:
@@ -106,12 +159,17 @@ def model_table() -> pd.DataFrame:
     for name in model_names():
         arch = load_model(name)
         entry = model_entry(name)
-        rows.append({
-            "model": name, "attention": arch.attention_kind, "layers": arch.num_layers,
-            "total_params_b": arch.total_params / 1e9, "active_params_b": arch.active_params / 1e9,
-            "kv_bytes_per_token": kv_size(arch, 1).bytes_per_token,
-            "source": entry.get("source", ""),
-        })
+        rows.append(
+            {
+                "model": name,
+                "attention": arch.attention_kind,
+                "layers": arch.num_layers,
+                "total_params_b": arch.total_params / 1e9,
+                "active_params_b": arch.active_params / 1e9,
+                "kv_bytes_per_token": kv_size(arch, 1).bytes_per_token,
+                "source": entry.get("source", ""),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -120,11 +178,17 @@ def gpu_table() -> pd.DataFrame:
     for name in gpu_names():
         g = load_gpu(name)
         pf = g.peak_flops_per_s
-        rows.append({
-            "gpu": name, "memory_gb": g.memory_bytes / 1e9, "hbm_tb_per_s": g.hbm_bandwidth_bytes_per_s / 1e12,
-            "bf16_tflops": pf.get("bf16", float("nan")) / 1e12, "fp8_tflops": pf.get("fp8", float("nan")) / 1e12,
-            "fp4_tflops": pf.get("fp4", float("nan")) / 1e12, "tdp_w": g.tdp_w,
-            "link_gb_per_s": g.interconnect_bandwidth_bytes_per_s / 1e9,
-            "usd_per_gpu_hour": g.rental_usd_per_gpu_hour,
-        })
+        rows.append(
+            {
+                "gpu": name,
+                "memory_gb": g.memory_bytes / 1e9,
+                "hbm_tb_per_s": g.hbm_bandwidth_bytes_per_s / 1e12,
+                "bf16_tflops": pf.get("bf16", float("nan")) / 1e12,
+                "fp8_tflops": pf.get("fp8", float("nan")) / 1e12,
+                "fp4_tflops": pf.get("fp4", float("nan")) / 1e12,
+                "tdp_w": g.tdp_w,
+                "link_gb_per_s": g.interconnect_bandwidth_bytes_per_s / 1e9,
+                "usd_per_gpu_hour": g.rental_usd_per_gpu_hour,
+            }
+        )
     return pd.DataFrame(rows)

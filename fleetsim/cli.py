@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -19,7 +18,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     help="fleetsim: how many of which GPU to serve an LLM at a load, within latency targets, "
-         "and what it costs in $, kW and cooling.",
+    "and what it costs in $, kW and cooling.",
 )
 # Piped output is not cut to 80 columns (names and numbers stay whole).
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -36,7 +35,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _overrides(values: Optional[List[str]]) -> dict:
+def _overrides(values: list[str] | None) -> dict:
     from fleetsim.scenario import parse_override
 
     return dict(parse_override(v) for v in values or [])
@@ -64,8 +63,15 @@ def models(json_out: bool = typer.Option(False, "--json", help="One JSON array."
     for col in ("model", "attention", "layers", "total_params_b", "active_params_b", "kv_bytes_per_token", "source"):
         t.add_column(col, overflow="fold")
     for r in df.itertuples(index=False):
-        t.add_row(r.model, r.attention, str(r.layers), f"{r.total_params_b:,.1f}", f"{r.active_params_b:,.1f}",
-                  f"{r.kv_bytes_per_token:,.0f}", r.source)
+        t.add_row(
+            r.model,
+            r.attention,
+            str(r.layers),
+            f"{r.total_params_b:,.1f}",
+            f"{r.active_params_b:,.1f}",
+            f"{r.kv_bytes_per_token:,.0f}",
+            r.source,
+        )
     out.print(t)
 
 
@@ -79,14 +85,34 @@ def gpus(json_out: bool = typer.Option(False, "--json", help="One JSON array."))
         _print_json(df.to_dict(orient="records"))
         return
     t = Table(title="GPUs (dense peaks)")
-    for col in ("gpu", "memory_gb", "hbm_tb_per_s", "bf16_tflops", "fp8_tflops", "fp4_tflops", "tdp_w",
-                "link_gb_per_s", "usd_per_gpu_hour"):
+    for col in (
+        "gpu",
+        "memory_gb",
+        "hbm_tb_per_s",
+        "bf16_tflops",
+        "fp8_tflops",
+        "fp4_tflops",
+        "tdp_w",
+        "link_gb_per_s",
+        "usd_per_gpu_hour",
+    ):
         t.add_column(col)
     for r in df.itertuples(index=False):
+
         def f(x, fmt="{:,.0f}"):
             return "-" if x is None or x != x else fmt.format(x)
-        t.add_row(r.gpu, f(r.memory_gb, "{:,.1f}"), f(r.hbm_tb_per_s, "{:,.2f}"), f(r.bf16_tflops),
-                  f(r.fp8_tflops), f(r.fp4_tflops), f(r.tdp_w), f(r.link_gb_per_s), f(r.usd_per_gpu_hour, "{:,.2f}"))
+
+        t.add_row(
+            r.gpu,
+            f(r.memory_gb, "{:,.1f}"),
+            f(r.hbm_tb_per_s, "{:,.2f}"),
+            f(r.bf16_tflops),
+            f(r.fp8_tflops),
+            f(r.fp4_tflops),
+            f(r.tdp_w),
+            f(r.link_gb_per_s),
+            f(r.usd_per_gpu_hour, "{:,.2f}"),
+        )
     out.print(t)
 
 
@@ -94,10 +120,18 @@ def gpus(json_out: bool = typer.Option(False, "--json", help="One JSON array."))
 def _kv_spec(key_dtype, value_dtype, eviction, budget, heavy, recent, sink, window, ratio, prefix_ratio):
     from fleetsim.api import kv_cache_spec
 
-    return kv_cache_spec(key_dtype=key_dtype, value_dtype=value_dtype, eviction=eviction,
-                         budget_tokens=budget, heavy_tokens=heavy, recent_tokens=recent,
-                         sink_tokens=sink, window_tokens=window, pyramid_ratio=ratio,
-                         prefix_compression_ratio=prefix_ratio)
+    return kv_cache_spec(
+        key_dtype=key_dtype,
+        value_dtype=value_dtype,
+        eviction=eviction,
+        budget_tokens=budget,
+        heavy_tokens=heavy,
+        recent_tokens=recent,
+        sink_tokens=sink,
+        window_tokens=window,
+        pyramid_ratio=ratio,
+        prefix_compression_ratio=prefix_ratio,
+    )
 
 
 _EVICTION_HELP = "Token eviction: none, h2o, snapkv, pyramidkv, streamingllm."
@@ -105,27 +139,34 @@ _EVICTION_HELP = "Token eviction: none, h2o, snapkv, pyramidkv, streamingllm."
 
 @app.command()
 def kv(
-    models_: List[str] = typer.Argument(..., metavar="MODEL...", help="Catalog name(s) or path(s) to config.json."),
+    models_: list[str] = typer.Argument(..., metavar="MODEL...", help="Catalog name(s) or path(s) to config.json."),
     context: int = typer.Option(1, "--context", help="Sequence length in tokens."),
     key_dtype: str = typer.Option("bf16", "--key-dtype", help="bf16, fp16, fp8, int8, int4, q8_0, q4_0."),
     value_dtype: str = typer.Option("bf16", "--value-dtype", help="bf16, fp16, fp8, int8, int4, q8_0, q4_0."),
     eviction: str = typer.Option("none", "--eviction", help=_EVICTION_HELP),
-    budget: Optional[int] = typer.Option(None, "--budget", help="SnapKV/PyramidKV token budget (PyramidKV: mean per layer)."),
-    heavy: Optional[int] = typer.Option(None, "--heavy", help="H2O heavy-hitter tokens."),
-    recent: Optional[int] = typer.Option(None, "--recent", help="H2O recent tokens."),
+    budget: int | None = typer.Option(
+        None, "--budget", help="SnapKV/PyramidKV token budget (PyramidKV: mean per layer)."
+    ),
+    heavy: int | None = typer.Option(None, "--heavy", help="H2O heavy-hitter tokens."),
+    recent: int | None = typer.Option(None, "--recent", help="H2O recent tokens."),
     sink: int = typer.Option(4, "--sink", help="StreamingLLM attention-sink tokens."),
-    window: Optional[int] = typer.Option(None, "--window", help="StreamingLLM window tokens."),
+    window: int | None = typer.Option(None, "--window", help="StreamingLLM window tokens."),
     pyramid_ratio: float = typer.Option(4.0, "--pyramid-ratio", help="PyramidKV first-layer / last-layer budget."),
-    shared_prefix: int = typer.Option(0, "--shared-prefix", help="Tokens of a prefix shared with other sequences (stored once)."),
-    prefix_compression: float = typer.Option(1.0, "--prefix-compression", help="Cartridges-style compression ratio of the shared prefix."),
+    shared_prefix: int = typer.Option(
+        0, "--shared-prefix", help="Tokens of a prefix shared with other sequences (stored once)."
+    ),
+    prefix_compression: float = typer.Option(
+        1.0, "--prefix-compression", help="Cartridges-style compression ratio of the shared prefix."
+    ),
     compare: bool = typer.Option(False, "--compare", help="Side-by-side table of several models."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object (a list with --compare)."),
 ):
     """KV-cache bytes of one sequence: by layer kind, per token, with quantization and eviction."""
     from fleetsim.api import kv_report
 
-    spec = _kv_spec(key_dtype, value_dtype, eviction, budget, heavy, recent, sink, window, pyramid_ratio,
-                    prefix_compression)
+    spec = _kv_spec(
+        key_dtype, value_dtype, eviction, budget, heavy, recent, sink, window, pyramid_ratio, prefix_compression
+    )
     if len(models_) > 1 and not compare:
         _fail("kv: several models given; add --compare for a side-by-side table")
     rows = [kv_report(m, context, spec, shared_prefix_tokens=shared_prefix) for m in models_]
@@ -138,9 +179,15 @@ def kv(
             t.add_column(col)
         first = rows[0]["bytes_per_sequence"] or 1
         for r in rows:
-            t.add_row(r["model"], r["attention"], f"{r['bytes_per_token']:,.0f}", f"{r['bytes_per_token'] / 1024:,.1f}",
-                      f"{r['bytes_per_sequence']:,}", _gb(r["bytes_per_sequence"]),
-                      f"{r['bytes_per_sequence'] / first:.2f}x")
+            t.add_row(
+                r["model"],
+                r["attention"],
+                f"{r['bytes_per_token']:,.0f}",
+                f"{r['bytes_per_token'] / 1024:,.1f}",
+                f"{r['bytes_per_sequence']:,}",
+                _gb(r["bytes_per_sequence"]),
+                f"{r['bytes_per_sequence'] / first:.2f}x",
+            )
         out.print(t)
         return
     r = rows[0]
@@ -152,8 +199,10 @@ def kv(
         t.add_row(kind, str(b["layers"]), f"{b['bytes']:,}")
     t.add_row("total", str(sum(b["layers"] for b in r["by_layer_kind"].values())), f"{r['bytes_per_sequence']:,}")
     out.print(t)
-    out.print(f"bytes per token: {r['bytes_per_token']:,.1f} ({r['bytes_per_token'] / 1024:,.2f} KiB); "
-              f"K {key_dtype}, V {value_dtype}; per sequence {_gb(r['bytes_per_sequence'])} GB")
+    out.print(
+        f"bytes per token: {r['bytes_per_token']:,.1f} ({r['bytes_per_token'] / 1024:,.2f} KiB); "
+        f"K {key_dtype}, V {value_dtype}; per sequence {_gb(r['bytes_per_sequence'])} GB"
+    )
     if shared_prefix:
         out.print(f"shared prefix of {shared_prefix:,} tokens stored once: {r['shared_prefix_bytes']:,} bytes")
 
@@ -167,22 +216,32 @@ def memory(
     key_dtype: str = typer.Option("bf16", "--key-dtype"),
     value_dtype: str = typer.Option("bf16", "--value-dtype"),
     context: int = typer.Option(1, "--context", help="Sequence length for max concurrent sequences."),
-    utilization: float = typer.Option(0.9, "--gpu-memory-utilization", help="Fraction of GPU memory the server may use."),
+    utilization: float = typer.Option(
+        0.9, "--gpu-memory-utilization", help="Fraction of GPU memory the server may use."
+    ),
     block_tokens: int = typer.Option(16, "--block-tokens", help="Tokens per paged KV block."),
     eviction: str = typer.Option("none", "--eviction", help=_EVICTION_HELP),
-    budget: Optional[int] = typer.Option(None, "--budget"),
-    heavy: Optional[int] = typer.Option(None, "--heavy"),
-    recent: Optional[int] = typer.Option(None, "--recent"),
+    budget: int | None = typer.Option(None, "--budget"),
+    heavy: int | None = typer.Option(None, "--heavy"),
+    recent: int | None = typer.Option(None, "--recent"),
     sink: int = typer.Option(4, "--sink"),
-    window: Optional[int] = typer.Option(None, "--window"),
+    window: int | None = typer.Option(None, "--window"),
     json_out: bool = typer.Option(False, "--json", help="One JSON object."),
 ):
     """How one GPU's memory splits between weights, workspace and the paged KV pool."""
     from fleetsim.api import memory_plan
 
     spec = _kv_spec(key_dtype, value_dtype, eviction, budget, heavy, recent, sink, window, 4.0, 1.0)
-    plan = memory_plan(model, gpu, tp=tp, weight_dtype=weight_dtype, kv=spec, context_tokens=context,
-                       gpu_memory_utilization=utilization, block_tokens=block_tokens)
+    plan = memory_plan(
+        model,
+        gpu,
+        tp=tp,
+        weight_dtype=weight_dtype,
+        kv=spec,
+        context_tokens=context,
+        gpu_memory_utilization=utilization,
+        block_tokens=block_tokens,
+    )
     d = plan.as_dict()
     if json_out:
         _print_json(d)
@@ -213,9 +272,11 @@ def schema():
 @app.command()
 def run(
     scenario: Path = typer.Argument(..., help="Scenario YAML."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a field by dotted path: --set fleet.replicas=8"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (overrides run.seed)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write summary, per-request table and time series here."),
+    set_: list[str] | None = typer.Option(
+        None, "--set", help="Override a field by dotted path: --set fleet.replicas=8"
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides run.seed)."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Write summary, per-request table and time series here."),
     json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
 ):
     """Simulate a scenario and print concurrency, latency, power, cooling and cost."""
@@ -268,18 +329,33 @@ def _print_frame(df, title: str = "", floatfmt: str = "{:,.4g}") -> None:
 @app.command()
 def sweep(
     scenario: Path = typer.Argument(..., help="Base scenario YAML."),
-    grid: List[str] = typer.Option(..., "--grid", help="KEY=V1,V2,... or KEY=START:STOP:STEP (inclusive); repeat for a product."),
+    grid: list[str] = typer.Option(
+        ..., "--grid", help="KEY=V1,V2,... or KEY=START:STOP:STEP (inclusive); repeat for a product."
+    ),
     out_dir: Path = typer.Option(..., "--out", help="Directory for points.parquet and per-point results (resumable)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a base field: --set run.duration_s=120"),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask: 'local' starts a LocalCluster, tcp://HOST:PORT joins one. Default: a local process pool."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Local pool / LocalCluster workers (default: CPU count)."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a base field: --set run.duration_s=120"),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="Dask: 'local' starts a LocalCluster, tcp://HOST:PORT joins one. Default: a local process pool.",
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Local pool / LocalCluster workers (default: CPU count)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the table as one JSON array."),
 ):
     """Run a grid of what-ifs; one row per point, written as each finishes (rerun to resume)."""
     from fleetsim.sweep import parse_grid, run_sweep
 
-    df = run_sweep(scenario, parse_grid(grid), out_dir, overrides=_overrides(set_), scheduler=scheduler,
-                   workers=workers, progress=not json_out)
+    df = run_sweep(
+        scenario,
+        parse_grid(grid),
+        out_dir,
+        overrides=_overrides(set_),
+        scheduler=scheduler,
+        workers=workers,
+        progress=not json_out,
+    )
     if json_out:
         sys.stdout.write(df.to_json(orient="records", indent=2) + "\n")
     else:
@@ -292,15 +368,20 @@ def sweep(
 def plan(
     scenario: Path = typer.Argument(..., help="Scenario YAML: its workload and SLOs are the requirement."),
     gpus_: str = typer.Option("h100-sxm,h200,b200,a100-80gb", "--gpus", help="Comma-separated GPU types to compare."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a field by dotted path."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write plan.json and the comparison table here."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a field by dotted path."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Write plan.json and the comparison table here."),
     json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON object."),
 ):
     """Cheapest fleet per GPU type that meets the scenario's SLOs at its load."""
     from fleetsim.plan import plan_fleet
 
-    result = plan_fleet(scenario, [g.strip() for g in gpus_.split(",") if g.strip()],
-                        overrides=_overrides(set_), out_dir=out_dir, progress=not json_out)
+    result = plan_fleet(
+        scenario,
+        [g.strip() for g in gpus_.split(",") if g.strip()],
+        overrides=_overrides(set_),
+        out_dir=out_dir,
+        progress=not json_out,
+    )
     if json_out:
         _print_json(result.to_dict())
     else:
@@ -312,7 +393,7 @@ def plan(
 def report(
     source: Path = typer.Argument(..., help="A scenario YAML, a sweep directory or a plan directory."),
     output: Path = typer.Option(Path("report.html"), "-o", "--output", help="HTML file to write."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override fields of a scenario source."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override fields of a scenario source."),
 ):
     """Write a self-contained HTML procurement report (opens offline in any browser)."""
     from fleetsim.report.html import write_report
@@ -323,9 +404,9 @@ def report(
 
 @app.command()
 def validate(
-    cases: Optional[List[Path]] = typer.Argument(None, help="Case files (YAML); default: the shipped cases."),
+    cases: list[Path] | None = typer.Argument(None, help="Case files (YAML); default: the shipped cases."),
     json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON object."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write validation.csv and summary.json here."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Write validation.csv and summary.json here."),
 ):
     """Compare fleetsim's predictions with published measurements."""
     from fleetsim.validation import run_validation
@@ -343,10 +424,10 @@ def validate(
 @app.command()
 def calibrate(
     gpu_index: int = typer.Option(0, "--gpu", help="GPU index as nvidia-smi numbers it (matched to torch by UUID)."),
-    out_path: Optional[Path] = typer.Option(None, "--out", help="Profile YAML to write (raw samples CSV beside it)."),
+    out_path: Path | None = typer.Option(None, "--out", help="Profile YAML to write (raw samples CSV beside it)."),
     quick: bool = typer.Option(False, "--quick", help="Small grid: under 10 minutes on an H100."),
-    report_profile: Optional[Path] = typer.Option(None, "--report", help="Show measured against fitted for a profile."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="With --report: write the plot (PNG) here."),
+    report_profile: Path | None = typer.Option(None, "--report", help="Show measured against fitted for a profile."),
+    plot: Path | None = typer.Option(None, "--plot", help="With --report: write the plot (PNG) here."),
 ):
     """Measure KV-cache kernels and weight GEMMs with NVML energy, fit a calibration profile."""
     from fleetsim.calibrate import command

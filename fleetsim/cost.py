@@ -96,12 +96,10 @@ def hourly_cost_usd(
     provisioned_kw = provisioned_it_kw(gpu, num_gpus, overhead_w)
     rental = capex = energy = colocation = 0.0
     if spec.mode == "rental":
-        price = _price(spec.rental_usd_per_gpu_hour, gpu.rental_usd_per_gpu_hour,
-                       "rental_usd_per_gpu_hour", gpu)
+        price = _price(spec.rental_usd_per_gpu_hour, gpu.rental_usd_per_gpu_hour, "rental_usd_per_gpu_hour", gpu)
         rental = num_gpus * price
     else:
-        capex_per_gpu = _price(spec.capex_usd_per_gpu, gpu.capex_usd_per_gpu,
-                               "capex_usd_per_gpu", gpu)
+        capex_per_gpu = _price(spec.capex_usd_per_gpu, gpu.capex_usd_per_gpu, "capex_usd_per_gpu", gpu)
         crf = capital_recovery_factor(spec.interest_rate, spec.amortization_years)
         capex = num_gpus * capex_per_gpu * crf / HOURS_PER_YEAR
         energy = it_kw_mean * pue * spec.electricity_usd_per_kwh
@@ -131,9 +129,7 @@ def usd_per_million_tokens(usd_per_hour: float, tokens_per_s: float) -> float:
     return usd_per_hour * 1e6 / (tokens_per_s * 3600.0)
 
 
-def split_input_output_cost(
-    usd_total: float, prefill_gpu_s: float, decode_gpu_s: float
-) -> tuple[float, float]:
+def split_input_output_cost(usd_total: float, prefill_gpu_s: float, decode_gpu_s: float) -> tuple[float, float]:
     """(usd for input, usd for output) in proportion to GPU time in prefill vs decode.
 
     With no GPU time at all (an idle fleet) the whole cost goes to output, as in the

@@ -30,7 +30,7 @@ def first_error_line(exc: ValidationError, prefix: str = "") -> str:
     loc = prefix + loc if loc else prefix.rstrip(".")
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         return f"{loc}: unknown key (check spelling; see `fleetsim schema`)"

@@ -112,9 +112,7 @@ class FacilityBreakdown:
     racks: int
 
 
-def facility_breakdown(
-    spec: FacilitySpec, gpu: GpuSpec, num_gpus: int, it_kw: float
-) -> FacilityBreakdown:
+def facility_breakdown(spec: FacilitySpec, gpu: GpuSpec, num_gpus: int, it_kw: float) -> FacilityBreakdown:
     """Everything the building sees for `num_gpus` GPUs drawing `it_kw` of IT power on average.
 
     Pass the peak IT power as `it_kw` to size the cooling plant instead of reporting the mean.

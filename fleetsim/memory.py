@@ -171,8 +171,15 @@ def kv_footprint(arch: Architecture, kv: KvCacheSpec = KvCacheSpec(), tp: int = 
             add(kind, per_token, cap, prompt_cap)
 
     built = tuple(
-        KvTerm(kind=k[0], layers=v[0], bytes_per_token_per_rank=v[1], cap_tokens=k[1],
-               prompt_cap_tokens=k[2], fixed_bytes_per_rank=v[2], shareable=k[3])
+        KvTerm(
+            kind=k[0],
+            layers=v[0],
+            bytes_per_token_per_rank=v[1],
+            cap_tokens=k[1],
+            prompt_cap_tokens=k[2],
+            fixed_bytes_per_rank=v[2],
+            shareable=k[3],
+        )
         for k, v in terms.items()
     )
     return KvFootprint(terms=built, tp=tp, prefix_compression_ratio=kv.prefix_compression_ratio)
@@ -191,8 +198,9 @@ class KvSize:
         return self.bytes_per_sequence / self.context_tokens if self.context_tokens else 0.0
 
 
-def kv_size(arch: Architecture, context_tokens: int, kv: KvCacheSpec = KvCacheSpec(),
-            generated_tokens: int = 0, tp: int = 1) -> KvSize:
+def kv_size(
+    arch: Architecture, context_tokens: int, kv: KvCacheSpec = KvCacheSpec(), generated_tokens: int = 0, tp: int = 1
+) -> KvSize:
     """Bytes one sequence of `context_tokens` prompt (+ generated) tokens holds, all ranks."""
     if context_tokens < 1:
         raise SpecError(f"context: {context_tokens} is not valid; it must be >= 1 token")
@@ -259,8 +267,9 @@ class MemoryPlan:
         return d
 
 
-def workspace_bytes(arch: Architecture, tp: int, max_batched_tokens: int, max_running_seqs: int,
-                    runtime_reserve_bytes: int) -> int:
+def workspace_bytes(
+    arch: Architecture, tp: int, max_batched_tokens: int, max_running_seqs: int, runtime_reserve_bytes: int
+) -> int:
     """Per-GPU memory vLLM keeps out of the KV pool: CUDA context, NCCL and graph buffers
     (runtime_reserve_bytes) plus the activation peak of a forward pass of max_batched_tokens
     (~ 16 hidden-sized bf16 tensors live at the MLP peak) and fp32 logits of max_running_seqs."""
@@ -286,9 +295,7 @@ def plan_memory(
 ) -> MemoryPlan:
     """Split one GPU's memory; raise CapacityError (with the numbers) when nothing is left for KV."""
     if not 0 < gpu_memory_utilization <= 1:
-        raise SpecError(
-            f"gpu_memory_utilization: {gpu_memory_utilization} is not valid; it must be in (0, 1]"
-        )
+        raise SpecError(f"gpu_memory_utilization: {gpu_memory_utilization} is not valid; it must be in (0, 1]")
     if block_tokens < 1:
         raise SpecError(f"block_tokens: {block_tokens} is not valid; it must be >= 1")
     check_tp(arch, tp)
@@ -300,11 +307,16 @@ def plan_memory(
     if pool <= 0:
         if not _suggest_tp:
             raise CapacityError(f"{arch.name} does not fit on {gpu.name} at tp={tp}")
-        smallest = smallest_fitting_tp(arch, gpu, weight_dtype=weight_dtype, kv=kv,
-                                       gpu_memory_utilization=gpu_memory_utilization,
-                                       max_batched_tokens=max_batched_tokens,
-                                       max_running_seqs=max_running_seqs,
-                                       runtime_reserve_bytes=runtime_reserve_bytes)
+        smallest = smallest_fitting_tp(
+            arch,
+            gpu,
+            weight_dtype=weight_dtype,
+            kv=kv,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_batched_tokens=max_batched_tokens,
+            max_running_seqs=max_running_seqs,
+            runtime_reserve_bytes=runtime_reserve_bytes,
+        )
         hint = f"smallest tp that fits: tp={smallest}" if smallest else "no tp up to 64 fits on this GPU"
         raise CapacityError(
             f"{arch.name} ({weight_dtype}) does not fit on {gpu.name} at tp={tp}: needs "
@@ -327,14 +339,26 @@ def plan_memory(
             f"sequence of {context_tokens} tokens ({seq_bytes / 1e9:.2f} GB per GPU)"
         )
     return MemoryPlan(
-        model=arch.name, gpu=gpu.name, tp=tp, weight_dtype=weight_dtype,
-        key_dtype=kv.key_dtype, value_dtype=kv.value_dtype,
-        gpu_memory_utilization=gpu_memory_utilization, block_tokens=block_tokens,
-        gpu_memory_bytes=gpu.memory_bytes, usable_bytes_per_gpu=usable,
-        weights_bytes_per_gpu=weights, workspace_bytes_per_gpu=workspace,
-        kv_pool_bytes_per_gpu=pool, block_bytes_per_gpu=block_bytes, kv_blocks=blocks,
-        kv_capacity_tokens=capacity_tokens, context_tokens=context_tokens,
-        sequence_bytes_per_gpu=seq_bytes, max_concurrent_sequences=max_seqs, footprint=fp,
+        model=arch.name,
+        gpu=gpu.name,
+        tp=tp,
+        weight_dtype=weight_dtype,
+        key_dtype=kv.key_dtype,
+        value_dtype=kv.value_dtype,
+        gpu_memory_utilization=gpu_memory_utilization,
+        block_tokens=block_tokens,
+        gpu_memory_bytes=gpu.memory_bytes,
+        usable_bytes_per_gpu=usable,
+        weights_bytes_per_gpu=weights,
+        workspace_bytes_per_gpu=workspace,
+        kv_pool_bytes_per_gpu=pool,
+        block_bytes_per_gpu=block_bytes,
+        kv_blocks=blocks,
+        kv_capacity_tokens=capacity_tokens,
+        context_tokens=context_tokens,
+        sequence_bytes_per_gpu=seq_bytes,
+        max_concurrent_sequences=max_seqs,
+        footprint=fp,
     )
 
 

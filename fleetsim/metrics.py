@@ -42,8 +42,7 @@ def slo_mask(requests: pd.DataFrame, ttft_s: float, tpot_s: float) -> pd.Series:
     return done & (requests["ttft_s"] <= ttft_s) & tpot_ok
 
 
-def summarize(raw: RawRun, scenario: ScenarioSpec, arch: Architecture, gpu: GpuSpec,
-              plan: MemoryPlan) -> dict:
+def summarize(raw: RawRun, scenario: ScenarioSpec, arch: Architecture, gpu: GpuSpec, plan: MemoryPlan) -> dict:
     req = raw.requests
     sim_s = raw.simulated_s
     fleet = scenario.fleet
@@ -70,8 +69,9 @@ def summarize(raw: RawRun, scenario: ScenarioSpec, arch: Architecture, gpu: GpuS
     all_out = float(completed["output_tokens"].sum())
 
     # --- cost
-    cost = hourly_cost_usd(scenario.cost, gpu, n_gpus, it_kw, scenario.facility.pue,
-                           server_overhead_w=scenario.facility.server_overhead_w)
+    cost = hourly_cost_usd(
+        scenario.cost, gpu, n_gpus, it_kw, scenario.facility.pue, server_overhead_w=scenario.facility.server_overhead_w
+    )
     prefill_s = float(raw.replicas["prefill_s"].sum())
     decode_s = float(raw.replicas["decode_s"].sum())
     usd_window = cost.usd_per_hour * window_s / 3600.0
@@ -93,8 +93,10 @@ def summarize(raw: RawRun, scenario: ScenarioSpec, arch: Architecture, gpu: GpuS
     size = kv_size(arch, mean_ctx, scenario.kv_cache)
     fp = plan.footprint
     per_seq = float(fp.bytes_per_rank(round(mean_in), round(mean_out)))
-    by_memory = sequences_that_fit(plan.kv_pool_bytes_per_gpu, plan.kv_blocks, plan.block_bytes_per_gpu,
-                                   per_seq) * fleet.replicas
+    by_memory = (
+        sequences_that_fit(plan.kv_pool_bytes_per_gpu, plan.kv_blocks, plan.block_bytes_per_gpu, per_seq)
+        * fleet.replicas
+    )
 
     pool_byte_s = plan.kv_pool_bytes_per_gpu * fleet.replicas * sim_s
     return {

@@ -125,8 +125,9 @@ class StepModel:
         t_cmp = (tokens * self.linear_flops_per_token + self.flop_half) / self.flop_rate
         return max(t_mem, t_cmp)
 
-    def iteration(self, decode_seqs: int, kv_read_bytes: float, prefill_tokens: int = 0,
-                  prefill_pair_bytes: float = 0.0) -> StepCost:
+    def iteration(
+        self, decode_seqs: int, kv_read_bytes: float, prefill_tokens: int = 0, prefill_pair_bytes: float = 0.0
+    ) -> StepCost:
         """One iteration: decode_seqs tokens of decode reading kv_read_bytes (per GPU) of cache,
         plus prefill_tokens of prefill whose attention touches prefill_pair_bytes (per GPU,
         sum over prefill query tokens of the KV bytes each attends to)."""

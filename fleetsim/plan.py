@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -36,10 +37,30 @@ from fleetsim.spec.scenario import ScenarioSpec
 __all__ = ["PlanResult", "plan_fleet", "describe_load"]
 
 TABLE_COLUMNS = (
-    "gpu", "met", "tp", "weight_dtype", "key_dtype", "value_dtype", "replicas", "gpus", "servers", "racks",
-    "it_kw", "facility_kw", "cooling_tons", "usd_per_hour", "usd_per_million_tokens",
-    "usd_per_million_output_tokens", "slo_attainment", "ttft_at_percentile_s", "tpot_at_percentile_s",
-    "replicas_one_fewer", "slo_attainment_one_fewer", "met_one_fewer", "simulations", "reason",
+    "gpu",
+    "met",
+    "tp",
+    "weight_dtype",
+    "key_dtype",
+    "value_dtype",
+    "replicas",
+    "gpus",
+    "servers",
+    "racks",
+    "it_kw",
+    "facility_kw",
+    "cooling_tons",
+    "usd_per_hour",
+    "usd_per_million_tokens",
+    "usd_per_million_output_tokens",
+    "slo_attainment",
+    "ttft_at_percentile_s",
+    "tpot_at_percentile_s",
+    "replicas_one_fewer",
+    "slo_attainment_one_fewer",
+    "met_one_fewer",
+    "simulations",
+    "reason",
 )
 
 
@@ -71,8 +92,10 @@ def _kv_pair(kv: Any) -> tuple[str, str]:
         k = v = kv
     for d in (k, v):
         if d not in KV_DTYPES:
-            raise SpecError(f"plan: KV precision '{d}' is unknown; choose one of {', '.join(KV_DTYPES)} "
-                            "(or KEY/VALUE, e.g. q8_0/q4_0)")
+            raise SpecError(
+                f"plan: KV precision '{d}' is unknown; choose one of {', '.join(KV_DTYPES)} "
+                "(or KEY/VALUE, e.g. q8_0/q4_0)"
+            )
     return str(k), str(v)
 
 
@@ -108,18 +131,25 @@ class PlanResult:
 
     def fleet_overrides(self, row: Mapping) -> dict:
         """The overrides (on top of the plan's own) that reproduce a row's fleet with simulate()."""
-        return {**self.overrides, "fleet.gpu": row["gpu"], "fleet.tp": int(row["tp"]),
-                "fleet.replicas": int(row["replicas"]), "weight_dtype": row["weight_dtype"],
-                "kv_cache.key_dtype": row["key_dtype"], "kv_cache.value_dtype": row["value_dtype"]}
+        return {
+            **self.overrides,
+            "fleet.gpu": row["gpu"],
+            "fleet.tp": int(row["tp"]),
+            "fleet.replicas": int(row["replicas"]),
+            "weight_dtype": row["weight_dtype"],
+            "kv_cache.key_dtype": row["key_dtype"],
+            "kv_cache.value_dtype": row["value_dtype"],
+        }
 
     def slo_text(self) -> str:
         s = self.scenario.slo
-        return (f"TTFT <= {s.ttft_s:g} s and TPOT <= {s.tpot_s:g} s for "
-                f"{s.attainment_target:.0%} of requests")
+        return f"TTFT <= {s.ttft_s:g} s and TPOT <= {s.tpot_s:g} s for {s.attainment_target:.0%} of requests"
 
     def title(self) -> str:
-        return (f"Cheapest fleet per GPU type: {self.scenario.model} at {describe_load(self.scenario)}, "
-                f"SLO {self.slo_text()}")
+        return (
+            f"Cheapest fleet per GPU type: {self.scenario.model} at {describe_load(self.scenario)}, "
+            f"SLO {self.slo_text()}"
+        )
 
     def recommendation(self) -> str:
         b = self.best()
@@ -127,18 +157,31 @@ class PlanResult:
             why = "; ".join(f"{r.gpu}: {r.reason}" for r in self.table.itertuples())
             return f"No GPU type meets the SLO ({self.slo_text()}) within {self.max_replicas} replicas: {why}."
         n, g = int(b["replicas"]), int(b["gpus"])
-        return (f"Cheapest: {n} {b['gpu']} replica{'s' if n != 1 else ''} at tp={int(b['tp'])} "
-                f"({g} GPU{'s' if g != 1 else ''}, {b['weight_dtype']} weights, KV {b['key_dtype']}/{b['value_dtype']}) "
-                f"for ${b['usd_per_hour']:,.2f}/hour, ${b['usd_per_million_tokens']:,.4f} per million tokens, "
-                f"meeting the SLO with {b['slo_attainment']:.2%} attainment "
-                f"({n - 1} replica{'s' if n - 1 != 1 else ''}: {b['slo_attainment_one_fewer']:.2%}).")
+        return (
+            f"Cheapest: {n} {b['gpu']} replica{'s' if n != 1 else ''} at tp={int(b['tp'])} "
+            f"({g} GPU{'s' if g != 1 else ''}, {b['weight_dtype']} weights, KV {b['key_dtype']}/{b['value_dtype']}) "
+            f"for ${b['usd_per_hour']:,.2f}/hour, ${b['usd_per_million_tokens']:,.4f} per million tokens, "
+            f"meeting the SLO with {b['slo_attainment']:.2%} attainment "
+            f"({n - 1} replica{'s' if n - 1 != 1 else ''}: {b['slo_attainment_one_fewer']:.2%})."
+        )
 
     def display_table(self) -> pd.DataFrame:
         """The table for a terminal: short headings, the first clause of each note."""
-        cols = {"gpu": "gpu", "met": "met", "tp": "tp", "replicas": "replicas", "gpus": "GPUs",
-                "racks": "racks", "it_kw": "IT kW", "cooling_tons": "cooling t", "usd_per_hour": "$/hour",
-                "usd_per_million_tokens": "$/Mtok", "slo_attainment": "SLO attain.",
-                "slo_attainment_one_fewer": "one fewer", "reason": "note"}
+        cols = {
+            "gpu": "gpu",
+            "met": "met",
+            "tp": "tp",
+            "replicas": "replicas",
+            "gpus": "GPUs",
+            "racks": "racks",
+            "it_kw": "IT kW",
+            "cooling_tons": "cooling t",
+            "usd_per_hour": "$/hour",
+            "usd_per_million_tokens": "$/Mtok",
+            "slo_attainment": "SLO attain.",
+            "slo_attainment_one_fewer": "one fewer",
+            "reason": "note",
+        }
         df = self.table[list(cols)].rename(columns=cols).copy()
         for c in ("tp", "replicas", "GPUs", "racks"):
             df[c] = [("-" if pd.isna(v) else str(int(v))) for v in df[c]]
@@ -175,7 +218,8 @@ class PlanResult:
         self.evaluations.to_csv(out / "evaluations.csv", index=False)
         (out / "scenario.yaml").write_text(
             f"# The scenario planned for (base + overrides {json.dumps(self.overrides)}).\n"
-            + yaml.safe_dump(self.scenario.model_dump(mode="json"), sort_keys=False))
+            + yaml.safe_dump(self.scenario.model_dump(mode="json"), sort_keys=False)
+        )
         self.files = [out / n for n in ("plan.json", "plan.csv", "options.csv", "evaluations.csv", "scenario.yaml")]
         return self.files
 
@@ -184,8 +228,9 @@ class PlanResult:
 class _Search:
     """Smallest replica count meeting the SLO for one configuration (exponential + bisection)."""
 
-    def __init__(self, base: ScenarioSpec, config: dict, max_replicas: int, evaluations: list,
-                 note: Callable[[str], None]):
+    def __init__(
+        self, base: ScenarioSpec, config: dict, max_replicas: int, evaluations: list, note: Callable[[str], None]
+    ):
         self.base, self.config, self.max_replicas = base, config, max_replicas
         self.evaluations, self.note = evaluations, note
         self.results: dict[int, dict] = {}
@@ -196,15 +241,22 @@ class _Search:
             spec = load_scenario(self.base, {**self.config, "fleet.replicas": replicas})
             s = simulate(spec).summary
             self.results[replicas] = s
-            self.evaluations.append({
-                "gpu": self.config["fleet.gpu"], "tp": self.config["fleet.tp"],
-                "weight_dtype": self.config["weight_dtype"], "key_dtype": self.config["kv_cache.key_dtype"],
-                "value_dtype": self.config["kv_cache.value_dtype"], "replicas": replicas,
-                "met": s["slo"]["met"], "slo_attainment": s["slo"]["attainment"],
-                "usd_per_hour": s["cost"]["usd_per_hour"],
-                "usd_per_million_tokens": s["cost"]["usd_per_million_tokens"],
-                "ttft_p99_s": s["latency_s"]["ttft"]["p99"], "tpot_p99_s": s["latency_s"]["tpot"]["p99"],
-            })
+            self.evaluations.append(
+                {
+                    "gpu": self.config["fleet.gpu"],
+                    "tp": self.config["fleet.tp"],
+                    "weight_dtype": self.config["weight_dtype"],
+                    "key_dtype": self.config["kv_cache.key_dtype"],
+                    "value_dtype": self.config["kv_cache.value_dtype"],
+                    "replicas": replicas,
+                    "met": s["slo"]["met"],
+                    "slo_attainment": s["slo"]["attainment"],
+                    "usd_per_hour": s["cost"]["usd_per_hour"],
+                    "usd_per_million_tokens": s["cost"]["usd_per_million_tokens"],
+                    "ttft_p99_s": s["latency_s"]["ttft"]["p99"],
+                    "tpot_p99_s": s["latency_s"]["tpot"]["p99"],
+                }
+            )
         return self.results[replicas]
 
     def run(self, lower_bound_usd: Callable[[int], float], best_usd: float) -> tuple[int | None, str]:
@@ -223,8 +275,9 @@ class _Search:
             lo = r
             if r >= self.max_replicas:
                 att = s["slo"]["attainment"]
-                return None, (f"SLO missed up to {self.max_replicas} replicas "
-                              f"(attainment {att:.2%} at {self.max_replicas})")
+                return None, (
+                    f"SLO missed up to {self.max_replicas} replicas (attainment {att:.2%} at {self.max_replicas})"
+                )
             r = min(2 * r, self.max_replicas)
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -248,14 +301,25 @@ def _configs(base: ScenarioSpec, gpu_name: str, tp_options, weight_dtypes, kv_dt
             raise SpecError(f"plan: weight dtype '{wd}' is unknown; choose one of {', '.join(WEIGHT_DTYPES)}")
         for kd, vd in kvs:
             for tp in tps:
-                cfg = {"fleet.gpu": gpu_name, "fleet.tp": int(tp), "weight_dtype": wd,
-                       "kv_cache.key_dtype": kd, "kv_cache.value_dtype": vd}
+                cfg = {
+                    "fleet.gpu": gpu_name,
+                    "fleet.tp": int(tp),
+                    "weight_dtype": wd,
+                    "kv_cache.key_dtype": kd,
+                    "kv_cache.value_dtype": vd,
+                }
                 try:
                     spec = load_scenario(base, {**cfg, "fleet.replicas": 1})
                     build(spec)
                     # A price is needed to compare fleets: a GPU without one is a row with the reason.
-                    hourly_cost_usd(spec.cost, gpu, int(tp), 0.0, spec.facility.pue,
-                                    server_overhead_w=spec.facility.server_overhead_w)
+                    hourly_cost_usd(
+                        spec.cost,
+                        gpu,
+                        int(tp),
+                        0.0,
+                        spec.facility.pue,
+                        server_overhead_w=spec.facility.server_overhead_w,
+                    )
                 except FleetsimError as exc:
                     misfits.append({**cfg, "reason": str(exc), "capacity": isinstance(exc, CapacityError)})
                     continue
@@ -268,13 +332,20 @@ def _row_from(search: _Search, replicas: int) -> dict:
     fewer = search.results.get(replicas - 1)
     q = s["slo"]["percentile"]
     return {
-        "met": True, "replicas": replicas, "gpus": s["fleet"]["gpus"], "servers": s["fleet"]["servers"],
-        "racks": s["fleet"]["racks"], "it_kw": s["power"]["it_mean_kw"], "facility_kw": s["power"]["facility_mean_kw"],
-        "cooling_tons": s["cooling"]["tons"], "usd_per_hour": s["cost"]["usd_per_hour"],
+        "met": True,
+        "replicas": replicas,
+        "gpus": s["fleet"]["gpus"],
+        "servers": s["fleet"]["servers"],
+        "racks": s["fleet"]["racks"],
+        "it_kw": s["power"]["it_mean_kw"],
+        "facility_kw": s["power"]["facility_mean_kw"],
+        "cooling_tons": s["cooling"]["tons"],
+        "usd_per_hour": s["cost"]["usd_per_hour"],
         "usd_per_million_tokens": s["cost"]["usd_per_million_tokens"],
         "usd_per_million_output_tokens": s["cost"]["usd_per_million_output_tokens"],
         "slo_attainment": s["slo"]["attainment"],
-        "ttft_at_percentile_s": s["slo"][f"ttft_p{q:g}_s"], "tpot_at_percentile_s": s["slo"][f"tpot_p{q:g}_s"],
+        "ttft_at_percentile_s": s["slo"][f"ttft_p{q:g}_s"],
+        "tpot_at_percentile_s": s["slo"][f"tpot_p{q:g}_s"],
         "replicas_one_fewer": replicas - 1,
         # Zero replicas serve nothing: attainment 0 by definition.
         "slo_attainment_one_fewer": fewer["slo"]["attainment"] if fewer else 0.0,
@@ -283,10 +354,18 @@ def _row_from(search: _Search, replicas: int) -> dict:
     }
 
 
-def plan_fleet(scenario: Any, gpus: Iterable[str], *, overrides: Mapping[str, Any] | None = None,
-               out_dir: str | Path | None = None, progress: bool = True,
-               tp_options: Iterable[int] | None = None, weight_dtypes: Iterable[str] | None = None,
-               kv_dtypes: Iterable[Any] | None = None, max_replicas: int = 256) -> PlanResult:
+def plan_fleet(
+    scenario: Any,
+    gpus: Iterable[str],
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    tp_options: Iterable[int] | None = None,
+    weight_dtypes: Iterable[str] | None = None,
+    kv_dtypes: Iterable[Any] | None = None,
+    max_replicas: int = 256,
+) -> PlanResult:
     """The cheapest fleet of each GPU type meeting the scenario's SLO at its load.
 
     tp_options: tensor-parallel degrees to try (default: every valid degree of the model up to the
@@ -310,8 +389,14 @@ def plan_fleet(scenario: Any, gpus: Iterable[str], *, overrides: Mapping[str, An
         from rich.console import Console
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        bar = Progress(SpinnerColumn(), TextColumn("plan {task.description}"), TextColumn("({task.completed} runs)"),
-                       TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+        bar = Progress(
+            SpinnerColumn(),
+            TextColumn("plan {task.description}"),
+            TextColumn("({task.completed} runs)"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
         task = bar.add_task("", total=None)
         bar.start()
 
@@ -324,8 +409,16 @@ def plan_fleet(scenario: Any, gpus: Iterable[str], *, overrides: Mapping[str, An
             gpu = load_gpu(gpu_name)
             fits, misfits = _configs(base, gpu_name, tp_options, weight_dtypes, kv_dtypes)
             for m in misfits:
-                options.append({**_option_cols(m), "replicas": None, "met": False, "usd_per_hour": None,
-                                "usd_per_million_tokens": None, "reason": m["reason"]})
+                options.append(
+                    {
+                        **_option_cols(m),
+                        "replicas": None,
+                        "met": False,
+                        "usd_per_hour": None,
+                        "usd_per_million_tokens": None,
+                        "reason": m["reason"],
+                    }
+                )
             best: dict | None = None
             best_usd = math.inf
             misses = []
@@ -334,10 +427,16 @@ def plan_fleet(scenario: Any, gpus: Iterable[str], *, overrides: Mapping[str, An
                 search = _Search(base, cfg, max_replicas, evaluations, note)
                 spec1 = load_scenario(base, {**cfg, "fleet.replicas": 1})
 
-                def lower_bound(r: int, cfg=cfg, spec1=spec1) -> float:
+                def lower_bound(r: int, cfg=cfg, spec1=spec1, gpu=gpu) -> float:
                     # GPUs alone (no energy): a floor under any fleet of r replicas.
-                    return hourly_cost_usd(spec1.cost, gpu, r * cfg["fleet.tp"], 0.0, spec1.facility.pue,
-                                           server_overhead_w=spec1.facility.server_overhead_w).usd_per_hour
+                    return hourly_cost_usd(
+                        spec1.cost,
+                        gpu,
+                        r * cfg["fleet.tp"],
+                        0.0,
+                        spec1.facility.pue,
+                        server_overhead_w=spec1.facility.server_overhead_w,
+                    ).usd_per_hour
 
                 try:
                     replicas, why = search.run(lower_bound, best_usd)
@@ -346,16 +445,36 @@ def plan_fleet(scenario: Any, gpus: Iterable[str], *, overrides: Mapping[str, An
                 sims = len(evaluations) - n_before
                 if replicas is None:
                     misses.append(why)
-                    options.append({**_option_cols(cfg), "replicas": None, "met": False, "usd_per_hour": None,
-                                    "usd_per_million_tokens": None, "reason": why, "simulations": sims})
+                    options.append(
+                        {
+                            **_option_cols(cfg),
+                            "replicas": None,
+                            "met": False,
+                            "usd_per_hour": None,
+                            "usd_per_million_tokens": None,
+                            "reason": why,
+                            "simulations": sims,
+                        }
+                    )
                     continue
                 row = {**_option_cols(cfg), **_row_from(search, replicas), "simulations": sims}
-                options.append({**_option_cols(cfg), "replicas": replicas, "met": True,
-                                "usd_per_hour": row["usd_per_hour"],
-                                "usd_per_million_tokens": row["usd_per_million_tokens"], "reason": "",
-                                "simulations": sims})
+                options.append(
+                    {
+                        **_option_cols(cfg),
+                        "replicas": replicas,
+                        "met": True,
+                        "usd_per_hour": row["usd_per_hour"],
+                        "usd_per_million_tokens": row["usd_per_million_tokens"],
+                        "reason": "",
+                        "simulations": sims,
+                    }
+                )
                 key = (row["usd_per_hour"], row["usd_per_million_tokens"] or math.inf, row["gpus"])
-                if best is None or key < (best["usd_per_hour"], best["usd_per_million_tokens"] or math.inf, best["gpus"]):
+                if best is None or key < (
+                    best["usd_per_hour"],
+                    best["usd_per_million_tokens"] or math.inf,
+                    best["gpus"],
+                ):
                     best, best_usd = row, row["usd_per_hour"]
             if best is None:
                 if not fits:
@@ -366,9 +485,17 @@ def plan_fleet(scenario: Any, gpus: Iterable[str], *, overrides: Mapping[str, An
                         tried = ", ".join(str(m["fleet.tp"]) for m in misfits)
                         reason = f"does not fit at tp {tried}: {misfits[-1]['reason']}"
                 else:
-                    reason = next((m for m in misses if not m.startswith("dearer")), misses[0] if misses else "SLO missed")
-                rows.append({"gpu": gpu_name, "met": False, "reason": reason,
-                             "simulations": sum(o.get("simulations") or 0 for o in options if o["gpu"] == gpu_name)})
+                    reason = next(
+                        (m for m in misses if not m.startswith("dearer")), misses[0] if misses else "SLO missed"
+                    )
+                rows.append(
+                    {
+                        "gpu": gpu_name,
+                        "met": False,
+                        "reason": reason,
+                        "simulations": sum(o.get("simulations") or 0 for o in options if o["gpu"] == gpu_name),
+                    }
+                )
             else:
                 best["simulations"] = sum(o.get("simulations") or 0 for o in options if o["gpu"] == gpu_name)
                 rows.append(best)
@@ -380,13 +507,40 @@ def plan_fleet(scenario: Any, gpus: Iterable[str], *, overrides: Mapping[str, An
     table["met"] = table["met"].astype(bool)
     table["reason"] = table["reason"].fillna("")
     result = PlanResult(
-        scenario=base, overrides=overrides, table=table,
-        options=pd.DataFrame(options).reindex(columns=["gpu", "tp", "weight_dtype", "key_dtype", "value_dtype",
-                                                       "replicas", "met", "usd_per_hour", "usd_per_million_tokens",
-                                                       "simulations", "reason"]),
-        evaluations=pd.DataFrame(evaluations).reindex(columns=["gpu", "tp", "weight_dtype", "key_dtype", "value_dtype",
-                                                               "replicas", "met", "slo_attainment", "usd_per_hour",
-                                                               "usd_per_million_tokens", "ttft_p99_s", "tpot_p99_s"]),
+        scenario=base,
+        overrides=overrides,
+        table=table,
+        options=pd.DataFrame(options).reindex(
+            columns=[
+                "gpu",
+                "tp",
+                "weight_dtype",
+                "key_dtype",
+                "value_dtype",
+                "replicas",
+                "met",
+                "usd_per_hour",
+                "usd_per_million_tokens",
+                "simulations",
+                "reason",
+            ]
+        ),
+        evaluations=pd.DataFrame(evaluations).reindex(
+            columns=[
+                "gpu",
+                "tp",
+                "weight_dtype",
+                "key_dtype",
+                "value_dtype",
+                "replicas",
+                "met",
+                "slo_attainment",
+                "usd_per_hour",
+                "usd_per_million_tokens",
+                "ttft_p99_s",
+                "tpot_p99_s",
+            ]
+        ),
         max_replicas=max_replicas,
     )
     if out_dir is not None:
@@ -395,5 +549,10 @@ def plan_fleet(scenario: Any, gpus: Iterable[str], *, overrides: Mapping[str, An
 
 
 def _option_cols(cfg: Mapping) -> dict:
-    return {"gpu": cfg["fleet.gpu"], "tp": cfg["fleet.tp"], "weight_dtype": cfg["weight_dtype"],
-            "key_dtype": cfg["kv_cache.key_dtype"], "value_dtype": cfg["kv_cache.value_dtype"]}
+    return {
+        "gpu": cfg["fleet.gpu"],
+        "tp": cfg["fleet.tp"],
+        "weight_dtype": cfg["weight_dtype"],
+        "key_dtype": cfg["kv_cache.key_dtype"],
+        "value_dtype": cfg["kv_cache.value_dtype"],
+    }

@@ -8,10 +8,9 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from fleetsim.errors import SpecError
+from fleetsim.errors import SpecError, first_error_line
 from fleetsim.spec.profile import CalibrationProfile
 from fleetsim.spec.yaml_file import read_mapping
-from fleetsim.errors import first_error_line
 
 
 def profile_names() -> list[str]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -40,7 +41,7 @@ def apply_overrides(data: dict, overrides: Mapping[str, Any]) -> dict:
             if nxt is None:
                 nxt = node[part] = {}
             if not isinstance(nxt, dict):
-                raise SpecError(f"--set {dotted}: '{'.'.join(parts[:i + 1])}' is not a mapping")
+                raise SpecError(f"--set {dotted}: '{'.'.join(parts[: i + 1])}' is not a mapping")
             node = nxt
         node[parts[-1]] = value
     return out
@@ -48,6 +49,7 @@ def apply_overrides(data: dict, overrides: Mapping[str, Any]) -> dict:
 
 def _resolve_paths(data: dict, base: Path) -> None:
     """Paths inside a scenario are relative to the scenario file, not the working directory."""
+
     def fix(value):
         p = Path(value).expanduser()
         if not p.is_absolute() and (base / p).exists():
@@ -65,8 +67,9 @@ def _resolve_paths(data: dict, base: Path) -> None:
         data["model"] = fix(model)
 
 
-def scenario_from_dict(data: Any, overrides: Mapping[str, Any] | None = None,
-                       where: str = "scenario", base: Path | None = None) -> ScenarioSpec:
+def scenario_from_dict(
+    data: Any, overrides: Mapping[str, Any] | None = None, where: str = "scenario", base: Path | None = None
+) -> ScenarioSpec:
     if not isinstance(data, dict):
         raise SpecError(f"{where}: a scenario must be a YAML mapping, not {type(data).__name__}")
     if overrides:

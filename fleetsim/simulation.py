@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -49,15 +50,26 @@ def build(scenario: ScenarioSpec):
     profile = load_profile(gpu.name, scenario.fleet.profile)
     s = scenario.scheduler
     plan = plan_memory(
-        arch, gpu, tp=scenario.fleet.tp, weight_dtype=scenario.weight_dtype, kv=scenario.kv_cache,
-        gpu_memory_utilization=scenario.fleet.gpu_memory_utilization, block_tokens=s.block_tokens,
-        max_batched_tokens=s.max_batched_tokens, max_running_seqs=s.max_running_seqs,
+        arch,
+        gpu,
+        tp=scenario.fleet.tp,
+        weight_dtype=scenario.weight_dtype,
+        kv=scenario.kv_cache,
+        gpu_memory_utilization=scenario.fleet.gpu_memory_utilization,
+        block_tokens=s.block_tokens,
+        max_batched_tokens=s.max_batched_tokens,
+        max_running_seqs=s.max_running_seqs,
     )
     return arch, gpu, profile, plan
 
 
-def simulate(scenario_or_path: Any, overrides: dict | None = None, *,
-             progress: Callable[[float], None] | None = None, **kw_overrides) -> SimulationResult:
+def simulate(
+    scenario_or_path: Any,
+    overrides: dict | None = None,
+    *,
+    progress: Callable[[float], None] | None = None,
+    **kw_overrides,
+) -> SimulationResult:
     """Run one scenario. Overrides are dotted paths: simulate(path, {"fleet.replicas": 8}) or
     simulate(path, fleet__replicas=8) (double underscore for a dot)."""
     merged = dict(overrides or {})

@@ -28,9 +28,10 @@ import tempfile
 import time
 import traceback
 import uuid
+from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,8 +45,9 @@ from fleetsim.spec.yaml_file import read_mapping
 
 __all__ = ["display_columns", "flatten_summary", "load_sweep", "parse_grid", "point_id", "read_points", "run_sweep"]
 
-_GRID_FORMS = ("use KEY=V1,V2,... or KEY=START:STOP:STEP (inclusive range), "
-               "e.g. fleet.gpu=h100-sxm,h200 or fleet.replicas=4:64:4")
+_GRID_FORMS = (
+    "use KEY=V1,V2,... or KEY=START:STOP:STEP (inclusive range), e.g. fleet.gpu=h100-sxm,h200 or fleet.replicas=4:64:4"
+)
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _RANGE = re.compile(rf"^\s*({_NUMBER})\s*:\s*({_NUMBER})\s*:\s*({_NUMBER})\s*$")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -178,8 +180,14 @@ def _run_point(task: dict) -> dict:
     """Simulate one validated point. The same function runs in-process, in a process pool and
     on Dask workers; it never raises (a failure is the point's result)."""
     t0 = time.perf_counter()
-    record = {"id": task["id"], "params": task["params"], "run_id": task["run_id"],
-              "status": "ok", "error": None, "summary": None}
+    record = {
+        "id": task["id"],
+        "params": task["params"],
+        "run_id": task["run_id"],
+        "status": "ok",
+        "error": None,
+        "summary": None,
+    }
     try:
         spec = ScenarioSpec.model_validate(task["scenario"])
         record["summary"] = _json_safe(simulate(spec).summary)
@@ -208,8 +216,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _write_point(points_dir: Path, record: dict) -> None:
-    _write_atomic(points_dir / f"{record['id']}.json",
-                  (json.dumps(_json_safe(record), indent=1) + "\n").encode())
+    _write_atomic(points_dir / f"{record['id']}.json", (json.dumps(_json_safe(record), indent=1) + "\n").encode())
 
 
 def _read_point(path: Path) -> dict | None:
@@ -242,8 +249,11 @@ def load_sweep(out_dir: str | Path) -> tuple[pd.DataFrame, dict]:
     except ValueError as exc:
         raise SpecError(f"{meta_path}: not valid JSON ({exc})") from None
     params = list(meta["grid"])
-    records = [r for r in (_read_point(out / "points" / f"{i}.json") for i in dict.fromkeys(meta["point_ids"]))
-               if r is not None]
+    records = [
+        r
+        for r in (_read_point(out / "points" / f"{i}.json") for i in dict.fromkeys(meta["point_ids"]))
+        if r is not None
+    ]
     if records:
         return _table(records, params), meta
     if (out / "points.parquet").is_file():
@@ -290,8 +300,12 @@ def _parquet_ready(df: pd.DataFrame) -> pd.DataFrame:
         if out[c].dtype == object:
             kinds = {type(v) for v in out[c] if v is not None and not (isinstance(v, float) and math.isnan(v))}
             if len(kinds) > 1 or (kinds and not kinds <= {str, bool}):
-                out[c] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else
-                          (v if isinstance(v, str) else _canonical(v)) for v in out[c]]
+                out[c] = [
+                    None
+                    if v is None or (isinstance(v, float) and math.isnan(v))
+                    else (v if isinstance(v, str) else _canonical(v))
+                    for v in out[c]
+                ]
     return out
 
 
@@ -350,8 +364,13 @@ class _Dask:
 
         self.cluster = None
         if scheduler == "local":
-            self.cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, silence_logs=logging.ERROR)
+            self.cluster = LocalCluster(
+                n_workers=workers or 2,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
             self.client = Client(self.cluster)
         elif scheduler.startswith("tcp://"):
             try:
@@ -385,10 +404,17 @@ def _executor(scheduler: str | None, workers: int | None, n_tasks: int):
 
 
 # --------------------------------------------------------------------------- the sweep
-def run_sweep(scenario: Any, grid: Mapping[str, list], out_dir: str | Path, *,
-              overrides: Mapping[str, Any] | None = None, scheduler: str | None = None,
-              workers: int | None = None, progress: bool = True,
-              retry_failed: bool = False) -> pd.DataFrame:
+def run_sweep(
+    scenario: Any,
+    grid: Mapping[str, list],
+    out_dir: str | Path,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    retry_failed: bool = False,
+) -> pd.DataFrame:
     """Simulate every point of the grid's cartesian product; one row per point, in grid order.
 
     scenario: a YAML path, a mapping or a ScenarioSpec; overrides apply to every point (a grid key
@@ -411,10 +437,24 @@ def run_sweep(scenario: Any, grid: Mapping[str, list], out_dir: str | Path, *,
     params = list(grid)
     points = _points(grid)
     ids = [point_id(base, p) for p in points]
-    _write_atomic(out / "sweep.json", (json.dumps(_json_safe({
-        "grid": grid, "overrides": dict(overrides or {}), "base_scenario": base,
-        "base_dir": None if base_dir is None else str(base_dir), "point_ids": ids,
-    }), indent=1) + "\n").encode())
+    _write_atomic(
+        out / "sweep.json",
+        (
+            json.dumps(
+                _json_safe(
+                    {
+                        "grid": grid,
+                        "overrides": dict(overrides or {}),
+                        "base_scenario": base,
+                        "base_dir": None if base_dir is None else str(base_dir),
+                        "point_ids": ids,
+                    }
+                ),
+                indent=1,
+            )
+            + "\n"
+        ).encode(),
+    )
 
     # Resume: what is already on disk; then validate every remaining point before running any.
     done: dict[str, dict] = {}
@@ -430,8 +470,15 @@ def run_sweep(scenario: Any, grid: Mapping[str, list], out_dir: str | Path, *,
             spec = scenario_from_dict(base, p, where=f"point {_canonical(p)}", base=base_dir)
             build(spec)  # capacity errors surface here, before any simulation starts
         except Exception as exc:  # noqa: BLE001
-            record = {"id": pid, "params": p, "run_id": run_id, "status": "error",
-                      "error": _error_text(exc), "summary": None, "elapsed_s": 0.0}
+            record = {
+                "id": pid,
+                "params": p,
+                "run_id": run_id,
+                "status": "error",
+                "error": _error_text(exc),
+                "summary": None,
+                "elapsed_s": 0.0,
+            }
             _write_point(points_dir, record)
             done[pid] = record
             continue
@@ -445,8 +492,14 @@ def run_sweep(scenario: Any, grid: Mapping[str, list], out_dir: str | Path, *,
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                       console=Console(stderr=True), transient=True)
+        bar = Progress(
+            TextColumn("sweep"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
         task_bar = bar.add_task("sweep", total=len(set(ids)), completed=len(done))
         bar.start()
     executor = None
@@ -468,8 +521,10 @@ def run_sweep(scenario: Any, grid: Mapping[str, list], out_dir: str | Path, *,
         n = len([i for i in set(ids) if i in done])
         _write_table(out, table())
         what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({_error_text(exc)})"
-        sys.stderr.write(f"sweep {what}: {n} of {len(set(ids))} points are written to {points_dir}; "
-                         "run the same command again to resume (finished points are not rerun)\n")
+        sys.stderr.write(
+            f"sweep {what}: {n} of {len(set(ids))} points are written to {points_dir}; "
+            "run the same command again to resume (finished points are not rerun)\n"
+        )
         raise
     finally:
         if bar is not None:
@@ -483,8 +538,13 @@ def run_sweep(scenario: Any, grid: Mapping[str, list], out_dir: str | Path, *,
 
 # --------------------------------------------------------------------------- display
 _DISPLAY_METRICS = (
-    "slo.met", "latency_s.ttft.p99", "latency_s.tpot.p99", "throughput.output_tokens_per_s",
-    "power.it_mean_kw", "cost.usd_per_hour", "cost.usd_per_million_tokens",
+    "slo.met",
+    "latency_s.ttft.p99",
+    "latency_s.tpot.p99",
+    "throughput.output_tokens_per_s",
+    "power.it_mean_kw",
+    "cost.usd_per_hour",
+    "cost.usd_per_million_tokens",
 )
 
 

@@ -110,8 +110,7 @@ def load_trace(path: str | os.PathLike, *, field: str = _PATH_FIELD) -> TraceTab
     if not os.path.isfile(path):
         raise SpecError(f"{field}: '{shown}' is not a file")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=True,
-                            encoding="utf-8-sig")
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=True, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise SpecError(f"{field}: '{shown}' has no requests (the file is empty)") from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
@@ -120,14 +119,12 @@ def load_trace(path: str | os.PathLike, *, field: str = _PATH_FIELD) -> TraceTab
 
     columns = [str(c).strip() for c in frame.columns]
     frame.columns = columns
-    for name, time_col, in_col, out_col, is_datetime in _TRACE_FORMATS:
+    for name, time_col, in_col, out_col, is_datetime in _TRACE_FORMATS:  # noqa: B007 (used after the loop)
         if {time_col, in_col, out_col} <= set(columns):
             break
     else:
         valid = "; ".join(f"{t},{i},{o}" for _, t, i, o, _ in _TRACE_FORMATS)
-        raise SpecError(
-            f"{field}: '{shown}' has columns {columns}; expected one of: {valid}"
-        )
+        raise SpecError(f"{field}: '{shown}' has columns {columns}; expected one of: {valid}")
     if len(frame) == 0:
         raise SpecError(f"{field}: '{shown}' has no requests (only a header row)")
 
@@ -322,8 +319,12 @@ def _diurnal_times(arrival: DiurnalArrival, rng, duration_s, max_requests) -> np
     chunks = []
     kept = 0
     clock_s = 0.0
-    block = _first_block_size(peak_per_s, 1.0, duration_s, None if max_requests is None else
-                              int(max_requests * (1.0 + arrival.amplitude) + 64))
+    block = _first_block_size(
+        peak_per_s,
+        1.0,
+        duration_s,
+        None if max_requests is None else int(max_requests * (1.0 + arrival.amplitude) + 64),
+    )
     while True:
         times = clock_s + np.cumsum(rng.exponential(1.0 / peak_per_s, block))
         clock_s = float(times[-1])
@@ -445,9 +446,7 @@ def generate_requests(
             "open-loop kinds are poisson, gamma, diurnal, trace, offline"
         )
     if kind in ("poisson", "gamma", "diurnal") and duration_s is None and max_requests is None:
-        raise SpecError(
-            f"workload.arrival.kind: '{kind}' is unbounded; give duration_s or max_requests"
-        )
+        raise SpecError(f"workload.arrival.kind: '{kind}' is unbounded; give duration_s or max_requests")
 
     if kind == "trace":
         return _trace_requests(spec, arrival, rng, duration_s, max_requests)
@@ -479,9 +478,7 @@ def _trace_requests(spec, arrival: TraceArrival, rng, duration_s, max_requests) 
     inputs = table.input_tokens[:n].copy()
     class_index = _sample_classes(spec, rng, n)
     prefix = np.minimum(_prefix_column(spec, class_index), inputs - 1)
-    return RequestBatch(
-        arrival_s[:n].copy(), inputs, table.output_tokens[:n].copy(), class_index, prefix
-    )
+    return RequestBatch(arrival_s[:n].copy(), inputs, table.output_tokens[:n].copy(), class_index, prefix)
 
 
 class LengthSampler:
@@ -618,8 +615,4 @@ def _clipped_lognormal_mean(mu: float, sigma: float, lo: float, hi: float) -> fl
     if math.isinf(hi):
         return lo * float(ndtr(alpha)) + m * float(ndtr(sigma - alpha))
     beta = (math.log(hi) - mu) / sigma
-    return (
-        lo * float(ndtr(alpha))
-        + m * float(ndtr(beta - sigma) - ndtr(alpha - sigma))
-        + hi * float(ndtr(-beta))
-    )
+    return lo * float(ndtr(alpha)) + m * float(ndtr(beta - sigma) - ndtr(alpha - sigma)) + hi * float(ndtr(-beta))

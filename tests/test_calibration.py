@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,7 +32,7 @@ from fleetsim.calibrate import (
 from fleetsim.calibrate.command import match_catalog_gpu
 from fleetsim.calibrate.energy import Snapshot, describe_reasons, is_throttled, measure_windows
 from fleetsim.calibrate.harness import estimate_duration_s, settings_for
-from fleetsim.calibrate.kernels import LAYOUTS, KV_DTYPES, decode_attention_case, kv_append_case
+from fleetsim.calibrate.kernels import KV_DTYPES, LAYOUTS, decode_attention_case, kv_append_case
 from fleetsim.errors import DeviceError, SpecError
 from fleetsim.spec.hardware import GpuSpec
 from fleetsim.spec.profile import CalibrationProfile, EfficiencyCurve, PowerModel, Provenance
@@ -86,8 +85,16 @@ def synthetic_samples(
         if case.kernel == "idle":
             for window in range(3):
                 power = p.idle_w * (1 + noise * rng.standard_normal())
-                rows.append({**row, "window": window, "reps": 0, "window_s": window_s,
-                             "energy_j": power * window_s, "mean_power_w": power})
+                rows.append(
+                    {
+                        **row,
+                        "window": window,
+                        "reps": 0,
+                        "window_s": window_s,
+                        "energy_j": power * window_s,
+                        "mean_power_w": power,
+                    }
+                )
             continue
         t = true_time_s(row, profile)
         row.update(time_s=t * (1 + noise * rng.standard_normal()), time_s_p10=t * 0.98, time_s_p90=t * 1.02)
@@ -101,9 +108,17 @@ def synthetic_samples(
             u_memory = row["bytes"] / (per_rep * GPU.hbm_bandwidth_bytes_per_s)
             clean = p.idle_w + p.compute_w * u_compute + p.memory_w * u_memory
             power = min(p.cap_w, clean) * (1 + noise * rng.standard_normal())
-            rows.append({**row, "window": window, "reps": reps, "window_s": window_s,
-                         "energy_j": power * window_s, "mean_power_w": power,
-                         "throttled": clean >= p.cap_w})  # at the cap NVML reports sw_power_cap
+            rows.append(
+                {
+                    **row,
+                    "window": window,
+                    "reps": reps,
+                    "window_s": window_s,
+                    "energy_j": power * window_s,
+                    "mean_power_w": power,
+                    "throttled": clean >= p.cap_w,
+                }
+            )  # at the cap NVML reports sw_power_cap
     return samples_frame(rows)
 
 
@@ -165,7 +180,9 @@ def test_throttled_and_skipped_rows_are_left_out(samples, fitted):
     bad["mean_power_w"] *= 0.5
     bad["throttled"] = True
     bad["timing_throttled"] = True
-    skipped = bad.head(5).assign(throttled=False, skipped_reason="out of GPU memory", case_id=lambda f: f["case_id"] + "2")
+    skipped = bad.head(5).assign(
+        throttled=False, skipped_reason="out of GPU memory", case_id=lambda f: f["case_id"] + "2"
+    )
     refit = fit_profile(pd.concat([samples, bad, skipped]), GPU, fitted.provenance)
     assert refit.memory == fitted.memory and refit.compute == fitted.compute
     assert refit.power == fitted.power
@@ -244,8 +261,16 @@ def test_report_table_compares_measured_with_fitted_and_draws_a_png(fitted, samp
     path = write_profile(fitted, tmp_path / "h100.yaml", samples=samples)
     png = tmp_path / "report.png"
     table = calibration_report(path, png, full=True)
-    for column in ("measured_time_s", "fitted_time_s", "time_rel_error", "measured_power_w",
-                   "fitted_power_w", "mem_used_bytes", "mem_predicted_bytes", "used_in_fit"):
+    for column in (
+        "measured_time_s",
+        "fitted_time_s",
+        "time_rel_error",
+        "measured_power_w",
+        "fitted_power_w",
+        "mem_used_bytes",
+        "mem_predicted_bytes",
+        "used_in_fit",
+    ):
         assert column in table.columns
     summary = calibration_report(path, None)
     assert list(summary.columns[:3]) == ["case_id", "measured_time_s", "fitted_time_s"]
@@ -333,8 +358,9 @@ class FakeGpu:
 
 def test_energy_windows_difference_the_counter_over_back_to_back_work():
     gpu = FakeGpu()
-    windows = measure_windows(gpu, gpu.work, lambda: None, seconds=2.0, count=3, warmup_s=1.0,
-                              clock=lambda: gpu.now, sleep=gpu.advance)
+    windows = measure_windows(
+        gpu, gpu.work, lambda: None, seconds=2.0, count=3, warmup_s=1.0, clock=lambda: gpu.now, sleep=gpu.advance
+    )
     assert len(windows) == 3
     for window in windows:
         assert window.window_s == pytest.approx(2.0, abs=0.05)
@@ -346,8 +372,9 @@ def test_energy_windows_difference_the_counter_over_back_to_back_work():
 
 def test_idle_windows_and_throttled_windows():
     gpu = FakeGpu(reasons=0x1 | 0x4)  # idle + software power cap
-    (window,) = measure_windows(gpu, None, lambda: None, seconds=2.0, count=1, warmup_s=0.0,
-                                clock=lambda: gpu.now, sleep=gpu.advance)
+    (window,) = measure_windows(
+        gpu, None, lambda: None, seconds=2.0, count=1, warmup_s=0.0, clock=lambda: gpu.now, sleep=gpu.advance
+    )
     assert window.mean_power_w == pytest.approx(60.0) and window.reps == 0
     assert window.throttled and describe_reasons(window.throttle_reasons) == "gpu_idle|sw_power_cap"
     assert not is_throttled(0x1) and not is_throttled(0x2)  # idle, application clocks: not throttling
@@ -370,8 +397,15 @@ def test_grid_covers_layouts_precisions_and_kernels(quick):
     cases = calibration_grid(quick)
     decode = [c for c in cases if c.kernel == "decode_attention"]
     assert {(c.layout, c.kv_dtype) for c in decode} == {(l, d) for l in LAYOUTS for d in KV_DTYPES}
-    assert {c.family for c in cases} == {"idle", "launch", "decode_attention", "kv_append",
-                                         "prefill_attention", "gemm_decode", "gemm_prefill"}
+    assert {c.family for c in cases} == {
+        "idle",
+        "launch",
+        "decode_attention",
+        "kv_append",
+        "prefill_attention",
+        "gemm_decode",
+        "gemm_prefill",
+    }
     gemm_m = {c.m for c in cases if c.kernel == "gemm"}
     assert min(gemm_m) == 1 and max(c.m for c in cases if c.family == "gemm_decode") == 256
     assert max(gemm_m) == 8192
@@ -393,8 +427,16 @@ def test_kv_memory_prediction_follows_the_layout():
 
 
 def test_nvml_names_match_catalog_gpus():
-    catalog = {"h100-sxm": 80 * 10**9, "h100-pcie": 80 * 10**9, "h200": 141 * 10**9, "gb200": 186 * 10**9,
-               "a100-40gb": 40 * 10**9, "a100-80gb": 80 * 10**9, "l40s": 48 * 10**9, "b200": 180 * 10**9}
+    catalog = {
+        "h100-sxm": 80 * 10**9,
+        "h100-pcie": 80 * 10**9,
+        "h200": 141 * 10**9,
+        "gb200": 186 * 10**9,
+        "a100-40gb": 40 * 10**9,
+        "a100-80gb": 80 * 10**9,
+        "l40s": 48 * 10**9,
+        "b200": 180 * 10**9,
+    }
     gib = 2**30
     assert match_catalog_gpu("NVIDIA H100 80GB HBM3", 79.6 * gib, catalog) == "h100-sxm"
     assert match_catalog_gpu("NVIDIA H100 PCIe", 79.6 * gib, catalog) == "h100-pcie"
@@ -415,7 +457,7 @@ class _Event:
     def record(self) -> None:
         self.at = _FakeTorch.gpu_clock
 
-    def elapsed_time(self, end: "_Event") -> float:  # milliseconds, like torch.cuda.Event
+    def elapsed_time(self, end: _Event) -> float:  # milliseconds, like torch.cuda.Event
         return (end.at - self.at) * 1e3
 
 
@@ -496,8 +538,17 @@ def test_session_turns_cases_into_sample_rows(monkeypatch, tmp_path):
         return kernels.BuiltKernel(run, "fake", cache_bytes=case.mem_predicted_bytes * 1.01)
 
     monkeypatch.setattr(kernels, "build", fake_build)
-    settings = replace(settings_for(True), window_s=0.03, windows=3, window_warmup_s=0.01, idle_settle_s=0.0,
-                       global_warmup_s=0.0, timing_target_s=0.001, min_reps=5, max_reps=20)
+    settings = replace(
+        settings_for(True),
+        window_s=0.03,
+        windows=3,
+        window_warmup_s=0.01,
+        idle_settle_s=0.0,
+        global_warmup_s=0.0,
+        timing_target_s=0.001,
+        min_reps=5,
+        max_reps=20,
+    )
     session = harness.GpuSession(_FakeTorch, "cuda:0", 0, _FakeNvml(), settings)
     cases = [
         kernels.idle_case("start"),

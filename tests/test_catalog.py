@@ -26,9 +26,21 @@ from fleetsim.spec.hardware import GpuSpec
 DATA = Path(__file__).parent / "data"
 
 REQUIRED_MODELS = {
-    "gpt2-xl", "opt-30b", "llama-3-8b", "llama-3.1-8b", "llama-3-70b", "llama-3.1-70b",
-    "llama-3.1-405b", "llama-2-70b", "mistral-7b-v0.1", "mixtral-8x7b", "qwen3-32b",
-    "deepseek-v3", "gemma-3-27b", "mamba-2.8b", "jamba-1.5-mini",
+    "gpt2-xl",
+    "opt-30b",
+    "llama-3-8b",
+    "llama-3.1-8b",
+    "llama-3-70b",
+    "llama-3.1-70b",
+    "llama-3.1-405b",
+    "llama-2-70b",
+    "mistral-7b-v0.1",
+    "mixtral-8x7b",
+    "qwen3-32b",
+    "deepseek-v3",
+    "gemma-3-27b",
+    "mamba-2.8b",
+    "jamba-1.5-mini",
 }
 REQUIRED_GPUS = {"h100-sxm", "h100-pcie", "h200", "b200", "gb200", "a100-80gb", "a100-40gb", "l40s", "mi300x"}
 
@@ -232,10 +244,18 @@ def test_model_entry_is_a_copy():
 
 
 LLAMA2_7B = {  # huggingface.co/meta-llama/Llama-2-7b-hf config.json: no head_dim, MHA
-    "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 11008,
-    "max_position_embeddings": 4096, "model_type": "llama", "num_attention_heads": 32,
-    "num_hidden_layers": 32, "num_key_value_heads": 32, "rms_norm_eps": 1e-05,
-    "tie_word_embeddings": False, "torch_dtype": "float16", "vocab_size": 32000,
+    "architectures": ["LlamaForCausalLM"],
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "max_position_embeddings": 4096,
+    "model_type": "llama",
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 32,
+    "rms_norm_eps": 1e-05,
+    "tie_word_embeddings": False,
+    "torch_dtype": "float16",
+    "vocab_size": 32000,
 }
 
 
@@ -253,8 +273,12 @@ def test_model_type_can_come_from_architectures():
 
 
 def test_layer_types_decide_which_layers_slide():
-    config = dict(LLAMA2_7B, num_hidden_layers=4, sliding_window=512,
-                  layer_types=["sliding_attention", "full_attention", "full_attention", "sliding_attention"])
+    config = dict(
+        LLAMA2_7B,
+        num_hidden_layers=4,
+        sliding_window=512,
+        layer_types=["sliding_attention", "full_attention", "full_attention", "sliding_attention"],
+    )
     arch = architecture_from_hf_config(config, name="x")
     assert [(g.count, g.window_tokens) for g in arch.layers] == [(1, 512), (2, None), (1, 512)]
 
@@ -273,9 +297,17 @@ def test_gemma_3_text_config_alone_reads_the_same_as_the_wrapper():
 
 def test_mamba_2_state_layout():
     config = {  # state-spaces/mamba2-2.7b sizes (Mamba-2 paper): 64 layers, d_model 2560
-        "model_type": "mamba2", "hidden_size": 2560, "num_hidden_layers": 64, "vocab_size": 50288,
-        "expand": 2, "num_heads": 80, "head_dim": 64, "n_groups": 1, "state_size": 128,
-        "conv_kernel": 4, "tie_word_embeddings": True,
+        "model_type": "mamba2",
+        "hidden_size": 2560,
+        "num_hidden_layers": 64,
+        "vocab_size": 50288,
+        "expand": 2,
+        "num_heads": 80,
+        "head_dim": 64,
+        "n_groups": 1,
+        "state_size": 128,
+        "conv_kernel": 4,
+        "tie_word_embeddings": True,
     }
     arch = architecture_from_hf_config(config, name="mamba2-2.7b")
     (ssm,) = arch.layers
@@ -311,7 +343,9 @@ def test_error_names_the_value_and_what_would_be_valid():
     with pytest.raises(CatalogError, match=r"'num_key_value_heads' = 5 .*32.*\[1, 2, 4, 8, 16, 32\]"):
         architecture_from_hf_config(dict(LLAMA2_7B, num_key_value_heads=5), name="bad")
     with pytest.raises(CatalogError, match=r"'hidden_size' = 4000 .* 48 .*head_dim"):
-        architecture_from_hf_config(dict(LLAMA2_7B, hidden_size=4000, num_attention_heads=48, num_key_value_heads=8), name="bad")
+        architecture_from_hf_config(
+            dict(LLAMA2_7B, hidden_size=4000, num_attention_heads=48, num_key_value_heads=8), name="bad"
+        )
 
 
 def test_bad_files_raise_catalog_errors(tmp_path):

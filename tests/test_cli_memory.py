@@ -56,8 +56,14 @@ def fleetsim(monkeypatch, capsys):
 def fleetsim_process(*args: str) -> Run:
     """Run `fleetsim ARGS...` as a fresh process."""
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    r = subprocess.run([sys.executable, "-m", "fleetsim.cli", *args], stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True, env=env, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "fleetsim.cli", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     return Run(r.returncode, r.stdout, r.stderr)
 
 
@@ -85,8 +91,15 @@ def assert_one_line_error(r: Run, *needles: str) -> str:
 # ----------------------------------------------------------------------- fleetsim kv
 def test_kv_json_has_the_documented_keys_and_context_defaults_to_one(ok_json):
     r = ok_json("kv", "llama-3-8b")
-    for key in ("model", "context_tokens", "key_dtype", "value_dtype", "bytes_per_sequence",
-                "bytes_per_token", "by_layer_kind"):
+    for key in (
+        "model",
+        "context_tokens",
+        "key_dtype",
+        "value_dtype",
+        "bytes_per_sequence",
+        "bytes_per_token",
+        "by_layer_kind",
+    ):
         assert key in r, key
     assert r["model"] == "llama-3-8b"
     assert r["context_tokens"] == 1

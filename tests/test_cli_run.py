@@ -13,8 +13,12 @@ SCENARIO = ROOT / "scenarios" / "h100_llama3.yaml"
 
 
 def fleetsim(*args, cwd=None):
-    return subprocess.run([sys.executable, "-c", "from fleetsim.cli import main; main()", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-c", "from fleetsim.cli import main; main()", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
 
 
 def base() -> dict:
@@ -76,18 +80,23 @@ def _trace_scenario(tmp_path, trace_path):
 
 def _bad_cases(tmp_path):
     cases = {}
-    d = base(); d["fleet"]["replcas"] = 2
+    d = base()
+    d["fleet"]["replcas"] = 2
     cases["unknown key"] = (write(tmp_path, d, "a.yaml"), "fleet.replcas")
-    d = base(); d["fleet"]["replicas"] = "four"
+    d = base()
+    d["fleet"]["replicas"] = "four"
     cases["wrong type"] = (write(tmp_path, d, "b.yaml"), "fleet.replicas")
-    d = base(); d["workload"]["arrival"]["rate_per_s"] = -3
+    d = base()
+    d["workload"]["arrival"]["rate_per_s"] = -3
     cases["negative rate"] = (write(tmp_path, d, "c.yaml"), "rate_per_s")
-    d = base(); d["model"] = "llama-3-70b"
+    d = base()
+    d["model"] = "llama-3-70b"
     cases["model does not fit"] = (write(tmp_path, d, "d.yaml"), "tp=2")
     cases["missing trace"] = (_trace_scenario(tmp_path, tmp_path / "nothere.csv"), "nothere.csv")
     empty = tmp_path / "empty.csv"
     empty.write_text("arrival_s,input_tokens,output_tokens\n")
-    d = base(); d["workload"] = {"arrival": {"kind": "trace", "path": str(empty)}}
+    d = base()
+    d["workload"] = {"arrival": {"kind": "trace", "path": str(empty)}}
     cases["empty trace"] = (write(tmp_path, d, "f.yaml"), "empty.csv")
     (tmp_path / "g.yaml").write_text("model: [unclosed\n")
     cases["not yaml"] = (tmp_path / "g.yaml", "YAML")
@@ -95,8 +104,19 @@ def _bad_cases(tmp_path):
     return cases
 
 
-@pytest.mark.parametrize("case", ["unknown key", "wrong type", "negative rate", "model does not fit",
-                                  "missing trace", "empty trace", "not yaml", "missing file"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown key",
+        "wrong type",
+        "negative rate",
+        "model does not fit",
+        "missing trace",
+        "empty trace",
+        "not yaml",
+        "missing file",
+    ],
+)
 def test_bad_scenario_files_give_one_clear_line_and_exit_2(tmp_path, case):
     path, needle = _bad_cases(tmp_path)[case]
     r = fleetsim("run", path)
@@ -109,8 +129,12 @@ def test_bad_scenario_files_give_one_clear_line_and_exit_2(tmp_path, case):
 
 
 def test_bad_override_and_bad_tp(tmp_path):
-    for args, needle in ((["--set", "bogus"], "KEY=VALUE"), (["--set", "fleet.tp=3"], "tp"),
-                         (["--set", "fleet.gpu=h900"], "h900"), (["--set", "fleet.router=closest"], "router")):
+    for args, needle in (
+        (["--set", "bogus"], "KEY=VALUE"),
+        (["--set", "fleet.tp=3"], "tp"),
+        (["--set", "fleet.gpu=h900"], "h900"),
+        (["--set", "fleet.router=closest"], "router"),
+    ):
         r = fleetsim("run", SCENARIO, *args)
         assert r.returncode == 2, (args, r.stderr)
         assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1

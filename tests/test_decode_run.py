@@ -12,16 +12,22 @@ from fleetsim.sim.decode_run import DecodeRun
 from fleetsim.spec.kvcache import KvCacheSpec
 
 
-@pytest.mark.parametrize("model, gpu, tp, kv", [
-    ("llama-3-8b", "h100-sxm", 1, "bf16"), ("llama-3-8b", "b200", 1, "fp8"),
-    ("llama-3-70b", "h200", 4, "bf16"), ("deepseek-v3", "h200", 8, "bf16"),
-])
+@pytest.mark.parametrize(
+    "model, gpu, tp, kv",
+    [
+        ("llama-3-8b", "h100-sxm", 1, "bf16"),
+        ("llama-3-8b", "b200", 1, "fp8"),
+        ("llama-3-70b", "h200", 4, "bf16"),
+        ("deepseek-v3", "h200", 8, "bf16"),
+    ],
+)
 def test_closed_form_matches_per_step_sums(model, gpu, tp, kv):
     arch = load_model(model)
     spec = KvCacheSpec(key_dtype=kv, value_dtype=kv)
     prof = load_profile(gpu)
-    sm = StepModel(arch, load_gpu(gpu), prof, tp, "fp8" if model == "deepseek-v3" else "bf16", spec,
-                   kv_footprint(arch, spec, tp))
+    sm = StepModel(
+        arch, load_gpu(gpu), prof, tp, "fp8" if model == "deepseek-v3" else "bf16", spec, kv_footprint(arch, spec, tp)
+    )
     rng = np.random.default_rng(1)
     for _ in range(150):
         n = int(rng.integers(1, 512))

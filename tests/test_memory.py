@@ -121,7 +121,12 @@ def test_key_and_value_precisions_are_separate():
 # ----------------------------------------------------------------------- Gemma 3: 5 local : 1 global
 def test_gemma_3_27b_local_layers_stop_at_the_window_global_layers_grow():
     c = config("gemma-3-27b")  # 62 layers, 16 KV heads, head_dim 128, sliding_window 1024, 5:1
-    layers, kv_heads, head_dim, window = c["num_hidden_layers"], c["num_key_value_heads"], c["head_dim"], c["sliding_window"]
+    layers, kv_heads, head_dim, window = (
+        c["num_hidden_layers"],
+        c["num_key_value_heads"],
+        c["head_dim"],
+        c["sliding_window"],
+    )
     global_layers = layers // 6  # every 6th layer is global: 10 of 62
     local_layers = layers - global_layers  # 52
     assert (global_layers, local_layers, window) == (10, 52, 1024)
@@ -168,8 +173,12 @@ LLAMA_3_8B_PER_LAYER_TOKEN = 8 * 128 * 2 * 2  # 4,096 B
 def test_h2o_caps_at_heavy_plus_recent_tokens():
     # H2O (Zhang et al. 2023): keep 200 heavy hitters + 200 recent tokens.
     for n in (400, 4000, 100_000):
-        assert kv_bytes("llama-3-8b", n, eviction="h2o", heavy_tokens=200, recent_tokens=200) == 400 * LLAMA_3_8B_PER_TOKEN
-    assert kv_bytes("llama-3-8b", 300, eviction="h2o", heavy_tokens=200, recent_tokens=200) == 300 * LLAMA_3_8B_PER_TOKEN
+        assert (
+            kv_bytes("llama-3-8b", n, eviction="h2o", heavy_tokens=200, recent_tokens=200) == 400 * LLAMA_3_8B_PER_TOKEN
+        )
+    assert (
+        kv_bytes("llama-3-8b", 300, eviction="h2o", heavy_tokens=200, recent_tokens=200) == 300 * LLAMA_3_8B_PER_TOKEN
+    )
 
 
 def test_streamingllm_caps_at_sinks_plus_window():
@@ -229,7 +238,10 @@ def test_llama_3_8b_on_h100_kv_capacity_matches_vllm():
 def test_plan_splits_one_gpu_into_weights_workspace_and_pool():
     plan = memory_plan("llama-3-8b", "h100-sxm", context_tokens=4096)
     assert plan.usable_bytes_per_gpu == int(plan.gpu_memory_bytes * 0.9)
-    assert plan.weights_bytes_per_gpu + plan.workspace_bytes_per_gpu + plan.kv_pool_bytes_per_gpu == plan.usable_bytes_per_gpu
+    assert (
+        plan.weights_bytes_per_gpu + plan.workspace_bytes_per_gpu + plan.kv_pool_bytes_per_gpu
+        == plan.usable_bytes_per_gpu
+    )
     # Weights: the published 8,030,261,248 parameters (HF safetensors total) x 2 bytes.
     assert plan.weights_bytes_per_gpu == 8_030_261_248 * 2
     # Paged: 16-token blocks of 16 x 131,072 B; capacity is whole blocks.
@@ -271,18 +283,27 @@ def test_config_json_by_path_gives_the_catalog_kv_bytes(name):
     path = str(DATA / f"{name}.config.json")
     for n in (1, 1000, 5000, 100_000):
         assert kv_bytes(path, n) == kv_bytes(name, n), f"{name} at {n} tokens"
-    assert kv_bytes(path, 3000, key_dtype="fp8", value_dtype="q4_0") == kv_bytes(name, 3000, key_dtype="fp8", value_dtype="q4_0")
+    assert kv_bytes(path, 3000, key_dtype="fp8", value_dtype="q4_0") == kv_bytes(
+        name, 3000, key_dtype="fp8", value_dtype="q4_0"
+    )
 
 
 # (model, gpu, tp, weight dtype): a deployment that fits, for each config in tests/data.
 PLANS = {
-    "gpt2-xl": ("h100-sxm", 1, "bf16"), "llama-3-8b": ("h100-sxm", 1, "bf16"),
-    "llama-3.1-8b": ("h100-sxm", 1, "bf16"), "mistral-7b-v0.1": ("h100-sxm", 1, "bf16"),
-    "mamba-2.8b": ("h100-sxm", 1, "bf16"), "qwen3-32b": ("h100-sxm", 1, "bf16"),
-    "mixtral-8x7b": ("h100-sxm", 2, "bf16"), "llama-3-70b": ("h100-sxm", 2, "bf16"),
-    "llama-3.1-70b": ("h100-sxm", 2, "bf16"), "llama-2-70b": ("h100-sxm", 2, "bf16"),
-    "llama-3.1-405b": ("h200", 8, "bf16"), "gemma-3-27b": ("h100-sxm", 1, "bf16"),
-    "jamba-1.5-mini": ("h100-sxm", 2, "bf16"), "opt-30b": ("h100-sxm", 1, "bf16"),
+    "gpt2-xl": ("h100-sxm", 1, "bf16"),
+    "llama-3-8b": ("h100-sxm", 1, "bf16"),
+    "llama-3.1-8b": ("h100-sxm", 1, "bf16"),
+    "mistral-7b-v0.1": ("h100-sxm", 1, "bf16"),
+    "mamba-2.8b": ("h100-sxm", 1, "bf16"),
+    "qwen3-32b": ("h100-sxm", 1, "bf16"),
+    "mixtral-8x7b": ("h100-sxm", 2, "bf16"),
+    "llama-3-70b": ("h100-sxm", 2, "bf16"),
+    "llama-3.1-70b": ("h100-sxm", 2, "bf16"),
+    "llama-2-70b": ("h100-sxm", 2, "bf16"),
+    "llama-3.1-405b": ("h200", 8, "bf16"),
+    "gemma-3-27b": ("h100-sxm", 1, "bf16"),
+    "jamba-1.5-mini": ("h100-sxm", 2, "bf16"),
+    "opt-30b": ("h100-sxm", 1, "bf16"),
     "deepseek-v3": ("h200", 8, "fp8"),
 }
 # Catalog entries whose total_params is the publisher's rounded or multimodal figure rather than
@@ -295,8 +316,9 @@ PUBLISHED_COUNT = {"opt-30b", "deepseek-v3", "jamba-1.5-mini", "gemma-3-27b"}
 def test_config_json_by_path_gives_the_catalog_memory_plan(name):
     gpu, tp, wdtype = PLANS[name]
     by_name = memory_plan(name, gpu, tp=tp, weight_dtype=wdtype, context_tokens=4096).as_dict()
-    by_path = memory_plan(str(DATA / f"{name}.config.json"), gpu, tp=tp, weight_dtype=wdtype,
-                          context_tokens=4096).as_dict()
+    by_path = memory_plan(
+        str(DATA / f"{name}.config.json"), gpu, tp=tp, weight_dtype=wdtype, context_tokens=4096
+    ).as_dict()
     if name not in PUBLISHED_COUNT:
         assert by_path == by_name
         return
@@ -307,26 +329,41 @@ def test_config_json_by_path_gives_the_catalog_memory_plan(name):
 
 # ----------------------------------------------------------------------- properties
 DTYPES = sorted(BITS)
-EVICTIONS = st.sampled_from([
-    {},
-    {"eviction": "h2o", "heavy_tokens": 64, "recent_tokens": 192},
-    {"eviction": "streamingllm", "sink_tokens": 4, "window_tokens": 508},
-    {"eviction": "snapkv", "budget_tokens": 512},
-    {"eviction": "pyramidkv", "budget_tokens": 512},
-])
+EVICTIONS = st.sampled_from(
+    [
+        {},
+        {"eviction": "h2o", "heavy_tokens": 64, "recent_tokens": 192},
+        {"eviction": "streamingllm", "sink_tokens": 4, "window_tokens": 508},
+        {"eviction": "snapkv", "budget_tokens": 512},
+        {"eviction": "pyramidkv", "budget_tokens": 512},
+    ]
+)
 
 
 @PROPERTY
-@given(model=st.sampled_from(model_names()), a=st.integers(1, 300_000), b=st.integers(1, 300_000),
-       k=st.sampled_from(DTYPES), v=st.sampled_from(DTYPES), ev=EVICTIONS)
+@given(
+    model=st.sampled_from(model_names()),
+    a=st.integers(1, 300_000),
+    b=st.integers(1, 300_000),
+    k=st.sampled_from(DTYPES),
+    v=st.sampled_from(DTYPES),
+    ev=EVICTIONS,
+)
 def test_bytes_never_decrease_with_length(model, a, b, k, v, ev):
     short, long_ = sorted((a, b))
-    assert kv_bytes(model, short, key_dtype=k, value_dtype=v, **ev) <= kv_bytes(model, long_, key_dtype=k, value_dtype=v, **ev)
+    assert kv_bytes(model, short, key_dtype=k, value_dtype=v, **ev) <= kv_bytes(
+        model, long_, key_dtype=k, value_dtype=v, **ev
+    )
 
 
 @PROPERTY
-@given(model=st.sampled_from(model_names()), n=st.integers(1, 200_000),
-       a=st.sampled_from(DTYPES), b=st.sampled_from(DTYPES), other=st.sampled_from(DTYPES))
+@given(
+    model=st.sampled_from(model_names()),
+    n=st.integers(1, 200_000),
+    a=st.sampled_from(DTYPES),
+    b=st.sampled_from(DTYPES),
+    other=st.sampled_from(DTYPES),
+)
 def test_lower_precision_never_increases_bytes(model, n, a, b, other):
     low, high = sorted((a, b), key=BITS.get)  # bits(low) <= bits(high)
     assert kv_bytes(model, n, key_dtype=low, value_dtype=other) <= kv_bytes(model, n, key_dtype=high, value_dtype=other)
@@ -336,12 +373,20 @@ def test_lower_precision_never_increases_bytes(model, n, a, b, other):
 
 
 @PROPERTY
-@given(tps=st.sampled_from([(2, 4), (4, 8), (2, 8)]), k=st.sampled_from(DTYPES), v=st.sampled_from(DTYPES),
-       util=st.sampled_from([0.8, 0.9, 0.95]))
+@given(
+    tps=st.sampled_from([(2, 4), (4, 8), (2, 8)]),
+    k=st.sampled_from(DTYPES),
+    v=st.sampled_from(DTYPES),
+    util=st.sampled_from([0.8, 0.9, 0.95]),
+)
 def test_more_tp_ranks_never_reduce_replica_kv_capacity(tps, k, v, util):
     small, large = tps
-    plans = [memory_plan("llama-3-70b", "h200", tp=tp, kv=kv_cache_spec(key_dtype=k, value_dtype=v),
-                         gpu_memory_utilization=util) for tp in (small, large)]
+    plans = [
+        memory_plan(
+            "llama-3-70b", "h200", tp=tp, kv=kv_cache_spec(key_dtype=k, value_dtype=v), gpu_memory_utilization=util
+        )
+        for tp in (small, large)
+    ]
     assert plans[1].kv_capacity_tokens >= plans[0].kv_capacity_tokens
     assert plans[1].weights_bytes_per_gpu < plans[0].weights_bytes_per_gpu
     assert plans[1].weights_bytes_per_gpu == math.ceil(70_553_706_496 * 2 / large)

@@ -20,15 +20,39 @@ LOAD = {"run.duration_s": 60, "workload.arrival.rate_per_s": 60}
 
 
 def _fleet(row: dict) -> dict:
-    return {**LOAD, "fleet.gpu": row["gpu"], "fleet.tp": row["tp"], "fleet.replicas": row["replicas"],
-            "weight_dtype": row["weight_dtype"], "kv_cache.key_dtype": row["key_dtype"],
-            "kv_cache.value_dtype": row["value_dtype"]}
+    return {
+        **LOAD,
+        "fleet.gpu": row["gpu"],
+        "fleet.tp": row["tp"],
+        "fleet.replicas": row["replicas"],
+        "weight_dtype": row["weight_dtype"],
+        "kv_cache.key_dtype": row["key_dtype"],
+        "kv_cache.value_dtype": row["value_dtype"],
+    }
 
 
 def test_cli_plan_finds_a_fleet_that_meets_the_slo_and_one_fewer_misses(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "fleetsim.cli", "plan", str(SCENARIO), "--gpus", "h100-sxm",
-                        "--set", "run.duration_s=60", "--set", "workload.arrival.rate_per_s=60",
-                        "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fleetsim.cli",
+            "plan",
+            str(SCENARIO),
+            "--gpus",
+            "h100-sxm",
+            "--set",
+            "run.duration_s=60",
+            "--set",
+            "workload.arrival.rate_per_s=60",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
     (row,) = plan["rows"]
@@ -86,8 +110,9 @@ def test_gpu_types_that_cannot_serve_are_rows_with_a_reason_not_errors():
 
 
 def test_cheapest_configuration_wins_across_tp_and_kv_precision():
-    result = plan_fleet(SCENARIO, ["h100-sxm"], overrides=LOAD, progress=False, tp_options=[1, 2],
-                        kv_dtypes=["bf16", "fp8"])
+    result = plan_fleet(
+        SCENARIO, ["h100-sxm"], overrides=LOAD, progress=False, tp_options=[1, 2], kv_dtypes=["bf16", "fp8"]
+    )
     opts = result.options[result.options["met"]]
     best = result.best()
     assert best["usd_per_hour"] == opts["usd_per_hour"].min()

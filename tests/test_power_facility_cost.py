@@ -124,8 +124,7 @@ def test_utilizations_of_a_decode_step():
 
 
 def test_utilizations_clip_and_handle_zero_duration():
-    u_c, u_m = utilizations(np.array([1e15, 5.0]), np.array([1e13, 0.0]), np.array([0.001, 0.0]),
-                            989.4e12, 3.35e12)
+    u_c, u_m = utilizations(np.array([1e15, 5.0]), np.array([1e13, 0.0]), np.array([0.001, 0.0]), 989.4e12, 3.35e12)
     np.testing.assert_array_equal(u_c, [1.0, 0.0])  # 1e15 FLOP in 1 ms is above peak; 0 s => 0
     np.testing.assert_array_equal(u_m, [1.0, 0.0])
 
@@ -266,8 +265,7 @@ def test_facility_breakdown_for_64_h100():
 def test_economics_specs_from_yaml_keys():
     facility = FacilitySpec.model_validate({"pue": 1.56, "wue_l_per_kwh": 0.2, "rack_power_kw": 30})
     assert facility.server_overhead_w is None
-    cost = CostSpec.model_validate({"mode": "owned", "capex_usd_per_gpu": 30_000,
-                                    "electricity_usd_per_kwh": 0.0892})
+    cost = CostSpec.model_validate({"mode": "owned", "capex_usd_per_gpu": 30_000, "electricity_usd_per_kwh": 0.0892})
     assert (cost.amortization_years, cost.interest_rate) == (4, 0.08)
     assert CostSpec().mode == "rental"
 
@@ -360,8 +358,7 @@ def test_split_conserves_the_total(usd, prefill_s, decode_s):
     assert input_usd >= 0 and output_usd >= 0
 
 
-@pytest.mark.parametrize("mode, field", [("rental", "rental_usd_per_gpu_hour"),
-                                         ("owned", "capex_usd_per_gpu")])
+@pytest.mark.parametrize("mode, field", [("rental", "rental_usd_per_gpu_hour"), ("owned", "capex_usd_per_gpu")])
 def test_missing_price_names_the_field(mode, field):
     with pytest.raises(SpecError) as err:
         hourly_cost_usd(CostSpec(mode=mode), MI300X, 8, 5.0, 1.3)

@@ -14,8 +14,9 @@ SCENARIO = ROOT / "scenarios" / "h100_llama3.yaml"
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-c", "from fleetsim.cli import main; main()", *map(str, args)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", "from fleetsim.cli import main; main()", *map(str, args)], capture_output=True, text=True
+    )
 
 
 def test_every_catalog_gpu_has_a_shipped_profile():

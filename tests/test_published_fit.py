@@ -5,7 +5,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import yaml
 
 from fleetsim.calibrate import published as pub
 from fleetsim.catalog import gpu_names
@@ -23,8 +22,17 @@ def noisy(values, seed):
 
 
 def truth_profile():
-    return pub.make_profile("h100-sxm", overhead_s=1.2e-3, eta_m=0.88, eta_c=0.45, half_c=2.0e12,
-                            kv_eff={"fp8": 0.9}, idle_w=80.0, compute_w=900.0, memory_w=500.0)
+    return pub.make_profile(
+        "h100-sxm",
+        overhead_s=1.2e-3,
+        eta_m=0.88,
+        eta_c=0.45,
+        half_c=2.0e12,
+        kv_eff={"fp8": 0.9},
+        idle_w=80.0,
+        compute_w=900.0,
+        memory_w=500.0,
+    )
 
 
 def test_itl_fit_recovers_overhead_memory_efficiency_and_fp8_kv_efficiency():
@@ -32,8 +40,9 @@ def test_itl_fit_recovers_overhead_memory_efficiency_and_fp8_kv_efficiency():
     grid = [pub.ItlPoint("h100-sxm", kv, c, 0.0) for kv in ("bf16", "fp8") for c in pub.ITL_CONTEXTS]
     values = noisy([pub.predict_itl_s(truth, p) for p in grid], seed=1)
     points = [replace(p, itl_s=v) for p, v in zip(grid, values)]
-    fitted = pub.fit_itl("h100-sxm", pub.make_profile("h100-sxm", overhead_s=1e-3, eta_m=0.9, eta_c=0.45,
-                                                      half_c=2.0e12), points)
+    fitted = pub.fit_itl(
+        "h100-sxm", pub.make_profile("h100-sxm", overhead_s=1e-3, eta_m=0.9, eta_c=0.45, half_c=2.0e12), points
+    )
     # Tolerance: 2% on the efficiencies, 5% on the 1.2 ms overhead (0.5% noise on ~7-12 ms points).
     assert fitted.memory.eta_max == pytest.approx(0.88, rel=0.02)
     assert fitted.kv_read_efficiency["fp8"] == pytest.approx(0.9, rel=0.02)
@@ -48,8 +57,9 @@ def test_timing_fit_recovers_compute_efficiency_from_closed_loop_throughput():
     mle_grid = [p for p in pub.mlenergy_points("h100-sxm") if pub.mlenergy_fitted(p)]
     exact = [pub.predict_mlenergy(truth, p).tokens_per_s for p in mle_grid]
     mle = [replace(p, tokens_per_s=v) for p, v in zip(mle_grid, noisy(exact, seed=3))]
-    fitted = pub.fit_timing("h100-sxm", pub.make_profile("h100-sxm", overhead_s=1e-3, eta_m=0.9, eta_c=0.6),
-                            itl=itl, mlenergy=mle)
+    fitted = pub.fit_timing(
+        "h100-sxm", pub.make_profile("h100-sxm", overhead_s=1e-3, eta_m=0.9, eta_c=0.6), itl=itl, mlenergy=mle
+    )
     # eta_max within 10% (it trades a little against half_work, which 7 points pin only loosely);
     # the throughput the fitted profile predicts within 2% of the noiseless truth.
     assert fitted.compute.eta_max == pytest.approx(0.45, rel=0.10)
@@ -80,9 +90,12 @@ def test_splitwise_fit_recovers_allreduce_latency_and_attention_efficiency():
     # latency term (half_work / (eta_max x peak) = 2.9 ms), as a 70B model's do at TP8: were that
     # term the larger, it and the all-reduce latency would add the same constant to every
     # iteration (dense and attention kernels are timed separately) and could not be told apart.
-    truth = pub.with_changes(base, compute={"eta_max": 0.7, "half_work": 2e12},
-                             kv_read_efficiency={"bf16": 0.04, "fp16": 0.04},
-                             tp={"allreduce_latency_s": 120e-6, "link_efficiency": 0.7})
+    truth = pub.with_changes(
+        base,
+        compute={"eta_max": 0.7, "half_work": 2e12},
+        kv_read_efficiency={"bf16": 0.04, "fp16": 0.04},
+        tp={"allreduce_latency_s": 120e-6, "link_efficiency": 0.7},
+    )
     grid = pub.splitwise_points("h100-sxm", fitted=True)
     exact = [pub.predict_splitwise(truth, p) for p in grid]
     ttft = noisy([e[0] for e in exact], seed=5)
@@ -134,8 +147,9 @@ def test_shipped_profile_reproduces_mlenergy_throughput_power_and_energy(gpu):
         s = pub.predict_mlenergy(prof, p)
         assert s.tokens_per_s == pytest.approx(p.tokens_per_s, rel=tol[p.entry, "output_tokens_per_s"]), p.entry
         assert s.power_w == pytest.approx(p.power_w, rel=tol[p.entry, "gpu_power_w"]), p.entry
-        assert s.energy_per_token_j == pytest.approx(p.energy_per_token_j,
-                                                     rel=tol[p.entry, "energy_per_output_token_j"]), p.entry
+        assert s.energy_per_token_j == pytest.approx(
+            p.energy_per_token_j, rel=tol[p.entry, "energy_per_output_token_j"]
+        ), p.entry
 
 
 @pytest.mark.parametrize("gpu", ["h100-sxm", "a100-80gb"])
@@ -215,23 +229,36 @@ def test_step_model_predictions_are_what_the_simulator_runs():
     from fleetsim.simulation import simulate
 
     prof_path = pub_path("h100-sxm-splitwise2023")
-    point = next(p for p in pub.SPLITWISE if p.gpu == "h100-sxm" and p.tp == 8 and p.prompt_tokens == 2048
-                 and p.batch == 1)
+    point = next(
+        p for p in pub.SPLITWISE if p.gpu == "h100-sxm" and p.tp == 8 and p.prompt_tokens == 2048 and p.batch == 1
+    )
     ttft, tpot = pub.predict_splitwise(load_profile("h100-sxm", prof_path), point)
-    res = simulate({
-        "name": "one-user", "model": "llama-2-70b", "weight_dtype": "fp16",
-        "kv_cache": {"key_dtype": "fp16", "value_dtype": "fp16"},
-        "fleet": {"gpu": "h100-sxm", "tp": 8, "profile": prof_path},
-        "scheduler": {"chunked_prefill": False, "max_model_len": 2176},
-        "workload": {"arrival": {"kind": "closed", "users": 1},
-                     "classes": [{"name": "r", "input_tokens": {"kind": "fixed", "tokens": 2048},
-                                  "output_tokens": {"kind": "fixed", "tokens": 128}}]},
-        "cost": {"rental_usd_per_gpu_hour": 1.0},
-        "run": {"duration_s": 10, "seed": 0},
-    })
+    res = simulate(
+        {
+            "name": "one-user",
+            "model": "llama-2-70b",
+            "weight_dtype": "fp16",
+            "kv_cache": {"key_dtype": "fp16", "value_dtype": "fp16"},
+            "fleet": {"gpu": "h100-sxm", "tp": 8, "profile": prof_path},
+            "scheduler": {"chunked_prefill": False, "max_model_len": 2176},
+            "workload": {
+                "arrival": {"kind": "closed", "users": 1},
+                "classes": [
+                    {
+                        "name": "r",
+                        "input_tokens": {"kind": "fixed", "tokens": 2048},
+                        "output_tokens": {"kind": "fixed", "tokens": 128},
+                    }
+                ],
+            },
+            "cost": {"rental_usd_per_gpu_hour": 1.0},
+            "run": {"duration_s": 10, "seed": 0},
+        }
+    )
     lat = res.summary["latency_s"]
     assert lat["ttft"]["mean"] == pytest.approx(ttft, rel=1e-6)
     assert lat["tpot"]["mean"] == pytest.approx(tpot, rel=1e-3)
-    setup = pub.make_setup("llama-2-70b", "h100-sxm", load_profile("h100-sxm", prof_path), tp=8,
-                           weight_dtype="fp16", kv_dtype="fp16")
+    setup = pub.make_setup(
+        "llama-2-70b", "h100-sxm", load_profile("h100-sxm", prof_path), tp=8, weight_dtype="fp16", kv_dtype="fp16"
+    )
     assert pub.single_request(setup, 2048, 128, chunked_prefill=False) == pytest.approx((ttft, tpot), rel=1e-9)

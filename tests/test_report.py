@@ -27,10 +27,27 @@ from fleetsim.sweep import run_sweep
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "h100_llama3.yaml"
 SHORT = {"run.duration_s": 30}
-SECTIONS = ("question", "recommendation", "assumptions", "comparison", "latency", "power-cooling", "kv-capacity",
-            "utilization", "sensitivity", "method")
-FIGURES = ("fig-cost", "fig-latency_load", "fig-latency_dist", "fig-power", "fig-kv", "fig-utilization",
-           "fig-sensitivity")
+SECTIONS = (
+    "question",
+    "recommendation",
+    "assumptions",
+    "comparison",
+    "latency",
+    "power-cooling",
+    "kv-capacity",
+    "utilization",
+    "sensitivity",
+    "method",
+)
+FIGURES = (
+    "fig-cost",
+    "fig-latency_load",
+    "fig-latency_dist",
+    "fig-power",
+    "fig-kv",
+    "fig-utilization",
+    "fig-sensitivity",
+)
 
 
 # --------------------------------------------------------------------------- reading the HTML back
@@ -52,14 +69,21 @@ class _Report(HTMLParser):
         if tag == "img":
             self.imgs.append(a.get("src", ""))
         if tag == "table":
-            self._table = self.tables[a["id"]] = {"source": a.get("data-source"), "rows": [],
-                                                  "overrides": a.get("data-overrides")}
+            self._table = self.tables[a["id"]] = {
+                "source": a.get("data-source"),
+                "rows": [],
+                "overrides": a.get("data-overrides"),
+            }
         elif tag == "tr" and self._table is not None and "data-row" in a:
             self._row = {"key": a["data-row"], "overrides": a.get("data-overrides"), "cells": {}}
             self._table["rows"].append(self._row)
         elif tag == "td" and self._row is not None:
-            self._cell = {"col": a.get("data-col"), "value": a.get("data-value"), "scale": a.get("data-scale"),
-                          "text": ""}
+            self._cell = {
+                "col": a.get("data-col"),
+                "value": a.get("data-value"),
+                "scale": a.get("data-scale"),
+                "text": "",
+            }
 
     def handle_data(self, data):
         if self._cell is not None:
@@ -129,7 +153,7 @@ def _check_structure_and_text(path: Path) -> _Report:
         shown = float(text.replace(",", "").replace("%", ""))
         scale = float(c["scale"]) if c["scale"] else 1.0
         decimals = len(text.split(".")[1].rstrip("%")) if "." in text else 0
-        assert abs(shown - v * scale) <= 0.5 * 10 ** -decimals * (1 + 1e-9) + 1e-12, (tid, row["key"], col, text, v)
+        assert abs(shown - v * scale) <= 0.5 * 10**-decimals * (1 + 1e-9) + 1e-12, (tid, row["key"], col, text, v)
         n += 1
     assert n > 50
     return report
@@ -181,7 +205,9 @@ def _check_derived_tables(report: _Report, spec, flat: dict) -> None:
     tps = flat["throughput.output_tokens_per_s"] + flat["throughput.input_tokens_per_s"]
 
     def cost(cost_spec, pue):
-        h = hourly_cost_usd(cost_spec, gpu, n, it_kw, pue, server_overhead_w=spec.facility.server_overhead_w).usd_per_hour
+        h = hourly_cost_usd(
+            cost_spec, gpu, n, it_kw, pue, server_overhead_w=spec.facility.server_overhead_w
+        ).usd_per_hour
         return h, usd_per_million_tokens(h, tps)
 
     owned = spec.cost.model_copy(update={"mode": "owned"})
@@ -191,26 +217,44 @@ def _check_derived_tables(report: _Report, spec, flat: dict) -> None:
         _, m = cost(spec.cost.model_copy(update={"electricity_usd_per_kwh": e}), spec.facility.pue)
         oh, om = cost(owned.model_copy(update={"electricity_usd_per_kwh": e}), spec.facility.pue)
         got = {k: _value(c) for k, c in row["cells"].items() if c["value"] is not None}
-        assert got == pytest.approx({"electricity_usd_per_kwh": e, "usd_per_million_tokens": m,
-                                     "owned_usd_per_hour": oh, "owned_usd_per_million_tokens": om}, rel=1e-12)
+        assert got == pytest.approx(
+            {
+                "electricity_usd_per_kwh": e,
+                "usd_per_million_tokens": m,
+                "owned_usd_per_hour": oh,
+                "owned_usd_per_million_tokens": om,
+            },
+            rel=1e-12,
+        )
         checked += 1
     for row in report.tables["t-sens-pue"]["rows"]:
         p = float(row["key"])
         _, m = cost(spec.cost, p)
         oh, om = cost(owned, p)
         got = {k: _value(c) for k, c in row["cells"].items() if c["value"] is not None}
-        assert got == pytest.approx({"pue": p, "facility_kw": it_kw * p, "usd_per_million_tokens": m,
-                                     "owned_usd_per_hour": oh, "owned_usd_per_million_tokens": om}, rel=1e-12)
+        assert got == pytest.approx(
+            {
+                "pue": p,
+                "facility_kw": it_kw * p,
+                "usd_per_million_tokens": m,
+                "owned_usd_per_hour": oh,
+                "owned_usd_per_million_tokens": om,
+            },
+            rel=1e-12,
+        )
         checked += 1
     base_price = spec.cost.rental_usd_per_gpu_hour or gpu.rental_usd_per_gpu_hour
     prices = []
     for row in report.tables["t-sens-rental"]["rows"]:
         price = float(row["key"])
         prices.append(price)
-        h, m = cost(spec.cost.model_copy(update={"mode": "rental", "rental_usd_per_gpu_hour": price}), spec.facility.pue)
+        h, m = cost(
+            spec.cost.model_copy(update={"mode": "rental", "rental_usd_per_gpu_hour": price}), spec.facility.pue
+        )
         got = {k: _value(c) for k, c in row["cells"].items() if c["value"] is not None}
-        assert got == pytest.approx({"rental_usd_per_gpu_hour": price, "usd_per_hour": h,
-                                     "usd_per_million_tokens": m}, rel=1e-12)
+        assert got == pytest.approx(
+            {"rental_usd_per_gpu_hour": price, "usd_per_hour": h, "usd_per_million_tokens": m}, rel=1e-12
+        )
         checked += 1
     assert base_price in prices and checked >= 15
     # Today's row of each table is the run's own cost.
@@ -231,8 +275,17 @@ def _check_kv_and_assumptions(report: _Report, spec) -> None:
         fits = None
         for tp in valid_tp_degrees(load_model(row["key"]), limit=gpu.gpus_per_server):
             try:
-                fits = (tp, fleetsim.memory_plan(row["key"], gpu.name, tp=tp, weight_dtype=spec.weight_dtype,
-                                                 kv=spec.kv_cache, context_tokens=4096).max_concurrent_sequences)
+                fits = (
+                    tp,
+                    fleetsim.memory_plan(
+                        row["key"],
+                        gpu.name,
+                        tp=tp,
+                        weight_dtype=spec.weight_dtype,
+                        kv=spec.kv_cache,
+                        context_tokens=4096,
+                    ).max_concurrent_sequences,
+                )
                 break
             except CapacityError:
                 continue
@@ -245,24 +298,36 @@ def _check_kv_and_assumptions(report: _Report, spec) -> None:
         assert _value(kv["rows"][models.index("gpt2-xl")]["cells"]["bytes_per_token"]) == 307200
         assert _value(kv["rows"][models.index("deepseek-v3")]["cells"]["bytes_per_token"]) == 70272
 
-    expected = {"facility.pue": spec.facility.pue, "cost.electricity_usd_per_kwh": spec.cost.electricity_usd_per_kwh,
-                "facility.rack_power_kw": spec.facility.rack_power_kw, "slo.ttft_s": spec.slo.ttft_s,
-                "slo.tpot_s": spec.slo.tpot_s, "slo.attainment_target": spec.slo.attainment_target,
-                "run.duration_s": spec.run.duration_s,
-                "model.total_params_b": load_model(spec.model).total_params / 1e9}
+    expected = {
+        "facility.pue": spec.facility.pue,
+        "cost.electricity_usd_per_kwh": spec.cost.electricity_usd_per_kwh,
+        "facility.rack_power_kw": spec.facility.rack_power_kw,
+        "slo.ttft_s": spec.slo.ttft_s,
+        "slo.tpot_s": spec.slo.tpot_s,
+        "slo.attainment_target": spec.slo.attainment_target,
+        "run.duration_s": spec.run.duration_s,
+        "model.total_params_b": load_model(spec.model).total_params / 1e9,
+    }
     rows = {r["key"]: r for r in report.tables["t-assumptions"]["rows"]}
     for g in {k.split(".")[1] for k in rows if k.startswith("gpu.")}:
         gs = load_gpu(g)
-        expected.update({f"gpu.{g}.memory_gb": gs.memory_bytes / 1e9, f"gpu.{g}.tdp_w": gs.tdp_w,
-                         f"gpu.{g}.hbm_tb_per_s": gs.hbm_bandwidth_bytes_per_s / 1e12,
-                         f"gpu.{g}.rental_usd_per_gpu_hour": spec.cost.rental_usd_per_gpu_hour or gs.rental_usd_per_gpu_hour})
+        expected.update(
+            {
+                f"gpu.{g}.memory_gb": gs.memory_bytes / 1e9,
+                f"gpu.{g}.tdp_w": gs.tdp_w,
+                f"gpu.{g}.hbm_tb_per_s": gs.hbm_bandwidth_bytes_per_s / 1e12,
+                f"gpu.{g}.rental_usd_per_gpu_hour": spec.cost.rental_usd_per_gpu_hour or gs.rental_usd_per_gpu_hour,
+            }
+        )
         assert rows[f"gpu.{g}.rental_usd_per_gpu_hour"]["cells"]["source"]["text"].strip()
     for key, row in rows.items():
         c = row["cells"]["value"]
         if c["value"] is not None and key in expected:
             assert _close(_value(c), expected[key]), key
         assert row["cells"]["source"]["text"].strip(), f"assumption {key} has no source"
-    assert {"facility.pue", "cost.electricity_usd_per_kwh", f"gpu.{spec.fleet.gpu}.rental_usd_per_gpu_hour"} <= set(rows)
+    assert {"facility.pue", "cost.electricity_usd_per_kwh", f"gpu.{spec.fleet.gpu}.rental_usd_per_gpu_hour"} <= set(
+        rows
+    )
     assert "Uptime" in rows["facility.pue"]["cells"]["source"]["text"]
 
 
@@ -346,8 +411,12 @@ def test_report_rejects_what_it_cannot_read(tmp_path):
         write_report(tmp_path / "nope.yaml", tmp_path / "r.html")
     with pytest.raises(SpecError, match="neither a plan directory"):
         write_report(tmp_path, tmp_path / "r.html")
-    r = subprocess.run([sys.executable, "-m", "fleetsim.cli", "report", str(tmp_path / "nope")],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "fleetsim.cli", "report", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and r.stderr.startswith("error: report:") and "Traceback" not in r.stderr
 
 
@@ -363,10 +432,24 @@ def _chromium():
 def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
     out = write_report(SCENARIO, tmp_path / "report.html", overrides={"run.duration_s": 20})
     shot = tmp_path / "report.png"
-    r = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-                        "--v=0", "--hide-scrollbars", "--window-size=1280,4000", f"--screenshot={shot}",
-                        out.resolve().as_uri()], capture_output=True, text=True, timeout=180,
-                       env={**os.environ, "HOME": str(tmp_path)})
+    r = subprocess.run(
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--hide-scrollbars",
+            "--window-size=1280,4000",
+            f"--screenshot={shot}",
+            out.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
     assert shot.is_file() and shot.stat().st_size > 50_000, r.stderr[-2000:]
     console = [line for line in r.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
     assert console == []

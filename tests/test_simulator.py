@@ -20,8 +20,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
 
 
-def queue_scenario(rate_per_s, *, replicas=1, router="least_outstanding", input_tokens=None,
-                   output_tokens=None, max_requests=20000, seed=7):
+def queue_scenario(
+    rate_per_s,
+    *,
+    replicas=1,
+    router="least_outstanding",
+    input_tokens=None,
+    output_tokens=None,
+    max_requests=20000,
+    seed=7,
+):
     """One request at a time per replica (max_running_seqs = 1): a single-server queue."""
     return {
         "name": "queue",
@@ -30,8 +38,13 @@ def queue_scenario(rate_per_s, *, replicas=1, router="least_outstanding", input_
         "scheduler": {"max_running_seqs": 1},
         "workload": {
             "arrival": {"kind": "poisson", "rate_per_s": rate_per_s},
-            "classes": [{"name": "q", "input_tokens": input_tokens or {"kind": "fixed", "tokens": 64},
-                         "output_tokens": output_tokens or {"kind": "fixed", "tokens": 32}}],
+            "classes": [
+                {
+                    "name": "q",
+                    "input_tokens": input_tokens or {"kind": "fixed", "tokens": 64},
+                    "output_tokens": output_tokens or {"kind": "fixed", "tokens": 32},
+                }
+            ],
         },
         "run": {"duration_s": None, "max_requests": max_requests, "seed": seed},
     }
@@ -51,7 +64,7 @@ def service_times(req):
 
 def steady(req, drop=0.1):
     """Drop the first 10% of requests (the empty-system transient)."""
-    return req.iloc[int(len(req) * drop):]
+    return req.iloc[int(len(req) * drop) :]
 
 
 # ------------------------------------------------------------------ accounting and determinism
@@ -75,8 +88,16 @@ def test_same_scenario_and_seed_give_identical_json_in_two_fresh_processes():
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-c", "from fleetsim.cli import main; main()", "run",
-           str(ROOT / "scenarios/h100_llama3.yaml"), "--json", "--set", "run.duration_s=30"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from fleetsim.cli import main; main()",
+        "run",
+        str(ROOT / "scenarios/h100_llama3.yaml"),
+        "--json",
+        "--set",
+        "run.duration_s=30",
+    ]
     a = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     b = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert a == b
@@ -136,8 +157,8 @@ def erlang_c_wait(lam, mu, c):
     """M/M/c mean wait in queue (Erlang C)."""
     a = lam / mu
     rho = a / c
-    s = sum(a ** k / math.factorial(k) for k in range(c))
-    top = a ** c / (math.factorial(c) * (1 - rho))
+    s = sum(a**k / math.factorial(k) for k in range(c))
+    top = a**c / (math.factorial(c) * (1 - rho))
     p_wait = top / (s + top)
     return p_wait / (c * mu - lam)
 
@@ -152,8 +173,9 @@ def test_several_exponential_servers_with_a_central_queue_are_mmc():
     probe = fleetsim.simulate(queue_scenario(0.5, input_tokens=inp, output_tokens=out, max_requests=3000))
     mean_s = service_times(probe.requests).mean()
     lam = 0.75 * c / mean_s
-    result = fleetsim.simulate(queue_scenario(lam, replicas=c, router="central_queue", input_tokens=inp,
-                                              output_tokens=out, max_requests=40000))
+    result = fleetsim.simulate(
+        queue_scenario(lam, replicas=c, router="central_queue", input_tokens=inp, output_tokens=out, max_requests=40000)
+    )
     mu = 1 / service_times(result.requests).mean()
     wq = erlang_c_wait(lam, mu, c)
     lo, hi = batch_means_ci(steady(result.requests)["queue_s"].to_numpy())
@@ -163,8 +185,9 @@ def test_several_exponential_servers_with_a_central_queue_are_mmc():
 # ------------------------------------------------------------------ arrivals as simulated
 def test_poisson_arrivals_have_mean_gap_one_over_rate():
     rate = 40.0
-    result = fleetsim.simulate(ROOT / "scenarios/h100_llama3.yaml",
-                               {"workload.arrival.rate_per_s": rate, "run.duration_s": 500})
+    result = fleetsim.simulate(
+        ROOT / "scenarios/h100_llama3.yaml", {"workload.arrival.rate_per_s": rate, "run.duration_s": 500}
+    )
     gaps = np.diff(np.concatenate([[0.0], result.requests["arrival_s"].to_numpy()]))
     n = len(gaps)
     # Exponential gaps: the mean has standard error (1/rate)/sqrt(n); 99.9% two-sided band.
@@ -172,8 +195,10 @@ def test_poisson_arrivals_have_mean_gap_one_over_rate():
 
 
 def test_gamma_arrivals_match_their_cv():
-    result = fleetsim.simulate(ROOT / "scenarios/h100_llama3.yaml", {
-        "workload.arrival": {"kind": "gamma", "rate_per_s": 30.0, "cv": 3.0}, "run.duration_s": 600})
+    result = fleetsim.simulate(
+        ROOT / "scenarios/h100_llama3.yaml",
+        {"workload.arrival": {"kind": "gamma", "rate_per_s": 30.0, "cv": 3.0}, "run.duration_s": 600},
+    )
     gaps = np.diff(result.requests["arrival_s"].to_numpy())
     assert gaps.std() / gaps.mean() == pytest.approx(3.0, rel=0.1)
     assert gaps.mean() == pytest.approx(1 / 30.0, rel=0.1)
@@ -183,8 +208,9 @@ def test_gamma_arrivals_match_their_cv():
 def _step_model(scenario_path, overrides=None):
     sc = fleetsim.load_scenario(scenario_path, overrides)
     arch, gpu, profile, plan = build(sc)
-    return sc, StepModel(arch, gpu, profile, sc.fleet.tp, sc.weight_dtype, sc.kv_cache,
-                         kv_footprint(arch, sc.kv_cache, sc.fleet.tp))
+    return sc, StepModel(
+        arch, gpu, profile, sc.fleet.tp, sc.weight_dtype, sc.kv_cache, kv_footprint(arch, sc.kv_cache, sc.fleet.tp)
+    )
 
 
 def test_throughput_never_exceeds_what_the_step_model_allows():
@@ -202,9 +228,17 @@ def test_throughput_never_exceeds_what_the_step_model_allows():
 def test_at_low_load_ttft_approaches_the_single_request_prefill_time():
     path = ROOT / "scenarios/h100_llama3.yaml"
     prompt = 2000
-    over = {"workload.classes": [{"name": "c", "input_tokens": {"kind": "fixed", "tokens": prompt},
-                                  "output_tokens": {"kind": "fixed", "tokens": 16}}],
-            "workload.arrival.rate_per_s": 0.05, "run.duration_s": 2000}
+    over = {
+        "workload.classes": [
+            {
+                "name": "c",
+                "input_tokens": {"kind": "fixed", "tokens": prompt},
+                "output_tokens": {"kind": "fixed", "tokens": 16},
+            }
+        ],
+        "workload.arrival.rate_per_s": 0.05,
+        "run.duration_s": 2000,
+    }
     sc, sm = _step_model(path, over)
     fp = sm.footprint
     prefill = sm.iteration(0, 0.0, prompt, prompt * float(fp.bytes_per_rank(prompt / 2))).time_s
@@ -215,12 +249,22 @@ def test_at_low_load_ttft_approaches_the_single_request_prefill_time():
 
 def test_closed_loop_never_has_more_than_n_requests_in_the_system():
     users = 12
-    result = fleetsim.simulate(ROOT / "scenarios/h100_llama3.yaml", {
-        "workload.arrival": {"kind": "closed", "users": users, "think_time": {"kind": "exponential", "mean_s": 0.5}},
-        "fleet.replicas": 1, "run.duration_s": 60})
+    result = fleetsim.simulate(
+        ROOT / "scenarios/h100_llama3.yaml",
+        {
+            "workload.arrival": {
+                "kind": "closed",
+                "users": users,
+                "think_time": {"kind": "exponential", "mean_s": 0.5},
+            },
+            "fleet.replicas": 1,
+            "run.duration_s": 60,
+        },
+    )
     req = result.requests
-    events = np.concatenate([np.stack([req["arrival_s"], np.ones(len(req))], 1),
-                             np.stack([req["finish_s"], -np.ones(len(req))], 1)])
+    events = np.concatenate(
+        [np.stack([req["arrival_s"], np.ones(len(req))], 1), np.stack([req["finish_s"], -np.ones(len(req))], 1)]
+    )
     # Departures before arrivals at equal times (a user's next request follows its completion).
     order = np.lexsort((events[:, 1], events[:, 0]))
     in_system = np.cumsum(events[order, 1])
@@ -230,21 +274,38 @@ def test_closed_loop_never_has_more_than_n_requests_in_the_system():
 
 
 def test_offline_workload_starts_everything_at_zero_and_finishes():
-    result = fleetsim.simulate(ROOT / "scenarios/h100_llama3.yaml", {
-        "workload.arrival": {"kind": "offline", "requests": 2000}, "fleet.replicas": 2, "run.duration_s": None,
-        "run.max_requests": 2000})
+    result = fleetsim.simulate(
+        ROOT / "scenarios/h100_llama3.yaml",
+        {
+            "workload.arrival": {"kind": "offline", "requests": 2000},
+            "fleet.replicas": 2,
+            "run.duration_s": None,
+            "run.max_requests": 2000,
+        },
+    )
     assert (result.requests["arrival_s"] == 0).all()
     assert result.summary["requests"]["completed"] == 2000
 
 
 def test_kv_pressure_preempts_and_still_completes_everything():
     # A tiny KV pool (utilization 0.3 leaves ~9 GB) and long outputs force preemption by recompute.
-    result = fleetsim.simulate(ROOT / "scenarios/h100_llama3.yaml", {
-        "fleet.gpu_memory_utilization": 0.3, "fleet.replicas": 1,
-        "workload.arrival": {"kind": "offline", "requests": 600},
-        "workload.classes": [{"name": "long", "input_tokens": {"kind": "fixed", "tokens": 2000},
-                              "output_tokens": {"kind": "fixed", "tokens": 1500}}],
-        "run.duration_s": None, "run.max_requests": 600})
+    result = fleetsim.simulate(
+        ROOT / "scenarios/h100_llama3.yaml",
+        {
+            "fleet.gpu_memory_utilization": 0.3,
+            "fleet.replicas": 1,
+            "workload.arrival": {"kind": "offline", "requests": 600},
+            "workload.classes": [
+                {
+                    "name": "long",
+                    "input_tokens": {"kind": "fixed", "tokens": 2000},
+                    "output_tokens": {"kind": "fixed", "tokens": 1500},
+                }
+            ],
+            "run.duration_s": None,
+            "run.max_requests": 600,
+        },
+    )
     s = result.summary
     assert s["kv_cache"]["preemptions"] > 0
     assert s["requests"]["completed"] == 600
@@ -255,9 +316,10 @@ def test_trace_replay_of_the_azure_conversation_trace():
     trace = ROOT.parent / "shared" / "traces" / "AzureLLMInferenceTrace_conv.csv"
     if not trace.exists():
         pytest.skip("shared traces not present")
-    result = fleetsim.simulate(ROOT / "scenarios/h100_llama3.yaml", {
-        "workload.arrival": {"kind": "trace", "path": str(trace)}, "workload.classes": [],
-        "run.duration_s": 120})
+    result = fleetsim.simulate(
+        ROOT / "scenarios/h100_llama3.yaml",
+        {"workload.arrival": {"kind": "trace", "path": str(trace)}, "workload.classes": [], "run.duration_s": 120},
+    )
     req = result.requests
     assert len(req) > 0 and req["arrival_s"].iloc[0] == 0.0
     assert req["arrival_s"].max() <= 120
@@ -265,8 +327,20 @@ def test_trace_replay_of_the_azure_conversation_trace():
 
 def test_python_api_returns_frames_and_summary():
     result = fleetsim.simulate(ROOT / "scenarios/h100_llama3.yaml", run__duration_s=10)
-    for key in ("scenario", "seed", "simulated_s", "requests", "throughput", "latency_s", "concurrency",
-                "kv_cache", "power", "cooling", "cost", "slo"):
+    for key in (
+        "scenario",
+        "seed",
+        "simulated_s",
+        "requests",
+        "throughput",
+        "latency_s",
+        "concurrency",
+        "kv_cache",
+        "power",
+        "cooling",
+        "cost",
+        "slo",
+    ):
         assert key in result.summary
     assert {"arrival_s", "ttft_s", "tpot_s", "e2e_s"} <= set(result.requests.columns)
     assert {"time_s", "running", "queued", "kv_used_fraction", "power_w"} <= set(result.timeseries.columns)
@@ -277,15 +351,26 @@ def test_energy_is_power_integrated_over_time():
     p = result.summary["power"]
     gpus = result.summary["fleet"]["gpus"]
     # GPU energy = mean GPU power x GPUs x simulated time.
-    assert p["gpu_energy_kwh"] * 3.6e6 == pytest.approx(p["gpu_mean_w"] * gpus * result.summary["simulated_s"], rel=1e-9)
-    profile = fleetsim.load_scenario(ROOT / "scenarios/h100_llama3.yaml")
+    assert p["gpu_energy_kwh"] * 3.6e6 == pytest.approx(
+        p["gpu_mean_w"] * gpus * result.summary["simulated_s"], rel=1e-9
+    )
+    fleetsim.load_scenario(ROOT / "scenarios/h100_llama3.yaml")
     assert p["gpu_peak_w"] <= 700.0  # H100 SXM cap (TDP)
 
 
 def test_prompt_cache_hits_skip_prefill_and_share_the_prompt_kv():
-    base = {"workload.classes": [{"name": "c", "input_tokens": {"kind": "fixed", "tokens": 4000},
-                                  "output_tokens": {"kind": "fixed", "tokens": 50}}],
-            "workload.arrival.rate_per_s": 10, "run.duration_s": 60, "fleet.replicas": 1}
+    base = {
+        "workload.classes": [
+            {
+                "name": "c",
+                "input_tokens": {"kind": "fixed", "tokens": 4000},
+                "output_tokens": {"kind": "fixed", "tokens": 50},
+            }
+        ],
+        "workload.arrival.rate_per_s": 10,
+        "run.duration_s": 60,
+        "fleet.replicas": 1,
+    }
     hit = dict(base)
     hit["workload.classes"] = [dict(base["workload.classes"][0], prompt_cache_hit_fraction=0.75)]
     a = fleetsim.simulate(ROOT / "scenarios/h100_llama3.yaml", base)

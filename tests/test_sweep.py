@@ -25,8 +25,15 @@ BOOKKEEPING = ["elapsed_s", "run_id"]
 
 # --------------------------------------------------------------------------- grid syntax
 def test_parse_grid_lists_and_inclusive_ranges():
-    grid = parse_grid(["fleet.gpu=h100-sxm,h200,b200", "fleet.replicas=4:64:4", "scale=0.5:2.0:0.5",
-                       "kv_cache.key_dtype=fp8", "run.drain=true,false"])
+    grid = parse_grid(
+        [
+            "fleet.gpu=h100-sxm,h200,b200",
+            "fleet.replicas=4:64:4",
+            "scale=0.5:2.0:0.5",
+            "kv_cache.key_dtype=fp8",
+            "run.drain=true,false",
+        ]
+    )
     assert grid["fleet.gpu"] == ["h100-sxm", "h200", "b200"]
     assert grid["fleet.replicas"] == list(range(4, 65, 4))
     assert grid["scale"] == [0.5, 1.0, 1.5, 2.0]
@@ -35,9 +42,20 @@ def test_parse_grid_lists_and_inclusive_ranges():
     assert parse_grid(["x=0.1:0.3:0.1"])["x"] == [0.1, 0.2, 0.3]  # decimal steps land exactly
 
 
-@pytest.mark.parametrize("item", ["fleet.replicas", "fleet.replicas=", "fleet.replicas=4:64", "fleet.replicas=8:4:1",
-                                  "fleet.replicas=1:8:0", "=4", "fleet.replicas=1,,2", "fleet.replicas=2,2",
-                                  "fleet.replicas=1:x:2"])
+@pytest.mark.parametrize(
+    "item",
+    [
+        "fleet.replicas",
+        "fleet.replicas=",
+        "fleet.replicas=4:64",
+        "fleet.replicas=8:4:1",
+        "fleet.replicas=1:8:0",
+        "=4",
+        "fleet.replicas=1,,2",
+        "fleet.replicas=2,2",
+        "fleet.replicas=1:x:2",
+    ],
+)
 def test_parse_grid_rejects_bad_items_in_one_line(item):
     with pytest.raises(SpecError) as exc:
         parse_grid([item])
@@ -48,8 +66,7 @@ def test_parse_grid_rejects_bad_items_in_one_line(item):
 # --------------------------------------------------------------------------- executors agree
 def test_dask_local_cluster_gives_the_same_table_as_the_process_pool(tmp_path):
     pytest.importorskip("dask.distributed")
-    grid = parse_grid(["fleet.replicas=1:3:1", "workload.arrival.rate_per_s=4,8,12,16",
-                       "kv_cache.key_dtype=bf16,fp8"])
+    grid = parse_grid(["fleet.replicas=1:3:1", "workload.arrival.rate_per_s=4,8,12,16", "kv_cache.key_dtype=bf16,fp8"])
     pool = run_sweep(SCENARIO, grid, tmp_path / "pool", overrides=SHORT, workers=2, progress=False)
     dask = run_sweep(SCENARIO, grid, tmp_path / "dask", overrides=SHORT, scheduler="local", workers=2, progress=False)
     assert len(pool) == 24 and (pool["status"] == "ok").all()
@@ -57,15 +74,26 @@ def test_dask_local_cluster_gives_the_same_table_as_the_process_pool(tmp_path):
     # Same point ids in the same (grid) order, and the same metrics for each.
     pd.testing.assert_frame_equal(pool.drop(columns=BOOKKEEPING), dask.drop(columns=BOOKKEEPING))
     # Columns: parameters by dotted path, then id/status/error, then flattened summary metrics.
-    assert list(pool.columns[:6]) == ["fleet.replicas", "workload.arrival.rate_per_s", "kv_cache.key_dtype",
-                                      "point_id", "status", "error"]
-    for col in ("latency_s.ttft.p99", "throughput.output_tokens_per_s", "cost.usd_per_million_tokens",
-                "slo.met", "power.it_mean_kw", "cooling.tons"):
+    assert list(pool.columns[:6]) == [
+        "fleet.replicas",
+        "workload.arrival.rate_per_s",
+        "kv_cache.key_dtype",
+        "point_id",
+        "status",
+        "error",
+    ]
+    for col in (
+        "latency_s.ttft.p99",
+        "throughput.output_tokens_per_s",
+        "cost.usd_per_million_tokens",
+        "slo.met",
+        "power.it_mean_kw",
+        "cooling.tons",
+    ):
         assert col in pool.columns
     # The parquet file is the same table, and every point has its own JSON file.
     on_disk = pd.read_parquet(tmp_path / "pool" / "points.parquet")
-    pd.testing.assert_frame_equal(on_disk.drop(columns=BOOKKEEPING), pool.drop(columns=BOOKKEEPING),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(on_disk.drop(columns=BOOKKEEPING), pool.drop(columns=BOOKKEEPING), check_dtype=False)
     assert sorted(p.stem for p in (tmp_path / "pool" / "points").glob("*.json")) == sorted(pool["point_id"])
     # More load on the same fleet: more output tokens per second.
     one = pool[(pool["fleet.replicas"] == 1) & (pool["kv_cache.key_dtype"] == "bf16")]
@@ -84,8 +112,12 @@ KILLED_SWEEP = textwrap.dedent("""
 
 def test_a_killed_sweep_rerun_completes_every_point_exactly_once(tmp_path, monkeypatch):
     out = tmp_path / "sweep"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_SWEEP, str(SCENARIO), str(out)],
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_SWEEP, str(SCENARIO), str(out)],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     points = out / "points"
     deadline = time.time() + 120
     try:
@@ -104,8 +136,14 @@ def test_a_killed_sweep_rerun_completes_every_point_exactly_once(tmp_path, monke
     calls = []
     real = fleetsim.sweep.simulate
     monkeypatch.setattr(fleetsim.sweep, "simulate", lambda *a, **k: calls.append(1) or real(*a, **k))
-    df = run_sweep(SCENARIO, parse_grid(["fleet.replicas=1,2", "workload.arrival.rate_per_s=30:44:2"]), out,
-                   overrides={"run.duration_s": 300}, workers=1, progress=False)
+    df = run_sweep(
+        SCENARIO,
+        parse_grid(["fleet.replicas=1,2", "workload.arrival.rate_per_s=30:44:2"]),
+        out,
+        overrides={"run.duration_s": 300},
+        workers=1,
+        progress=False,
+    )
 
     assert len(df) == 16 and df["point_id"].is_unique and (df["status"] == "ok").all()
     assert len(calls) == 16 - len(before)  # only the missing points ran
@@ -116,8 +154,14 @@ def test_a_killed_sweep_rerun_completes_every_point_exactly_once(tmp_path, monke
     assert sorted(p.stem for p in points.glob("*.json")) == sorted(df["point_id"])
     # A third run has nothing left to do.
     calls.clear()
-    again = run_sweep(SCENARIO, parse_grid(["fleet.replicas=1,2", "workload.arrival.rate_per_s=30:44:2"]), out,
-                      overrides={"run.duration_s": 300}, workers=1, progress=False)
+    again = run_sweep(
+        SCENARIO,
+        parse_grid(["fleet.replicas=1,2", "workload.arrival.rate_per_s=30:44:2"]),
+        out,
+        overrides={"run.duration_s": 300},
+        workers=1,
+        progress=False,
+    )
     assert calls == [] and again["point_id"].tolist() == df["point_id"].tolist()
 
 
@@ -164,13 +208,25 @@ def test_point_ids_depend_on_the_base_scenario_and_the_point(tmp_path):
 
 # --------------------------------------------------------------------------- the command
 def _cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "fleetsim.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fleetsim.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_sweep_json_and_bad_grid(tmp_path):
-    r = _cli("sweep", str(SCENARIO), "--grid", "fleet.replicas=1:2:1", "--set", "run.duration_s=20",
-             "--out", str(tmp_path), "--workers", "1", "--json")
+    r = _cli(
+        "sweep",
+        str(SCENARIO),
+        "--grid",
+        "fleet.replicas=1:2:1",
+        "--set",
+        "run.duration_s=20",
+        "--out",
+        str(tmp_path),
+        "--workers",
+        "1",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert [row["fleet.replicas"] for row in rows] == [1, 2] and all(row["status"] == "ok" for row in rows)

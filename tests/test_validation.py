@@ -47,8 +47,14 @@ def test_shipped_cases_cover_the_published_sources(shipped):
     result, _ = shipped
     ids = [c.id for c in result.cases]
     assert len(ids) == len(set(ids))
-    for prefix in ("vllm-itl-h100-bf16kv", "vllm-itl-h100-fp8kv", "splitwise-h100-tp8", "splitwise-a100-tp8",
-                   "mlenergy-h100", "mlenergy-b200"):
+    for prefix in (
+        "vllm-itl-h100-bf16kv",
+        "vllm-itl-h100-fp8kv",
+        "splitwise-h100-tp8",
+        "splitwise-a100-tp8",
+        "mlenergy-h100",
+        "mlenergy-b200",
+    ):
         assert any(i.startswith(prefix) for i in ids), prefix
     for case in result.cases:
         assert case.source_entry and case.source_reference
@@ -84,9 +90,11 @@ def write_cases(path, cases):
 GOOD = {
     "id": "tiny-itl",
     "base": "builtin",
-    "overrides": {"workload.classes.0.input_tokens": {"kind": "fixed", "tokens": 256},
-                  "workload.classes.0.output_tokens": {"kind": "fixed", "tokens": 32},
-                  "run.duration_s": 2},
+    "overrides": {
+        "workload.classes.0.input_tokens": {"kind": "fixed", "tokens": 256},
+        "workload.classes.0.output_tokens": {"kind": "fixed", "tokens": 32},
+        "run.duration_s": 2,
+    },
     "metric": "itl_s",
     "published": 6.45,
     "unit": "ms",
@@ -101,15 +109,18 @@ def test_a_small_case_file_runs_and_converts_units(tmp_path):
     assert case.error_pct == pytest.approx((case.predicted / 6.45 - 1) * 100)
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"metric": "latency_s"}, "metric"),
-    ({"unit": "tokens/s"}, "unit"),
-    ({"published": -1.0}, "published"),
-    ({"status": "unsupported"}, "reason"),
-    ({"source": {"entry": "x"}}, "source.reference"),
-    ({"statistic": "p50", "metric": "gpu_power_w", "unit": "W"}, "statistic"),
-    ({"colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"metric": "latency_s"}, "metric"),
+        ({"unit": "tokens/s"}, "unit"),
+        ({"published": -1.0}, "published"),
+        ({"status": "unsupported"}, "reason"),
+        ({"source": {"entry": "x"}}, "source.reference"),
+        ({"statistic": "p50", "metric": "gpu_power_w", "unit": "W"}, "statistic"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
 def test_a_malformed_case_names_the_case_and_the_field(tmp_path, change, field):
     bad = {**GOOD, "id": "broken-case", **change}
     path = write_cases(tmp_path / "bad.yaml", [GOOD | {"id": "fine"}, bad])
@@ -151,8 +162,13 @@ def test_shipped_case_file_loads():
 
 
 def cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-c", "from fleetsim.cli import main; main()", *args],
-                          capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", "from fleetsim.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def test_cli_validate_json_prints_one_json_object():

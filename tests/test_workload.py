@@ -80,8 +80,7 @@ def test_spec_reads_the_documented_yaml_shape():
 
 def test_poisson_mean_interarrival_is_one_over_rate():
     rate_per_s, n = 12.0, 200_000
-    batch = generate_requests(workload({"kind": "poisson", "rate_per_s": rate_per_s}), rng(1),
-                              max_requests=n)
+    batch = generate_requests(workload({"kind": "poisson", "rate_per_s": rate_per_s}), rng(1), max_requests=n)
     assert len(batch) == n
     gaps_s = np.diff(np.concatenate(([0.0], batch.arrival_s)))
     # Exponential gaps: standard deviation = mean = 1 / rate.
@@ -96,8 +95,7 @@ def test_poisson_counts_have_mean_equal_variance_rate_times_duration():
     rate_per_s, duration_s, runs = 4.0, 5.0, 2000
     spec = workload({"kind": "poisson", "rate_per_s": rate_per_s})
     generator = rng(2)
-    counts = np.array([len(generate_requests(spec, generator, duration_s=duration_s))
-                       for _ in range(runs)])
+    counts = np.array([len(generate_requests(spec, generator, duration_s=duration_s)) for _ in range(runs)])
     lam = rate_per_s * duration_s
     assert abs(counts.mean() - lam) < Z999 * math.sqrt(lam / runs)
     dispersion = (runs - 1) * counts.var(ddof=1) / lam
@@ -146,8 +144,9 @@ def test_gamma_with_cv_one_is_poisson_in_distribution():
 
 def test_diurnal_sinusoid_hourly_counts_follow_the_integrated_rate():
     mean_per_s, peak_to_mean, period_s, peak_s = 2.0, 1.8, 86400.0, 14 * 3600.0
-    spec = workload({"kind": "diurnal", "mean_rate_per_s": mean_per_s,
-                     "peak_to_mean": peak_to_mean, "peak_time_s": peak_s})
+    spec = workload(
+        {"kind": "diurnal", "mean_rate_per_s": mean_per_s, "peak_to_mean": peak_to_mean, "peak_time_s": peak_s}
+    )
     batch = generate_requests(spec, rng(6), duration_s=period_s)
     edges_s = np.arange(25) * 3600.0
     omega = 2 * np.pi / period_s
@@ -177,8 +176,7 @@ def test_diurnal_piecewise_segment_counts_match_rates():
 
 
 def test_diurnal_with_max_requests_only():
-    spec = workload({"kind": "diurnal", "mean_rate_per_s": 1.0, "peak_to_mean": 2.0,
-                     "period_s": 100.0})
+    spec = workload({"kind": "diurnal", "mean_rate_per_s": 1.0, "peak_to_mean": 2.0, "period_s": 100.0})
     assert len(generate_requests(spec, rng(), max_requests=5000)) == 5000
     piecewise = workload({"kind": "diurnal", "rates_per_s": [0.0, 3.0], "segment_s": 10.0})
     batch = generate_requests(piecewise, rng(), max_requests=5000)
@@ -196,8 +194,7 @@ def test_offline_sends_every_request_at_time_zero():
 
 
 def test_closed_loop_is_driven_by_samplers_not_generate_requests():
-    spec = workload({"kind": "closed", "users": 8,
-                     "think_time": {"kind": "exponential", "mean_s": 2.0}})
+    spec = workload({"kind": "closed", "users": 8, "think_time": {"kind": "exponential", "mean_s": 2.0}})
     with pytest.raises(SpecError, match="closed"):
         generate_requests(spec, rng(), duration_s=10.0)
     assert mean_arrival_rate_per_s(spec) is None
@@ -213,11 +210,19 @@ def test_closed_loop_is_driven_by_samplers_not_generate_requests():
 
 def test_length_sampler_draws_one_request_at_a_time_from_the_class_mix():
     classes = [
-        {"name": "short", "weight": 3.0, "input_tokens": {"kind": "fixed", "tokens": 10},
-         "output_tokens": {"kind": "fixed", "tokens": 1}, "shared_prefix_tokens": 4},
-        {"name": "long", "weight": 1.0, "input_tokens": {"kind": "uniform", "min_tokens": 100,
-                                                         "max_tokens": 200},
-         "output_tokens": {"kind": "fixed", "tokens": 50}},
+        {
+            "name": "short",
+            "weight": 3.0,
+            "input_tokens": {"kind": "fixed", "tokens": 10},
+            "output_tokens": {"kind": "fixed", "tokens": 1},
+            "shared_prefix_tokens": 4,
+        },
+        {
+            "name": "long",
+            "weight": 1.0,
+            "input_tokens": {"kind": "uniform", "min_tokens": 100, "max_tokens": 200},
+            "output_tokens": {"kind": "fixed", "tokens": 50},
+        },
     ]
     sampler = LengthSampler(workload({"kind": "closed", "users": 4}, classes), rng(9))
     rows = [sampler.next() for _ in range(10_000)]  # crosses several pre-drawn blocks
@@ -233,10 +238,11 @@ def test_length_sampler_draws_one_request_at_a_time_from_the_class_mix():
 
 
 def test_lognormal_mean_tokens_is_the_arithmetic_mean():
-    dist = {"kind": "lognormal", "mean_tokens": 600, "sigma": 0.8, "min_tokens": 1,
-            "max_tokens": 10_000_000}
-    spec = workload({"kind": "poisson", "rate_per_s": 1.0},
-                    [{"name": "c", "input_tokens": dist, "output_tokens": {"kind": "fixed", "tokens": 1}}])
+    dist = {"kind": "lognormal", "mean_tokens": 600, "sigma": 0.8, "min_tokens": 1, "max_tokens": 10_000_000}
+    spec = workload(
+        {"kind": "poisson", "rate_per_s": 1.0},
+        [{"name": "c", "input_tokens": dist, "output_tokens": {"kind": "fixed", "tokens": 1}}],
+    )
     n = 200_000
     tokens = generate_requests(spec, rng(10), max_requests=n).input_tokens
     sd = 600 * math.sqrt(math.exp(0.8**2) - 1)  # lognormal standard deviation
@@ -245,10 +251,11 @@ def test_lognormal_mean_tokens_is_the_arithmetic_mean():
 
 
 def test_clipped_lognormal_mean_is_exact():
-    dist = {"kind": "lognormal", "mean_tokens": 600, "sigma": 1.2, "min_tokens": 200,
-            "max_tokens": 1500}
-    spec = workload({"kind": "poisson", "rate_per_s": 1.0},
-                    [{"name": "c", "input_tokens": dist, "output_tokens": {"kind": "fixed", "tokens": 1}}])
+    dist = {"kind": "lognormal", "mean_tokens": 600, "sigma": 1.2, "min_tokens": 200, "max_tokens": 1500}
+    spec = workload(
+        {"kind": "poisson", "rate_per_s": 1.0},
+        [{"name": "c", "input_tokens": dist, "output_tokens": {"kind": "fixed", "tokens": 1}}],
+    )
     tokens = generate_requests(spec, rng(11), max_requests=200_000).input_tokens
     assert tokens.min() == 200 and tokens.max() == 1500
     expected = mean_lengths(spec)[0]
@@ -258,10 +265,18 @@ def test_clipped_lognormal_mean_is_exact():
 
 def test_mean_lengths_of_simple_kinds_and_mixtures():
     classes = [
-        {"name": "a", "weight": 1.0, "input_tokens": {"kind": "uniform", "min_tokens": 10, "max_tokens": 20},
-         "output_tokens": {"kind": "empirical", "values": [1, 3], "weights": [3, 1]}},
-        {"name": "b", "weight": 3.0, "input_tokens": {"kind": "fixed", "tokens": 100},
-         "output_tokens": {"kind": "empirical", "values": [4, 8]}},
+        {
+            "name": "a",
+            "weight": 1.0,
+            "input_tokens": {"kind": "uniform", "min_tokens": 10, "max_tokens": 20},
+            "output_tokens": {"kind": "empirical", "values": [1, 3], "weights": [3, 1]},
+        },
+        {
+            "name": "b",
+            "weight": 3.0,
+            "input_tokens": {"kind": "fixed", "tokens": 100},
+            "output_tokens": {"kind": "empirical", "values": [4, 8]},
+        },
     ]
     spec = workload({"kind": "poisson", "rate_per_s": 1.0}, classes)
     assert mean_lengths(spec) == pytest.approx((0.25 * 15 + 0.75 * 100, 0.25 * 1.5 + 0.75 * 6))
@@ -275,8 +290,7 @@ def test_class_mix_proportions_match_weights():
     weights = [1.0, 2.0, 7.0]
     classes = [dict(CHAT, name=f"c{i}", weight=w) for i, w in enumerate(weights)]
     n = 100_000
-    batch = generate_requests(workload({"kind": "poisson", "rate_per_s": 1.0}, classes), rng(13),
-                              max_requests=n)
+    batch = generate_requests(workload({"kind": "poisson", "rate_per_s": 1.0}, classes), rng(13), max_requests=n)
     counts = np.bincount(batch.class_index, minlength=3)
     for count, w in zip(counts, weights):
         p = w / sum(weights)
@@ -286,8 +300,7 @@ def test_class_mix_proportions_match_weights():
 
 def test_shared_prefix_is_part_of_each_class_input():
     classes = [dict(CHAT, shared_prefix_tokens=64)]
-    batch = generate_requests(workload({"kind": "poisson", "rate_per_s": 1.0}, classes), rng(),
-                              max_requests=10)
+    batch = generate_requests(workload({"kind": "poisson", "rate_per_s": 1.0}, classes), rng(), max_requests=10)
     assert np.all(batch.shared_prefix_tokens == 64) and np.all(batch.input_tokens == 100)
 
 
@@ -312,8 +325,7 @@ def test_azure_trace_replays_every_request_from_time_zero():
 
     faster = generate_requests(trace_spec(AZURE_CONV, speedup=2.0, max_requests=100), rng())
     np.testing.assert_allclose(faster.arrival_s, batch.arrival_s[:100] / 2)
-    assert len(generate_requests(trace_spec(AZURE_CONV), rng(), duration_s=60.0)) == np.sum(
-        batch.arrival_s <= 60.0)
+    assert len(generate_requests(trace_spec(AZURE_CONV), rng(), duration_s=60.0)) == np.sum(batch.arrival_s <= 60.0)
     assert mean_lengths(trace_spec(AZURE_CONV))[0] == pytest.approx(batch.input_tokens.mean())
 
 
@@ -330,10 +342,12 @@ def test_vidur_trace_format_loads():
 def test_native_trace_format_is_sorted_and_shifted(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("arrival_s,input_tokens,output_tokens\n12.5,10,2\n10.0,20,0\n11.0,30,3\n")
-    spec = WorkloadSpec.model_validate({
-        "arrival": {"kind": "trace", "path": str(path)},
-        "classes": [{"name": "rag", "shared_prefix_tokens": 15}],
-    })
+    spec = WorkloadSpec.model_validate(
+        {
+            "arrival": {"kind": "trace", "path": str(path)},
+            "classes": [{"name": "rag", "shared_prefix_tokens": 15}],
+        }
+    )
     batch = generate_requests(spec, rng())
     np.testing.assert_array_equal(batch.arrival_s, [0.0, 1.0, 2.5])
     np.testing.assert_array_equal(batch.input_tokens, [20, 30, 10])
@@ -346,33 +360,54 @@ def test_native_trace_format_is_sorted_and_shifted(tmp_path):
 
 ARRIVALS = st.one_of(
     st.builds(lambda r: {"kind": "poisson", "rate_per_s": r}, st.floats(0.1, 100)),
-    st.builds(lambda r, cv: {"kind": "gamma", "rate_per_s": r, "cv": cv},
-              st.floats(0.1, 100), st.floats(0.2, 5)),
-    st.builds(lambda r, p: {"kind": "diurnal", "mean_rate_per_s": r, "peak_to_mean": p,
-                            "period_s": 60.0}, st.floats(0.1, 100), st.floats(1, 2)),
-    st.builds(lambda rs: {"kind": "diurnal", "rates_per_s": rs, "segment_s": 7.0},
-              st.lists(st.floats(0, 50), min_size=1, max_size=5).filter(lambda rs: max(rs) > 0)),
+    st.builds(lambda r, cv: {"kind": "gamma", "rate_per_s": r, "cv": cv}, st.floats(0.1, 100), st.floats(0.2, 5)),
+    st.builds(
+        lambda r, p: {"kind": "diurnal", "mean_rate_per_s": r, "peak_to_mean": p, "period_s": 60.0},
+        st.floats(0.1, 100),
+        st.floats(1, 2),
+    ),
+    st.builds(
+        lambda rs: {"kind": "diurnal", "rates_per_s": rs, "segment_s": 7.0},
+        st.lists(st.floats(0, 50), min_size=1, max_size=5).filter(lambda rs: max(rs) > 0),
+    ),
 )
 LENGTHS = st.one_of(
     st.builds(lambda t: {"kind": "fixed", "tokens": t}, st.integers(1, 5000)),
-    st.builds(lambda a, d: {"kind": "uniform", "min_tokens": a, "max_tokens": a + d},
-              st.integers(1, 1000), st.integers(0, 1000)),
-    st.builds(lambda m, s, a, d: {"kind": "lognormal", "mean_tokens": m, "sigma": s,
-                                  "min_tokens": a, "max_tokens": a + d},
-              st.floats(1, 5000), st.floats(0.05, 2.5), st.integers(1, 100), st.integers(0, 10_000)),
-    st.builds(lambda v: {"kind": "empirical", "values": v},
-              st.lists(st.integers(1, 5000), min_size=1, max_size=6)),
+    st.builds(
+        lambda a, d: {"kind": "uniform", "min_tokens": a, "max_tokens": a + d},
+        st.integers(1, 1000),
+        st.integers(0, 1000),
+    ),
+    st.builds(
+        lambda m, s, a, d: {"kind": "lognormal", "mean_tokens": m, "sigma": s, "min_tokens": a, "max_tokens": a + d},
+        st.floats(1, 5000),
+        st.floats(0.05, 2.5),
+        st.integers(1, 100),
+        st.integers(0, 10_000),
+    ),
+    st.builds(lambda v: {"kind": "empirical", "values": v}, st.lists(st.integers(1, 5000), min_size=1, max_size=6)),
 )
 
 
 @settings(max_examples=40, deadline=None)
-@given(arrival=ARRIVALS, input_tokens=LENGTHS, output_tokens=LENGTHS,
-       duration_s=st.floats(0, 60), seed=st.integers(0, 2**32 - 1))
-def test_same_seed_same_batch_and_invariants_hold(arrival, input_tokens, output_tokens,
-                                                  duration_s, seed):
-    classes = [{"name": "a", "input_tokens": input_tokens, "output_tokens": output_tokens},
-               {"name": "b", "weight": 0.5, "input_tokens": {"kind": "fixed", "tokens": 3},
-                "output_tokens": output_tokens, "shared_prefix_tokens": 2}]
+@given(
+    arrival=ARRIVALS,
+    input_tokens=LENGTHS,
+    output_tokens=LENGTHS,
+    duration_s=st.floats(0, 60),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_same_seed_same_batch_and_invariants_hold(arrival, input_tokens, output_tokens, duration_s, seed):
+    classes = [
+        {"name": "a", "input_tokens": input_tokens, "output_tokens": output_tokens},
+        {
+            "name": "b",
+            "weight": 0.5,
+            "input_tokens": {"kind": "fixed", "tokens": 3},
+            "output_tokens": output_tokens,
+            "shared_prefix_tokens": 2,
+        },
+    ]
     spec = workload(arrival, classes)
     first = generate_requests(spec, rng(seed), duration_s=duration_s)
     again = generate_requests(spec, rng(seed), duration_s=duration_s)
@@ -455,8 +490,10 @@ def test_bad_arrival_fields_are_rejected_by_name(arrival, field):
     [
         ([], "classes is empty"),
         ([dict(CHAT, weight=0.0)], "weight"),
-        ([dict(CHAT, input_tokens={"kind": "uniform", "min_tokens": 9, "max_tokens": 3})],
-         "min_tokens=9 exceeds max_tokens=3"),
+        (
+            [dict(CHAT, input_tokens={"kind": "uniform", "min_tokens": 9, "max_tokens": 3})],
+            "min_tokens=9 exceeds max_tokens=3",
+        ),
         ([dict(CHAT, shared_prefix_tokens=100)], "shared_prefix_tokens=100"),
         ([{"name": "x", "input_tokens": {"kind": "fixed", "tokens": 1}}], "output_tokens"),
         ([CHAT, CHAT], "duplicate"),
@@ -465,8 +502,7 @@ def test_bad_arrival_fields_are_rejected_by_name(arrival, field):
 )
 def test_bad_classes_are_rejected_by_name(classes, field):
     with pytest.raises(ValidationError, match=field):
-        WorkloadSpec.model_validate({"arrival": {"kind": "poisson", "rate_per_s": 1.0},
-                                     "classes": classes})
+        WorkloadSpec.model_validate({"arrival": {"kind": "poisson", "rate_per_s": 1.0}, "classes": classes})
 
 
 def test_unbounded_open_loop_needs_a_limit():

@@ -41,6 +41,7 @@ __all__ = [
     "read_profile_samples",
     "read_samples",
     "refit_profile",
+    "residuals_by_family",
     "resolve_gpu_spec",
     "run_calibration",
     "samples_frame",

@@ -120,7 +120,9 @@ def calibration_report(profile_path: Path, out_png: Path | None, *, full: bool =
     return table if full else table[list(SUMMARY_COLUMNS)]
 
 
-def measured_provenance(env: dict, settings, problems: list[str], samples_name: str, samples: pd.DataFrame) -> Provenance:
+def measured_provenance(
+    env: dict, settings, problems: list[str], samples_name: str, samples: pd.DataFrame
+) -> Provenance:
     throttled = int(samples["throttled"].sum()) if "throttled" in samples else 0
     skipped = int((samples["skipped_reason"] != "").sum()) if "skipped_reason" in samples else 0
     notes = "; ".join(

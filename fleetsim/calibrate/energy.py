@@ -257,8 +257,7 @@ def open_device(index: int) -> NvmlDevice:
         import pynvml as nvml
     except ImportError:
         raise DeviceError(
-            "no NVIDIA GPU found (NVML: nvidia-ml-py is not installed); "
-            f"fleetsim calibrate needs one — see {README}"
+            f"no NVIDIA GPU found (NVML: nvidia-ml-py is not installed); fleetsim calibrate needs one — see {README}"
         ) from None
     try:
         nvml.nvmlInit()

@@ -94,9 +94,7 @@ def row_peaks(frame: pd.DataFrame, gpu=None) -> tuple[np.ndarray, np.ndarray]:
     peak[~np.isfinite(peak) & (flops <= 0)] = 1.0  # unused: no FLOPs
     bw[~np.isfinite(bw) & (work_bytes <= 0)] = 1.0
     if not (np.all(np.isfinite(peak)) and np.all(np.isfinite(bw))):
-        raise SpecError(
-            "samples: some rows have no peak_flops_per_s / hbm_bandwidth_bytes_per_s; pass the GPU spec"
-        )
+        raise SpecError("samples: some rows have no peak_flops_per_s / hbm_bandwidth_bytes_per_s; pass the GPU spec")
     return peak, bw
 
 
@@ -212,9 +210,7 @@ def fit_time_model(
     work = _work(rows)
     flops, work_bytes, bytes_kv = work
     measured = rows["time_s"].to_numpy(dtype=float)
-    kv_dtypes = sorted(
-        {d for d, b in zip(rows["kv_dtype"], bytes_kv) if b > 0 and d and d != reference}
-    )
+    kv_dtypes = sorted({d for d, b in zip(rows["kv_dtype"], bytes_kv) if b > 0 and d and d != reference})
     kv_index = [kv_dtypes.index(d) if (b > 0 and d in kv_dtypes) else -1 for d, b in zip(rows["kv_dtype"], bytes_kv)]
     kv_index = np.array(kv_index)
 

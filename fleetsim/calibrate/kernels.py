@@ -150,9 +150,7 @@ def decode_attention_case(layout: str, kv_dtype: str, batch: int, context_tokens
     )
 
 
-def kv_append_case(
-    layout: str, kv_dtype: str, batch: int, new_tokens: int, context_tokens: int
-) -> KernelCase:
+def kv_append_case(layout: str, kv_dtype: str, batch: int, new_tokens: int, context_tokens: int) -> KernelCase:
     """Quantize and scatter `new_tokens` per sequence into a paged cache of `context_tokens`."""
     lay = LAYOUTS[layout]
     tokens = batch * new_tokens
@@ -576,7 +574,9 @@ def _build_kv_append(case: KernelCase, torch, device) -> BuiltKernel:
     heads, width = layout.kv_heads, layout.head_dim
     stored_width = _stored_width(case.kv_dtype, width)
     new_k = torch.randn((tokens, heads, width), dtype=torch.bfloat16, device=device, generator=gen)
-    new_v = None if layout.mla else torch.randn((tokens, heads, width), dtype=torch.bfloat16, device=device, generator=gen)
+    new_v = (
+        None if layout.mla else torch.randn((tokens, heads, width), dtype=torch.bfloat16, device=device, generator=gen)
+    )
 
     def write(cache_tensor, scale_tensor, values):
         stored, group_scales = quantize(torch, values, case.kv_dtype, cache.scale)
@@ -625,10 +625,14 @@ def _build_gemm(case: KernelCase, torch, device) -> BuiltKernel:
         raise Unsupported(f"torch {torch.__version__} has no torch._scaled_mm / float8_e4m3fn")
     capability = torch.cuda.get_device_capability(device)
     if tuple(capability) < (8, 9):
-        raise Unsupported(f"fp8 GEMM needs compute capability 8.9 or newer; this GPU has {capability[0]}.{capability[1]}")
+        raise Unsupported(
+            f"fp8 GEMM needs compute capability 8.9 or newer; this GPU has {capability[0]}.{capability[1]}"
+        )
     m = max(FP8_M_MULTIPLE, math.ceil(case.m / FP8_M_MULTIPLE) * FP8_M_MULTIPLE)
     a = torch.randn((m, case.k), dtype=torch.bfloat16, device=device, generator=gen).to(torch.float8_e4m3fn)
-    b = (torch.randn((case.n, case.k), dtype=torch.bfloat16, device=device, generator=gen) * 0.02).to(torch.float8_e4m3fn)
+    b = (torch.randn((case.n, case.k), dtype=torch.bfloat16, device=device, generator=gen) * 0.02).to(
+        torch.float8_e4m3fn
+    )
     one = torch.ones((), dtype=torch.float32, device=device)
 
     def scaled_mm():
@@ -681,7 +685,11 @@ def self_check(torch, device) -> list[str]:
         want = torch.empty_like(got)
         for b in range(batch):
             keys = cache.k[table[b]].reshape(-1, layout.kv_heads, layout.head_dim)[:tokens].float()
-            values = keys[..., : layout.value_dim] if layout.mla else cache.v[table[b]].reshape(-1, layout.kv_heads, layout.head_dim)[:tokens].float()
+            values = (
+                keys[..., : layout.value_dim]
+                if layout.mla
+                else cache.v[table[b]].reshape(-1, layout.kv_heads, layout.head_dim)[:tokens].float()
+            )
             for h in range(layout.q_heads):
                 kv_head = h // layout.group
                 scores = keys[:, kv_head] @ q[b, h].float() / math.sqrt(layout.head_dim)

@@ -36,9 +36,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import yaml
@@ -64,14 +64,18 @@ PROFILE_DATE = "2026-11-23"  # fixed so regeneration is byte-for-byte determinis
 
 # --------------------------------------------------------------------------- published figures
 
-VLLM_BLOG = ("github.com/vllm-project/vllm-project.github.io (commit c3a01c4a...) : "
-             "_posts/2026-04-22-fp8-kvcache.md")
-MLENERGY_JSON = ("github.com/ml-energy/leaderboard (commit 0cd52dab897c5d91a45f4d413038f3b8b4251b0f) : "
-                 "public/data/models/meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json")
-MLENERGY_BLOG = ("github.com/ml-energy/blog : docs/posts/ml-energy-leaderboard-v3.0.md "
-                 "(ML.ENERGY Leaderboard v3.0 post, 2026-01-13)")
-SPLITWISE_CSV = ("github.com/Mutinifni/splitwise-sim (commit 8f99e7dc9b407f4ce2488d03dd44c0b8b946dab0) : "
-                 "data/perf_model.csv (median of runs)")
+VLLM_BLOG = "github.com/vllm-project/vllm-project.github.io (commit c3a01c4a...) : _posts/2026-04-22-fp8-kvcache.md"
+MLENERGY_JSON = (
+    "github.com/ml-energy/leaderboard (commit 0cd52dab897c5d91a45f4d413038f3b8b4251b0f) : "
+    "public/data/models/meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json"
+)
+MLENERGY_BLOG = (
+    "github.com/ml-energy/blog : docs/posts/ml-energy-leaderboard-v3.0.md (ML.ENERGY Leaderboard v3.0 post, 2026-01-13)"
+)
+SPLITWISE_CSV = (
+    "github.com/Mutinifni/splitwise-sim (commit 8f99e7dc9b407f4ce2488d03dd44c0b8b946dab0) : "
+    "data/perf_model.csv (median of runs)"
+)
 
 
 @dataclass(frozen=True)
@@ -94,14 +98,26 @@ class ItlLine:
 ITL_CONTEXTS = (256, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 125000)
 
 VLLM_ITL: tuple[ItlLine, ...] = (
-    ItlLine("vllm_itl_model_llama31_8b_h100_bf16kv", "h100-sxm", "bf16", 6.44, 4.37e-05,
-            "vLLM v0.19.1, FlashAttention-3"),
-    ItlLine("vllm_itl_model_llama31_8b_h100_bf16kv", "h100-sxm", "fp8", 6.58, 2.37e-05,
-            "vLLM v0.19.1, FlashAttention-3 (related_measurements: fp8_kv_*)"),
-    ItlLine("vllm_itl_model_llama31_8b_b200_bf16kv", "b200", "bf16", 3.93, 1.8e-05,
-            "vLLM v0.19.1 era, FlashInfer"),
-    ItlLine("vllm_itl_model_llama31_8b_b200_bf16kv", "b200", "fp8", 3.96, 9.72e-06,
-            "vLLM v0.19.1 era, FlashInfer (related_measurements: fp8_kv_*)"),
+    ItlLine(
+        "vllm_itl_model_llama31_8b_h100_bf16kv", "h100-sxm", "bf16", 6.44, 4.37e-05, "vLLM v0.19.1, FlashAttention-3"
+    ),
+    ItlLine(
+        "vllm_itl_model_llama31_8b_h100_bf16kv",
+        "h100-sxm",
+        "fp8",
+        6.58,
+        2.37e-05,
+        "vLLM v0.19.1, FlashAttention-3 (related_measurements: fp8_kv_*)",
+    ),
+    ItlLine("vllm_itl_model_llama31_8b_b200_bf16kv", "b200", "bf16", 3.93, 1.8e-05, "vLLM v0.19.1 era, FlashInfer"),
+    ItlLine(
+        "vllm_itl_model_llama31_8b_b200_bf16kv",
+        "b200",
+        "fp8",
+        3.96,
+        9.72e-06,
+        "vLLM v0.19.1 era, FlashInfer (related_measurements: fp8_kv_*)",
+    ),
 )
 
 
@@ -130,18 +146,31 @@ class MlEnergyPoint:
 # configs/vllm/lm-arena-chat/meta-llama/Llama-3.1-8B-Instruct/{H100,B200}/sweeps.yaml), and
 # checked against the leaderboard JSON: each configuration's output-length histogram counts
 # 1,024 x k requests (1,024 distinct prompts sent k times; e.g. 8,192 for B200 max_num_seqs 2048).
-MLENERGY_SWEEPS = ("github.com/ml-energy/benchmark : configs/vllm/lm-arena-chat/meta-llama/"
-                   "Llama-3.1-8B-Instruct/{H100 (commit e7c1113a), B200 (commit 219253e0)}/sweeps.yaml")
+MLENERGY_SWEEPS = (
+    "github.com/ml-energy/benchmark : configs/vllm/lm-arena-chat/meta-llama/"
+    "Llama-3.1-8B-Instruct/{H100 (commit e7c1113a), B200 (commit 219253e0)}/sweeps.yaml"
+)
 _REPEATS = {
     "h100": {8: 1, 16: 1, 32: 1, 64: 1, 96: 1, 128: 1, 192: 1, 256: 2, 384: 2, 512: 2, 768: 3, 1024: 3},
     "b200": {8: 1, 16: 1, 32: 1, 64: 1, 128: 2, 256: 2, 512: 3, 1024: 4, 2048: 8, 4096: 16},
 }
 
 
-def _mle(gpu: str, tag: str, bs: int, avg_bs: float, out_len: float, power: float, tps: float,
-         ept: float, itl: float) -> MlEnergyPoint:
-    return MlEnergyPoint(f"mlenergy_llama_3_1_8b_instruct_{tag}_tp1_bs{bs}", gpu, bs, avg_bs, out_len,
-                         power, tps, ept, itl, _REPEATS[tag][bs])
+def _mle(
+    gpu: str, tag: str, bs: int, avg_bs: float, out_len: float, power: float, tps: float, ept: float, itl: float
+) -> MlEnergyPoint:
+    return MlEnergyPoint(
+        f"mlenergy_llama_3_1_8b_instruct_{tag}_tp1_bs{bs}",
+        gpu,
+        bs,
+        avg_bs,
+        out_len,
+        power,
+        tps,
+        ept,
+        itl,
+        _REPEATS[tag][bs],
+    )
 
 
 # ML.ENERGY runs left out of the fit, with the reason (their validation cases are unsupported
@@ -151,7 +180,8 @@ MLENERGY_EXCLUDED: dict[str, str] = {
         "the published run is slower than max_num_seqs 64 on the same GPU (4,570 vs 5,589 tokens/s, "
         "median ITL 26.7 vs 9.0 ms) while drawing less power (449 vs 617 W): the GPU sat idle through "
         "part of the steady state (a host-side stall). fleetsim has no host-side (CPU) time: every "
-        "iteration is GPU work, so its throughput cannot fall as max_num_seqs grows"),
+        "iteration is GPU work, so its throughput cannot fall as max_num_seqs grows"
+    ),
 }
 
 
@@ -212,8 +242,7 @@ class SplitwisePoint:
 
 
 def _sw(gpu: str, tag: str, tp: int, p: int, b: int, prompt_ms: float, token_ms: float, n: int) -> SplitwisePoint:
-    return SplitwisePoint(f"splitwise_profile_llama2_70b_{tag}_tp{tp}_p{p}_b{b}", gpu, tp, p, b,
-                          prompt_ms, token_ms, n)
+    return SplitwisePoint(f"splitwise_profile_llama2_70b_{tag}_tp{tp}_p{p}_b{b}", gpu, tp, p, b, prompt_ms, token_ms, n)
 
 
 SPLITWISE: tuple[SplitwisePoint, ...] = (
@@ -256,8 +285,15 @@ class Setup:
     kv: KvCacheSpec
 
 
-def make_setup(model: str, gpu: str | GpuSpec, profile: CalibrationProfile, *, tp: int = 1,
-               weight_dtype: str = "bf16", kv_dtype: str = "bf16") -> Setup:
+def make_setup(
+    model: str,
+    gpu: str | GpuSpec,
+    profile: CalibrationProfile,
+    *,
+    tp: int = 1,
+    weight_dtype: str = "bf16",
+    kv_dtype: str = "bf16",
+) -> Setup:
     arch = load_model(model)
     g = load_gpu(gpu) if isinstance(gpu, str) else gpu
     kv = KvCacheSpec(key_dtype=kv_dtype, value_dtype=kv_dtype)
@@ -272,8 +308,14 @@ def decode_step_s(setup: Setup, context_tokens: float, batch: int = 1) -> float:
     return setup.step.iteration(batch, kv).time_s
 
 
-def single_request(setup: Setup, prompt_tokens: int, output_tokens: int, *,
-                   max_batched_tokens: int = 8192, chunked_prefill: bool = True) -> tuple[float, float]:
+def single_request(
+    setup: Setup,
+    prompt_tokens: int,
+    output_tokens: int,
+    *,
+    max_batched_tokens: int = 8192,
+    chunked_prefill: bool = True,
+) -> tuple[float, float]:
     """(TTFT, mean TPOT) of one request alone on a replica, as the simulator's replica runs it:
     prefill in chunks of the token budget (each chunk's attention over the context at mid-chunk),
     the first token at the end of prefill, then output_tokens - 1 decode iterations whose KV read
@@ -319,12 +361,19 @@ class SteadyState:
     step_s: float  # mean iteration time
 
 
-def closed_loop_steady_state(setup: Setup, users: int, input_tokens: int, out_mean: float,
-                             out_sigma: float = MLENERGY_OUTPUT_SIGMA, *,
-                             max_output_tokens: int = MLENERGY_MAX_OUTPUT_TOKENS,
-                             max_batched_tokens: int = MLENERGY_MAX_BATCHED_TOKENS,
-                             gpu_memory_utilization: float = 0.9, block_tokens: int = 16,
-                             prompt_cache_hit_fraction: float = 0.0) -> SteadyState:
+def closed_loop_steady_state(
+    setup: Setup,
+    users: int,
+    input_tokens: int,
+    out_mean: float,
+    out_sigma: float = MLENERGY_OUTPUT_SIGMA,
+    *,
+    max_output_tokens: int = MLENERGY_MAX_OUTPUT_TOKENS,
+    max_batched_tokens: int = MLENERGY_MAX_BATCHED_TOKENS,
+    gpu_memory_utilization: float = 0.9,
+    block_tokens: int = 16,
+    prompt_cache_hit_fraction: float = 0.0,
+) -> SteadyState:
     """Steady state of the simulator's closed loop (users = max_running_seqs, no think time):
     every iteration serves every running sequence one token; a finished sequence is replaced at
     once, so on average users / E[output] prompts join per iteration. The number k of prefills in
@@ -336,9 +385,17 @@ def closed_loop_steady_state(setup: Setup, users: int, input_tokens: int, out_me
     step, fp = setup.step, setup.footprint
     h = float(prompt_cache_hit_fraction)
     e_o, e_oo = lognormal_moments(out_mean, out_sigma, 1, max_output_tokens)
-    plan = plan_memory(setup.arch, setup.gpu, tp=setup.tp, weight_dtype=setup.weight_dtype, kv=setup.kv,
-                       gpu_memory_utilization=gpu_memory_utilization, block_tokens=block_tokens,
-                       max_batched_tokens=max_batched_tokens, max_running_seqs=users)
+    plan = plan_memory(
+        setup.arch,
+        setup.gpu,
+        tp=setup.tp,
+        weight_dtype=setup.weight_dtype,
+        kv=setup.kv,
+        gpu_memory_utilization=gpu_memory_utilization,
+        block_tokens=block_tokens,
+        max_batched_tokens=max_batched_tokens,
+        max_running_seqs=users,
+    )
     per_token = float(fp.full_bytes_per_token_per_rank)
     extra_ctx = e_oo / (2.0 * e_o)
     prompt_bytes = float(fp.bytes_per_rank(input_tokens, 0))
@@ -393,13 +450,26 @@ def _sig(x: float, digits: int = 4) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def make_profile(gpu: str, *, overhead_s: float, eta_m: float, half_m: float = 0.0, eta_c: float,
-                 half_c: float = 0.0, kv_eff: dict[str, float] | None = None,
-                 allreduce_latency_s: float = 8e-6, link_efficiency: float = 0.7,
-                 idle_w: float = 100.0, compute_w: float = 300.0, memory_w: float = 300.0,
-                 cap_w: float | None = None, kind: str = "fitted_to_published",
-                 sources: Sequence[str] = (), notes: str = "",
-                 fit_residuals: dict[str, float] | None = None) -> CalibrationProfile:
+def make_profile(
+    gpu: str,
+    *,
+    overhead_s: float,
+    eta_m: float,
+    half_m: float = 0.0,
+    eta_c: float,
+    half_c: float = 0.0,
+    kv_eff: dict[str, float] | None = None,
+    allreduce_latency_s: float = 8e-6,
+    link_efficiency: float = 0.7,
+    idle_w: float = 100.0,
+    compute_w: float = 300.0,
+    memory_w: float = 300.0,
+    cap_w: float | None = None,
+    kind: str = "fitted_to_published",
+    sources: Sequence[str] = (),
+    notes: str = "",
+    fit_residuals: dict[str, float] | None = None,
+) -> CalibrationProfile:
     g = load_gpu(gpu)
     return CalibrationProfile(
         gpu=gpu,
@@ -409,8 +479,9 @@ def make_profile(gpu: str, *, overhead_s: float, eta_m: float, half_m: float = 0
         compute=EfficiencyCurve(eta_max=min(eta_c, 1.0), half_work=half_c),
         kv_read_efficiency={k: min(v, 1.0) for k, v in (kv_eff or {}).items()},
         tp=TensorParallelModel(allreduce_latency_s=allreduce_latency_s, link_efficiency=min(link_efficiency, 1.0)),
-        power=PowerModel(idle_w=idle_w, compute_w=compute_w, memory_w=memory_w,
-                         cap_w=float(cap_w if cap_w is not None else g.tdp_w)),
+        power=PowerModel(
+            idle_w=idle_w, compute_w=compute_w, memory_w=memory_w, cap_w=float(cap_w if cap_w is not None else g.tdp_w)
+        ),
         fit_residuals=dict(fit_residuals or {}),
     )
 
@@ -419,8 +490,12 @@ def with_changes(profile: CalibrationProfile, **fields) -> CalibrationProfile:
     """A copy of a profile with top-level fields (or nested dicts) replaced, re-validated."""
     data = profile.model_dump()
     for key, value in fields.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict) and key != "kv_read_efficiency" \
-                and key != "fit_residuals":
+        if (
+            isinstance(value, dict)
+            and isinstance(data.get(key), dict)
+            and key != "kv_read_efficiency"
+            and key != "fit_residuals"
+        ):
             data[key] = {**data[key], **value}
         else:
             data[key] = value
@@ -432,6 +507,7 @@ def _rel(pred: float, pub: float) -> float:
 
 
 # ---- vLLM single-request ITL (decode at batch 1) -> overhead, memory efficiency, KV dtype efficiency
+
 
 @dataclass(frozen=True)
 class ItlPoint:
@@ -446,8 +522,12 @@ class ItlPoint:
 
 def itl_points(gpu: str) -> list[ItlPoint]:
     """The published ITL lines of a GPU evaluated at ITL_CONTEXTS."""
-    return [ItlPoint(gpu, line.kv_dtype, c, line.itl_s(c), line.entry)
-            for line in VLLM_ITL if line.gpu == gpu for c in ITL_CONTEXTS]
+    return [
+        ItlPoint(gpu, line.kv_dtype, c, line.itl_s(c), line.entry)
+        for line in VLLM_ITL
+        if line.gpu == gpu
+        for c in ITL_CONTEXTS
+    ]
 
 
 def predict_itl_s(profile: CalibrationProfile, point: ItlPoint, model: str = "llama-3.1-8b") -> float:
@@ -467,16 +547,25 @@ def fit_itl(gpu: str, base: CalibrationProfile, points: Sequence[ItlPoint] | Non
 
     def profile_of(x):
         overhead_ms, eta_m, kv8 = x
-        return with_changes(base, overhead_s=overhead_ms / 1e3, memory={"eta_max": eta_m, "half_work": 0.0},
-                            kv_read_efficiency={**base.kv_read_efficiency, "fp8": kv8})
+        return with_changes(
+            base,
+            overhead_s=overhead_ms / 1e3,
+            memory={"eta_max": eta_m, "half_work": 0.0},
+            kv_read_efficiency={**base.kv_read_efficiency, "fp8": kv8},
+        )
 
-    res = least_squares(lambda x: itl_residuals(profile_of(x), pts), x0=[1.0, 0.85, 0.9],
-                        bounds=([0.0, 0.3, 0.3], [10.0, 1.0, 1.0]), x_scale=[1.0, 0.1, 0.1])
+    res = least_squares(
+        lambda x: itl_residuals(profile_of(x), pts),
+        x0=[1.0, 0.85, 0.9],
+        bounds=([0.0, 0.3, 0.3], [10.0, 1.0, 1.0]),
+        x_scale=[1.0, 0.1, 0.1],
+    )
     overhead_ms, eta_m, kv8 = res.x
     return profile_of([_sig(overhead_ms), _sig(eta_m), _sig(kv8)])
 
 
 # ---- ML.ENERGY closed loop -> compute curve (throughput) and power coefficients
+
 
 def mlenergy_points(gpu: str) -> list[MlEnergyPoint]:
     return [p for p in MLENERGY if p.gpu == gpu]
@@ -484,12 +573,21 @@ def mlenergy_points(gpu: str) -> list[MlEnergyPoint]:
 
 def predict_mlenergy(profile: CalibrationProfile, point: MlEnergyPoint) -> SteadyState:
     setup = make_setup("llama-3.1-8b", point.gpu, profile)
-    return closed_loop_steady_state(setup, point.max_num_seqs, MLENERGY_INPUT_TOKENS, point.avg_output_len,
-                                    prompt_cache_hit_fraction=point.prompt_cache_hit_fraction)
+    return closed_loop_steady_state(
+        setup,
+        point.max_num_seqs,
+        MLENERGY_INPUT_TOKENS,
+        point.avg_output_len,
+        prompt_cache_hit_fraction=point.prompt_cache_hit_fraction,
+    )
 
 
-def fit_timing(gpu: str, base: CalibrationProfile, itl: Sequence[ItlPoint] | None = None,
-               mlenergy: Sequence[MlEnergyPoint] | None = None) -> CalibrationProfile:
+def fit_timing(
+    gpu: str,
+    base: CalibrationProfile,
+    itl: Sequence[ItlPoint] | None = None,
+    mlenergy: Sequence[MlEnergyPoint] | None = None,
+) -> CalibrationProfile:
     """overhead_s, memory.eta_max, kv_read_efficiency[fp8] and the compute curve, jointly, from the
     published ITL lines and ML.ENERGY output throughput vs max_num_seqs (mlenergy_fitted points;
     the ITL-only fit is the starting point). A soft-L1 loss
@@ -500,9 +598,13 @@ def fit_timing(gpu: str, base: CalibrationProfile, itl: Sequence[ItlPoint] | Non
 
     def profile_of(x):
         overhead_ms, eta_m, kv8, eta_c, half_tflop = x
-        return with_changes(base, overhead_s=overhead_ms / 1e3, memory={"eta_max": eta_m, "half_work": 0.0},
-                            compute={"eta_max": eta_c, "half_work": half_tflop * 1e12},
-                            kv_read_efficiency={**base.kv_read_efficiency, "fp8": kv8})
+        return with_changes(
+            base,
+            overhead_s=overhead_ms / 1e3,
+            memory={"eta_max": eta_m, "half_work": 0.0},
+            compute={"eta_max": eta_c, "half_work": half_tflop * 1e12},
+            kv_read_efficiency={**base.kv_read_efficiency, "fp8": kv8},
+        )
 
     def residuals(x):
         prof = profile_of(x)
@@ -510,14 +612,22 @@ def fit_timing(gpu: str, base: CalibrationProfile, itl: Sequence[ItlPoint] | Non
         return np.concatenate([itl_residuals(prof, itl_pts), thr])
 
     x0 = [prof0.overhead_s * 1e3, prof0.memory.eta_max, prof0.kv_read_efficiency["fp8"], 0.5, 0.5]
-    res = least_squares(residuals, x0=x0, bounds=([0.0, 0.3, 0.3, 0.05, 0.0], [10.0, 1.0, 1.0, 1.0, 50.0]),
-                        x_scale=[1.0, 0.1, 0.1, 0.1, 1.0], diff_step=1e-3, loss="soft_l1", f_scale=0.1)
+    res = least_squares(
+        residuals,
+        x0=x0,
+        bounds=([0.0, 0.3, 0.3, 0.05, 0.0], [10.0, 1.0, 1.0, 1.0, 50.0]),
+        x_scale=[1.0, 0.1, 0.1, 0.1, 1.0],
+        diff_step=1e-3,
+        loss="soft_l1",
+        f_scale=0.1,
+    )
     overhead_ms, eta_m, kv8, eta_c, half_tflop = res.x
     return profile_of([_sig(overhead_ms), _sig(eta_m), _sig(kv8), _sig(eta_c), _sig(half_tflop, 3)])
 
 
-def fit_power(gpu: str, base: CalibrationProfile, points: Sequence[MlEnergyPoint] | None = None,
-              idle_prior_w: float | None = None) -> CalibrationProfile:
+def fit_power(
+    gpu: str, base: CalibrationProfile, points: Sequence[MlEnergyPoint] | None = None, idle_prior_w: float | None = None
+) -> CalibrationProfile:
     """idle_w, compute_w and memory_w from ML.ENERGY steady-state GPU power vs max_num_seqs, with
     cap_w = TDP. The iterations' FLOP and byte rates do not depend on the power model, so the
     average power of a configuration is a (capped) linear function of the three coefficients."""
@@ -576,8 +686,9 @@ def predict_splitwise(profile: CalibrationProfile, point: SplitwisePoint) -> tup
     """(prompt-phase time, per-token decode time) in seconds: `batch` prompts prefilled in one
     iteration (no chunking, as profiled), then the batch decodes together; the token time is the
     mean decode iteration of the 128-token generation."""
-    setup = make_setup(SPLITWISE_MODEL, point.gpu, profile, tp=point.tp, weight_dtype=SPLITWISE_DTYPE,
-                       kv_dtype=SPLITWISE_DTYPE)
+    setup = make_setup(
+        SPLITWISE_MODEL, point.gpu, profile, tp=point.tp, weight_dtype=SPLITWISE_DTYPE, kv_dtype=SPLITWISE_DTYPE
+    )
     fp, step = setup.footprint, setup.step
     p, b = point.prompt_tokens, point.batch
     pair = b * p * float(fp.bytes_per_rank(p // 2, 0))
@@ -598,8 +709,9 @@ def splitwise_residuals(profile: CalibrationProfile, gpu: str, fitted: bool | No
     }
 
 
-def fit_splitwise(gpu: str, base: CalibrationProfile,
-                  points: Sequence[SplitwisePoint] | None = None) -> CalibrationProfile:
+def fit_splitwise(
+    gpu: str, base: CalibrationProfile, points: Sequence[SplitwisePoint] | None = None
+) -> CalibrationProfile:
     """The 2023 stack's timings: all-reduce latency (the per-step cost the step time keeps from
     TP4 to TP8), memory and compute curves, link efficiency, and the fp16 attention efficiency
     (kv_read_efficiency[fp16]: slows decode attention's KV reads and prefill attention's FLOPs).
@@ -609,10 +721,13 @@ def fit_splitwise(gpu: str, base: CalibrationProfile,
 
     def profile_of(x):
         lat_us, eta_m, kv16, eta_c, half_tflop, link = x
-        return with_changes(base, memory={"eta_max": eta_m, "half_work": 0.0},
-                            compute={"eta_max": eta_c, "half_work": half_tflop * 1e12},
-                            kv_read_efficiency={"bf16": kv16, "fp16": kv16},
-                            tp={"allreduce_latency_s": lat_us * 1e-6, "link_efficiency": link})
+        return with_changes(
+            base,
+            memory={"eta_max": eta_m, "half_work": 0.0},
+            compute={"eta_max": eta_c, "half_work": half_tflop * 1e12},
+            kv_read_efficiency={"bf16": kv16, "fp16": kv16},
+            tp={"allreduce_latency_s": lat_us * 1e-6, "link_efficiency": link},
+        )
 
     def residuals(x):
         prof = profile_of(x)
@@ -628,9 +743,12 @@ def fit_splitwise(gpu: str, base: CalibrationProfile,
         r.append(0.1 * (x[5] - 0.7))
         return np.array(r)
 
-    res = least_squares(residuals, x0=[100.0, base.memory.eta_max, 0.1, 0.5, 1.0, 0.7],
-                        bounds=([0.0, 0.2, 0.005, 0.05, 0.0, 0.05], [1000.0, 1.0, 1.0, 1.0, 100.0, 1.0]),
-                        x_scale=[50.0, 0.1, 0.05, 0.1, 1.0, 0.1])
+    res = least_squares(
+        residuals,
+        x0=[100.0, base.memory.eta_max, 0.1, 0.5, 1.0, 0.7],
+        bounds=([0.0, 0.2, 0.005, 0.05, 0.0, 0.05], [1000.0, 1.0, 1.0, 1.0, 100.0, 1.0]),
+        x_scale=[50.0, 0.1, 0.05, 0.1, 1.0, 0.1],
+    )
     lat_us, eta_m, kv16, eta_c, half_tflop, link = res.x
     return profile_of([_sig(lat_us), _sig(eta_m), _sig(kv16), _sig(eta_c), _sig(half_tflop, 3), _sig(link)])
 
@@ -653,12 +771,12 @@ _TRANSFER_WHY = {
     "h100-pcie": "same GH100 die as H100 SXM (fewer SMs, HBM2e, 350 W)",
     "h200": "same GH100 compute as H100 SXM with HBM3e",
     "a100-80gb": "no published current-vLLM A100 timings; Hopper is the nearest fitted generation "
-                 "(A100 runs FlashAttention-2 where H100 runs FA3, so attention may be slower than this assumes)",
+    "(A100 runs FlashAttention-2 where H100 runs FA3, so attention may be slower than this assumes)",
     "a100-40gb": "no published current-vLLM A100 timings; Hopper is the nearest fitted generation",
     "l40s": "no published L40S timings; H100 is the nearest fitted NVIDIA GPU (L40S is Ada with GDDR6 and "
-            "no NVLink: treat its numbers as a rough guide)",
+    "no NVLink: treat its numbers as a rough guide)",
     "mi300x": "no published MI300X timings; H100 is the fitted GPU of the closest class (ROCm stacks "
-              "differ: treat its numbers as a rough guide)",
+    "differ: treat its numbers as a rough guide)",
     "gb200": "same Blackwell GPU as B200 (1200 W in GB200 NVL72)",
 }
 
@@ -670,19 +788,29 @@ def transfer_profile(target: str, source: CalibrationProfile) -> CalibrationProf
     peak_ratio = g_dst.peak_flops("bf16") / g_src.peak_flops("bf16")
     tdp_ratio = g_dst.tdp_w / g_src.tdp_w
     pw = source.power
-    notes = (f"Transferred from the {source.gpu} profile fitted to published figures ({_TRANSFER_WHY[target]}): "
-             f"overhead_s, memory and compute eta_max, kv_read_efficiency and the tensor-parallel model as "
-             f"{source.gpu}; compute.half_work scaled by the bf16 peak ratio ({peak_ratio:.3g}) so its latency "
-             f"is the same; power coefficients scaled by the TDP ratio ({g_dst.tdp_w:g} W / {g_src.tdp_w:g} W), "
-             f"cap_w = TDP. No published timings for {target} were fitted.")
+    notes = (
+        f"Transferred from the {source.gpu} profile fitted to published figures ({_TRANSFER_WHY[target]}): "
+        f"overhead_s, memory and compute eta_max, kv_read_efficiency and the tensor-parallel model as "
+        f"{source.gpu}; compute.half_work scaled by the bf16 peak ratio ({peak_ratio:.3g}) so its latency "
+        f"is the same; power coefficients scaled by the TDP ratio ({g_dst.tdp_w:g} W / {g_src.tdp_w:g} W), "
+        f"cap_w = TDP. No published timings for {target} were fitted."
+    )
     return with_changes(
-        source, gpu=target,
-        provenance={"kind": "transferred", "date": PROFILE_DATE,
-                    "sources": [f"profile {source.gpu} (fitted_to_published)", *source.provenance.sources],
-                    "notes": notes},
+        source,
+        gpu=target,
+        provenance={
+            "kind": "transferred",
+            "date": PROFILE_DATE,
+            "sources": [f"profile {source.gpu} (fitted_to_published)", *source.provenance.sources],
+            "notes": notes,
+        },
         compute={"half_work": _sig(source.compute.half_work * peak_ratio, 3)},
-        power={"idle_w": _sig(pw.idle_w * tdp_ratio, 3), "compute_w": _sig(pw.compute_w * tdp_ratio, 3),
-               "memory_w": _sig(pw.memory_w * tdp_ratio, 3), "cap_w": float(g_dst.tdp_w)},
+        power={
+            "idle_w": _sig(pw.idle_w * tdp_ratio, 3),
+            "compute_w": _sig(pw.compute_w * tdp_ratio, 3),
+            "memory_w": _sig(pw.memory_w * tdp_ratio, 3),
+            "cap_w": float(g_dst.tdp_w),
+        },
         fit_residuals={},
     )
 
@@ -721,16 +849,24 @@ def fit_default(gpu: str) -> CalibrationProfile:
         f"evaluated as the simulator's closed-loop steady state with {MLENERGY_INPUT_TOKENS}-token prompts "
         "(ML.ENERGY v3.0 post: Text Conversation mean input) and lognormal outputs (the configuration's "
         "avg_output_len, CV 1 as in the published histograms); cap_w = TDP. "
-        + (f"At max_num_seqs {', '.join(str(p.max_num_seqs) for p in repeated)} the benchmark sent each "
-           f"prompt {'/'.join(str(p.request_repeats) for p in repeated)} times (num_request_repeats k); "
-           "vLLM's automatic prefix caching serves the copies from cache, modelled as a prompt-cache hit "
-           "fraction of 1 - 1/k (a hit prefills one token and shares the prompt's KV blocks). "
-           if repeated else "")
-        + (f"Left out: max_num_seqs {', '.join(str(p.max_num_seqs) for p in skipped)} "
-           f"({'; '.join(MLENERGY_EXCLUDED[p.entry] for p in skipped)}). " if skipped else "")
+        + (
+            f"At max_num_seqs {', '.join(str(p.max_num_seqs) for p in repeated)} the benchmark sent each "
+            f"prompt {'/'.join(str(p.request_repeats) for p in repeated)} times (num_request_repeats k); "
+            "vLLM's automatic prefix caching serves the copies from cache, modelled as a prompt-cache hit "
+            "fraction of 1 - 1/k (a hit prefills one token and shares the prompt's KV blocks). "
+            if repeated
+            else ""
+        )
+        + (
+            f"Left out: max_num_seqs {', '.join(str(p.max_num_seqs) for p in skipped)} "
+            f"({'; '.join(MLENERGY_EXCLUDED[p.entry] for p in skipped)}). "
+            if skipped
+            else ""
+        )
         + "tp (all-reduce) parameters are priors, not fitted: the reference set has no current-vLLM "
         "tensor-parallel timings. fit_residuals: largest |predicted/published - 1| per family; per-point "
-        "values in calibration/PUBLISHED.md.")
+        "values in calibration/PUBLISHED.md."
+    )
     if gpu == "b200":
         h100, b200 = load_gpu("h100-sxm"), load_gpu(gpu)
         pt = {(p.gpu, p.max_num_seqs): p for p in MLENERGY}
@@ -750,7 +886,8 @@ def fit_default(gpu: str) -> CalibrationProfile:
             "at its 700 W cap: the GPU waits on work that does not scale with it (host-side scheduling and "
             "per-sequence processing), which a roofline can only express as slow compute. The "
             "single-request ITL (batch 1, memory-bound) constrains only the memory side. compute_w is "
-            "correspondingly large (it multiplies a small compute utilisation); gb200.yaml inherits both.")
+            "correspondingly large (it multiplies a small compute utilisation); gb200.yaml inherits both."
+        )
     residuals = {
         "vllm_itl_bf16": _max_abs(itl["bf16"]),
         "vllm_itl_fp8": _max_abs(itl["fp8"]),
@@ -758,9 +895,11 @@ def fit_default(gpu: str) -> CalibrationProfile:
         "mlenergy_gpu_power": _max_abs(mle["power"]),
         "mlenergy_energy_per_output_token": _max_abs(mle["energy_per_token"]),
     }
-    return with_changes(prof, provenance={"kind": "fitted_to_published", "date": PROFILE_DATE,
-                                          "sources": sources, "notes": notes},
-                        fit_residuals=residuals)
+    return with_changes(
+        prof,
+        provenance={"kind": "fitted_to_published", "date": PROFILE_DATE, "sources": sources, "notes": notes},
+        fit_residuals=residuals,
+    )
 
 
 def _peak_tflops(profile: CalibrationProfile) -> float:
@@ -773,8 +912,9 @@ def mlenergy_holdout(gpu: str) -> dict[str, SteadyState]:
     base = make_profile(gpu, overhead_s=1e-3, eta_m=0.9, eta_c=0.5)
     distinct = [p for p in mlenergy_points(gpu) if p.request_repeats == 1 and mlenergy_fitted(p)]
     prof = fit_power(gpu, fit_timing(gpu, base, mlenergy=distinct), distinct)
-    return {p.entry: predict_mlenergy(prof, p) for p in mlenergy_points(gpu)
-            if p.request_repeats > 1 and mlenergy_fitted(p)}
+    return {
+        p.entry: predict_mlenergy(prof, p) for p in mlenergy_points(gpu) if p.request_repeats > 1 and mlenergy_fitted(p)
+    }
 
 
 def fit_splitwise_profile(gpu: str, default: CalibrationProfile) -> CalibrationProfile:
@@ -801,16 +941,19 @@ def fit_splitwise_profile(gpu: str, default: CalibrationProfile) -> CalibrationP
         "fitted, reported as checks: TP2/TP4 rows (the fixed all-reduce "
         "latency over-predicts their token time), and batch-16 prompts (16 x 512 tokens take as long as "
         "one 8,192-token prompt in this stack; fleetsim's roofline predicts about half). Power: copied "
-        f"from {gpu}.yaml (Splitwise publishes no usable absolute power).")
+        f"from {gpu}.yaml (Splitwise publishes no usable absolute power)."
+    )
     residuals = {
         "splitwise_prompt_tp8_b1": _max_abs(fitted["prompt"]),
         "splitwise_token_tp8_b1": _max_abs(fitted["token"]),
         "check_splitwise_prompt_other": _max_abs(other["prompt"]),
         "check_splitwise_token_other": _max_abs(other["token"]),
     }
-    return with_changes(prof, provenance={"kind": "fitted_to_published", "date": PROFILE_DATE,
-                                          "sources": sources, "notes": notes},
-                        fit_residuals=residuals)
+    return with_changes(
+        prof,
+        provenance={"kind": "fitted_to_published", "date": PROFILE_DATE, "sources": sources, "notes": notes},
+        fit_residuals=residuals,
+    )
 
 
 def shipped_profiles(progress: Callable[[str], None] | None = None) -> dict[str, CalibrationProfile]:
@@ -829,9 +972,11 @@ def shipped_profiles(progress: Callable[[str], None] | None = None) -> dict[str,
 
 
 def profile_yaml(name: str, profile: CalibrationProfile) -> str:
-    header = (f"# Calibration profile '{name}' for {profile.gpu} ({profile.provenance.kind}).\n"
-              "# Generated by `python -m fleetsim.calibrate.published --out fleetsim/catalog/profiles`;\n"
-              "# do not edit by hand. Provenance and per-point fit quality: calibration/PUBLISHED.md.\n")
+    header = (
+        f"# Calibration profile '{name}' for {profile.gpu} ({profile.provenance.kind}).\n"
+        "# Generated by `python -m fleetsim.calibrate.published --out fleetsim/catalog/profiles`;\n"
+        "# do not edit by hand. Provenance and per-point fit quality: calibration/PUBLISHED.md.\n"
+    )
     data = profile.model_dump(mode="json", exclude_none=True)
     return header + yaml.safe_dump(data, sort_keys=False, width=100, allow_unicode=False)
 
@@ -859,7 +1004,8 @@ def _params_table(prof: CalibrationProfile) -> list[str]:
     kv = ", ".join(f"{k} {v:g}" for k, v in sorted(prof.kv_read_efficiency.items())) or "(all 1)"
     p = prof.power
     return [
-        "| parameter | value |", "|---|---|",
+        "| parameter | value |",
+        "|---|---|",
         f"| overhead_s | {prof.overhead_s * 1e3:.4g} ms |",
         f"| memory eta_max / half_work | {prof.memory.eta_max:g} / {prof.memory.half_work:g} B |",
         f"| compute eta_max / half_work | {prof.compute.eta_max:g} / {prof.compute.half_work:.3g} FLOP |",
@@ -869,14 +1015,18 @@ def _params_table(prof: CalibrationProfile) -> list[str]:
     ]
 
 
-def report_markdown(profiles: dict[str, CalibrationProfile],
-                    holdout: dict[str, dict[str, SteadyState]] | None = None) -> str:
+def report_markdown(
+    profiles: dict[str, CalibrationProfile], holdout: dict[str, dict[str, SteadyState]] | None = None
+) -> str:
     """calibration/PUBLISHED.md: provenance of every shipped profile and how closely the fitted
     ones reproduce each published point (recomputed through StepModel). `holdout` (per GPU, from
     mlenergy_holdout) adds the out-of-sample check of the resent-prompt runs."""
     holdout = holdout or {}
-    h100_held = [abs(_rel(holdout["h100-sxm"][p.entry].tokens_per_s, p.tokens_per_s))
-                 for p in mlenergy_points("h100-sxm") if p.entry in holdout.get("h100-sxm", {})]
+    h100_held = [
+        abs(_rel(holdout["h100-sxm"][p.entry].tokens_per_s, p.tokens_per_s))
+        for p in mlenergy_points("h100-sxm")
+        if p.entry in holdout.get("h100-sxm", {})
+    ]
     L: list[str] = [
         "# Calibration profiles fitted to published figures",
         "",
@@ -911,8 +1061,12 @@ def report_markdown(profiles: dict[str, CalibrationProfile],
         "prefills only its last prompt token, reads the cached prompt in attention and holds no KV of its "
         "own for it (the simulator's prompt_cache_hit_fraction). These runs are fitted too; a hold-out "
         "check below fits the distinct-prompt runs alone and predicts them. Left out: "
-        + "; ".join(f"{p.gpu} max_num_seqs {p.max_num_seqs}: {MLENERGY_EXCLUDED[p.entry]}"
-                    for p in MLENERGY if p.entry in MLENERGY_EXCLUDED) + ".",
+        + "; ".join(
+            f"{p.gpu} max_num_seqs {p.max_num_seqs}: {MLENERGY_EXCLUDED[p.entry]}"
+            for p in MLENERGY
+            if p.entry in MLENERGY_EXCLUDED
+        )
+        + ".",
         "- **Splitwise (Llama-2-70B fp16, DGX-H100 / DGX-A100, 2023 stack).** The prompt-phase time of one "
         "prompt (one iteration, no chunking) and the mean decode iteration of its 128-token generation at "
         "tensor parallel 8 fit the all-reduce latency, compute curve, link efficiency and the attention "
@@ -958,54 +1112,81 @@ def report_markdown(profiles: dict[str, CalibrationProfile],
     for name in ("h100-sxm", "b200"):
         prof = profiles[name]
         L += [f"## `{name}` (current vLLM)", ""] + _params_table(prof) + [""]
-        L += ["Single-request ITL (published line vs fleetsim decode iteration):", "",
-              "| KV | context | published ms | fleetsim ms | error % |", "|---|---:|---:|---:|---:|"]
+        L += [
+            "Single-request ITL (published line vs fleetsim decode iteration):",
+            "",
+            "| KV | context | published ms | fleetsim ms | error % |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for p in itl_points(name):
-            L.append(f"| {p.kv_dtype} | {p.context:,} | {p.itl_s * 1e3:.3f} | {predict_itl_s(prof, p) * 1e3:.3f} | "
-                     f"{_pct(_rel(predict_itl_s(prof, p), p.itl_s))} |")
-        L += ["", "ML.ENERGY v3.0 steady state (repeats k: the benchmark's num_request_repeats, modelled as "
-              "prompt-cache hit fraction 1 - 1/k; this steady-state formula has no recompute preemption, so "
-              "where fleetsim's KV pool fills, the full simulator runs fewer sequences than shown here, see "
-              "calibration/VALIDATION.md):", "",
-              "| max_num_seqs | repeats | fitted | tokens/s pub | fleetsim | err % | power W pub | fleetsim | err % "
-              "| J/token pub | fleetsim | err % |",
-              "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            L.append(
+                f"| {p.kv_dtype} | {p.context:,} | {p.itl_s * 1e3:.3f} | {predict_itl_s(prof, p) * 1e3:.3f} | "
+                f"{_pct(_rel(predict_itl_s(prof, p), p.itl_s))} |"
+            )
+        L += [
+            "",
+            "ML.ENERGY v3.0 steady state (repeats k: the benchmark's num_request_repeats, modelled as "
+            "prompt-cache hit fraction 1 - 1/k; this steady-state formula has no recompute preemption, so "
+            "where fleetsim's KV pool fills, the full simulator runs fewer sequences than shown here, see "
+            "calibration/VALIDATION.md):",
+            "",
+            "| max_num_seqs | repeats | fitted | tokens/s pub | fleetsim | err % | power W pub | fleetsim | err % "
+            "| J/token pub | fleetsim | err % |",
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for p in mlenergy_points(name):
             s = predict_mlenergy(prof, p)
-            L.append(f"| {p.max_num_seqs} | {p.request_repeats} | {'yes' if mlenergy_fitted(p) else 'no'} | "
-                     f"{p.tokens_per_s:,.0f} | {s.tokens_per_s:,.0f} | {_pct(_rel(s.tokens_per_s, p.tokens_per_s))} | "
-                     f"{p.power_w:.1f} | {s.power_w:.1f} | {_pct(_rel(s.power_w, p.power_w))} | "
-                     f"{p.energy_per_token_j:.4f} | {s.energy_per_token_j:.4f} | "
-                     f"{_pct(_rel(s.energy_per_token_j, p.energy_per_token_j))} |")
+            L.append(
+                f"| {p.max_num_seqs} | {p.request_repeats} | {'yes' if mlenergy_fitted(p) else 'no'} | "
+                f"{p.tokens_per_s:,.0f} | {s.tokens_per_s:,.0f} | {_pct(_rel(s.tokens_per_s, p.tokens_per_s))} | "
+                f"{p.power_w:.1f} | {s.power_w:.1f} | {_pct(_rel(s.power_w, p.power_w))} | "
+                f"{p.energy_per_token_j:.4f} | {s.energy_per_token_j:.4f} | "
+                f"{_pct(_rel(s.energy_per_token_j, p.energy_per_token_j))} |"
+            )
         if holdout.get(name):
-            L += ["", "Hold-out check: the same fit to the distinct-prompt runs only (max_num_seqs "
-                  + ", ".join(str(p.max_num_seqs) for p in mlenergy_points(name)
-                              if p.request_repeats == 1 and mlenergy_fitted(p))
-                  + ") predicts the resent-prompt runs:", "",
-                  "| max_num_seqs | repeats | tokens/s err % | power err % | J/token err % |",
-                  "|---:|---:|---:|---:|---:|"]
+            L += [
+                "",
+                "Hold-out check: the same fit to the distinct-prompt runs only (max_num_seqs "
+                + ", ".join(
+                    str(p.max_num_seqs) for p in mlenergy_points(name) if p.request_repeats == 1 and mlenergy_fitted(p)
+                )
+                + ") predicts the resent-prompt runs:",
+                "",
+                "| max_num_seqs | repeats | tokens/s err % | power err % | J/token err % |",
+                "|---:|---:|---:|---:|---:|",
+            ]
             for p in mlenergy_points(name):
                 s = holdout[name].get(p.entry)
                 if s is None:
                     continue
-                L.append(f"| {p.max_num_seqs} | {p.request_repeats} | {_pct(_rel(s.tokens_per_s, p.tokens_per_s))} | "
-                         f"{_pct(_rel(s.power_w, p.power_w))} | "
-                         f"{_pct(_rel(s.energy_per_token_j, p.energy_per_token_j))} |")
-        L += ["", "fit_residuals (largest |error| of the fitted points per family): "
-              + ", ".join(f"{k} {v:.3g}" for k, v in prof.fit_residuals.items()), ""]
+                L.append(
+                    f"| {p.max_num_seqs} | {p.request_repeats} | {_pct(_rel(s.tokens_per_s, p.tokens_per_s))} | "
+                    f"{_pct(_rel(s.power_w, p.power_w))} | "
+                    f"{_pct(_rel(s.energy_per_token_j, p.energy_per_token_j))} |"
+                )
+        L += [
+            "",
+            "fit_residuals (largest |error| of the fitted points per family): "
+            + ", ".join(f"{k} {v:.3g}" for k, v in prof.fit_residuals.items()),
+            "",
+        ]
         L += [f"Notes: {prof.provenance.notes}", ""]
 
     for gpu in ("h100-sxm", "a100-80gb"):
         name = f"{gpu}-splitwise2023"
         prof = profiles[name]
         L += [f"## `{name}` (Splitwise 2023 stack)", ""] + _params_table(prof) + [""]
-        L += ["| row | fitted | prompt ms pub | fleetsim | err % | token ms pub | fleetsim | err % |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+        L += [
+            "| row | fitted | prompt ms pub | fleetsim | err % | token ms pub | fleetsim | err % |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for p in splitwise_points(gpu):
             a, b = predict_splitwise(prof, p)
-            L.append(f"| TP{p.tp}, {p.batch} x {p.prompt_tokens} | {'yes' if splitwise_fitted(p) else 'no'} | "
-                     f"{p.prompt_ms:.1f} | {a * 1e3:.1f} | {_pct(_rel(a, p.prompt_ms / 1e3))} | "
-                     f"{p.token_ms:.2f} | {b * 1e3:.2f} | {_pct(_rel(b, p.token_ms / 1e3))} |")
+            L.append(
+                f"| TP{p.tp}, {p.batch} x {p.prompt_tokens} | {'yes' if splitwise_fitted(p) else 'no'} | "
+                f"{p.prompt_ms:.1f} | {a * 1e3:.1f} | {_pct(_rel(a, p.prompt_ms / 1e3))} | "
+                f"{p.token_ms:.2f} | {b * 1e3:.2f} | {_pct(_rel(b, p.token_ms / 1e3))} |"
+            )
         L += ["", f"Notes: {prof.provenance.notes}", ""]
 
     L += ["## Transferred profiles", ""]
@@ -1042,9 +1223,14 @@ def report_markdown(profiles: dict[str, CalibrationProfile],
         "- Current-vLLM tensor-parallel parameters are priors (8 us per all-reduce, 70% of NVLink): the "
         "reference set has no current multi-GPU timings.",
         "- Splitwise: one fixed latency per all-reduce over-predicts the TP2/TP4 token times ("
-        + "{:+.0%} to {:+.0%}".format(*_span(
-            _rel(predict_splitwise(profiles[f"{g}-splitwise2023"], p)[1], p.token_ms / 1e3)
-            for g in ("h100-sxm", "a100-80gb") for p in splitwise_points(g) if p.tp < 8 and p.batch == 1))
+        + "{:+.0%} to {:+.0%}".format(
+            *_span(
+                _rel(predict_splitwise(profiles[f"{g}-splitwise2023"], p)[1], p.token_ms / 1e3)
+                for g in ("h100-sxm", "a100-80gb")
+                for p in splitwise_points(g)
+                if p.tp < 8 and p.batch == 1
+            )
+        )
         + "), and batch-16 prompts take twice what the roofline predicts (listed as unsupported in "
         "the validation).",
         "- Transferred profiles (A100, H100 PCIe, H200, L40S, MI300X, GB200) carry no published timing "
@@ -1054,11 +1240,17 @@ def report_markdown(profiles: dict[str, CalibrationProfile],
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fleetsim.calibrate.published",
-                                 description="Fit the shipped calibration profiles to published figures.")
+    ap = argparse.ArgumentParser(
+        prog="python -m fleetsim.calibrate.published",
+        description="Fit the shipped calibration profiles to published figures.",
+    )
     ap.add_argument("--out", type=Path, required=True, help="folder to write <profile>.yaml files into")
-    ap.add_argument("--report", type=Path, default=None,
-                    help="also write the provenance and fit-quality markdown (calibration/PUBLISHED.md)")
+    ap.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="also write the provenance and fit-quality markdown (calibration/PUBLISHED.md)",
+    )
     args = ap.parse_args(argv)
     say = lambda m: print(m, file=sys.stderr)  # noqa: E731
     profiles = shipped_profiles(say)

@@ -78,7 +78,7 @@ def comparison_table(
     frame = frame.assign(_fitted_time=time_pred, _fitted_power=power_pred, _good=frame.index.isin(good.index))
 
     rows = []
-    for case_id, group in frame.groupby("case_id", sort=False):
+    for _case_id, group in frame.groupby("case_id", sort=False):
         first = group.iloc[0]
         kept = group[group["_good"]]
         power_from = kept if not kept.empty else group
@@ -128,19 +128,36 @@ def plot_comparison(table: pd.DataFrame, out_png: Path, *, title: str = "") -> P
     families = sorted(set(table["family"]) - {"idle"}) if not table.empty else []
     colors = {f: f"C{i % 10}" for i, f in enumerate(sorted(set(table["family"])) if not table.empty else [])}
 
-    timed = table[np.isfinite(table["measured_time_s"].astype(float)) & np.isfinite(table["fitted_time_s"].astype(float))]
+    timed = table[
+        np.isfinite(table["measured_time_s"].astype(float)) & np.isfinite(table["fitted_time_s"].astype(float))
+    ]
     for family in families:
         part = timed[timed["family"] == family]
         if part.empty:
             continue
         used = part["used_in_fit"].astype(bool)
-        ax_time.scatter(part["measured_time_s"][used] * 1e6, part["fitted_time_s"][used] * 1e6,
-                        s=14, color=colors[family], label=family)
-        ax_time.scatter(part["measured_time_s"][~used] * 1e6, part["fitted_time_s"][~used] * 1e6,
-                        s=14, facecolors="none", edgecolors=colors[family])
+        ax_time.scatter(
+            part["measured_time_s"][used] * 1e6,
+            part["fitted_time_s"][used] * 1e6,
+            s=14,
+            color=colors[family],
+            label=family,
+        )
+        ax_time.scatter(
+            part["measured_time_s"][~used] * 1e6,
+            part["fitted_time_s"][~used] * 1e6,
+            s=14,
+            facecolors="none",
+            edgecolors=colors[family],
+        )
     _diagonal(ax_time, timed[["measured_time_s", "fitted_time_s"]].to_numpy(dtype=float) * 1e6, log=True)
-    ax_time.set(xscale="log", yscale="log", xlabel="measured time (µs)", ylabel="fitted time (µs)",
-                title="step-time model (hollow: not fitted)")
+    ax_time.set(
+        xscale="log",
+        yscale="log",
+        xlabel="measured time (µs)",
+        ylabel="fitted time (µs)",
+        title="step-time model (hollow: not fitted)",
+    )
     if not timed.empty:
         ax_time.legend(fontsize=7)
 

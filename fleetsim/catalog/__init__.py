@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -77,8 +77,7 @@ def load_model(name_or_path: str | Path) -> Architecture:
     if isinstance(name_or_path, Path) or path.exists():
         return _model_from_path(path)
     raise CatalogError(
-        f"model '{name_or_path}' is unknown; known: {', '.join(model_names())} "
-        f"or pass a path to a config.json"
+        f"model '{name_or_path}' is unknown; known: {', '.join(model_names())} or pass a path to a config.json"
     )
 
 
@@ -91,8 +90,7 @@ def load_gpu(name_or_path: str | Path) -> GpuSpec:
         path = Path(name_or_path)
         if not (isinstance(name_or_path, Path) or path.exists()):
             raise CatalogError(
-                f"gpu '{name_or_path}' is unknown; known: {', '.join(gpu_names())} "
-                f"or pass a path to a GPU YAML file"
+                f"gpu '{name_or_path}' is unknown; known: {', '.join(gpu_names())} or pass a path to a GPU YAML file"
             )
         data = _read_yaml_file(path)
         where = str(path)
@@ -113,7 +111,7 @@ def clear_cache() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def _names(kind: str) -> tuple[str, ...]:
     folder = resources.files(__name__) / kind
     return tuple(
@@ -125,7 +123,7 @@ def _names(kind: str) -> tuple[str, ...]:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read_package_file(kind: str, name: str) -> str:
     folder = resources.files(__name__) / kind
     for suffix in _SUFFIXES:

@@ -278,8 +278,7 @@ class _Config:
     def check_int(self, key: str, value: Any, minimum: int = 1) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise CatalogError(
-                f"{self.name}: config field '{key}' = {value!r} is not valid; "
-                f"it must be an integer >= {minimum}"
+                f"{self.name}: config field '{key}' = {value!r} is not valid; it must be an integer >= {minimum}"
             )
         return value
 
@@ -417,9 +416,7 @@ def _sliding_flags(cfg: _Config, n_layers: int) -> tuple[list[bool], int | None]
         flags = []
         for i, kind in enumerate(layer_types):
             if kind not in ("sliding_attention", "full_attention"):
-                raise cfg.fail(
-                    f"layer_types[{i}]", kind, "valid: 'sliding_attention' or 'full_attention'"
-                )
+                raise cfg.fail(f"layer_types[{i}]", kind, "valid: 'sliding_attention' or 'full_attention'")
             flags.append(kind == "sliding_attention")
         if any(flags) and window is None:
             raise CatalogError(
@@ -463,11 +460,15 @@ def _gpt2(cfg: _Config) -> _Shape:
     inner = cfg.int("n_inner", default=4 * hidden)
     per_layer = (
         2 * hidden  # ln_1
-        + hidden * 3 * hidden + 3 * hidden  # c_attn
-        + hidden * hidden + hidden  # attn c_proj
+        + hidden * 3 * hidden
+        + 3 * hidden  # c_attn
+        + hidden * hidden
+        + hidden  # attn c_proj
         + 2 * hidden  # ln_2
-        + hidden * inner + inner  # c_fc
-        + inner * hidden + hidden  # mlp c_proj
+        + hidden * inner
+        + inner  # c_fc
+        + inner * hidden
+        + hidden  # mlp c_proj
     )
     total = vocab * hidden + positions * hidden + n_layers * per_layer + 2 * hidden
     if not cfg.tied_embeddings():
@@ -491,9 +492,12 @@ def _opt(cfg: _Config) -> _Shape:
     proj_dim = cfg.int("word_embed_proj_dim", default=hidden)
     bias = cfg.flag("enable_bias", True)
     per_layer = (
-        4 * hidden * hidden + (4 * hidden if bias else 0)  # q, k, v, out_proj
+        4 * hidden * hidden
+        + (4 * hidden if bias else 0)  # q, k, v, out_proj
         + 2 * hidden  # self_attn_layer_norm
-        + hidden * ffn + ffn * hidden + ((ffn + hidden) if bias else 0)  # fc1, fc2
+        + hidden * ffn
+        + ffn * hidden
+        + ((ffn + hidden) if bias else 0)  # fc1, fc2
         + 2 * hidden  # final_layer_norm
     )
     # OPT's learned positions keep 2 extra rows (the padding offset).
@@ -658,17 +662,22 @@ def _dt_rank(cfg: _Config, key: str, hidden: int) -> int:
     return cfg.check_int(key, value)
 
 
-def _mamba1_mixer(hidden: int, d_inner: int, d_state: int, d_conv: int, dt_rank: int,
-                  proj_bias: bool, conv_bias: bool) -> int:
+def _mamba1_mixer(
+    hidden: int, d_inner: int, d_state: int, d_conv: int, dt_rank: int, proj_bias: bool, conv_bias: bool
+) -> int:
     """Parameters of one Mamba-1 mixer (in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj)."""
     return (
-        hidden * 2 * d_inner + (2 * d_inner if proj_bias else 0)
-        + d_inner * d_conv + (d_inner if conv_bias else 0)
+        hidden * 2 * d_inner
+        + (2 * d_inner if proj_bias else 0)
+        + d_inner * d_conv
+        + (d_inner if conv_bias else 0)
         + d_inner * (dt_rank + 2 * d_state)
-        + dt_rank * d_inner + d_inner
+        + dt_rank * d_inner
+        + d_inner
         + d_inner * d_state
         + d_inner
-        + d_inner * hidden + (hidden if proj_bias else 0)
+        + d_inner * hidden
+        + (hidden if proj_bias else 0)
     )
 
 
@@ -680,8 +689,9 @@ def _mamba1(cfg: _Config) -> _Shape:
     d_state = cfg.int("state_size", "d_state")
     d_conv = cfg.int("conv_kernel", "d_conv")
     dt_rank = _dt_rank(cfg, "time_step_rank", hidden)
-    mixer = _mamba1_mixer(hidden, d_inner, d_state, d_conv, dt_rank,
-                          cfg.flag("use_bias"), cfg.flag("use_conv_bias", True))
+    mixer = _mamba1_mixer(
+        hidden, d_inner, d_state, d_conv, dt_rank, cfg.flag("use_bias"), cfg.flag("use_conv_bias", True)
+    )
     total = vocab * hidden + n_layers * (mixer + hidden) + hidden
     if not cfg.tied_embeddings():
         total += vocab * hidden
@@ -710,17 +720,19 @@ def _mamba2(cfg: _Config) -> _Shape:
     conv_dim = d_inner + 2 * groups * d_state
     bias = cfg.flag("use_bias")
     mixer = (
-        hidden * (d_inner + conv_dim + n_heads) + ((d_inner + conv_dim + n_heads) if bias else 0)
-        + conv_dim * d_conv + (conv_dim if cfg.flag("use_conv_bias", True) else 0)
+        hidden * (d_inner + conv_dim + n_heads)
+        + ((d_inner + conv_dim + n_heads) if bias else 0)
+        + conv_dim * d_conv
+        + (conv_dim if cfg.flag("use_conv_bias", True) else 0)
         + 3 * n_heads  # dt_bias, A_log, D
         + d_inner  # gated RMSNorm
-        + d_inner * hidden + (hidden if bias else 0)
+        + d_inner * hidden
+        + (hidden if bias else 0)
     )
     total = vocab * hidden + n_layers * (mixer + hidden) + hidden
     if not cfg.tied_embeddings():
         total += vocab * hidden
-    layer = _layer("ssm", version=2, d_inner=d_inner, d_state=d_state, d_conv=d_conv,
-                   n_groups=groups, n_heads=n_heads)
+    layer = _layer("ssm", version=2, d_inner=d_inner, d_state=d_state, d_conv=d_conv, n_groups=groups, n_heads=n_heads)
     return _Shape(hidden, vocab, [layer] * n_layers, total, total, max_context_tokens=None)
 
 
@@ -758,8 +770,9 @@ def _jamba(cfg: _Config) -> _Shape:
     d_conv = cfg.int("mamba_d_conv")
     dt_rank = _dt_rank(cfg, "mamba_dt_rank", hidden)
     # Jamba's mixer adds RMSNorms on dt, B and C to the Mamba-1 mixer.
-    mixer = _mamba1_mixer(hidden, d_inner, d_state, d_conv, dt_rank,
-                          cfg.flag("mamba_proj_bias"), cfg.flag("mamba_conv_bias", True))
+    mixer = _mamba1_mixer(
+        hidden, d_inner, d_state, d_conv, dt_rank, cfg.flag("mamba_proj_bias"), cfg.flag("mamba_conv_bias", True)
+    )
     mixer += dt_rank + 2 * d_state
     attention = hidden * q_heads * head_dim + 2 * hidden * kv_heads * head_dim + q_heads * head_dim * hidden
 
@@ -777,19 +790,16 @@ def _jamba(cfg: _Config) -> _Shape:
 
     n_moe = sum(is_moe)
     moe = (
-        MoE(num_experts=experts, experts_per_token=k, moe_layers=n_moe, params_per_expert=per_expert)
-        if n_moe
-        else None
+        MoE(num_experts=experts, experts_per_token=k, moe_layers=n_moe, params_per_expert=per_expert) if n_moe else None
     )
     window = cfg.get("sliding_window")
     window = cfg.check_int("sliding_window", window) if window is not None else None
-    attention_layer = _layer("attention", q_heads=q_heads, kv_heads=kv_heads, head_dim=head_dim,
-                             window_tokens=window)
-    mamba_layer = _layer("ssm", version=1, d_inner=d_inner, d_state=d_state, d_conv=d_conv,
-                         n_groups=1, n_heads=None)
+    attention_layer = _layer("attention", q_heads=q_heads, kv_heads=kv_heads, head_dim=head_dim, window_tokens=window)
+    mamba_layer = _layer("ssm", version=1, d_inner=d_inner, d_state=d_state, d_conv=d_conv, n_groups=1, n_heads=None)
     layers = [attention_layer if attn else mamba_layer for attn in is_attention]
-    return _Shape(hidden, vocab, layers, total, active, moe=moe,
-                  max_context_tokens=cfg.max_context("max_position_embeddings"))
+    return _Shape(
+        hidden, vocab, layers, total, active, moe=moe, max_context_tokens=cfg.max_context("max_position_embeddings")
+    )
 
 
 _FAMILIES = {

@@ -12,11 +12,15 @@ def print_summary(console: Console, result) -> None:
     s = result.summary
     sc = result.scenario
     fl = s["fleet"]
-    console.print(f"[bold]{s['scenario']}[/bold]: {sc.model} on {fl['gpus']} x {fl['gpu']} "
-                  f"({fl['replicas']} replicas, tp={fl['tp']}), {s['simulated_s']:,.1f} s simulated, seed {s['seed']}")
+    console.print(
+        f"[bold]{s['scenario']}[/bold]: {sc.model} on {fl['gpus']} x {fl['gpu']} "
+        f"({fl['replicas']} replicas, tp={fl['tp']}), {s['simulated_s']:,.1f} s simulated, seed {s['seed']}"
+    )
     r = s["requests"]
-    console.print(f"requests: {r['arrived']:,} arrived, {r['completed']:,} completed, "
-                  f"{r['rejected']:,} rejected, {r['in_flight']:,} in flight")
+    console.print(
+        f"requests: {r['arrived']:,} arrived, {r['completed']:,} completed, "
+        f"{r['rejected']:,} rejected, {r['in_flight']:,} in flight"
+    )
     t = Table(title="latency (s)")
     for c in ("metric", "mean", "p50", "p90", "p99"):
         t.add_column(c, justify="right" if c != "metric" else "left")
@@ -57,6 +61,8 @@ def print_summary(console: Console, result) -> None:
     console.print(t)
     verdict = "[green]met[/green]" if slo["met"] else "[red]missed[/red]"
     q = slo["percentile"]
-    console.print(f"SLO (TTFT <= {slo['ttft_s']} s and TPOT <= {slo['tpot_s']} s per request): "
-                  f"attainment {slo['attainment']:.2%} vs target {slo['attainment_target']:.0%}: {verdict}; "
-                  f"p{q:g} TTFT {_f(slo[f'ttft_p{q:g}_s'], '{:.3f}')} s, p{q:g} TPOT {_f(slo[f'tpot_p{q:g}_s'], '{:.4f}')} s")
+    console.print(
+        f"SLO (TTFT <= {slo['ttft_s']} s and TPOT <= {slo['tpot_s']} s per request): "
+        f"attainment {slo['attainment']:.2%} vs target {slo['attainment_target']:.0%}: {verdict}; "
+        f"p{q:g} TTFT {_f(slo[f'ttft_p{q:g}_s'], '{:.3f}')} s, p{q:g} TPOT {_f(slo[f'tpot_p{q:g}_s'], '{:.4f}')} s"
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,8 +44,12 @@ def _finite(v) -> bool:
     return v is not None and isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(float(v))
 
 
-def cost_by_option(labels: Sequence[str], usd_per_mtok: Sequence[float | None], met: Sequence[bool | None],
-                   title: str = "Cost per million tokens by option") -> str:
+def cost_by_option(
+    labels: Sequence[str],
+    usd_per_mtok: Sequence[float | None],
+    met: Sequence[bool | None],
+    title: str = "Cost per million tokens by option",
+) -> str:
     fig = _figure(7.5, max(2.6, 0.32 * len(labels) + 1.5))
     ax = fig.add_subplot()
     y = np.arange(len(labels))
@@ -61,15 +65,24 @@ def cost_by_option(labels: Sequence[str], usd_per_mtok: Sequence[float | None], 
     ax.grid(True, axis="x", alpha=0.3)
     from matplotlib.patches import Patch
 
-    fig.legend(handles=[Patch(color=OK, label="SLO met"), Patch(color=MISS, label="SLO missed"),
-                        Patch(color=GREY, label="failed / n/a")], fontsize=7, loc="outside lower center", ncol=3,
-               frameon=False)
+    fig.legend(
+        handles=[
+            Patch(color=OK, label="SLO met"),
+            Patch(color=MISS, label="SLO missed"),
+            Patch(color=GREY, label="failed / n/a"),
+        ],
+        fontsize=7,
+        loc="outside lower center",
+        ncol=3,
+        frameon=False,
+    )
     ax.margins(x=0.18)
     return to_data_uri(fig)
 
 
-def latency_vs_load(series: dict[str, pd.DataFrame], ttft_slo_s: float, tpot_slo_s: float,
-                    xlabel: str = "arrival rate (requests/s)") -> str:
+def latency_vs_load(
+    series: dict[str, pd.DataFrame], ttft_slo_s: float, tpot_slo_s: float, xlabel: str = "arrival rate (requests/s)"
+) -> str:
     """series: label -> frame with columns x, ttft_p50, ttft_p90, ttft_p99, tpot_p50, tpot_p99.
     One series: its p50/p90/p99; several: the p99 of each, one legend under the plots."""
     many = len(series) > 1
@@ -107,8 +120,9 @@ def latency_vs_load(series: dict[str, pd.DataFrame], ttft_slo_s: float, tpot_slo
 def latency_distribution(requests: pd.DataFrame, ttft_slo_s: float, tpot_slo_s: float) -> str:
     fig = _figure(7.5, 3.0)
     axes = fig.subplots(1, 3)
-    for ax, col, slo, title in zip(axes, ("ttft_s", "tpot_s", "e2e_s"), (ttft_slo_s, tpot_slo_s, None),
-                                   ("TTFT", "TPOT", "end to end")):
+    for ax, col, slo, title in zip(
+        axes, ("ttft_s", "tpot_s", "e2e_s"), (ttft_slo_s, tpot_slo_s, None), ("TTFT", "TPOT", "end to end")
+    ):
         v = np.sort(requests[col].dropna().to_numpy()) if col in requests else np.array([])
         if len(v):
             ax.plot(v, np.arange(1, len(v) + 1) / len(v), color=BLUE)
@@ -124,8 +138,9 @@ def latency_distribution(requests: pd.DataFrame, ttft_slo_s: float, tpot_slo_s: 
     return to_data_uri(fig)
 
 
-def power_cooling(labels: Sequence[str], it_kw: Sequence[float], facility_kw: Sequence[float],
-                  tons: Sequence[float]) -> str:
+def power_cooling(
+    labels: Sequence[str], it_kw: Sequence[float], facility_kw: Sequence[float], tons: Sequence[float]
+) -> str:
     fig = _figure(7.5, 3.2)
     ax1, ax2 = fig.subplots(1, 2, width_ratios=(3, 2))
     x = np.arange(len(labels))
@@ -138,15 +153,22 @@ def power_cooling(labels: Sequence[str], it_kw: Sequence[float], facility_kw: Se
     ax2.set_ylabel("tons of refrigeration")
     ax2.set_title("heat to remove", fontsize=10)
     for ax in (ax1, ax2):
-        ax.set_xticks(x, labels, rotation=30 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center",
-                      fontsize=7)
+        ax.set_xticks(
+            x, labels, rotation=30 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center", fontsize=7
+        )
         _style(ax)
     ax1.legend(fontsize=7)
     return to_data_uri(fig)
 
 
-def kv_by_architecture(models: Sequence[str], attention: Sequence[str], bytes_per_token: Sequence[float],
-                       seqs_per_replica: Sequence[float | None], context_tokens: int, gpu: str) -> str:
+def kv_by_architecture(
+    models: Sequence[str],
+    attention: Sequence[str],
+    bytes_per_token: Sequence[float],
+    seqs_per_replica: Sequence[float | None],
+    context_tokens: int,
+    gpu: str,
+) -> str:
     fig = _figure(7.5, 3.4)
     ax1, ax2 = fig.subplots(1, 2)
     y = np.arange(len(models))
@@ -216,7 +238,7 @@ def sensitivity(panels: Sequence[tuple[str, str, Sequence[float], dict[str, Sequ
         _style(ax)
         if series:
             ax.legend(fontsize=6)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     return to_data_uri(fig)
 

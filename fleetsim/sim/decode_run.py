@@ -90,8 +90,9 @@ class DecodeRun:
         return self.k
 
     def _power_at(self, j: int, t: float) -> float:
-        return gpu_power_w(self.power, (self.f0 + self.f1 * j) / (t * self.peak_flops),
-                           (self.m0 + self.m1 * j) / (t * self.bw))
+        return gpu_power_w(
+            self.power, (self.f0 + self.f1 * j) / (t * self.peak_flops), (self.m0 + self.m1 * j) / (t * self.bw)
+        )
 
     def energy_j(self, steps: int) -> tuple[float, float]:
         """(energy per GPU over the first `steps` iterations, peak power per GPU)."""
@@ -104,17 +105,18 @@ class DecodeRun:
             t_first, t_last = c0 + c1 * s0, c0 + c1 * (e - 1)
             p_first, p_last = self._power_at(s0, t_first), self._power_at(e - 1, t_last)
             peak = max(peak, p_first, p_last)
-            u_c_cap = (self.f0 + self.f1 * s0) / (t_first * self.peak_flops) > 1 or \
-                (self.f0 + self.f1 * (e - 1)) / (t_last * self.peak_flops) > 1
-            u_m_cap = (self.m0 + self.m1 * s0) / (t_first * self.bw) > 1 or \
-                (self.m0 + self.m1 * (e - 1)) / (t_last * self.bw) > 1
+            u_c_cap = (self.f0 + self.f1 * s0) / (t_first * self.peak_flops) > 1 or (self.f0 + self.f1 * (e - 1)) / (
+                t_last * self.peak_flops
+            ) > 1
+            u_m_cap = (self.m0 + self.m1 * s0) / (t_first * self.bw) > 1 or (self.m0 + self.m1 * (e - 1)) / (
+                t_last * self.bw
+            ) > 1
             if max(p_first, p_last) < p.cap_w and not u_c_cap and not u_m_cap:
                 n = e - s0
                 t_sum = _series(c0, c1, e) - _series(c0, c1, s0)
                 f_sum = n * self.f0 + self.f1 * (_series(0, 1, e) - _series(0, 1, s0))
                 m_sum = n * self.m0 + self.m1 * (_series(0, 1, e) - _series(0, 1, s0))
-                energy += (p.idle_w * t_sum + p.compute_w * f_sum / self.peak_flops
-                           + p.memory_w * m_sum / self.bw)
+                energy += p.idle_w * t_sum + p.compute_w * f_sum / self.peak_flops + p.memory_w * m_sum / self.bw
             else:  # the cap (or a clip) binds somewhere: sum step by step
                 for j in range(s0, e):
                     t = c0 + c1 * j

@@ -4,8 +4,8 @@ starts; the run itself records flat per-request rows and time-weighted fleet lev
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -67,8 +67,14 @@ class RawRun:
 
 
 class Engine:
-    def __init__(self, scenario: ScenarioSpec, arch: Architecture, gpu: GpuSpec,
-                 profile: CalibrationProfile, plan: MemoryPlan | None = None):
+    def __init__(
+        self,
+        scenario: ScenarioSpec,
+        arch: Architecture,
+        gpu: GpuSpec,
+        profile: CalibrationProfile,
+        plan: MemoryPlan | None = None,
+    ):
         self.scenario = scenario
         self.arch, self.gpu, self.profile = arch, gpu, profile
         fleet = scenario.fleet
@@ -76,9 +82,15 @@ class Engine:
         kv = scenario.kv_cache
         sched = scenario.scheduler
         self.plan = plan or plan_memory(
-            arch, gpu, tp=fleet.tp, weight_dtype=scenario.weight_dtype, kv=kv,
-            gpu_memory_utilization=fleet.gpu_memory_utilization, block_tokens=sched.block_tokens,
-            max_batched_tokens=sched.max_batched_tokens, max_running_seqs=sched.max_running_seqs,
+            arch,
+            gpu,
+            tp=fleet.tp,
+            weight_dtype=scenario.weight_dtype,
+            kv=kv,
+            gpu_memory_utilization=fleet.gpu_memory_utilization,
+            block_tokens=sched.block_tokens,
+            max_batched_tokens=sched.max_batched_tokens,
+            max_running_seqs=sched.max_running_seqs,
         )
         self.footprint = kv_footprint(arch, kv, fleet.tp)
         self.step_model = StepModel(arch, gpu, profile, fleet.tp, scenario.weight_dtype, kv, self.footprint)
@@ -251,8 +263,15 @@ class Engine:
         pool_total = self.pool_bytes * len(self.replicas)
         while True:
             held = sum(r.held_bytes() for r in self.replicas)
-            rows.append((env.now, self.fleet.running, self.fleet.queued, held / pool_total,
-                         sum(r.current_power_w for r in self.replicas)))
+            rows.append(
+                (
+                    env.now,
+                    self.fleet.running,
+                    self.fleet.queued,
+                    held / pool_total,
+                    sum(r.current_power_w for r in self.replicas),
+                )
+            )
             if self.progress is not None:
                 self.progress(min(env.now / end_s, 1.0) if end_s else 1.0)
             if env.now >= end_s and self.pending == 0:
@@ -284,10 +303,13 @@ class Engine:
         else:
             batch = generate_requests(wl, self.rng, duration_s=duration, max_requests=run.max_requests)
             if len(batch) == 0:
-                raise SpecError("workload: the arrival process produced no requests in the run; "
-                                "raise run.duration_s or the arrival rate")
-            self._add_requests(batch.arrival_s, batch.input_tokens, batch.output_tokens,
-                               batch.class_index, batch.shared_prefix_tokens)
+                raise SpecError(
+                    "workload: the arrival process produced no requests in the run; "
+                    "raise run.duration_s or the arrival rate"
+                )
+            self._add_requests(
+                batch.arrival_s, batch.input_tokens, batch.output_tokens, batch.class_index, batch.shared_prefix_tokens
+            )
             env.process(self._open_loop(batch.arrival_s.tolist()))
             end_s = duration if duration is not None else float(batch.arrival_s[-1])
         interval = run.timeseries_interval_s or max(end_s / 400.0, 1e-3)
@@ -319,20 +341,22 @@ class Engine:
         status = np.array(self.status, dtype=np.int8)
         names = np.array(["in_flight", "completed", "rejected"])[status]
         classes = [c.name for c in self.scenario.workload.classes]
-        df = pd.DataFrame({
-            "arrival_s": np.array(self.arrival_s),
-            "class": pd.Categorical.from_codes(np.array(self.req_class, dtype=np.int64), categories=classes),
-            "input_tokens": np.array(self.input_tokens, dtype=np.int64),
-            "output_tokens": np.array(self.output_tokens, dtype=np.int64),
-            "shared_prefix_tokens": np.array(self.prefix_tokens, dtype=np.int64),
-            "cached_prompt_tokens": np.array(self.hit_tokens, dtype=np.int64),
-            "replica": np.array(self.replica_of, dtype=np.int32),
-            "status": pd.Categorical(names, categories=["completed", "rejected", "in_flight"]),
-            "scheduled_s": np.array(self.scheduled_s),
-            "first_token_s": np.array(self.first_token_s),
-            "finish_s": np.array(self.finish_s),
-            "preemptions": np.array(self.preemptions, dtype=np.int32),
-        })
+        df = pd.DataFrame(
+            {
+                "arrival_s": np.array(self.arrival_s),
+                "class": pd.Categorical.from_codes(np.array(self.req_class, dtype=np.int64), categories=classes),
+                "input_tokens": np.array(self.input_tokens, dtype=np.int64),
+                "output_tokens": np.array(self.output_tokens, dtype=np.int64),
+                "shared_prefix_tokens": np.array(self.prefix_tokens, dtype=np.int64),
+                "cached_prompt_tokens": np.array(self.hit_tokens, dtype=np.int64),
+                "replica": np.array(self.replica_of, dtype=np.int32),
+                "status": pd.Categorical(names, categories=["completed", "rejected", "in_flight"]),
+                "scheduled_s": np.array(self.scheduled_s),
+                "first_token_s": np.array(self.first_token_s),
+                "finish_s": np.array(self.finish_s),
+                "preemptions": np.array(self.preemptions, dtype=np.int32),
+            }
+        )
         df["ttft_s"] = df["first_token_s"] - df["arrival_s"]
         df["e2e_s"] = df["finish_s"] - df["arrival_s"]
         df["queue_s"] = df["scheduled_s"] - df["arrival_s"]
@@ -345,9 +369,17 @@ class Engine:
     def _replica_frame(self, now: float) -> pd.DataFrame:
         rows = []
         for r in self.replicas:
-            rows.append({
-                "replica": r.index, "energy_j": r.energy_j, "busy_s": r.busy_s,
-                "prefill_s": r.prefill_s, "decode_s": r.decode_s, "kv_byte_s": r.kv_byte_s,
-                "preemptions": r.preemptions, "iterations": r.it, "peak_power_w": r.peak_power_w,
-            })
+            rows.append(
+                {
+                    "replica": r.index,
+                    "energy_j": r.energy_j,
+                    "busy_s": r.busy_s,
+                    "prefill_s": r.prefill_s,
+                    "decode_s": r.decode_s,
+                    "kv_byte_s": r.kv_byte_s,
+                    "preemptions": r.preemptions,
+                    "iterations": r.it,
+                    "peak_power_w": r.peak_power_w,
+                }
+            )
         return pd.DataFrame(rows)

@@ -88,8 +88,10 @@ class Replica:
         return need
 
     def can_admit(self, rid: int) -> bool:
-        return (len(self.running) + len(self.prefilling) < self.max_running_seqs
-                and self._admit_need(rid) <= self.free_bytes())
+        return (
+            len(self.running) + len(self.prefilling) < self.max_running_seqs
+            and self._admit_need(rid) <= self.free_bytes()
+        )
 
     # ------------------------------------------------------------------ arrivals
     def enqueue(self, rid: int) -> None:

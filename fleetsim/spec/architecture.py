@@ -4,7 +4,7 @@ An Architecture is a run-length list of layer groups in depth order, so per-laye
 (PyramidKV budgets, sliding-window patterns) can see each layer's depth.
 """
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -27,9 +27,7 @@ class AttentionLayers(Spec):
     @model_validator(mode="after")
     def _heads_group(self):
         if self.q_heads % self.kv_heads:
-            raise ValueError(
-                f"q_heads={self.q_heads} is not a multiple of kv_heads={self.kv_heads}"
-            )
+            raise ValueError(f"q_heads={self.q_heads} is not a multiple of kv_heads={self.kv_heads}")
         return self
 
 
@@ -67,9 +65,7 @@ class SSMLayers(Spec):
         return (self.d_conv - 1) * conv_channels + self.d_inner * self.d_state
 
 
-LayerGroup = Annotated[
-    Union[AttentionLayers, MLALayers, SSMLayers], Field(discriminator="kind")
-]
+LayerGroup = Annotated[AttentionLayers | MLALayers | SSMLayers, Field(discriminator="kind")]
 
 
 class MoE(Spec):
@@ -85,9 +81,7 @@ class MoE(Spec):
     @model_validator(mode="after")
     def _k_le_e(self):
         if self.experts_per_token > self.num_experts:
-            raise ValueError(
-                f"experts_per_token={self.experts_per_token} exceeds num_experts={self.num_experts}"
-            )
+            raise ValueError(f"experts_per_token={self.experts_per_token} exceeds num_experts={self.num_experts}")
         return self
 
     @property
@@ -110,9 +104,7 @@ class Architecture(Spec):
     @model_validator(mode="after")
     def _consistent(self):
         if self.active_params > self.total_params:
-            raise ValueError(
-                f"active_params={self.active_params} exceeds total_params={self.total_params}"
-            )
+            raise ValueError(f"active_params={self.active_params} exceeds total_params={self.total_params}")
         return self
 
     @property

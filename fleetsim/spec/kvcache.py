@@ -1,6 +1,6 @@
 """How the KV cache is stored: key/value precision, token eviction, shared prefixes."""
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -56,9 +56,7 @@ class StreamingLLM(Spec):
     window_tokens: PositiveInt
 
 
-Eviction = Annotated[
-    Union[NoEviction, H2O, SnapKV, PyramidKV, StreamingLLM], Field(discriminator="kind")
-]
+Eviction = Annotated[NoEviction | H2O | SnapKV | PyramidKV | StreamingLLM, Field(discriminator="kind")]
 
 
 class KvCacheSpec(Spec):

@@ -21,7 +21,7 @@ trace is loaded (``fleetsim.workload.load_trace``) and raise ``SpecError``.
 """
 
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -58,8 +58,7 @@ class UniformLength(Spec):
     def _ordered(self):
         if self.min_tokens > self.max_tokens:
             raise ValueError(
-                f"min_tokens={self.min_tokens} exceeds max_tokens={self.max_tokens}; "
-                "need min_tokens <= max_tokens"
+                f"min_tokens={self.min_tokens} exceeds max_tokens={self.max_tokens}; need min_tokens <= max_tokens"
             )
         return self
 
@@ -87,8 +86,7 @@ class LognormalLength(Spec):
     def _ordered(self):
         if self.max_tokens is not None and self.min_tokens > self.max_tokens:
             raise ValueError(
-                f"min_tokens={self.min_tokens} exceeds max_tokens={self.max_tokens}; "
-                "need min_tokens <= max_tokens"
+                f"min_tokens={self.min_tokens} exceeds max_tokens={self.max_tokens}; need min_tokens <= max_tokens"
             )
         return self
 
@@ -124,7 +122,7 @@ class EmpiricalLength(Spec):
 
 
 LengthDistribution = Annotated[
-    Union[FixedLength, UniformLength, LognormalLength, EmpiricalLength],
+    FixedLength | UniformLength | LognormalLength | EmpiricalLength,
     Field(discriminator="kind"),
 ]
 
@@ -142,9 +140,7 @@ class ExponentialThinkTime(Spec):
     mean_s: PositiveFloat
 
 
-ThinkTime = Annotated[
-    Union[FixedThinkTime, ExponentialThinkTime], Field(discriminator="kind")
-]
+ThinkTime = Annotated[FixedThinkTime | ExponentialThinkTime, Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------- arrival processes
@@ -201,14 +197,11 @@ class DiurnalArrival(Spec):
             if self.rates_per_s is None or self.segment_s is None:
                 raise ValueError("piecewise diurnal needs both rates_per_s and segment_s")
             if len(self.rates_per_s) == 0 or max(self.rates_per_s) <= 0:
-                raise ValueError(
-                    f"rates_per_s={list(self.rates_per_s)} must hold at least one rate > 0"
-                )
+                raise ValueError(f"rates_per_s={list(self.rates_per_s)} must hold at least one rate > 0")
         else:
             if self.mean_rate_per_s is None:
                 raise ValueError(
-                    "diurnal needs mean_rate_per_s (> 0) and peak_to_mean (in [1, 2]), "
-                    "or rates_per_s and segment_s"
+                    "diurnal needs mean_rate_per_s (> 0) and peak_to_mean (in [1, 2]), or rates_per_s and segment_s"
                 )
         return self
 
@@ -260,9 +253,7 @@ class OfflineArrival(Spec):
 
 
 ArrivalProcess = Annotated[
-    Union[
-        PoissonArrival, GammaArrival, DiurnalArrival, TraceArrival, ClosedArrival, OfflineArrival
-    ],
+    PoissonArrival | GammaArrival | DiurnalArrival | TraceArrival | ClosedArrival | OfflineArrival,
     Field(discriminator="kind"),
 ]
 

@@ -50,9 +50,9 @@ import pandas as pd
 import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
-from fleetsim.spec.yaml_file import read_yaml
 from fleetsim.errors import FleetsimError, SpecError, first_error_line
 from fleetsim.spec.base import Spec
+from fleetsim.spec.yaml_file import read_yaml
 
 METRICS = ("output_tokens_per_s", "ttft_s", "tpot_s", "itl_s", "gpu_power_w", "energy_per_output_token_j")
 LATENCY_METRICS = ("ttft_s", "tpot_s", "itl_s")
@@ -81,9 +81,13 @@ BUILTIN_SCENARIO: dict[str, Any] = {
     "scheduler": {"max_batched_tokens": 8192, "max_running_seqs": 256, "chunked_prefill": True},
     "workload": {
         "arrival": {"kind": "closed", "users": 1},
-        "classes": [{"name": "request",
-                     "input_tokens": {"kind": "fixed", "tokens": 1024},
-                     "output_tokens": {"kind": "fixed", "tokens": 128}}],
+        "classes": [
+            {
+                "name": "request",
+                "input_tokens": {"kind": "fixed", "tokens": 1024},
+                "output_tokens": {"kind": "fixed", "tokens": 128},
+            }
+        ],
     },
     "run": {"duration_s": 60.0, "seed": 0},
     # Cost does not enter any validated metric; a nominal price keeps GPUs without a catalog
@@ -105,8 +109,7 @@ class Case(Spec):
     id: str = Field(min_length=1)
     base: str = "builtin"
     overrides: dict[str, Any] = Field(default_factory=dict)
-    metric: Literal["output_tokens_per_s", "ttft_s", "tpot_s", "itl_s", "gpu_power_w",
-                    "energy_per_output_token_j"]
+    metric: Literal["output_tokens_per_s", "ttft_s", "tpot_s", "itl_s", "gpu_power_w", "energy_per_output_token_j"]
     statistic: Literal["mean", "p50"] = "mean"
     published: Annotated[float, Field(gt=0, allow_inf_nan=False)]
     unit: str
@@ -288,8 +291,11 @@ def emitted_tokens(requests: pd.DataFrame, t: float, step_s: float) -> float:
     started = np.isfinite(first) & (first <= t)
     done = np.isfinite(finish)
     span = np.where(done & (finish > first), finish - first, 1.0)
-    after_first = np.where(done, (out - 1.0) * np.clip((t - first) / span, 0.0, 1.0),
-                           np.minimum(out - 1.0, np.floor(np.maximum(t - first, 0.0) / step_s)))
+    after_first = np.where(
+        done,
+        (out - 1.0) * np.clip((t - first) / span, 0.0, 1.0),
+        np.minimum(out - 1.0, np.floor(np.maximum(t - first, 0.0) / step_s)),
+    )
     return float(np.sum(np.where(started, 1.0 + after_first, 0.0)))
 
 
@@ -402,16 +408,18 @@ class ValidationResult:
                 continue
             errs = np.array([c.abs_error_pct for c in ok], dtype=float)
             worst = max(ok, key=lambda c: c.abs_error_pct) if ok else None
-            rows.append({
-                "metric": metric,
-                "cases": len(ok),
-                "out_of_sample": int(sum(not c.fitted for c in ok)),
-                "unsupported": len(unsupported),
-                "median_abs_error_pct": float(np.median(errs)) if len(errs) else None,
-                "worst_abs_error_pct": float(errs.max()) if len(errs) else None,
-                "worst_case": worst.id if worst else None,
-                "within_tolerance": int(sum(c.within_tolerance for c in ok)),
-            })
+            rows.append(
+                {
+                    "metric": metric,
+                    "cases": len(ok),
+                    "out_of_sample": int(sum(not c.fitted for c in ok)),
+                    "unsupported": len(unsupported),
+                    "median_abs_error_pct": float(np.median(errs)) if len(errs) else None,
+                    "worst_abs_error_pct": float(errs.max()) if len(errs) else None,
+                    "worst_case": worst.id if worst else None,
+                    "within_tolerance": int(sum(c.within_tolerance for c in ok)),
+                }
+            )
         return rows
 
     def bound_violations(self) -> list[str]:
@@ -422,12 +430,14 @@ class ValidationResult:
         for row in self.metric_summary():
             if row["metric"] in RATE_METRICS + LATENCY_METRICS + POWER_METRICS and row["cases"]:
                 if row["median_abs_error_pct"] > MEDIAN_BOUND_PCT:
-                    out.append(f"{row['metric']}: median |error| {row['median_abs_error_pct']:.1f}% > "
-                               f"{MEDIAN_BOUND_PCT:g}%")
-        group = [c.abs_error_pct for c in self.cases
-                 if c.status == "ok" and c.metric in RATE_METRICS + LATENCY_METRICS]
+                    out.append(
+                        f"{row['metric']}: median |error| {row['median_abs_error_pct']:.1f}% > {MEDIAN_BOUND_PCT:g}%"
+                    )
+        group = [c.abs_error_pct for c in self.cases if c.status == "ok" and c.metric in RATE_METRICS + LATENCY_METRICS]
         if group and float(np.median(group)) > MEDIAN_BOUND_PCT:
-            out.append(f"throughput and latency metrics: median |error| {np.median(group):.1f}% > {MEDIAN_BOUND_PCT:g}%")
+            out.append(
+                f"throughput and latency metrics: median |error| {np.median(group):.1f}% > {MEDIAN_BOUND_PCT:g}%"
+            )
         for c in self.cases:
             if c.status == "ok" and not (c.abs_error_pct <= WORST_BOUND_PCT):
                 out.append(f"{c.id}: |error| {c.abs_error_pct:.1f}% > {WORST_BOUND_PCT:g}%")
@@ -437,31 +447,37 @@ class ValidationResult:
     def display_table(self) -> pd.DataFrame:
         rows = []
         for c in self.cases:
-            rows.append({
-                "case": c.id,
-                "metric": c.metric if c.statistic == "mean" else f"{c.metric} ({c.statistic})",
-                "unit": c.unit,
-                "published": c.published,
-                "predicted": c.predicted,
-                "error %": round(c.error_pct, 1) if math.isfinite(c.error_pct) else math.nan,
-                "tol %": c.tolerance_pct,
-                "fit": "in" if c.fitted else "out",
-                "status": c.status if c.status != "ok" else ("ok" if c.within_tolerance else "ok (outside tol)"),
-                "source": c.source_entry,
-            })
+            rows.append(
+                {
+                    "case": c.id,
+                    "metric": c.metric if c.statistic == "mean" else f"{c.metric} ({c.statistic})",
+                    "unit": c.unit,
+                    "published": c.published,
+                    "predicted": c.predicted,
+                    "error %": round(c.error_pct, 1) if math.isfinite(c.error_pct) else math.nan,
+                    "tol %": c.tolerance_pct,
+                    "fit": "in" if c.fitted else "out",
+                    "status": c.status if c.status != "ok" else ("ok" if c.within_tolerance else "ok (outside tol)"),
+                    "source": c.source_entry,
+                }
+            )
         return pd.DataFrame(rows)
 
     def summary_table(self) -> pd.DataFrame:
         rows = []
         for r in self.metric_summary():
-            rows.append({
-                "metric": r["metric"], "cases": r["cases"], "out of sample": r["out_of_sample"],
-                "unsupported": r["unsupported"],
-                "median |err| %": r["median_abs_error_pct"] if r["median_abs_error_pct"] is not None else math.nan,
-                "worst |err| %": r["worst_abs_error_pct"] if r["worst_abs_error_pct"] is not None else math.nan,
-                "worst case": r["worst_case"] or "-",
-                "within tol": r["within_tolerance"],
-            })
+            rows.append(
+                {
+                    "metric": r["metric"],
+                    "cases": r["cases"],
+                    "out of sample": r["out_of_sample"],
+                    "unsupported": r["unsupported"],
+                    "median |err| %": r["median_abs_error_pct"] if r["median_abs_error_pct"] is not None else math.nan,
+                    "worst |err| %": r["worst_abs_error_pct"] if r["worst_abs_error_pct"] is not None else math.nan,
+                    "worst case": r["worst_case"] or "-",
+                    "within tol": r["within_tolerance"],
+                }
+            )
         return pd.DataFrame(rows)
 
     def to_dict(self) -> dict:
@@ -471,8 +487,12 @@ class ValidationResult:
             "date": self.date,
             "case_files": self.sources,
             "elapsed_s": self.elapsed_s,
-            "bounds": {"median_abs_error_pct": MEDIAN_BOUND_PCT, "worst_abs_error_pct": WORST_BOUND_PCT,
-                       "met": not violations, "violations": violations},
+            "bounds": {
+                "median_abs_error_pct": MEDIAN_BOUND_PCT,
+                "worst_abs_error_pct": WORST_BOUND_PCT,
+                "met": not violations,
+                "violations": violations,
+            },
             "summary": self.metric_summary(),
             "cases": [c.as_dict() for c in self.cases],
         }
@@ -497,23 +517,34 @@ class ValidationResult:
         for r in self.metric_summary():
             med = "-" if r["median_abs_error_pct"] is None else f"{r['median_abs_error_pct']:.1f}"
             worst = "-" if r["worst_abs_error_pct"] is None else f"{r['worst_abs_error_pct']:.1f}"
-            lines.append(f"| {r['metric']} | {r['cases']} | {r['out_of_sample']} | {r['unsupported']} | {med} | {worst} | "
-                         f"{r['worst_case'] or '-'} | {r['within_tolerance']}/{r['cases']} |")
+            lines.append(
+                f"| {r['metric']} | {r['cases']} | {r['out_of_sample']} | {r['unsupported']} | {med} | {worst} | "
+                f"{r['worst_case'] or '-'} | {r['within_tolerance']}/{r['cases']} |"
+            )
         violations = self.bound_violations()
-        lines += ["", "Acceptance bounds (median abs error <= 15% for throughput, latency and GPU power; "
-                  "no case worse than 40%): " + ("**met**." if not violations else
-                                                 "**not met**: " + "; ".join(violations) + "."), ""]
-        lines += ["## Cases", "",
-                  "| case | metric | published | predicted | unit | error % | tol % | fit | status | source |",
-                  "|---|---|---:|---:|---|---:|---:|---|---|---|"]
+        lines += [
+            "",
+            "Acceptance bounds (median abs error <= 15% for throughput, latency and GPU power; "
+            "no case worse than 40%): "
+            + ("**met**." if not violations else "**not met**: " + "; ".join(violations) + "."),
+            "",
+        ]
+        lines += [
+            "## Cases",
+            "",
+            "| case | metric | published | predicted | unit | error % | tol % | fit | status | source |",
+            "|---|---|---:|---:|---|---:|---:|---|---|---|",
+        ]
         for c in self.cases:
             metric = c.metric if c.statistic == "mean" else f"{c.metric} ({c.statistic})"
             status = c.status if c.status == "ok" else f"unsupported: {c.reason}"
             if c.status == "ok" and not c.within_tolerance:
                 status = "ok (outside tolerance)"
             err = f"{c.error_pct:+.1f}" if math.isfinite(c.error_pct) else "-"
-            lines.append(f"| {c.id} | {metric} | {_fmt(c.published)} | {_fmt(c.predicted)} | {c.unit} | "
-                         f"{err} | {c.tolerance_pct:g} | {'in' if c.fitted else 'out'} | {status} | {c.source_entry} |")
+            lines.append(
+                f"| {c.id} | {metric} | {_fmt(c.published)} | {_fmt(c.predicted)} | {c.unit} | "
+                f"{err} | {c.tolerance_pct:g} | {'in' if c.fitted else 'out'} | {status} | {c.source_entry} |"
+            )
         lines += ["", "## Sources", ""]
         refs = {}
         for c in self.cases:
@@ -581,17 +612,37 @@ def run_validation(paths: list[Path] | None = None) -> ValidationResult:
             pred = pred_si / factor
             err = (pred_si / case.published_si - 1.0) * 100.0 if math.isfinite(pred_si) else math.nan
             fleet = data.get("fleet") or {}
-            results.append(CaseResult(
-                id=case.id, metric=case.metric, statistic=case.statistic, unit=case.unit,
-                published=case.published, predicted=pred, error_pct=err, tolerance_pct=case.tolerance_pct,
-                status=case.status, reason=case.reason, source_entry=case.source.entry,
-                source_reference=case.source.reference, source_note=case.source.note,
-                gpu=str(fleet.get("gpu", "")), model=str(data.get("model", "")), fitted=case.fitted,
-                seconds=time.perf_counter() - t0,
-            ))
-    return ValidationResult(cases=results, sources=[str(f) for f in files],
-                            elapsed_s=time.perf_counter() - start)
+            results.append(
+                CaseResult(
+                    id=case.id,
+                    metric=case.metric,
+                    statistic=case.statistic,
+                    unit=case.unit,
+                    published=case.published,
+                    predicted=pred,
+                    error_pct=err,
+                    tolerance_pct=case.tolerance_pct,
+                    status=case.status,
+                    reason=case.reason,
+                    source_entry=case.source.entry,
+                    source_reference=case.source.reference,
+                    source_note=case.source.note,
+                    gpu=str(fleet.get("gpu", "")),
+                    model=str(data.get("model", "")),
+                    fitted=case.fitted,
+                    seconds=time.perf_counter() - t0,
+                )
+            )
+    return ValidationResult(cases=results, sources=[str(f) for f in files], elapsed_s=time.perf_counter() - start)
 
 
-__all__ = ["Case", "CaseResult", "ValidationResult", "load_cases", "run_validation", "shipped_cases_path",
-           "BUILTIN_SCENARIO", "METRICS"]
+__all__ = [
+    "Case",
+    "CaseResult",
+    "ValidationResult",
+    "load_cases",
+    "run_validation",
+    "shipped_cases_path",
+    "BUILTIN_SCENARIO",
+    "METRICS",
+]
