@@ -1,25 +1,29 @@
-"""Step time of one scheduler iteration of a replica: a roofline per kind of kernel, with
-calibrated efficiencies.
+"""Step time of one scheduler iteration of a replica: GPU kernels as rooflines, plus the serving
+engine's own time. Every term is a named function of the batch (per GPU of a tensor-parallel
+group: each rank does 1/tp of the FLOPs and reads 1/tp of the weights and its own KV shard):
 
-  t = overhead + t_dense + t_attention + tp_comm
-  t_dense     = max(linear_flops / (eta_c * peak_flops[dtype]), weight_bytes / (eta_m * hbm_bw))
-  t_attention = max(attention_flops / (eta_c * peak_flops[dtype]), (kv_read + kv_write) / (eta_m * hbm_bw))
+  dense      = max(weights_read / (eta_m * BW), linear_flops / (eta_c[gemm dtype] * peak[gemm dtype]))
+  attention  = decode:  max(kv_read / (eta_kv * eta_m * BW), decode_attn_flops / (eta_attn * peak[attn dtype]))
+             + prefill: max(kv_ctx  / (eta_kv * eta_m * BW), prefill_attn_flops / (eta_attn * peak[attn dtype]))
+             + kv_write / (eta_m * BW)
+  comm       = 2 * layers * (allreduce_latency + tokens * hidden * 2 B * 2 (tp - 1) / tp / busbw)   (tp > 1)
+  gpu        = dense + attention + comm, then
+               + graph_replay                         (decode-only batch captured as a CUDA graph)
+               max(., layers * per_layer_eager)       (kernels launched one by one)
+  host       = iteration + per_sequence * sequences
+  t          = max(host, gpu) if the engine overlaps host and GPU work, else host + gpu
 
-per GPU of a tensor-parallel group (each rank does 1/tp of the FLOPs and reads 1/tp of the
-weights and its own KV shard); the profile's half_work latency terms belong to the dense part.
-The dense (GEMM) kernels and the attention kernels run one after the other, so their times add:
-a large decode batch whose GEMMs are compute-bound still streams its whole KV cache in the
-attention kernels afterwards. (Wherever both parts are bound by the same resource this equals
-the whole-iteration roofline max(flops, bytes).) Decode bytes = weights read (MoE: the experts
-the batch touches) + the KV of every running sequence + the KV written. Attention FLOPs are
-proportional to KV bytes read for a homogeneous architecture, so they are carried as
-flops-per-KV-byte.
+The dense (GEMM) and attention kernels run one after the other, so their times add: a large
+decode batch whose GEMMs are compute-bound still streams its whole KV cache afterwards. FLOPs run
+at the peak of the dtype they run in: GEMMs in the weights' compute dtype (fp8 weights on an H100
+are fp8 GEMMs; on an A100, which has no fp8 tensor cores, they are weight-only fp8 with bf16
+math), attention in bf16 unless the engine runs fp8 attention on an fp8 KV cache. MLA attention
+is costed as engines run it: prefill in the non-absorbed form (per-head K/V up-projected from the
+latent), decode absorbed (queries attend to the latent directly). The embedding table is a lookup,
+not a GEMM; the LM head is a GEMM for the tokens that produce logits.
 
-Attention kernels (decode and prefill) run at the profile's kv_read_efficiency for the KV
-precision relative to the dense kernels: it divides the KV bytes on the memory side (decode
-attention streams the cache) and the attention FLOPs on the compute side (prefill attention is
-compute-bound), so a stack whose attention is slow shows it in both phases. With an efficiency of
-1 (bf16 in current stacks) attention runs exactly at the dense kernels' rates.
+GPU kernel efficiencies come from a GPU profile (fleetsim.spec.profile), engine terms from an
+engine profile (fleetsim.spec.engine). Pure: no simpy, no I/O.
 """
 
 from __future__ import annotations
@@ -29,24 +33,56 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fleetsim.memory import KvFootprint, active_weight_bytes
-from fleetsim.precision import bytes_per_element, compute_dtype
+from fleetsim.precision import bytes_per_element
 from fleetsim.spec.architecture import Architecture, AttentionLayers, MLALayers
+from fleetsim.spec.engine import EngineProfile
 from fleetsim.spec.hardware import GpuSpec
 from fleetsim.spec.kvcache import KvCacheSpec
 from fleetsim.spec.profile import CalibrationProfile
 
+ACTIVATION_BYTES = 2.0  # bf16 activations in the all-reduce
 
-def attention_flops_per_context_token(arch: Architecture) -> float:
+
+def attention_flops_per_context_token(arch: Architecture, phase: str = "decode") -> float:
     """FLOPs one query token spends attending to one cached token, summed over layers (all ranks).
     GQA/MHA: QK^T and PV, 2 multiply-adds each per head-dim element: 4 * q_heads * head_dim.
-    MLA (absorbed weights): scores over kv_lora_rank + rope, values over kv_lora_rank."""
+    MLA decode (absorbed weights): scores over kv_lora_rank + rope, values over kv_lora_rank.
+    MLA prefill (non-absorbed, as engines run it): per head QK over nope + rope, PV over v_head_dim."""
     total = 0.0
     for g in arch.layers:
         if isinstance(g, AttentionLayers):
             total += g.count * 4 * g.q_heads * g.head_dim
         elif isinstance(g, MLALayers):
-            total += g.count * 2 * g.q_heads * (2 * g.kv_lora_rank + g.qk_rope_head_dim)
+            if phase == "prefill":
+                total += g.count * 2 * g.q_heads * (g.qk_nope_head_dim + g.qk_rope_head_dim + g.v_head_dim)
+            else:
+                total += g.count * 2 * g.q_heads * (2 * g.kv_lora_rank + g.qk_rope_head_dim)
     return total
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    """Which tensor cores the GEMMs use for a weight format on a GPU."""
+
+    compute_dtype: str
+    weight_only: bool  # weights stored narrower than the math (dequantized in the kernel)
+    note: str
+
+
+def gemm_plan(weight_dtype: str, gpu: GpuSpec) -> GemmPlan:
+    """fp8/fp4/int8 weights run on those tensor cores where the GPU has them; otherwise (and
+    always for int4 AWQ/GPTQ checkpoints) the kernel dequantizes to bf16 (W4A16 / W8A16)."""
+    native = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8", "fp4": "fp4", "int8": "int8"}.get(weight_dtype)
+    if native is None:
+        return GemmPlan("bf16", True, f"{weight_dtype} weights dequantized to bf16 in the GEMM (weight-only)")
+    if native in gpu.peak_flops_per_s or native == "bf16":
+        return GemmPlan(native, False, "")
+    return GemmPlan(
+        "bf16",
+        True,
+        f"{gpu.name} has no {native} tensor cores (it has {', '.join(sorted(gpu.peak_flops_per_s))}): "
+        f"{weight_dtype} weights run weight-only with bf16 math",
+    )
 
 
 @dataclass(frozen=True)
@@ -58,125 +94,219 @@ class StepCost:
 
 @dataclass
 class StepModel:
-    """Compiled per (architecture, GPU, profile, tp, precisions): evaluates iterations fast."""
+    """Compiled per (architecture, GPU, profiles, tp, precisions): evaluates iterations fast."""
 
     arch: Architecture
     gpu: GpuSpec
     profile: CalibrationProfile
+    engine: EngineProfile
     tp: int
     weight_dtype: str
     kv: KvCacheSpec
     footprint: KvFootprint
+    cuda_graphs: bool | None = None  # scenario override of the engine profile
     _weights_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
-        p = self.profile
-        self.peak_flops = self.gpu.peak_flops(compute_dtype(self.weight_dtype))
-        self.bw = self.gpu.hbm_bandwidth_bytes_per_s
-        self.mem_rate = p.memory.eta_max * self.bw  # bytes/s achieved
-        self.flop_rate = p.compute.eta_max * self.peak_flops
+        p, e, g = self.profile, self.engine, self.gpu
+        self.gemm = gemm_plan(self.weight_dtype, g)
+        curve = p.compute_curve(self.gemm.compute_dtype)
+        self.peak_flops = g.peak_flops(self.gemm.compute_dtype)  # utilisation reference for power
+        self.bw = g.hbm_bandwidth_bytes_per_s
+        self.mem_rate = p.memory.eta_max * self.bw
         self.mem_half = p.memory.half_work
-        self.flop_half = p.compute.half_work
+        self.flop_rate = curve.eta_max * self.peak_flops * e.gemm_efficiency_scale
+        self.flop_half = curve.half_work
+        # Attention math: bf16, or fp8 when the engine runs fp8 attention on an fp8 KV cache.
+        attn_dtype = "bf16"
+        if e.attention_compute_dtype == "kv" and self.kv.key_dtype == "fp8" and "fp8" in g.peak_flops_per_s:
+            attn_dtype = "fp8"
+        self.attention_dtype = attn_dtype
+        scale = e.attention_efficiency_scale
+        self.attn_flop_rate = p.attention.prefill_eta * g.peak_flops(attn_dtype) * scale
         # KV read efficiency: key and value may differ; weight by their share of bytes.
         kb = float(bytes_per_element(self.kv.key_dtype))
         vb = float(bytes_per_element(self.kv.value_dtype))
-        ek, ev = p.kv_efficiency(self.kv.key_dtype), p.kv_efficiency(self.kv.value_dtype)
+        (ek, self.kv_fit_key), (ev, self.kv_fit_value) = (
+            p.attention.kv_efficiency(self.kv.key_dtype),
+            p.attention.kv_efficiency(self.kv.value_dtype),
+        )
         self.kv_eff = (kb + vb) / (kb / ek + vb / ev)
-        self.attn_flop_scale = 1.0 / self.kv_eff  # attention FLOPs cost this many GEMM FLOPs
+        self.kv_rate = self.kv_eff * self.mem_rate * scale
         full = self.footprint.full_bytes_per_token_per_rank  # per rank
+        dec = attention_flops_per_context_token(self.arch, "decode") / self.tp
+        pre = attention_flops_per_context_token(self.arch, "prefill") / self.tp
         # FLOPs per KV byte read (per rank): both scale with the same cached tokens.
-        attn = attention_flops_per_context_token(self.arch) / self.tp
-        self.flops_per_kv_byte = attn / full if full > 0 else 0.0
+        self.decode_flops_per_kv_byte = dec / full if full > 0 else 0.0
+        self.prefill_flops_per_kv_byte = pre / full if full > 0 else 0.0
         self.kv_write_bytes_per_token = full
-        # Linear FLOPs per token: 2 per active parameter (embedding lookups are not matmuls,
-        # but the LM head is; the difference is ~1% and inside the calibrated efficiency).
-        self.linear_flops_per_token = 2.0 * self.arch.active_params / self.tp
-        # All-reduce: two per layer (after attention and after the MLP), ring algorithm.
-        self.comm_layers = 2 * self.arch.num_layers if self.tp > 1 else 0
+        # Linear FLOPs: 2 per multiplied parameter per token. The embedding table is a lookup;
+        # the LM head (vocab x hidden) only runs for tokens that produce logits.
+        a = self.arch
+        self.lm_head_params = a.vocab_size * a.hidden_size
+        tied = bool(getattr(a, "tie_word_embeddings", False))
+        body = a.active_params - self.lm_head_params * (1 if tied else 2)
+        self.body_flops_per_token = 2.0 * max(body, 0) / self.tp
+        self.lm_head_flops_per_token = 2.0 * self.lm_head_params / self.tp
+        # Weight bytes not read by a GEMM: the embedding table of an untied model.
+        self.embedding_bytes = 0.0 if tied else self.lm_head_params * float(bytes_per_element(self.weight_dtype))
+        # All-reduce: two per layer (after attention and after the MLP).
+        self.comm_layers = 2 * a.num_layers if self.tp > 1 else 0
         if self.tp > 1:
-            ring = 2.0 * (self.tp - 1) / self.tp
-            self.comm_bytes_per_token = ring * self.arch.hidden_size * 2.0
-            self.comm_rate = p.tp.link_efficiency * self.gpu.interconnect_bandwidth_bytes_per_s
+            c = p.collectives
+            self.comm_bytes_per_token = 2.0 * (self.tp - 1) / self.tp * a.hidden_size * ACTIVATION_BYTES
+            self.comm_rate = c.allreduce_bus_bytes_per_s
+            self.comm_latency_s = e.allreduce_latency_s if e.allreduce_latency_s is not None else c.allreduce_latency_s
         else:
-            self.comm_bytes_per_token = 0.0
-            self.comm_rate = 1.0
+            self.comm_bytes_per_token, self.comm_rate, self.comm_latency_s = 0.0, 1.0, 0.0
+        # Engine terms.
+        launch = e.launch
+        self.graphs = launch.cuda_graphs if self.cuda_graphs is None else self.cuda_graphs
+        self.graph_max_batch = launch.graph_max_batch
+        self.graph_s = launch.graph_replay_s
+        self.eager_floor_s = a.num_layers * launch.per_layer_eager_s
+        self.mixed_in_graph = launch.mixed_in_graph
+        self.host_iter_s = e.host.iteration_s
+        self.host_seq_s = e.host.per_sequence_s
+        self.overlap = e.host.overlap
 
+    # ------------------------------------------------------------------ named terms
     def weight_bytes_per_gpu(self, tokens: int) -> float:
+        """Weight bytes one iteration streams per GPU (MoE: the experts `tokens` touch)."""
         if self.arch.moe is None:
             tokens = 1
         w = self._weights_cache.get(tokens)
         if w is None:
-            w = active_weight_bytes(self.arch, self.weight_dtype, tokens) / self.tp
+            w = (active_weight_bytes(self.arch, self.weight_dtype, tokens) - self.embedding_bytes) / self.tp
             self._weights_cache[tokens] = w
         return w
 
-    def comm_time_s(self, tokens: float):
-        if not self.comm_layers:
-            return 0.0
-        return self.comm_layers * (
-            self.profile.tp.allreduce_latency_s + tokens * self.comm_bytes_per_token / self.comm_rate
-        )
+    def linear_flops(self, tokens: float, logit_tokens: float) -> float:
+        return tokens * self.body_flops_per_token + logit_tokens * self.lm_head_flops_per_token
 
-    def dense_time_s(self, tokens: float) -> float:
-        """The dense (GEMM) kernels of an iteration over `tokens` tokens: their own roofline,
-        weights streamed once against the linear FLOPs (with the profile's latency terms)."""
+    def dense_time_s(self, tokens: float, logit_tokens: float) -> float:
+        """The GEMMs of an iteration over `tokens` tokens: weights streamed once against the linear FLOPs."""
         weights = self.weight_bytes_per_gpu(tokens)
         t_mem = (weights + self.mem_half) / self.mem_rate
-        t_cmp = (tokens * self.linear_flops_per_token + self.flop_half) / self.flop_rate
+        t_cmp = (self.linear_flops(tokens, logit_tokens) + self.flop_half) / self.flop_rate
         return max(t_mem, t_cmp)
 
+    def comm_time_s(self, tokens: float) -> float:
+        if not self.comm_layers:
+            return 0.0
+        return self.comm_layers * (self.comm_latency_s + tokens * self.comm_bytes_per_token / self.comm_rate)
+
+    def host_time_s(self, sequences: int) -> float:
+        return self.host_iter_s + self.host_seq_s * sequences
+
+    def _graph(self, decode_seqs: int, prefill_tokens: int) -> bool:
+        if not self.graphs:
+            return False
+        if prefill_tokens and not self.mixed_in_graph:
+            return False
+        return decode_seqs + prefill_tokens <= self.graph_max_batch
+
+    def _combine(self, gpu_s: float, sequences: int, graph: bool) -> float:
+        gpu_s = gpu_s + self.graph_s if graph else max(gpu_s, self.eager_floor_s)
+        host = self.host_time_s(sequences)
+        return max(host, gpu_s) if self.overlap else host + gpu_s
+
+    def breakdown(
+        self,
+        decode_seqs: int,
+        kv_read_bytes: float,
+        prefill_tokens: int = 0,
+        prefill_pair_bytes: float = 0.0,
+        prefill_seqs: int = 0,
+    ) -> dict[str, float]:
+        """The named terms of one iteration, in seconds (what `iteration` adds up)."""
+        tokens = decode_seqs + prefill_tokens
+        logits = decode_seqs + (prefill_seqs or (1 if prefill_tokens else 0))
+        ctx = prefill_pair_bytes / prefill_tokens if prefill_tokens else 0.0
+        write = tokens * self.kv_write_bytes_per_token
+        dec_flops = self.decode_flops_per_kv_byte * kv_read_bytes
+        pre_flops = self.prefill_flops_per_kv_byte * prefill_pair_bytes
+        terms = {
+            "dense_s": self.dense_time_s(tokens, logits) if tokens else 0.0,
+            "attention_decode_s": max(kv_read_bytes / self.kv_rate, dec_flops / self.attn_flop_rate),
+            "attention_prefill_s": max(ctx / self.kv_rate, pre_flops / self.attn_flop_rate) if prefill_tokens else 0.0,
+            "kv_write_s": write / self.mem_rate,
+            "comm_s": self.comm_time_s(tokens) if tokens else 0.0,
+        }
+        gpu = sum(terms.values())
+        graph = self._graph(decode_seqs, prefill_tokens)
+        terms["launch_s"] = self.graph_s if graph else max(self.eager_floor_s - gpu, 0.0)
+        terms["host_s"] = self.host_time_s(decode_seqs + prefill_seqs)
+        terms["overlap"] = float(self.overlap)
+        terms["time_s"] = self._combine(gpu, decode_seqs + prefill_seqs, graph) if tokens else 0.0
+        return terms
+
     def iteration(
-        self, decode_seqs: int, kv_read_bytes: float, prefill_tokens: int = 0, prefill_pair_bytes: float = 0.0
+        self,
+        decode_seqs: int,
+        kv_read_bytes: float,
+        prefill_tokens: int = 0,
+        prefill_pair_bytes: float = 0.0,
+        prefill_seqs: int = 0,
     ) -> StepCost:
         """One iteration: decode_seqs tokens of decode reading kv_read_bytes (per GPU) of cache,
-        plus prefill_tokens of prefill whose attention touches prefill_pair_bytes (per GPU,
-        sum over prefill query tokens of the KV bytes each attends to)."""
+        plus prefill_tokens of prefill (from prefill_seqs sequences) whose attention touches
+        prefill_pair_bytes (per GPU, sum over prefill query tokens of the KV bytes each attends to)."""
         tokens = decode_seqs + prefill_tokens
         if tokens == 0:
             return StepCost(0.0, 0.0, 0.0)
+        if prefill_tokens and not prefill_seqs:
+            prefill_seqs = 1
+        logits = decode_seqs + prefill_seqs
         weights = self.weight_bytes_per_gpu(tokens)
-        kv_bytes = kv_read_bytes + (prefill_tokens and prefill_pair_bytes / max(prefill_tokens, 1))
+        ctx = prefill_pair_bytes / prefill_tokens if prefill_tokens else 0.0
         write = tokens * self.kv_write_bytes_per_token
-        bytes_moved = weights + kv_bytes + write
-        linear = tokens * self.linear_flops_per_token
-        attn = self.flops_per_kv_byte * (kv_read_bytes + prefill_pair_bytes)
-        flops = linear + attn
-        # Attention (and the KV-cache write) runs in its own kernels after the GEMMs: its own
-        # roofline, added to the dense one rather than overlapped with it.
-        t_attn = max((kv_bytes / self.kv_eff + write) / self.mem_rate, attn * self.attn_flop_scale / self.flop_rate)
-        t = self.profile.overhead_s + self.dense_time_s(tokens) + t_attn + self.comm_time_s(tokens)
-        return StepCost(t, flops, bytes_moved)
+        dec_flops = self.decode_flops_per_kv_byte * kv_read_bytes
+        pre_flops = self.prefill_flops_per_kv_byte * prefill_pair_bytes
+        gpu = (
+            self.dense_time_s(tokens, logits)
+            + max(kv_read_bytes / self.kv_rate, dec_flops / self.attn_flop_rate)
+            + (max(ctx / self.kv_rate, pre_flops / self.attn_flop_rate) if prefill_tokens else 0.0)
+            + write / self.mem_rate
+            + self.comm_time_s(tokens)
+        )
+        t = self._combine(gpu, decode_seqs + prefill_seqs, self._graph(decode_seqs, prefill_tokens))
+        flops = self.linear_flops(tokens, logits) + dec_flops + pre_flops
+        return StepCost(t, flops, weights + kv_read_bytes + ctx + write)
 
-    def decode_run(self, decode_seqs: int, kv_read_bytes0: float, kv_growth_per_step: float, steps: int):
-        """Times, FLOPs and bytes of `steps` consecutive decode-only iterations whose KV read
-        grows by kv_growth_per_step bytes per iteration. Exact per step, vectorised."""
-        j = np.arange(steps, dtype=np.float64)
-        kv = kv_read_bytes0 + kv_growth_per_step * j
-        weights = self.weight_bytes_per_gpu(decode_seqs)
-        write = decode_seqs * self.kv_write_bytes_per_token
-        bytes_moved = weights + kv + write
-        linear = decode_seqs * self.linear_flops_per_token
-        attn = self.flops_per_kv_byte * kv
-        flops = linear + attn
-        t_attn = np.maximum((kv / self.kv_eff + write) / self.mem_rate, attn * self.attn_flop_scale / self.flop_rate)
-        t = self.profile.overhead_s + self.dense_time_s(decode_seqs) + t_attn + self.comm_time_s(decode_seqs)
-        return t, flops, bytes_moved
-
-    def decode_run_linear(self, decode_seqs: int, kv_read_bytes0: float, kv_growth_per_step: float):
-        """The same iterations as decode_run, as linear coefficients in the step index j: the
-        fixed part (overhead + all-reduce + the dense kernels, which do not change along a decode
-        run), the attention's memory-bound time a_m + b_m j and compute-bound time a_c + b_c j
-        (t_j = fixed + max of the two), FLOPs f0 + f1 j and bytes m0 + m1 j. Lets a run of any
-        length be summed in closed form (fleetsim.sim.decode_run)."""
-        weights = self.weight_bytes_per_gpu(decode_seqs)
-        write = decode_seqs * self.kv_write_bytes_per_token
-        fixed = self.profile.overhead_s + self.comm_time_s(decode_seqs) + self.dense_time_s(decode_seqs)
-        a_m = (kv_read_bytes0 / self.kv_eff + write) / self.mem_rate
-        b_m = kv_growth_per_step / self.kv_eff / self.mem_rate
-        f0 = decode_seqs * self.linear_flops_per_token + self.flops_per_kv_byte * kv_read_bytes0
-        f1 = self.flops_per_kv_byte * kv_growth_per_step
-        a_c = self.flops_per_kv_byte * kv_read_bytes0 * self.attn_flop_scale / self.flop_rate
-        b_c = f1 * self.attn_flop_scale / self.flop_rate
+    # ------------------------------------------------------------------ decode-only runs
+    def decode_run_lines(self, decode_seqs: int, kv_read_bytes0: float, kv_growth_per_step: float):
+        """Consecutive decode-only iterations of `decode_seqs` sequences whose KV read grows by
+        kv_growth_per_step bytes per iteration, as lines in the step index j: t_j is the maximum
+        of the returned (a, b) lines a + b j; FLOPs are f0 + f1 j and bytes m0 + m1 j. Lets a run
+        of any length be summed in closed form (fleetsim.sim.decode_run)."""
+        n = decode_seqs
+        weights = self.weight_bytes_per_gpu(n)
+        write = n * self.kv_write_bytes_per_token
+        fixed = self.dense_time_s(n, n) + write / self.mem_rate + self.comm_time_s(n)
+        mem = (kv_read_bytes0 / self.kv_rate, kv_growth_per_step / self.kv_rate)
+        q = self.decode_flops_per_kv_byte / self.attn_flop_rate
+        cmp = (kv_read_bytes0 * q, kv_growth_per_step * q)
+        graph = self._graph(n, 0)
+        gpu = [(fixed + mem[0], mem[1]), (fixed + cmp[0], cmp[1])]
+        if graph:
+            gpu = [(a + self.graph_s, b) for a, b in gpu]
+        elif self.eager_floor_s > 0:
+            gpu.append((self.eager_floor_s, 0.0))
+        host = self.host_time_s(n)
+        if self.overlap:
+            lines = gpu + [(host, 0.0)]
+        else:
+            lines = [(a + host, b) for a, b in gpu]
+        f0 = self.linear_flops(n, n) + self.decode_flops_per_kv_byte * kv_read_bytes0
+        f1 = self.decode_flops_per_kv_byte * kv_growth_per_step
         m0 = weights + kv_read_bytes0 + write
         m1 = kv_growth_per_step
-        return fixed, a_m, b_m, a_c, b_c, f0, f1, m0, m1
+        return lines, f0, f1, m0, m1
+
+    def decode_run(self, decode_seqs: int, kv_read_bytes0: float, kv_growth_per_step: float, steps: int):
+        """Times, FLOPs and bytes of `steps` consecutive decode-only iterations, per step (numpy)."""
+        lines, f0, f1, m0, m1 = self.decode_run_lines(decode_seqs, kv_read_bytes0, kv_growth_per_step)
+        j = np.arange(steps, dtype=np.float64)
+        t = np.max(np.stack([a + b * j for a, b in lines]), axis=0)
+        return t, f0 + f1 * j, m0 + m1 * j

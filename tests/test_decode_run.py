@@ -8,26 +8,55 @@ from fleetsim.memory import kv_footprint
 from fleetsim.perf import StepModel
 from fleetsim.power import gpu_power_w
 from fleetsim.profile import load_profile
+from fleetsim.spec.engine import EngineProfile
 from fleetsim.sim.decode_run import DecodeRun
 from fleetsim.spec.kvcache import KvCacheSpec
 
 
+def engine(overlap: bool, graphs: bool, host_s: float, per_seq_s: float, eager_s: float) -> EngineProfile:
+    """An engine profile with the given terms (so every line of the envelope gets its turn)."""
+    return EngineProfile.model_validate(
+        {
+            "engine": "vllm",
+            "version": "0.11",
+            "released": "2025-10",
+            "provenance": {"kind": "prior", "date": "2026-12-01"},
+            "host": {"iteration_s": host_s, "per_sequence_s": per_seq_s, "overlap": overlap},
+            "launch": {
+                "per_layer_eager_s": eager_s,
+                "graph_replay_s": 2e-5,
+                "cuda_graphs": graphs,
+                "graph_max_batch": 256,
+            },
+            "batching": {"kv_admission": "on_demand"},
+        }
+    )
+
+
+ENGINES = {
+    "plain": engine(False, True, 1e-3, 0.0, 0.0),
+    "host-overlap": engine(True, True, 4e-3, 4e-5, 0.0),
+    "eager-floor": engine(True, False, 1e-4, 1e-5, 6e-4),
+    "serial-eager": engine(False, False, 5e-4, 2e-5, 3e-4),
+}
+
+
 @pytest.mark.parametrize(
-    "model, gpu, tp, kv",
+    "model, gpu, tp, kv, eng",
     [
-        ("llama-3-8b", "h100-sxm", 1, "bf16"),
-        ("llama-3-8b", "b200", 1, "fp8"),
-        ("llama-3-70b", "h200", 4, "bf16"),
-        ("deepseek-v3", "h200", 8, "bf16"),
+        ("llama-3-8b", "h100-sxm", 1, "bf16", "plain"),
+        ("llama-3-8b", "b200", 1, "fp8", "host-overlap"),
+        ("llama-3-70b", "h200", 4, "bf16", "eager-floor"),
+        ("deepseek-v3", "h200", 8, "bf16", "serial-eager"),
+        ("deepseek-v3", "h200", 8, "bf16", "host-overlap"),
     ],
 )
-def test_closed_form_matches_per_step_sums(model, gpu, tp, kv):
+def test_closed_form_matches_per_step_sums(model, gpu, tp, kv, eng):
     arch = load_model(model)
     spec = KvCacheSpec(key_dtype=kv, value_dtype=kv)
     prof = load_profile(gpu)
-    sm = StepModel(
-        arch, load_gpu(gpu), prof, tp, "fp8" if model == "deepseek-v3" else "bf16", spec, kv_footprint(arch, spec, tp)
-    )
+    weights = "fp8" if model == "deepseek-v3" else "bf16"
+    sm = StepModel(arch, load_gpu(gpu), prof, ENGINES[eng], tp, weights, spec, kv_footprint(arch, spec, tp))
     rng = np.random.default_rng(1)
     for _ in range(150):
         n = int(rng.integers(1, 512))

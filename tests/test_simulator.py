@@ -207,9 +207,16 @@ def test_gamma_arrivals_match_their_cv():
 # ------------------------------------------------------------------ bounds from the step model
 def _step_model(scenario_path, overrides=None):
     sc = fleetsim.load_scenario(scenario_path, overrides)
-    arch, gpu, profile, plan = build(sc)
+    arch, gpu, profile, engine, plan = build(sc)
     return sc, StepModel(
-        arch, gpu, profile, sc.fleet.tp, sc.weight_dtype, sc.kv_cache, kv_footprint(arch, sc.kv_cache, sc.fleet.tp)
+        arch,
+        gpu,
+        profile,
+        engine,
+        sc.fleet.tp,
+        sc.weight_dtype,
+        sc.kv_cache,
+        kv_footprint(arch, sc.kv_cache, sc.fleet.tp),
     )
 
 

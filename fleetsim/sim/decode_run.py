@@ -1,11 +1,13 @@
 """A run of k decode-only iterations in closed form.
 
-Iteration j (0-based) takes t_j = fixed + max(a_m + b_m j, a_c + b_c j): the maximum of two
-linear functions, so the run splits into at most two segments on which t_j is linear. Sums of
-times, FLOPs and bytes over the first s iterations are then arithmetic series, the iteration in
-progress at an elapsed time is the root of a quadratic, and energy is a sum of linear terms
-unless the power cap binds (checked at the segment ends: a GPU's power along a segment is a
-ratio of linear functions of j, hence monotone).
+Iteration j (0-based) takes t_j = max_i (a_i + b_i j): the upper envelope of a few lines (the
+memory- and compute-bound attention rooflines on top of the fixed dense/communication time, the
+eager-launch floor, the host time when it overlaps the GPU). The envelope of lines is convex and
+piecewise linear, so the run splits into at most as many segments as there are lines, on each of
+which t_j is linear. Sums of times, FLOPs and bytes over the first s iterations are then
+arithmetic series, the iteration in progress at an elapsed time is the root of a quadratic, and
+energy is a sum of linear terms unless the power cap binds (checked at the segment ends: a GPU's
+power along a segment is a ratio of linear functions of j, hence monotone).
 """
 
 from __future__ import annotations
@@ -20,37 +22,39 @@ def _series(c0: float, c1: float, s: float) -> float:
     return s * c0 + c1 * s * (s - 1) / 2.0
 
 
+def envelope_segments(lines: list[tuple[float, float]], k: int) -> list[tuple[int, int, float, float]]:
+    """Segments (start, end, c0, c1) with t_j = c0 + c1 j = max over lines, for start <= j < end,
+    covering 0 <= j < k. Convexity: the winning line's slope never decreases with j."""
+    segs: list[tuple[int, int, float, float]] = []
+    j = 0
+    while j < k:
+        # The line on top at j (ties: the steeper one, which stays on top longer).
+        a, b = max(lines, key=lambda ln: (ln[0] + ln[1] * j, ln[1]))
+        end = k
+        for a2, b2 in lines:
+            if b2 > b:
+                # The steeper line overtakes at x where a + b x = a2 + b2 x.
+                # It is strictly on top from the first integer above x.
+                x = (a - a2) / (b2 - b)
+                end = min(end, max(math.floor(x) + 1, j + 1))
+        segs.append((j, end, a, b))
+        j = end
+    return segs
+
+
 class DecodeRun:
     __slots__ = ("k", "segs", "cum", "f0", "f1", "m0", "m1", "power", "peak_flops", "bw")
 
     def __init__(self, step_model, n: int, kv0: float, growth: float, k: int):
-        fixed, a_m, b_m, a_c, b_c, f0, f1, m0, m1 = step_model.decode_run_linear(n, kv0, growth)
+        lines, f0, f1, m0, m1 = step_model.decode_run_lines(n, kv0, growth)
         self.k = k
         self.f0, self.f1, self.m0, self.m1 = f0, f1, m0, m1
         self.power = step_model.profile.power
         self.peak_flops = step_model.peak_flops
         self.bw = step_model.bw
-        # Segments (start, end, c0, c1): t_j = c0 + c1 * j for start <= j < end.
-        # d(j) = memory-bound minus compute-bound time is linear: its sign flips at most once.
-        d0, d1 = a_m - a_c, b_m - b_c
-        mem_first = d0 >= 0
-        mem_last = d0 + d1 * (k - 1) >= 0
-        if mem_first == mem_last:
-            split = k
-        else:
-            x = -d0 / d1
-            split = math.floor(x) + 1 if mem_first else math.ceil(x)
-            split = min(max(split, 1), k - 1)
-        first = (fixed + a_m, b_m) if mem_first else (fixed + a_c, b_c)
-        second = (fixed + a_c, b_c) if mem_first else (fixed + a_m, b_m)
-        segs = []
-        if split > 0:
-            segs.append((0, split, first[0], first[1]))
-        if split < k:
-            segs.append((split, k, second[0], second[1]))
-        self.segs = segs
+        self.segs = envelope_segments(lines, k)
         cum = [0.0]
-        for s0, s1, c0, c1 in segs:
+        for s0, s1, c0, c1 in self.segs:
             cum.append(cum[-1] + _series(c0, c1, s1) - _series(c0, c1, s0))
         self.cum = cum
 

@@ -18,6 +18,8 @@ from fleetsim.sim.replica import Replica
 from fleetsim.sim.router import make_router
 from fleetsim.spec.architecture import Architecture
 from fleetsim.spec.hardware import GpuSpec
+from fleetsim.profile import load_engine_profile
+from fleetsim.spec.engine import EngineProfile
 from fleetsim.spec.profile import CalibrationProfile
 from fleetsim.spec.scenario import ScenarioSpec
 from fleetsim.workload import LengthSampler, generate_requests, load_trace, think_time_sampler
@@ -74,6 +76,7 @@ class Engine:
         gpu: GpuSpec,
         profile: CalibrationProfile,
         plan: MemoryPlan | None = None,
+        engine_profile: EngineProfile | None = None,
     ):
         self.scenario = scenario
         self.arch, self.gpu, self.profile = arch, gpu, profile
@@ -93,7 +96,20 @@ class Engine:
             max_running_seqs=sched.max_running_seqs,
         )
         self.footprint = kv_footprint(arch, kv, fleet.tp)
-        self.step_model = StepModel(arch, gpu, profile, fleet.tp, scenario.weight_dtype, kv, self.footprint)
+        if engine_profile is None:
+            engine_profile = load_engine_profile(scenario.engine)
+        self.engine_profile = engine_profile
+        self.step_model = StepModel(
+            arch,
+            gpu,
+            profile,
+            engine_profile,
+            fleet.tp,
+            scenario.weight_dtype,
+            kv,
+            self.footprint,
+            cuda_graphs=scenario.engine.cuda_graphs,
+        )
         self.prefix_caching = kv.prefix_caching
         self.rng = np.random.default_rng(scenario.run.seed)
         self.fleet = FleetLevels()

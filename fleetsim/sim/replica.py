@@ -192,7 +192,7 @@ class Replica:
                 pair_bytes += c * e.footprint_bytes(done + 0.5 * c)
             tokens = sum(c for _, c in chunks)
             read = self.read_a + self.mem_g * self.it
-            cost = self.step.iteration(n_dec, read, tokens, pair_bytes)
+            cost = self.step.iteration(n_dec, read, tokens, pair_bytes, len(chunks))
             t = cost.time_s
             p = self._power(cost.flops, cost.bytes, t)
             self.current_power_w = p * self.tp

@@ -1,17 +1,24 @@
-"""Calibration profile: the efficiencies and power coefficients the step-time model uses.
+"""GPU calibration profile: how fast one GPU's kernels run, and how much power it draws doing so.
 
-Written by `fleetsim calibrate` (measured) or fitted to published figures; read by perf.py and
-power.py. The simulator never imports the harness, only this schema.
+Written by `fleetsim calibrate` (measured kernels) or fitted to published figures
+(`python -m fleetsim.calibrate.published`); read by the step model (fleetsim.perf) and the power
+model (fleetsim.power). What the serving engine adds (host time, launch cost, batching) lives in
+an engine profile (fleetsim.spec.engine); the simulator never imports the harness, only these
+schemas.
 """
+
+from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from fleetsim.precision import BITS_PER_ELEMENT
 from fleetsim.spec.base import Spec
 
-Fraction01 = Annotated[float, Field(gt=0, le=1)]
-NonNeg = Annotated[float, Field(ge=0)]
+Fraction01 = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Watts = Annotated[float, Field(ge=0, le=20_000, allow_inf_nan=False)]
 
 
 class EfficiencyCurve(Spec):
@@ -21,8 +28,8 @@ class EfficiencyCurve(Spec):
     half_work is the work at which half of eta_max is reached (a latency term in disguise).
     """
 
-    eta_max: Fraction01
-    half_work: NonNeg = 0.0
+    eta_max: Fraction01 = Field(description="Fraction of the datasheet peak reached by large work.")
+    half_work: NonNeg = Field(default=0.0, description="Work (bytes or FLOPs) at which half of eta_max is reached.")
 
     def time_s(self, work: float, peak_per_s: float) -> float:
         if work <= 0:
@@ -30,21 +37,53 @@ class EfficiencyCurve(Spec):
         return (work + self.half_work) / (self.eta_max * peak_per_s)
 
 
-class TensorParallelModel(Spec):
-    # Fixed cost of one all-reduce (launch + synchronisation), and achieved link fraction.
-    allreduce_latency_s: NonNeg = 8e-6
-    link_efficiency: Fraction01 = 0.7
+class AttentionEfficiency(Spec):
+    """Attention kernels (FlashAttention / FlashInfer / FlashMLA / TensorRT-LLM FMHA) on this GPU."""
+
+    prefill_eta: Fraction01 = Field(
+        description="Fraction of the attention compute dtype's peak that prefill attention reaches."
+    )
+    kv_read_efficiency: dict[str, Fraction01] = Field(
+        default_factory=dict,
+        description="Decode attention's KV-read bandwidth per KV dtype, relative to the memory curve "
+        "(dequantization cost); a dtype not listed takes the fitted dtype nearest in bits.",
+    )
+
+    def kv_efficiency(self, dtype: str) -> tuple[float, str]:
+        """(efficiency, the dtype it was fitted for): the nearest fitted dtype in bits per element
+        (bf16 at 1.0 when nothing is fitted)."""
+        if dtype in self.kv_read_efficiency:
+            return self.kv_read_efficiency[dtype], dtype
+        table = dict(self.kv_read_efficiency)
+        table.setdefault("bf16", 1.0)
+        bits = BITS_PER_ELEMENT[dtype]
+        nearest = min(table, key=lambda d: (abs(BITS_PER_ELEMENT[d] - bits), -BITS_PER_ELEMENT[d]))
+        return table[nearest], nearest
+
+
+class Collectives(Spec):
+    """Tensor-parallel all-reduce on this GPU's scale-up link, as NCCL achieves it."""
+
+    allreduce_bus_bytes_per_s: Annotated[float, Field(gt=0, le=1e14, allow_inf_nan=False)] = Field(
+        description="Achieved all-reduce bus bandwidth for large messages (nccl-tests busbw), B/s."
+    )
+    allreduce_latency_s: Annotated[float, Field(ge=0, le=1e-2, allow_inf_nan=False)] = Field(
+        description="Time of one small all-reduce (latency term), s."
+    )
+    source: str = ""
 
 
 class PowerModel(Spec):
     """P = min(cap_w, idle_w + compute_w * u_compute + memory_w * u_memory) per GPU."""
 
-    idle_w: NonNeg
-    compute_w: NonNeg
-    memory_w: NonNeg
-    cap_w: Annotated[float, Field(gt=0)]
+    idle_w: Watts = Field(description="Power of an active GPU doing no useful work, W.")
+    compute_w: Watts = Field(description="Power added at 100% of peak FLOP/s, W.")
+    memory_w: Watts = Field(description="Power added at 100% of peak HBM bandwidth, W.")
+    cap_w: Annotated[float, Field(gt=0, le=20_000, allow_inf_nan=False)] = Field(
+        description="Board power limit (TDP unless capped), W."
+    )
     # Power drawn by a GPU with no work at all (between bursts); defaults to idle_w.
-    parked_w: NonNeg | None = None
+    parked_w: Watts | None = Field(default=None, description="Power with no work queued, W; null: idle_w.")
 
 
 class Provenance(Spec):
@@ -55,19 +94,62 @@ class Provenance(Spec):
     gpu_name: str | None = None  # as NVML reports it, for measured profiles
     driver: str | None = None
     raw_samples: str | None = None  # CSV path, relative to the profile file
+    figures: Annotated[int, Field(ge=0)] = Field(default=0, description="Published figures of this GPU fitted.")
+    engines: tuple[str, ...] = Field(default=(), description="Engine profiles the figures were served by.")
+    transferred_from: str | None = Field(default=None, description="The GPU whose fit this profile scales.")
+
+    @model_validator(mode="after")
+    def _transfer_named(self):
+        if self.kind == "transferred" and not self.transferred_from:
+            raise ValueError("a transferred profile names transferred_from")
+        return self
 
 
 class CalibrationProfile(Spec):
+    """Kernel efficiencies and power coefficients of one GPU (schema 2)."""
+
+    schema_version: Literal[2] = 2
     gpu: str
     provenance: Provenance
-    overhead_s: NonNeg  # per scheduler iteration: launch, sampling, scheduling
-    memory: EfficiencyCurve
-    compute: EfficiencyCurve
-    # Multiplier on memory efficiency for reading KV of a given precision (dequant cost).
-    kv_read_efficiency: dict[str, Fraction01] = Field(default_factory=dict)
-    tp: TensorParallelModel = TensorParallelModel()
+    memory: EfficiencyCurve = Field(description="HBM streaming (weights, KV) efficiency curve (bytes).")
+    compute: dict[str, EfficiencyCurve] = Field(
+        description="GEMM efficiency curve (FLOPs) per compute dtype (bf16, fp8, fp4, int8); a dtype "
+        "not listed uses the nearest wider one."
+    )
+    attention: AttentionEfficiency
+    collectives: Collectives
     power: PowerModel
     fit_residuals: dict[str, float] = Field(default_factory=dict)
 
-    def kv_efficiency(self, dtype: str) -> float:
-        return self.kv_read_efficiency.get(dtype, 1.0)
+    @model_validator(mode="after")
+    def _has_bf16(self):
+        if "bf16" not in self.compute:
+            raise ValueError("compute needs a bf16 curve (the fallback of every other dtype)")
+        return self
+
+    def compute_curve(self, dtype: str) -> EfficiencyCurve:
+        """The GEMM curve for a compute dtype, falling back to the next wider fitted one."""
+        for d in _WIDER.get(dtype, (dtype,)):
+            if d in self.compute:
+                return self.compute[d]
+        return self.compute["bf16"]
+
+    @property
+    def grade(self) -> str:
+        """A one-line calibration status for tables and warnings."""
+        p = self.provenance
+        if p.kind == "measured":
+            return "measured"
+        if p.kind == "transferred":
+            return f"transferred from {p.transferred_from}"
+        return f"fitted to {p.figures} published figures" if p.figures else "fitted to published figures"
+
+
+_WIDER = {
+    "fp4": ("fp4", "fp8", "bf16"),
+    "int4": ("int8", "fp8", "bf16"),
+    "fp8": ("fp8", "bf16"),
+    "int8": ("int8", "fp8", "bf16"),
+    "fp16": ("bf16",),
+    "bf16": ("bf16",),
+}

@@ -1,0 +1,154 @@
+"""The serving engine: which one a scenario runs (`engine:`), and what an engine profile holds.
+
+A GPU profile (fleetsim.spec.profile) says how fast the GPU's kernels run; an engine profile says
+what the serving stack adds around them: CPU time per scheduler iteration and per running
+sequence, kernel-launch cost per layer with and without CUDA graphs, whether host work overlaps
+the GPU, how batches form and how KV memory is admitted. The step model (fleetsim.perf) combines
+the two; every term is a named field here with its unit.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from fleetsim.spec.base import Spec
+
+ENGINE_KINDS = ("vllm", "sglang", "trtllm")
+NonNeg = Annotated[float, Field(ge=0, le=10.0, allow_inf_nan=False)]
+_VERSION = re.compile(r"^\d+(\.\d+){0,2}$")
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """'0.11' -> (0, 11, 0): comparable release order."""
+    parts = tuple(int(p) for p in version.split("."))
+    return parts + (0,) * (3 - len(parts))
+
+
+class EngineSpec(Spec):
+    """The serving engine a scenario runs, as a scenario names it."""
+
+    kind: Literal["vllm", "sglang", "trtllm"] = Field(
+        default="vllm", description="Serving engine: vllm, sglang or trtllm (TensorRT-LLM)."
+    )
+    version: str | None = Field(
+        default=None,
+        description="Engine release, e.g. '0.11' (vLLM), '0.4' (SGLang), '1.0' (TensorRT-LLM). "
+        "The shipped profile of the newest release at or below it is used; null: the newest shipped.",
+    )
+    profile: str | None = Field(
+        default=None,
+        description="Path to an engine profile YAML (e.g. one fitted by `fleetsim calibrate --from-bench`); "
+        "null: the shipped profile for kind and version.",
+    )
+    cuda_graphs: bool | None = Field(
+        default=None,
+        description="Override the profile: run decode iterations as captured CUDA graphs (true) or eagerly "
+        "(false, as with --enforce-eager); null: the profile's setting.",
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = str(v).strip().lstrip("vV")
+        if not _VERSION.match(v):
+            raise ValueError(f"'{v[:40]}' is not a release number like 0.11 or 1.0")
+        return v
+
+
+class HostTime(Spec):
+    """CPU time the engine spends per scheduler iteration (schedule, prepare inputs, sample, detokenize)."""
+
+    iteration_s: NonNeg = Field(description="Fixed host time per iteration, s.")
+    per_sequence_s: NonNeg = Field(description="Host time per sequence in the iteration's batch, s.")
+    overlap: bool = Field(
+        description="Host work of the next iteration runs while the GPU executes this one "
+        "(async scheduling / overlap scheduler): an iteration takes max(host, GPU) instead of host + GPU."
+    )
+
+
+class LaunchCost(Spec):
+    """Kernel-launch cost: per layer when kernels are launched one by one, fixed for a graph replay."""
+
+    per_layer_eager_s: NonNeg = Field(
+        description="Time to launch one layer's kernels from the host, s (a GPU step cannot be shorter)."
+    )
+    graph_replay_s: NonNeg = Field(description="Fixed cost of replaying a captured CUDA graph, s.")
+    cuda_graphs: bool = Field(description="Decode-only iterations run as captured CUDA graphs.")
+    graph_max_batch: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
+        description="Largest decode batch captured as a graph (larger ones run eagerly)."
+    )
+    mixed_in_graph: bool = Field(
+        default=False,
+        description="Iterations with prefill tokens also replay graphs (piecewise graphs around attention).",
+    )
+
+
+class Batching(Spec):
+    """How the engine forms batches and admits KV memory."""
+
+    kv_admission: Literal["on_demand", "reserve_full"] = Field(
+        description="on_demand: blocks are allocated as tokens are scheduled (vLLM, SGLang); "
+        "reserve_full: a request is admitted only if its prompt + full output fit (TensorRT-LLM "
+        "GUARANTEED_NO_EVICT)."
+    )
+    preemption: Literal["recompute"] = Field(
+        default="recompute", description="What happens to a sequence evicted for memory: recomputed later."
+    )
+
+
+class EngineProvenance(Spec):
+    kind: Literal["fitted_to_published", "fitted_to_benchmark", "prior", "transferred"]
+    date: str
+    sources: tuple[str, ...] = ()
+    notes: str = ""
+    figures: Annotated[int, Field(ge=0)] = Field(default=0, description="Published figures the fit used.")
+    transferred_from: str | None = None
+
+
+class EngineProfile(Spec):
+    """The engine terms of the step model, per engine release."""
+
+    schema_version: Literal[2] = 2
+    engine: Literal["vllm", "sglang", "trtllm"]
+    version: str
+    released: str = Field(description="Release date of this version (YYYY-MM).")
+    provenance: EngineProvenance
+    host: HostTime
+    launch: LaunchCost
+    batching: Batching
+    attention_compute_dtype: Literal["bf16", "kv"] = Field(
+        default="bf16",
+        description="Prefill attention math runs in bf16, or in the KV dtype when that is fp8 and the GPU "
+        "has fp8 tensor cores (FlashAttention-3 / TensorRT-LLM fp8 FMHA).",
+    )
+    gemm_efficiency_scale: Annotated[float, Field(gt=0, le=2)] = Field(
+        default=1.0, description="This engine's GEMM throughput relative to the GPU profile's curves."
+    )
+    attention_efficiency_scale: Annotated[float, Field(gt=0, le=2)] = Field(
+        default=1.0,
+        description="This engine's attention kernels (FlashAttention-2/3, FlashInfer, TensorRT-LLM XQA, "
+        "paged attention v1) relative to the GPU profile's attention efficiencies.",
+    )
+    attention_kernel: str = Field(default="", description="The attention kernel family, for the record.")
+    allreduce_latency_s: NonNeg | None = Field(
+        default=None,
+        description="Latency of one small all-reduce with this engine's implementation (custom one-shot "
+        "kernels); null: the GPU profile's NCCL latency.",
+    )
+    fit_residuals: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if not _VERSION.match(v):
+            raise ValueError(f"'{v[:40]}' is not a release number like 0.11")
+        return v
+
+    @property
+    def name(self) -> str:
+        return f"{self.engine}-{self.version}"
