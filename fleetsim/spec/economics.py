@@ -9,9 +9,18 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from fleetsim.spec.base import Spec
+from fleetsim.spec.base import NUMBER, Spec
 
-NonNeg = Annotated[float, Field(ge=0)]
+MAX_PUE = 5.0
+MAX_WUE_L_PER_KWH = 100.0
+MAX_RACK_POWER_KW = 10_000.0
+MAX_SERVER_OVERHEAD_W = 1_000_000.0
+MAX_USD_PER_GPU_HOUR = 10_000.0
+MAX_CAPEX_USD_PER_GPU = 100_000_000.0
+MAX_AMORTIZATION_YEARS = 100.0
+MAX_INTEREST_RATE = 1.0
+MAX_USD_PER_KWH = 100.0
+MAX_COLOCATION_USD_PER_KW_MONTH = 100_000.0
 
 
 class FacilitySpec(Spec):
@@ -21,22 +30,34 @@ class FacilitySpec(Spec):
     # 1.3: pue_new_facilities_2024 (newer/larger facilities, Uptime Institute 2024 report).
     # Industry averages are higher: 1.56 (pue_uptime_2024), 1.58 (pue_uptime_2023);
     # hyperscale fleets lower: 1.09 (pue_google_2024).
-    pue: Annotated[float, Field(ge=1.0)] = 1.3
+    pue: Annotated[float, Field(ge=1.0, le=MAX_PUE), NUMBER] = Field(
+        default=1.3, description=f"Power usage effectiveness, facility power / IT power; 1 to {MAX_PUE:g}. Default 1.3."
+    )
     # Water usage effectiveness, litres of site water per kWh of IT energy (The Green Grid, 2011).
     # 1.8: industry average "1.8-1.9 L/kWh" (unanswered.io/guide/data-center-water-usage-effectiveness-wue,
     # low confidence, secondary); evaporative hyperscale 1.0-1.8 L/kWh, air-cooled 0.05-0.2 L/kWh
     # (miltonroy.com data-center-wue-sustainability). Not in public_figures.yaml.
-    wue_l_per_kwh: NonNeg = 1.8
+    wue_l_per_kwh: Annotated[float, Field(ge=0.0, le=MAX_WUE_L_PER_KWH), NUMBER] = Field(
+        default=1.8,
+        description=f"Water usage effectiveness, litres of site water per kWh of IT energy; 0 to "
+        f"{MAX_WUE_L_PER_KWH:g}. Default 1.8 (industry average).",
+    )
     # Power available per rack. 40 kW is an assumption for a GPU hall: above the practical
     # air-cooling ceiling of ~30 kW (rack_air_cooling_ceiling) and below a direct-liquid-cooled
     # HGX H100 rack (~60 kW, same entry) or a GB200 NVL72 rack (120 kW, power_gb200_nvl72_rack).
     # Most enterprise operators have no racks above 20 kW (rack_density_uptime_2023).
     # 40 kW holds 3 DGX H100 at 10.2 kW each (power_dgx_h100_system).
-    rack_power_kw: Annotated[float, Field(gt=0)] = 40.0
+    rack_power_kw: Annotated[float, Field(gt=0, le=MAX_RACK_POWER_KW), NUMBER] = Field(
+        default=40.0, description=f"Power available per rack, kW; > 0 and at most {MAX_RACK_POWER_KW:,.0f}. Default 40."
+    )
     # Non-GPU power per server (CPUs, fans, NICs, PSU losses) at full load, in W.
     # None => GpuSpec.server_power_w - gpus_per_server * tdp_w when server_power_w is known
     # (DGX H100: 10,200 - 8 x 700 = 4,600 W, power_dgx_h100_system, spec_h100_sxm), else 0.
-    server_overhead_w: NonNeg | None = None
+    server_overhead_w: Annotated[float, Field(ge=0.0, le=MAX_SERVER_OVERHEAD_W), NUMBER] | None = Field(
+        default=None,
+        description=f"Non-GPU power per server at full load (CPUs, fans, NICs, PSU losses), W; 0 to "
+        f"{MAX_SERVER_OVERHEAD_W:,.0f}. Default null: the catalog server's power minus its GPUs' TDP (else 0).",
+    )
 
 
 class CostSpec(Spec):
@@ -45,23 +66,49 @@ class CostSpec(Spec):
     Fields of the mode not in use are ignored (so a sweep can flip `mode` alone).
     """
 
-    mode: Literal["rental", "owned"] = "rental"
+    mode: Literal["rental", "owned"] = Field(
+        default="rental",
+        description="rental ($ per GPU-hour, all-in) or owned (capex + energy + colocation). Default rental.",
+    )
     # USD per GPU-hour, all-in (energy, cooling, space included in the price).
     # None => GpuSpec.rental_usd_per_gpu_hour from the catalog. Public H100 range 1.49-2.85
     # (price_h100_sxm_2026_range, price_h100_neocloud_range_q1_2026); volatile, low confidence.
-    rental_usd_per_gpu_hour: NonNeg | None = None
+    rental_usd_per_gpu_hour: Annotated[float, Field(ge=0.0, le=MAX_USD_PER_GPU_HOUR), NUMBER] | None = Field(
+        default=None,
+        description=f"Rental: USD per GPU-hour, all-in; 0 to {MAX_USD_PER_GPU_HOUR:,.0f}. "
+        "Default null: the catalog GPU's price.",
+    )
     # Owned: purchase price per GPU including its share of the server (chassis, CPUs, NICs).
     # None => GpuSpec.capex_usd_per_gpu. E.g. DGX H100 $270,000 / 8 = $33,750 (capex_dgx_h100).
-    capex_usd_per_gpu: NonNeg | None = None
+    capex_usd_per_gpu: Annotated[float, Field(ge=0.0, le=MAX_CAPEX_USD_PER_GPU), NUMBER] | None = Field(
+        default=None,
+        description=f"Owned: purchase price per GPU with its share of the server, USD; 0 to "
+        f"{MAX_CAPEX_USD_PER_GPU:,.0f}. Default null: the catalog GPU's capex.",
+    )
     # Straight-line life of the hardware. Assumption (common 4-5 year server depreciation).
-    amortization_years: Annotated[float, Field(gt=0)] = 4.0
+    amortization_years: Annotated[float, Field(gt=0, le=MAX_AMORTIZATION_YEARS), NUMBER] = Field(
+        default=4.0,
+        description=f"Owned: straight-line life of the hardware, years; > 0 and at most "
+        f"{MAX_AMORTIZATION_YEARS:g}. Default 4.",
+    )
     # Cost of capital for the capital-recovery factor. Assumption (a typical corporate WACC).
-    interest_rate: NonNeg = 0.08
+    interest_rate: Annotated[float, Field(ge=0.0, le=MAX_INTEREST_RATE), NUMBER] = Field(
+        default=0.08,
+        description="Owned: annual cost of capital for the capital-recovery factor, a fraction; 0 to 1. Default 0.08.",
+    )
     # 8.3 c/kWh: elec_tco_calculator_assumption (value.eia_industrial_2024_avg, US industrial
     # average 2024). State figures: elec_eia2023_* (e.g. Virginia industrial 8.92 c/kWh).
-    electricity_usd_per_kwh: NonNeg = 0.083
+    electricity_usd_per_kwh: Annotated[float, Field(ge=0.0, le=MAX_USD_PER_KWH), NUMBER] = Field(
+        default=0.083,
+        description=f"Owned: electricity price, USD per kWh; 0 to {MAX_USD_PER_KWH:g}. Default 0.083 (US industrial "
+        "average 2024).",
+    )
     # Wholesale colocation rent per kW of provisioned (critical IT) capacity per month, energy
     # metered separately. 150: mid-point of "$140-$160/kW/month in Tier 1 markets, 2026"
     # (v2-pseo-ai.pages.dev/colocation/pricing, low confidence); encoradvisors.com reports
     # ~$196/kW/month for 250-500 kW deployments in H2 2025. Not in public_figures.yaml.
-    colocation_usd_per_kw_month: NonNeg = 150.0
+    colocation_usd_per_kw_month: Annotated[float, Field(ge=0.0, le=MAX_COLOCATION_USD_PER_KW_MONTH), NUMBER] = Field(
+        default=150.0,
+        description=f"Owned: colocation rent per kW of provisioned IT capacity per month, USD; 0 to "
+        f"{MAX_COLOCATION_USD_PER_KW_MONTH:,.0f}. Default 150.",
+    )

@@ -1,58 +1,165 @@
-"""A scenario: everything one simulation needs, validated before the clock starts."""
+"""A scenario: everything one simulation needs, validated before the clock starts.
+
+Every field carries a description (its meaning, unit, bounds and what the default means); they
+are what `fleetsim schema` prints. Bounds are physical and within what the code can hold; the
+work a whole run would take is checked separately, before the clock starts (fleetsim.workbudget).
+"""
 
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from fleetsim.precision import WEIGHT_DTYPES
-from fleetsim.spec.base import Spec
+from fleetsim.spec.base import (
+    INTEGER,
+    MAX_DURATION_S,
+    MAX_GPUS,
+    MAX_REPLICAS,
+    MAX_REQUESTS,
+    MAX_SEED,
+    MAX_TOKENS,
+    NUMBER,
+    Duration,
+    Name,
+    NonNegativeDuration,
+    PathText,
+    RequestCount,
+    Spec,
+    Text,
+    TokenCount,
+)
 from fleetsim.spec.economics import CostSpec, FacilitySpec
+from fleetsim.spec.engine import EngineSpec
 from fleetsim.spec.kvcache import KvCacheSpec
 from fleetsim.spec.workload import WorkloadSpec
 
-PositiveInt = Annotated[int, Field(gt=0)]
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+MAX_TP = 1024
+MAX_RUNNING_SEQS = 1_000_000
+MAX_BLOCK_TOKENS = 1_048_576
+_YEARS = f"{MAX_DURATION_S:,.0f} s (10 years)"
 
 
 class FleetSpec(Spec):
-    gpu: str = "h100-sxm"
-    replicas: PositiveInt = 1
-    tp: PositiveInt = 1
-    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9
-    router: Literal["round_robin", "random", "least_outstanding", "most_free_kv", "central_queue"] = "least_outstanding"
-    # Calibration profile: a path to a profile YAML, or null for the GPU's shipped default.
-    profile: str | None = None
+    """The GPUs: how many replicas of which GPU, how each is split, how requests are routed."""
+
+    gpu: PathText = Field(
+        default="h100-sxm", description="GPU: a catalog name (`fleetsim gpus`) or a path to a GPU YAML file."
+    )
+    replicas: Annotated[int, Field(ge=1, le=MAX_REPLICAS), INTEGER] = Field(
+        default=1,
+        description=f"Replicas (each a tensor-parallel group of `tp` GPUs); 1 to {MAX_REPLICAS:,}, "
+        f"and replicas x tp at most {MAX_GPUS:,} GPUs. Default 1.",
+    )
+    tp: Annotated[int, Field(ge=1, le=MAX_TP), INTEGER] = Field(
+        default=1,
+        description=f"Tensor-parallel degree: GPUs per replica; 1 to {MAX_TP}. Default 1 (no tensor parallelism).",
+    )
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1), NUMBER] = Field(
+        default=0.9,
+        description="Fraction of each GPU's memory the server may use (weights + workspace + KV pool); "
+        "in (0, 1]. Default 0.9 (vLLM's default).",
+    )
+    router: Literal["round_robin", "random", "least_outstanding", "most_free_kv", "central_queue"] = Field(
+        default="least_outstanding",
+        description="How requests are spread over replicas: round_robin, random, least_outstanding "
+        "(fewest requests in flight), most_free_kv, central_queue (one fleet queue). Default least_outstanding.",
+    )
+    profile: PathText | None = Field(
+        default=None,
+        description="Calibration profile: a path to a profile YAML (relative to the scenario file's folder), "
+        "or null (default) for the GPU's shipped profile.",
+    )
+
+    @model_validator(mode="after")
+    def _gpu_count(self):
+        if self.replicas * self.tp > MAX_GPUS:
+            raise ValueError(
+                f"replicas x tp = {self.replicas:,} x {self.tp} = {self.replicas * self.tp:,} GPUs; "
+                f"valid: at most {MAX_GPUS:,} GPUs"
+            )
+        return self
 
 
 class SchedulerSpec(Spec):
     """vLLM-style continuous batching (V1 defaults for an online server)."""
 
-    max_batched_tokens: PositiveInt = 8192
-    max_running_seqs: PositiveInt = 256
-    chunked_prefill: bool = True
-    block_tokens: PositiveInt = 16
-    # Requests longer than this (input + output) are rejected at arrival; null: model limit / pool.
-    max_model_len: PositiveInt | None = None
-    # Waiting requests beyond this are rejected at arrival; null: unbounded queue.
-    max_queue: PositiveInt | None = None
+    max_batched_tokens: TokenCount = Field(
+        default=8192,
+        description=f"Token budget of one scheduler iteration (prefill chunks + decodes); 1 to {MAX_TOKENS:,}. "
+        "Default 8192.",
+    )
+    max_running_seqs: Annotated[int, Field(ge=1, le=MAX_RUNNING_SEQS), INTEGER] = Field(
+        default=256, description=f"Sequences one replica runs at once; 1 to {MAX_RUNNING_SEQS:,}. Default 256."
+    )
+    chunked_prefill: bool = Field(
+        default=True,
+        description="Split long prompts into chunks that fit max_batched_tokens, mixed with decodes. Default true.",
+    )
+    block_tokens: Annotated[int, Field(ge=1, le=MAX_BLOCK_TOKENS), INTEGER] = Field(
+        default=16, description=f"Tokens per paged KV-cache block; 1 to {MAX_BLOCK_TOKENS:,}. Default 16."
+    )
+    max_model_len: Annotated[int, Field(ge=1, le=2 * MAX_TOKENS), INTEGER] | None = Field(
+        default=None,
+        description=f"Requests longer than this many tokens (input + output) are rejected at arrival; "
+        f"1 to {2 * MAX_TOKENS:,}. Default null: the model's context limit (or what the KV pool holds).",
+    )
+    max_queue: RequestCount | None = Field(
+        default=None,
+        description=f"Waiting requests beyond this are rejected at arrival; 1 to {MAX_REQUESTS:,}. "
+        "Default null: an unbounded queue.",
+    )
 
 
 class SLOSpec(Spec):
-    ttft_s: PositiveFloat = 2.0
-    tpot_s: PositiveFloat = 0.1
-    percentile: Annotated[float, Field(gt=0, lt=100)] = 99.0
-    # Fraction of requests that must meet both targets individually.
-    attainment_target: Annotated[float, Field(gt=0, le=1)] = 0.99
+    """Latency targets, and how a run is judged against them."""
+
+    ttft_s: Duration = Field(
+        default=2.0, description=f"Time-to-first-token target, seconds; > 0 and at most {_YEARS}. Default 2.0."
+    )
+    tpot_s: Duration = Field(
+        default=0.1, description=f"Time-per-output-token target, seconds; > 0 and at most {_YEARS}. Default 0.1."
+    )
+    percentile: Annotated[float, Field(gt=0, lt=100), NUMBER] = Field(
+        default=99.0, description="Latency percentile compared with the targets; in (0, 100). Default 99 (p99)."
+    )
+    attainment_target: Annotated[float, Field(gt=0, le=1), NUMBER] = Field(
+        default=0.99,
+        description="Fraction of requests that must meet both targets individually; in (0, 1]. Default 0.99.",
+    )
 
 
 class RunSpec(Spec):
-    duration_s: PositiveFloat | None = 600.0
-    max_requests: PositiveInt | None = None
-    seed: int = 0
-    # After arrivals stop, finish the requests in flight (so latencies are not survivor-biased).
-    drain: bool = True
-    warmup_s: Annotated[float, Field(ge=0)] = 0.0
-    timeseries_interval_s: PositiveFloat | None = None  # null: duration / 400
+    """How long to run and with which random stream."""
+
+    duration_s: Duration | None = Field(
+        default=600.0,
+        description=f"Simulated seconds during which requests arrive; > 0 and at most {_YEARS}. "
+        "Default 600. null: run until max_requests have arrived.",
+    )
+    max_requests: RequestCount | None = Field(
+        default=None,
+        description=f"Stop arrivals after this many requests; 1 to {MAX_REQUESTS:,} (the work budget checked "
+        "before the run is lower). Default null: no count limit (duration_s ends the run).",
+    )
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED), INTEGER] = Field(
+        default=0,
+        description="Seed of the run's random stream (numpy default_rng); 0 to 2^63 - 1. Same scenario and seed "
+        "give the same summary. Default 0.",
+    )
+    drain: bool = Field(
+        default=True,
+        description="After arrivals stop, finish the requests in flight, so latencies are not survivor-biased. "
+        "Default true.",
+    )
+    warmup_s: NonNegativeDuration = Field(
+        default=0.0,
+        description=f"Seconds at the start left out of the metrics; 0 to {_YEARS}. Default 0 (nothing left out).",
+    )
+    timeseries_interval_s: Duration | None = Field(
+        default=None,
+        description=f"Seconds between samples of the fleet time series; > 0 and at most {_YEARS} (at most "
+        "1,000,000 samples a run, checked before the run). Default null: the run's length / 400.",
+    )
 
     @model_validator(mode="after")
     def _some_limit(self):
@@ -62,22 +169,44 @@ class RunSpec(Spec):
 
 
 class ScenarioSpec(Spec):
-    name: str = "scenario"
-    description: str = ""
-    model: str = Field(description="catalog name (fleetsim models) or a path to a Hugging Face config.json")
-    weight_dtype: str = "bf16"
-    kv_cache: KvCacheSpec = KvCacheSpec()
-    fleet: FleetSpec = FleetSpec()
-    scheduler: SchedulerSpec = SchedulerSpec()
-    workload: WorkloadSpec
-    slo: SLOSpec = SLOSpec()
-    facility: FacilitySpec = FacilitySpec()
-    cost: CostSpec = CostSpec()
-    run: RunSpec = RunSpec()
+    """One simulation: a model on a fleet of GPUs serving a workload, and what it costs."""
+
+    name: Name = Field(
+        default="scenario", description="Name shown in results; 1 to 200 characters. Default 'scenario'."
+    )
+    description: Text = Field(
+        default="", description="Free text about the scenario; up to 10,000 characters. Default empty."
+    )
+    model: PathText = Field(
+        description="Model: a catalog name (`fleetsim models`), or a path (relative to the scenario file's folder) "
+        "to a Hugging Face config.json, a folder holding one, or a catalog-format YAML. Required."
+    )
+    weight_dtype: str = Field(
+        default="bf16",
+        description=f"Precision the weights are stored in: one of {', '.join(WEIGHT_DTYPES)}. Default bf16.",
+    )
+    kv_cache: KvCacheSpec = Field(
+        default=KvCacheSpec(),
+        description="KV-cache precision, eviction and prefix sharing. Default: bf16, no eviction.",
+    )
+    fleet: FleetSpec = Field(default=FleetSpec(), description="GPUs, replicas, tensor parallelism and routing.")
+    scheduler: SchedulerSpec = Field(default=SchedulerSpec(), description="Continuous-batching limits of each replica.")
+    engine: EngineSpec = Field(
+        default=EngineSpec(),
+        description="The serving engine and release (vLLM, SGLang, TensorRT-LLM): host time, launch cost and "
+        "batching come from its profile. Default: the newest shipped vLLM.",
+    )
+    workload: WorkloadSpec = Field(description="What arrives: the arrival process and the request classes. Required.")
+    slo: SLOSpec = Field(default=SLOSpec(), description="Latency targets (TTFT, TPOT) and the attainment judged.")
+    facility: FacilitySpec = Field(
+        default=FacilitySpec(), description="The building: PUE, water use, rack power budget."
+    )
+    cost: CostSpec = Field(default=CostSpec(), description="How the fleet is paid for: rental or owned (TCO).")
+    run: RunSpec = Field(default=RunSpec(), description="Duration or request count, seed, drain, warm-up, sampling.")
 
     @field_validator("weight_dtype")
     @classmethod
     def _weight_dtype(cls, v: str) -> str:
         if v not in WEIGHT_DTYPES:
-            raise ValueError(f"'{v}' is not a weight dtype; choose one of {', '.join(WEIGHT_DTYPES)}")
+            raise ValueError(f"'{v[:80]}' is not a weight dtype; choose one of {', '.join(WEIGHT_DTYPES)}")
         return v

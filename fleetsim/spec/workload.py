@@ -25,12 +25,41 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from fleetsim.spec.base import Spec
+from fleetsim.spec.base import (
+    INTEGER,
+    MAX_DURATION_S,
+    MAX_RATE_PER_S,
+    MAX_REQUESTS,
+    MAX_TOKENS,
+    NUMBER,
+    Duration,
+    Fraction,
+    Name,
+    NonNegativeDuration,
+    NonNegativeTokens,
+    PathText,
+    Rate,
+    RequestCount,
+    Spec,
+    TokenCount,
+)
 
-PositiveInt = Annotated[int, Field(gt=0)]
-TokenCount = Annotated[int, Field(ge=1)]
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+MAX_SIGMA = 10.0
+MAX_CV = 100.0
+MIN_CV = 1e-3
+MAX_WEIGHT = 1e12
+MAX_EMPIRICAL_VALUES = 1_000_000
+MAX_SEGMENTS = 100_000
+MIN_SEGMENT_S = 1e-3
+MAX_SPEEDUP = 1e6
+MAX_USERS = 1_000_000
+MAX_CLASSES = 1000
+MAX_TRACE_REQUESTS = MAX_REQUESTS
+
+_TOKENS = f"1 to {MAX_TOKENS:,}"
+_YEARS = f"{MAX_DURATION_S:,.0f} s (10 years)"
+_RATE = f"> 0 and at most {MAX_RATE_PER_S:.0e}"
+Weight = Annotated[float, Field(gt=0, le=MAX_WEIGHT), NUMBER]
 
 
 # --------------------------------------------------------------------------- lengths (tokens)
@@ -39,8 +68,8 @@ NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 class FixedLength(Spec):
     """Every request has exactly ``tokens`` tokens."""
 
-    kind: Literal["fixed"] = "fixed"
-    tokens: TokenCount
+    kind: Literal["fixed"] = Field(default="fixed", description="Fixed length: every request has `tokens` tokens.")
+    tokens: TokenCount = Field(description=f"Tokens of every request; {_TOKENS}. Required.")
 
     @property
     def min_possible_tokens(self) -> int:
@@ -50,9 +79,11 @@ class FixedLength(Spec):
 class UniformLength(Spec):
     """Integer uniform on [min_tokens, max_tokens], both ends included."""
 
-    kind: Literal["uniform"] = "uniform"
-    min_tokens: TokenCount
-    max_tokens: TokenCount
+    kind: Literal["uniform"] = Field(
+        default="uniform", description="Integer uniform length on [min_tokens, max_tokens]."
+    )
+    min_tokens: TokenCount = Field(description=f"Smallest length, included; {_TOKENS}. Required.")
+    max_tokens: TokenCount = Field(description=f"Largest length, included, >= min_tokens; {_TOKENS}. Required.")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -76,11 +107,19 @@ class LognormalLength(Spec):
     upper bound.
     """
 
-    kind: Literal["lognormal"] = "lognormal"
-    mean_tokens: PositiveFloat
-    sigma: PositiveFloat
-    min_tokens: TokenCount = 1
-    max_tokens: TokenCount | None = None
+    kind: Literal["lognormal"] = Field(
+        default="lognormal", description="Rounded lognormal length, clipped to the bounds."
+    )
+    mean_tokens: Annotated[float, Field(gt=0, le=MAX_TOKENS), NUMBER] = Field(
+        description=f"Arithmetic mean of the untruncated lognormal, tokens; > 0 and at most {MAX_TOKENS:,}. Required."
+    )
+    sigma: Annotated[float, Field(gt=0, le=MAX_SIGMA), NUMBER] = Field(
+        description=f"Standard deviation of ln(length); > 0 and at most {MAX_SIGMA:g}. Required."
+    )
+    min_tokens: TokenCount = Field(default=1, description=f"Draws below are raised to this; {_TOKENS}. Default 1.")
+    max_tokens: TokenCount | None = Field(
+        default=None, description=f"Draws above are cut to this; {_TOKENS}. Default null: no upper bound."
+    )
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -103,9 +142,18 @@ class LognormalLength(Spec):
 class EmpiricalLength(Spec):
     """A draw from ``values`` with probabilities proportional to ``weights`` (equal if omitted)."""
 
-    kind: Literal["empirical"] = "empirical"
-    values: tuple[TokenCount, ...] = Field(min_length=1)
-    weights: tuple[PositiveFloat, ...] | None = None
+    kind: Literal["empirical"] = Field(default="empirical", description="A draw from a list of lengths.")
+    values: tuple[TokenCount, ...] = Field(
+        min_length=1,
+        max_length=MAX_EMPIRICAL_VALUES,
+        description=f"Lengths to draw from, tokens each {_TOKENS}; 1 to {MAX_EMPIRICAL_VALUES:,} entries. Required.",
+    )
+    weights: tuple[Weight, ...] | None = Field(
+        default=None,
+        max_length=MAX_EMPIRICAL_VALUES,
+        description=f"Relative probability of each value, one per value, each > 0 and at most {MAX_WEIGHT:.0e}. "
+        "Default null: equal probabilities.",
+    )
 
     @model_validator(mode="after")
     def _same_length(self):
@@ -131,13 +179,17 @@ LengthDistribution = Annotated[
 
 
 class FixedThinkTime(Spec):
-    kind: Literal["fixed"] = "fixed"
-    value_s: NonNegativeFloat
+    """The same think time after every answer."""
+
+    kind: Literal["fixed"] = Field(default="fixed", description="Fixed think time.")
+    value_s: NonNegativeDuration = Field(description=f"Think time, seconds; 0 to {_YEARS}. Required.")
 
 
 class ExponentialThinkTime(Spec):
-    kind: Literal["exponential"] = "exponential"
-    mean_s: PositiveFloat
+    """Exponentially distributed think times."""
+
+    kind: Literal["exponential"] = Field(default="exponential", description="Exponential think time.")
+    mean_s: Duration = Field(description=f"Mean think time, seconds; > 0 and at most {_YEARS}. Required.")
 
 
 ThinkTime = Annotated[FixedThinkTime | ExponentialThinkTime, Field(discriminator="kind")]
@@ -149,8 +201,8 @@ ThinkTime = Annotated[FixedThinkTime | ExponentialThinkTime, Field(discriminator
 class PoissonArrival(Spec):
     """Exponential inter-arrival times with mean 1 / rate_per_s."""
 
-    kind: Literal["poisson"] = "poisson"
-    rate_per_s: PositiveFloat
+    kind: Literal["poisson"] = Field(default="poisson", description="Poisson arrivals at a constant rate.")
+    rate_per_s: Rate = Field(description=f"Mean arrival rate, requests per second; {_RATE}. Required.")
 
 
 class GammaArrival(Spec):
@@ -159,9 +211,12 @@ class GammaArrival(Spec):
     Shape k = 1 / cv^2, scale = cv^2 / rate_per_s. cv = 1 is Poisson; cv > 1 is bursty.
     """
 
-    kind: Literal["gamma"] = "gamma"
-    rate_per_s: PositiveFloat
-    cv: PositiveFloat
+    kind: Literal["gamma"] = Field(default="gamma", description="Renewal arrivals with Gamma inter-arrival times.")
+    rate_per_s: Rate = Field(description=f"Mean arrival rate, requests per second; {_RATE}. Required.")
+    cv: Annotated[float, Field(ge=MIN_CV, le=MAX_CV), NUMBER] = Field(
+        description=f"Coefficient of variation of the gaps (1: Poisson, > 1: bursty); {MIN_CV:g} to {MAX_CV:g}. "
+        "Required."
+    )
 
 
 class DiurnalArrival(Spec):
@@ -176,13 +231,33 @@ class DiurnalArrival(Spec):
     with period len(rates_per_s) x segment_s.
     """
 
-    kind: Literal["diurnal"] = "diurnal"
-    mean_rate_per_s: PositiveFloat | None = None
-    peak_to_mean: float | None = Field(default=None, ge=1, le=2, allow_inf_nan=False)
-    period_s: PositiveFloat = 86400.0
-    peak_time_s: NonNegativeFloat = 0.0
-    rates_per_s: tuple[NonNegativeFloat, ...] | None = None
-    segment_s: PositiveFloat | None = None
+    kind: Literal["diurnal"] = Field(default="diurnal", description="Poisson arrivals with a periodic rate profile.")
+    mean_rate_per_s: Rate | None = Field(
+        default=None,
+        description=f"Sinusoidal: mean rate over a period, requests per second; {_RATE}. "
+        "Default null (give it, or rates_per_s and segment_s).",
+    )
+    peak_to_mean: Annotated[float, Field(ge=1, le=2), NUMBER] | None = Field(
+        default=None, description="Sinusoidal: peak rate / mean rate; 1 to 2. Default null: 1 (a flat rate)."
+    )
+    period_s: Annotated[float, Field(ge=MIN_SEGMENT_S, le=MAX_DURATION_S), NUMBER] = Field(
+        default=86400.0,
+        description=f"Sinusoidal: period, seconds; {MIN_SEGMENT_S:g} to {_YEARS}. Default 86400 (a day).",
+    )
+    peak_time_s: NonNegativeDuration = Field(
+        default=0.0, description=f"Sinusoidal: time of the peak within the period, seconds; 0 to {_YEARS}. Default 0."
+    )
+    rates_per_s: tuple[Annotated[float, Field(ge=0, le=MAX_RATE_PER_S), NUMBER], ...] | None = Field(
+        default=None,
+        max_length=MAX_SEGMENTS,
+        description=f"Piecewise: the rate of each segment, requests per second, each 0 to {MAX_RATE_PER_S:.0e} "
+        f"(at least one > 0); 1 to {MAX_SEGMENTS:,} segments, repeating. Default null (sinusoidal).",
+    )
+    segment_s: Annotated[float, Field(ge=MIN_SEGMENT_S, le=MAX_DURATION_S), NUMBER] | None = Field(
+        default=None,
+        description=f"Piecewise: length of each segment, seconds; {MIN_SEGMENT_S:g} to {_YEARS}. "
+        "Default null (sinusoidal).",
+    )
 
     @model_validator(mode="after")
     def _one_shape(self):
@@ -224,14 +299,26 @@ class TraceArrival(Spec):
       - Vidur ``arrived_at, num_prefill_tokens, num_decode_tokens`` (seconds).
     Rows are sorted by time and shifted so the first request arrives at 0. ``speedup`` divides
     every arrival time (speedup 2 replays the trace twice as fast, at twice the rate); lengths are
-    unchanged. ``max_requests`` keeps only the first N requests. A relative ``path`` is resolved
-    against the working directory.
+    unchanged. ``max_requests`` keeps only the first N requests. A relative ``path`` in a scenario
+    file is resolved against that file's folder (in a mapping given in Python, against the working
+    directory). Requests after ``run.duration_s`` are dropped, with a FleetsimWarning.
     """
 
-    kind: Literal["trace"] = "trace"
-    path: str = Field(min_length=1)
-    speedup: PositiveFloat = 1.0
-    max_requests: PositiveInt | None = None
+    kind: Literal["trace"] = Field(
+        default="trace", description="Replay of a CSV trace (times and lengths from the file)."
+    )
+    path: PathText = Field(
+        description="CSV trace file; a relative path is relative to the scenario file's folder. Required."
+    )
+    speedup: Annotated[float, Field(gt=0, le=MAX_SPEEDUP), NUMBER] = Field(
+        default=1.0,
+        description=f"Divide every arrival time by this (2: twice the rate); > 0 and at most {MAX_SPEEDUP:.0e}. "
+        "Default 1.",
+    )
+    max_requests: RequestCount | None = Field(
+        default=None,
+        description=f"Keep only the first N requests; 1 to {MAX_REQUESTS:,}. Default null: the whole trace.",
+    )
 
 
 class ClosedArrival(Spec):
@@ -240,16 +327,21 @@ class ClosedArrival(Spec):
     The simulator drives the loop; ``think_time: null`` (the default) means no think time.
     """
 
-    kind: Literal["closed"] = "closed"
-    users: PositiveInt
-    think_time: ThinkTime | None = None
+    kind: Literal["closed"] = Field(default="closed", description="Closed loop: users wait for each answer.")
+    users: Annotated[int, Field(ge=1, le=MAX_USERS), INTEGER] = Field(
+        description=f"Concurrent clients, each with one request in flight; 1 to {MAX_USERS:,}. Required."
+    )
+    think_time: ThinkTime | None = Field(
+        default=None,
+        description="Pause between an answer and the next request, by `kind`. Default null: no think time.",
+    )
 
 
 class OfflineArrival(Spec):
     """MLPerf Offline: all ``requests`` arrive at time 0."""
 
-    kind: Literal["offline"] = "offline"
-    requests: PositiveInt
+    kind: Literal["offline"] = Field(default="offline", description="Offline batch: every request arrives at t = 0.")
+    requests: RequestCount = Field(description=f"Requests in the batch; 1 to {MAX_REQUESTS:,}. Required.")
 
 
 ArrivalProcess = Annotated[
@@ -274,17 +366,36 @@ class RequestClass(Spec):
     must be left out; otherwise both are required.
     """
 
-    name: str = Field(min_length=1)
-    weight: PositiveFloat = 1.0
-    input_tokens: LengthDistribution | None = None
-    output_tokens: LengthDistribution | None = None
-    shared_prefix_tokens: int = Field(default=0, ge=0)
-    # Fraction of requests whose whole prompt is already in the prefix cache (a prompt seen
-    # before: a benchmark resending its prompts k times has 1 - 1/k; a retry; a regenerate).
-    # With kv_cache.prefix_caching such a request prefills only its last prompt token and
-    # shares the prompt's KV blocks instead of holding its own.
-    prompt_cache_hit_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
-    slo_class: str | None = None
+    name: Name = Field(description="Class name, unique in the workload; 1 to 200 characters. Required.")
+    weight: Weight = Field(
+        default=1.0,
+        description=f"Relative share of requests (probability weight / sum of weights); > 0 and at most "
+        f"{MAX_WEIGHT:.0e}. Default 1.",
+    )
+    input_tokens: LengthDistribution | None = Field(
+        default=None,
+        description="Prompt length distribution, by `kind` (fixed, uniform, lognormal, empirical). "
+        "Required unless the workload is a trace (then left out).",
+    )
+    output_tokens: LengthDistribution | None = Field(
+        default=None,
+        description="Generated length distribution, by `kind`. Required unless the workload is a trace (then left out).",
+    )
+    shared_prefix_tokens: NonNegativeTokens = Field(
+        default=0,
+        description=f"Leading prompt tokens shared by every request of the class (a system prompt), below the "
+        f"smallest possible input; 0 to {MAX_TOKENS:,}. Default 0 (none).",
+    )
+    # A benchmark resending its prompts k times has 1 - 1/k; a retry; a regenerate. With
+    # kv_cache.prefix_caching such a request prefills only its last prompt token and shares the
+    # prompt's KV blocks instead of holding its own.
+    prompt_cache_hit_fraction: Fraction = Field(
+        default=0.0,
+        description="Fraction of requests whose whole prompt is already in the prefix cache; 0 to 1. Default 0.",
+    )
+    slo_class: Name | None = Field(
+        default=None, description="Label for grouping results (e.g. interactive, batch). Default null: no label."
+    )
 
     @model_validator(mode="after")
     def _prefix_below_input(self):
@@ -301,8 +412,15 @@ class RequestClass(Spec):
 class WorkloadSpec(Spec):
     """Arrival process plus the request mix. A trace workload may leave ``classes`` out."""
 
-    arrival: ArrivalProcess
-    classes: tuple[RequestClass, ...] = ()
+    arrival: ArrivalProcess = Field(
+        description="When requests arrive, by `kind`: poisson, gamma, diurnal, trace, closed, offline. Required."
+    )
+    classes: tuple[RequestClass, ...] = Field(
+        default=(),
+        max_length=MAX_CLASSES,
+        description=f"The request mix: 1 to {MAX_CLASSES:,} classes. Required unless the workload is a trace "
+        "(default: one class named 'trace').",
+    )
 
     @model_validator(mode="before")
     @classmethod
