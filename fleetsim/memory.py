@@ -6,8 +6,12 @@ KV bytes of one sequence = sum over layers of cached_tokens(layer) x bytes per c
   MLA: (kv_lora_rank + qk_rope_head_dim) x latent_bytes -- one latent, no K/V pair; the
        latent is stored at the key precision (it produces both keys and values)
   SSM: a fixed state per sequence, independent of length (not scaled by KV precision)
-cached_tokens is n for global layers, min(n, window) for sliding-window layers, and is further
-capped by the eviction policy.
+  Gated DeltaNet (linear attention): likewise a fixed recurrent + conv state per sequence
+  DeepSeek sparse attention: the MLA latent, plus the lightning indexer's key of every token
+       (fp8 + fp32 block scale, whatever the KV precision: vLLM and SGLang store it so)
+  KV-shared layers (Gemma 3n): nothing -- they read an earlier layer's cache
+cached_tokens is n for global layers, min(n, window) for sliding-window layers, min(n, chunk) for
+chunked local attention (one chunk held at most), and is further capped by the eviction policy.
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ import numpy as np
 
 from fleetsim.errors import CapacityError, SpecError
 from fleetsim.precision import bytes_per_element
-from fleetsim.spec.architecture import Architecture, AttentionLayers, MLALayers, SSMLayers
+from fleetsim.spec.architecture import (
+    Architecture,
+    AttentionLayers,
+    KVSharedAttentionLayers,
+    LinearAttentionLayers,
+    MLALayers,
+    SparseMLALayers,
+    SSMLayers,
+)
 from fleetsim.spec.hardware import GpuSpec
 from fleetsim.spec.kvcache import H2O, KvCacheSpec, PyramidKV, SnapKV, StreamingLLM
 
@@ -31,14 +43,20 @@ GIB = 1 << 30
 # --------------------------------------------------------------------------- tensor parallel
 def _tp_problem(arch: Architecture, tp: int) -> str | None:
     """Why tp cannot split this model (None when it can): query heads must split evenly, and
-    KV heads evenly or be replicated whole (tp a multiple of them)."""
+    KV heads evenly or be replicated whole (tp a multiple of them); Gated DeltaNet key and value
+    heads must split evenly (their state is sharded by head, as vLLM does)."""
     for g in arch.layers:
-        if isinstance(g, (AttentionLayers, MLALayers)) and g.q_heads % tp:
+        if isinstance(g, (AttentionLayers, KVSharedAttentionLayers, MLALayers, SparseMLALayers)) and g.q_heads % tp:
             return f"does not divide the {g.q_heads} attention heads of {arch.name}"
-        if isinstance(g, AttentionLayers) and tp > g.kv_heads and tp % g.kv_heads:
-            return f"neither divides nor is a multiple of the {g.kv_heads} KV heads of {arch.name}"
-        if isinstance(g, AttentionLayers) and tp <= g.kv_heads and g.kv_heads % tp:
-            return f"does not divide the {g.kv_heads} KV heads of {arch.name}"
+        if isinstance(g, (AttentionLayers, KVSharedAttentionLayers)):
+            if tp > g.kv_heads and tp % g.kv_heads:
+                return f"neither divides nor is a multiple of the {g.kv_heads} KV heads of {arch.name}"
+            if tp <= g.kv_heads and g.kv_heads % tp:
+                return f"does not divide the {g.kv_heads} KV heads of {arch.name}"
+        if isinstance(g, LinearAttentionLayers):
+            for heads, what in ((g.key_heads, "key"), (g.value_heads, "value")):
+                if heads % tp:
+                    return f"does not divide the {heads} linear-attention {what} heads of {arch.name}"
     return None
 
 
@@ -64,7 +82,7 @@ def _kv_heads_per_rank(kv_heads: int, tp: int) -> int:
 class KvTerm:
     """Layers sharing one caching rule: tokens = min(n, cap_tokens, min(prompt, prompt_cap) + generated)."""
 
-    kind: str  # attention_global | attention_window | mla | ssm
+    kind: str  # attention_global | attention_window | attention_chunk | mla | dsa_indexer | ssm | linear_attention
     layers: int
     bytes_per_token_per_rank: Fraction  # summed over these layers
     cap_tokens: float = INF  # window and/or whole-sequence eviction budget
@@ -149,26 +167,25 @@ def kv_footprint(arch: Architecture, kv: KvCacheSpec = KvCacheSpec(), tp: int = 
         for _ in range(g.count):
             frac = depth / (n_layers - 1) if n_layers > 1 else 0.0
             depth += 1
-            if isinstance(g, SSMLayers):
-                add("ssm", Fraction(0), INF, INF, g.state_elements_per_layer * sb / tp)
+            if isinstance(g, (SSMLayers, LinearAttentionLayers)):  # fixed state, split by head over TP
+                add(g.kind, Fraction(0), INF, INF, g.state_elements_per_layer * sb / tp)
                 continue
-            if isinstance(g, AttentionLayers):
-                per_token = _kv_heads_per_rank(g.kv_heads, tp) * g.head_dim * (kb + vb)
-                kind = "attention_window" if g.window_tokens else "attention_global"
-                cap = float(g.window_tokens) if g.window_tokens else INF
-            else:  # MLA: latent replicated on every rank
-                per_token = (g.kv_lora_rank + g.qk_rope_head_dim) * kb
-                kind, cap = "mla", INF
-            prompt_cap = INF
-            if isinstance(ev, H2O):
-                cap = min(cap, ev.heavy_tokens + ev.recent_tokens)
-            elif isinstance(ev, StreamingLLM):
-                cap = min(cap, ev.sink_tokens + ev.window_tokens)
-            elif isinstance(ev, SnapKV):
-                prompt_cap = ev.budget_tokens
-            elif isinstance(ev, PyramidKV):
-                prompt_cap = ev.layer_budget_tokens(frac)
-            add(kind, per_token, cap, prompt_cap)
+            if isinstance(g, KVSharedAttentionLayers):
+                continue  # attends over an earlier layer's cache; stores none of its own
+            cached = [_cached_per_token(g, tp, kb, vb)]
+            if isinstance(g, SparseMLALayers):  # the indexer's keys, replicated like the latent
+                cached.append(("dsa_indexer", Fraction(g.index_bytes_per_token_per_layer), INF))
+            for kind, per_token, cap in cached:
+                prompt_cap = INF
+                if isinstance(ev, H2O):
+                    cap = min(cap, ev.heavy_tokens + ev.recent_tokens)
+                elif isinstance(ev, StreamingLLM):
+                    cap = min(cap, ev.sink_tokens + ev.window_tokens)
+                elif isinstance(ev, SnapKV):
+                    prompt_cap = ev.budget_tokens
+                elif isinstance(ev, PyramidKV):
+                    prompt_cap = ev.layer_budget_tokens(frac)
+                add(kind, per_token, cap, prompt_cap)
 
     built = tuple(
         KvTerm(
@@ -183,6 +200,19 @@ def kv_footprint(arch: Architecture, kv: KvCacheSpec = KvCacheSpec(), tp: int = 
         for k, v in terms.items()
     )
     return KvFootprint(terms=built, tp=tp, prefix_compression_ratio=kv.prefix_compression_ratio)
+
+
+def _cached_per_token(g, tp: int, kb: Fraction, vb: Fraction) -> tuple[str, Fraction, float]:
+    """(term kind, bytes per cached token per rank in one layer, cached-token cap) of a KV layer."""
+    if isinstance(g, AttentionLayers):
+        per_token = _kv_heads_per_rank(g.kv_heads, tp) * g.head_dim * (kb + vb)
+        if g.window_tokens:
+            return "attention_window", per_token, float(g.window_tokens)
+        if g.chunk_tokens:
+            return "attention_chunk", per_token, float(g.chunk_tokens)
+        return "attention_global", per_token, INF
+    # MLA (dense or sparse): one latent, replicated on every rank, at the key precision
+    return "mla", g.latent_elements_per_token * kb, INF
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from fleetsim.catalog.hf_config import (
+from fleetsim.catalog.hf import (
     architecture_from_hf_config,
     supported_model_types,
     validation_message,

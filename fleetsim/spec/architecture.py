@@ -2,6 +2,15 @@
 
 An Architecture is a run-length list of layer groups in depth order, so per-layer policies
 (PyramidKV budgets, sliding-window patterns) can see each layer's depth.
+
+Every layer group answers two FLOP questions, summed over its layers and over all TP ranks:
+
+- ``attention_flops_per_context_token()``: the FLOPs one query token spends on one cached token
+  (QK^T and PV); 0 for layers with a fixed state instead of a cache.
+  ``attention_flops_per_query_token(n)`` is the same times the cached tokens a query sees at
+  context n (windows, chunks and sparse top-k selection cap it).
+- ``state_flops_per_token()``: the FLOPs one token spends updating and reading a fixed-size
+  recurrent state (Mamba, Gated DeltaNet), independent of context; 0 for attention.
 """
 
 from typing import Annotated, Literal
@@ -12,11 +21,17 @@ from fleetsim.spec.base import Spec
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
+# DeepSeek-V3.2's lightning-indexer key cache in vLLM and SGLang: fp8 keys with one fp32 scale
+# per 128-element block (vLLM DeepseekV32IndexerCache: head_dim + head_dim // 128 * 4 bytes).
+INDEX_KEY_BYTES_PER_ELEMENT = 1
+INDEX_SCALE_BLOCK = 128
+INDEX_SCALE_BYTES = 4
 
-class AttentionLayers(Spec):
-    """Softmax attention with a K and a V per KV head: MHA (kv_heads = q_heads), GQA, MQA."""
 
-    kind: Literal["attention"] = "attention"
+class _HeadAttention(Spec):
+    """Softmax attention over K and V per KV head: the fields and FLOPs both kinds below share."""
+
+    kind: str
     count: PositiveInt
     q_heads: PositiveInt
     kv_heads: PositiveInt
@@ -30,17 +45,111 @@ class AttentionLayers(Spec):
             raise ValueError(f"q_heads={self.q_heads} is not a multiple of kv_heads={self.kv_heads}")
         return self
 
+    @property
+    def cached_tokens_cap(self) -> int | None:
+        """Most tokens of one sequence a query attends to in these layers (None: all of them)."""
+        return self.window_tokens
 
-class MLALayers(Spec):
-    """Multi-head latent attention (DeepSeek V2/V3): one compressed latent plus a RoPE key."""
+    def attention_flops_per_context_token(self) -> float:
+        # QK^T and PV: a multiply-add (2 FLOPs) per head-dim element for each.
+        return float(4 * self.q_heads * self.head_dim * self.count)
 
-    kind: Literal["mla"] = "mla"
+    def attention_flops_per_query_token(self, context_tokens: float) -> float:
+        return self.attention_flops_per_context_token() * _capped(context_tokens, self.cached_tokens_cap)
+
+    def state_flops_per_token(self) -> float:
+        return 0.0
+
+
+class AttentionLayers(_HeadAttention):
+    """Softmax attention with a K and a V per KV head: MHA (kv_heads = q_heads), GQA, MQA."""
+
+    kind: Literal["attention"] = "attention"
+    # Chunked local attention (Llama 4): a token attends only within its chunk of this many
+    # tokens, so the cache holds at most one chunk.
+    chunk_tokens: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _slides_or_chunks(self):
+        if self.window_tokens is not None and self.chunk_tokens is not None:
+            raise ValueError("window_tokens and chunk_tokens exclude each other; a layer slides or is chunked")
+        return self
+
+    @property
+    def cached_tokens_cap(self) -> int | None:
+        return self.window_tokens if self.window_tokens is not None else self.chunk_tokens
+
+
+class KVSharedAttentionLayers(_HeadAttention):
+    """Attention layers that reuse the KV cache of an earlier layer of the same type (Gemma 3n's
+    last num_kv_shared_layers): they attend like attention layers but store no KV of their own."""
+
+    kind: Literal["attention_kv_shared"] = "attention_kv_shared"
+
+
+class _LatentAttention(Spec):
+    """Multi-head latent attention's fields: one compressed latent plus a RoPE key per token."""
+
+    kind: str
     count: PositiveInt
     q_heads: PositiveInt
     kv_lora_rank: PositiveInt
     qk_rope_head_dim: PositiveInt
     qk_nope_head_dim: PositiveInt
     v_head_dim: PositiveInt
+
+    @property
+    def latent_elements_per_token(self) -> int:
+        return self.kv_lora_rank + self.qk_rope_head_dim
+
+    def _mla_flops_per_token(self) -> float:
+        # Absorbed weights: scores over the latent + RoPE key, values over the latent.
+        return float(2 * self.q_heads * (2 * self.kv_lora_rank + self.qk_rope_head_dim) * self.count)
+
+    def state_flops_per_token(self) -> float:
+        return 0.0
+
+
+class MLALayers(_LatentAttention):
+    """Multi-head latent attention (DeepSeek V2/V3): one compressed latent plus a RoPE key."""
+
+    kind: Literal["mla"] = "mla"
+
+    def attention_flops_per_context_token(self) -> float:
+        return self._mla_flops_per_token()
+
+    def attention_flops_per_query_token(self, context_tokens: float) -> float:
+        return self._mla_flops_per_token() * _capped(context_tokens, None)
+
+
+class SparseMLALayers(_LatentAttention):
+    """DeepSeek Sparse Attention (DeepSeek-V3.2): MLA as in V3, plus a lightning indexer that
+    keeps one small key per token (index_head_dim, fp8 + scale) and picks the index_topk cached
+    tokens each query's MLA attends to."""
+
+    kind: Literal["mla_sparse"] = "mla_sparse"
+    index_n_heads: PositiveInt
+    index_head_dim: PositiveInt
+    index_topk: PositiveInt
+
+    @property
+    def index_bytes_per_token_per_layer(self) -> int:
+        """fp8 index key plus its fp32 block scales, whatever the KV precision (vLLM, SGLang)."""
+        blocks = -(-self.index_head_dim // INDEX_SCALE_BLOCK)
+        return self.index_head_dim * INDEX_KEY_BYTES_PER_ELEMENT + blocks * INDEX_SCALE_BYTES
+
+    def _index_flops_per_token(self) -> float:
+        # One dot product per index head with every cached index key.
+        return float(2 * self.index_n_heads * self.index_head_dim * self.count)
+
+    def attention_flops_per_context_token(self) -> float:
+        """Indexer + MLA per cached token; exact while context <= index_topk (beyond it the MLA
+        part stops growing: see attention_flops_per_query_token)."""
+        return self._index_flops_per_token() + self._mla_flops_per_token()
+
+    def attention_flops_per_query_token(self, context_tokens: float) -> float:
+        n = _capped(context_tokens, None)
+        return self._index_flops_per_token() * n + self._mla_flops_per_token() * min(n, self.index_topk)
 
 
 class SSMLayers(Spec):
@@ -56,16 +165,88 @@ class SSMLayers(Spec):
     n_heads: PositiveInt | None = None  # Mamba-2 heads (TP splits them)
 
     @property
+    def conv_channels(self) -> int:
+        return self.d_inner if self.version == 1 else self.d_inner + 2 * self.n_groups * self.d_state
+
+    @property
     def state_elements_per_layer(self) -> int:
         """Conv state + SSM state elements of one sequence in one layer (vLLM's layout)."""
-        if self.version == 1:
-            conv_channels = self.d_inner
-        else:
-            conv_channels = self.d_inner + 2 * self.n_groups * self.d_state
-        return (self.d_conv - 1) * conv_channels + self.d_inner * self.d_state
+        return (self.d_conv - 1) * self.conv_channels + self.d_inner * self.d_state
+
+    def attention_flops_per_context_token(self) -> float:
+        return 0.0
+
+    def attention_flops_per_query_token(self, context_tokens: float) -> float:
+        return 0.0
+
+    def state_flops_per_token(self) -> float:
+        # Per state element: decay, input and readout (~6 FLOPs); per conv tap a multiply-add.
+        return float((6 * self.d_inner * self.d_state + 2 * self.conv_channels * self.d_conv) * self.count)
 
 
-LayerGroup = Annotated[AttentionLayers | MLALayers | SSMLayers, Field(discriminator="kind")]
+class LinearAttentionLayers(Spec):
+    """Gated DeltaNet linear attention (Qwen3-Next, Qwen3.5): per sequence a fixed recurrent state
+    (value_heads x key_head_dim x value_head_dim) and a causal-conv state over q, k and v."""
+
+    kind: Literal["linear_attention"] = "linear_attention"
+    count: PositiveInt
+    key_heads: PositiveInt
+    value_heads: PositiveInt
+    key_head_dim: PositiveInt
+    value_head_dim: PositiveInt
+    conv_kernel: PositiveInt
+
+    @model_validator(mode="after")
+    def _heads_group(self):
+        if self.value_heads % self.key_heads:
+            raise ValueError(f"value_heads={self.value_heads} is not a multiple of key_heads={self.key_heads}")
+        return self
+
+    @property
+    def conv_channels(self) -> int:
+        return 2 * self.key_heads * self.key_head_dim + self.value_heads * self.value_head_dim
+
+    @property
+    def recurrent_state_elements_per_layer(self) -> int:
+        return self.value_heads * self.key_head_dim * self.value_head_dim
+
+    @property
+    def state_elements_per_layer(self) -> int:
+        """Conv state ((kernel - 1) x conv channels) + recurrent state, one sequence, one layer."""
+        return (self.conv_kernel - 1) * self.conv_channels + self.recurrent_state_elements_per_layer
+
+    def attention_flops_per_context_token(self) -> float:
+        return 0.0
+
+    def attention_flops_per_query_token(self, context_tokens: float) -> float:
+        return 0.0
+
+    def state_flops_per_token(self) -> float:
+        # Per head and state element: decay, k^T S, the rank-1 delta update, q^T S (~7 FLOPs);
+        # per conv tap a multiply-add.
+        return float(
+            (7 * self.recurrent_state_elements_per_layer + 2 * self.conv_channels * self.conv_kernel) * self.count
+        )
+
+
+def _capped(context_tokens: float, cap: int | None) -> float:
+    n = max(0.0, float(context_tokens))
+    return n if cap is None else min(n, float(cap))
+
+
+LayerGroup = Annotated[
+    AttentionLayers | KVSharedAttentionLayers | MLALayers | SparseMLALayers | SSMLayers | LinearAttentionLayers,
+    Field(discriminator="kind"),
+]
+
+# One-word labels for tables (attention_kind); plain attention is labelled by its head layout.
+_KIND_LABELS = {
+    "mla": "MLA",
+    "mla_sparse": "DSA",
+    "ssm": "SSM",
+    "linear_attention": "GDN",
+    "attention_kv_shared": "KV-shared",
+}
 
 
 class MoE(Spec):
@@ -95,6 +276,8 @@ class Architecture(Spec):
     hidden_size: PositiveInt
     vocab_size: PositiveInt
     total_params: PositiveInt
+    # Parameters one token's forward pass multiplies: embedding lookups excluded, LM head and
+    # the experts a token uses included (fleetsim.catalog.hf.shape states the rule).
     active_params: PositiveInt
     layers: tuple[LayerGroup, ...] = Field(min_length=1)
     moe: MoE | None = None
@@ -114,6 +297,13 @@ class Architecture(Spec):
     def count_layers(self, kind: str) -> int:
         return sum(g.count for g in self.layers if g.kind == kind)
 
+    def attention_flops_per_context_token(self) -> float:
+        """Summed over every layer group (see the module docstring)."""
+        return sum(g.attention_flops_per_context_token() for g in self.layers)
+
+    def state_flops_per_token(self) -> float:
+        return sum(g.state_flops_per_token() for g in self.layers)
+
     @property
     def attention_kind(self) -> str:
         """A one-word label for tables: MHA, GQA, MQA, MLA, SSM, or hybrids like 'GQA+SSM'."""
@@ -123,8 +313,10 @@ class Architecture(Spec):
                 label = "MHA" if g.kv_heads == g.q_heads else ("MQA" if g.kv_heads == 1 else "GQA")
                 if g.window_tokens is not None:
                     label = "SWA"
+                elif g.chunk_tokens is not None:
+                    label = "chunked"
             else:
-                label = g.kind.upper()
+                label = _KIND_LABELS.get(g.kind, g.kind.upper())
             if label not in labels:
                 labels.append(label)
         return "+".join(labels)

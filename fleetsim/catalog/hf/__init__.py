@@ -1,0 +1,161 @@
+"""Read a Hugging Face ``config.json`` into an :class:`Architecture`.
+
+The reader derives, in depth order, what kind every layer is and run-length encodes it; it reads
+the mixture-of-experts layout; and, when no published count is given, it estimates total and
+active parameters from the tensor shapes the config implies (the counting rule, active included,
+is stated in :mod:`fleetsim.catalog.hf.shape`). One module per family of models:
+
+- :mod:`~fleetsim.catalog.hf.dense`: GPT-2, OPT, Llama-style decoders (llama, mistral, qwen2,
+  qwen3, gemma 1/2/3, phi3, granite)
+- :mod:`~fleetsim.catalog.hf.moe`: mixtral, qwen3_moe, gpt_oss, llama4
+- :mod:`~fleetsim.catalog.hf.mla`: deepseek_v2, deepseek_v3, kimi_k2, deepseek_v32
+- :mod:`~fleetsim.catalog.hf.ssm`: mamba, falcon_mamba, mamba2
+- :mod:`~fleetsim.catalog.hf.hybrid`: jamba, nemotron_h, qwen3_next, qwen3_5, qwen3_5_moe
+- :mod:`~fleetsim.catalog.hf.gemma`: gemma3n
+
+Configs that nest the language model (``text_config``, ``llm_config``, ...) are read from the
+nested block. Fields a checkpoint leaves out take the defaults of the transformers config class of
+that family. Anything unknown or contradictory raises :class:`CatalogError` with one line that
+names the field, its value and what would be valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+from fleetsim.catalog.hf import dense, gemma, hybrid, mla, moe, ssm
+from fleetsim.catalog.hf.fields import HfConfig, merged_fields
+from fleetsim.catalog.hf.shape import LayerSpec, Shape
+from fleetsim.errors import CatalogError
+from fleetsim.spec.architecture import (
+    Architecture,
+    AttentionLayers,
+    KVSharedAttentionLayers,
+    LinearAttentionLayers,
+    MLALayers,
+    SparseMLALayers,
+    SSMLayers,
+)
+
+__all__ = ["architecture_from_hf_config", "supported_model_types", "validation_message"]
+
+_MODULES = (dense, moe, mla, ssm, hybrid, gemma)
+_FAMILIES: dict[str, Callable[[HfConfig], Shape]] = {}
+_DEFAULTS: dict[str, dict] = {}
+_ARCHITECTURE_CLASSES: dict[str, str] = {}
+for _module in _MODULES:
+    _FAMILIES.update(_module.FAMILIES)
+    _DEFAULTS.update(_module.DEFAULTS)
+    _ARCHITECTURE_CLASSES.update(_module.ARCHITECTURE_CLASSES)
+
+# Multimodal wrappers whose config lacks (or did not nest) the text model's own model_type.
+_WRAPPERS = {"gemma3": "gemma3_text", "llama4": "llama4_text", **hybrid.WRAPPERS, **gemma.WRAPPERS}
+
+_GROUP_CLASSES = {
+    cls.model_fields["kind"].default: cls
+    for cls in (AttentionLayers, KVSharedAttentionLayers, MLALayers, SparseMLALayers, SSMLayers, LinearAttentionLayers)
+}
+
+
+def supported_model_types() -> list[str]:
+    """Every ``model_type`` this reader understands."""
+    return sorted(set(_FAMILIES) | set(_WRAPPERS))
+
+
+def architecture_from_hf_config(
+    config: dict,
+    *,
+    name: str,
+    source: str = "",
+    total_params: int | None = None,
+    active_params: int | None = None,
+) -> Architecture:
+    """Build an Architecture from the dict of a Hugging Face config.json.
+
+    ``total_params``/``active_params`` are published counts; when left out they are estimated
+    from the config. When only ``total_params`` is given, ``active_params`` is the total less the
+    estimated weights a token does not multiply (idle experts, embedding lookups).
+    """
+    if not isinstance(config, dict):
+        raise CatalogError(f"{name}: a config must be a JSON object (a dict), not {type(config).__name__}")
+    model_type = _model_type(config, name)
+    cfg = HfConfig(config, name, model_type, _DEFAULTS.get(model_type, {}))
+    build = _FAMILIES[model_type]
+    if model_type in dense.FAMILIES and model_type != "opt" and cfg.has("num_local_experts"):
+        build = moe.mixtral_or_qwen3_moe  # a Llama-style config with experts reads as Mixtral
+    shape = build(cfg)
+    total, active = _resolve_counts(shape, total_params, active_params, name)
+    try:
+        return Architecture(
+            name=name,
+            source=source,
+            hidden_size=shape.hidden_size,
+            vocab_size=shape.vocab_size,
+            total_params=total,
+            active_params=active,
+            layers=tuple(_run_length(shape.layers)),
+            moe=shape.moe,
+            native_dtype=cfg.native_dtype(),
+            max_context_tokens=shape.max_context_tokens,
+        )
+    except ValidationError as exc:
+        raise CatalogError(f"{name}: {validation_message(exc)}") from None
+
+
+def _model_type(raw: dict, name: str) -> str:
+    fields = merged_fields(raw)
+    model_type = fields.get("model_type")
+    if model_type is None:
+        for cls in fields.get("architectures") or ():
+            if cls in _ARCHITECTURE_CLASSES:
+                model_type = _ARCHITECTURE_CLASSES[cls]
+                break
+    if model_type is None:
+        raise CatalogError(
+            f"{name}: config has no 'model_type' and 'architectures' = "
+            f"{fields.get('architectures')!r} names no known class; "
+            f"supported model types: {', '.join(supported_model_types())}"
+        )
+    model_type = _WRAPPERS.get(model_type, model_type)
+    if model_type not in _FAMILIES:
+        raise CatalogError(
+            f"{name}: config field 'model_type' = {str(model_type)[:80]!r} is not supported; "
+            f"supported: {', '.join(supported_model_types())}"
+        )
+    return model_type
+
+
+def _run_length(layers: list[LayerSpec]) -> list:
+    groups: list = []
+    previous, count = None, 0
+    for spec in [*layers, None]:
+        if spec == previous:
+            count += 1
+            continue
+        if previous is not None:
+            kind, fields = previous
+            groups.append(_GROUP_CLASSES[kind](count=count, **dict(fields)))
+        previous, count = spec, 1
+    return groups
+
+
+def _resolve_counts(shape: Shape, total: int | None, active: int | None, name: str) -> tuple[int, int]:
+    for label, value in (("total_params", total), ("active_params", active)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise CatalogError(f"{name}: {label} = {value!r} is not valid; it must be a positive integer")
+    estimate = shape.params
+    if total is None:
+        return (estimate.total, estimate.active) if active is None else (max(estimate.total, active), active)
+    if active is None:
+        return total, max(1, total - (estimate.total - estimate.active))
+    return total, active
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A pydantic error as one line: where, then what."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    message = first.get("msg", str(exc)).replace("\n", " ")
+    return f"{where}: {message}" if where else message
