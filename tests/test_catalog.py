@@ -237,9 +237,9 @@ def test_load_model_takes_a_folder_and_a_catalog_yaml(tmp_path):
     assert mine.name == "my-qwen" and mine.total_params == entry["total_params"]
 
 
-def test_unknown_model_names_the_known_ones():
-    with pytest.raises(CatalogError, match=r"model 'foo' is unknown; known: .*llama-3-8b.*config\.json"):
-        load_model("foo")
+def test_unknown_model_names_the_closest_ones():
+    with pytest.raises(CatalogError, match=r"model 'llama-3-8c' is unknown; did you mean: llama-3-8b.*fleetsim models"):
+        load_model("llama-3-8c")
     with pytest.raises(CatalogError, match="unknown"):
         model_entry("foo")
     with pytest.raises(CatalogError, match="no such file"):
@@ -431,7 +431,7 @@ def test_gpu_entries_read_as_numbers_not_strings():
 
 
 def test_unknown_gpu_and_bad_gpu_file(tmp_path):
-    with pytest.raises(CatalogError, match=r"gpu 'h900' is unknown; known: .*h100-sxm"):
+    with pytest.raises(CatalogError, match=r"gpu 'h900' is unknown; did you mean: .*h100-sxm.*fleetsim gpus"):
         load_gpu("h900")
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(dict(gpu_entry("h100-sxm"), memory_bytes=-1)))

@@ -188,6 +188,18 @@ def test_unknown_model_is_one_line_naming_it(fleetsim, runner):
     assert_one_line_error(run("kv", "llama-9-9000b"), "llama-9-9000b")
 
 
+def test_kv_takes_a_hugging_face_repo_id_offline(ok_json):
+    # resolved through the catalog's aliases: no network, no file named meta-llama/...
+    r = ok_json("kv", "meta-llama/Llama-3.1-8B-Instruct", "--context", "1000")
+    assert r["model"] == "llama-3.1-8b"
+    assert r["bytes_per_sequence"] == LLAMA_3_8B_PER_TOKEN * 1000
+
+
+def test_an_unknown_repo_id_is_one_line_with_the_closest_names(fleetsim):
+    line = assert_one_line_error(fleetsim("kv", "meta-llama/Llama-3.1-8B-Instrukt"), "did you mean: llama-3.1-8b")
+    assert "no such file" not in line
+
+
 def test_unknown_key_dtype_is_one_line_naming_it_and_the_valid_ones(fleetsim):
     line = assert_one_line_error(fleetsim("kv", "llama-3-8b", "--key-dtype", "q3"), "q3")
     for valid in ("bf16", "fp8", "int8", "q8_0", "q4_0"):
@@ -216,3 +228,14 @@ def test_non_integer_context_is_a_usage_error_not_a_traceback(fleetsim, runner):
 
 def test_several_models_without_compare_exit_2(fleetsim):
     assert_one_line_error(fleetsim("kv", "gpt2-xl", "llama-3-8b"), "--compare")
+
+
+def test_memory_counts_sequences_at_a_typical_request_by_default(ok_json):
+    # 2,048 tokens = 128 paged blocks of 16 tokens per sequence: the pool's blocks / 128.
+    plan = ok_json("memory", "llama-3-8b", "--gpu", "h100-sxm")
+    assert plan["context_tokens"] == 2048
+    assert plan["max_concurrent_sequences"] == plan["kv_blocks"] // 128
+    # GPT-2 XL stops at 1,024 positions: the default is its limit, 64 blocks per sequence.
+    small = ok_json("memory", "gpt2-xl", "--gpu", "h100-sxm")
+    assert small["context_tokens"] == 1024
+    assert small["max_concurrent_sequences"] == small["kv_blocks"] // 64

@@ -1,23 +1,28 @@
 """The model and GPU catalogs, shipped as package data.
 
-One YAML file per model (``models/<name>.yaml``: display name, source, published parameter
-counts and the verbatim fields of the model's Hugging Face config.json) and one per GPU
-(``gpus/<name>.yaml``: exactly the fields of :class:`GpuSpec`, with a source for every figure).
+One YAML file per model (``models/<name>.yaml``: display name, source, aliases, published
+parameter counts and the verbatim fields of the model's Hugging Face config.json) and one per GPU
+(``gpus/<name>.yaml``: the fields of :class:`GpuSpec` with a source for every figure, and aliases).
 
     >>> from fleetsim.catalog import load_model, load_gpu
     >>> load_model("llama-3-8b").num_layers
     32
-    >>> load_gpu("h100-sxm").peak_flops("bf16")
+    >>> load_model("meta-llama/Meta-Llama-3-8B-Instruct").name
+    'llama-3-8b'
+    >>> load_gpu("H100 SXM5 80GB").peak_flops("bf16")
     989400000000000.0
 
-``load_model`` also takes a path: a config.json, a folder holding one (a downloaded Hugging
-Face snapshot), or a YAML file in the catalog's format.
+A name is looked up as a catalog name, then as an alias (case, '-', '_' and spaces ignored; a
+Hugging Face repo id also by its repo name alone), then as a path: ``load_model`` takes a
+config.json, a folder holding one (a downloaded Hugging Face snapshot), or a YAML file in the
+catalog's format. A name that is none of these is one line naming the closest catalog entries.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -30,11 +35,13 @@ from fleetsim.catalog.hf import (
     supported_model_types,
     validation_message,
 )
+from fleetsim.catalog.names import build_index, check_aliases, normalize, unknown_message
 from fleetsim.errors import CatalogError
 from fleetsim.spec.architecture import Architecture
 from fleetsim.spec.hardware import GpuSpec
 
 __all__ = [
+    "Resolved",
     "architecture_from_hf_config",
     "clear_cache",
     "gpu_entry",
@@ -43,10 +50,24 @@ __all__ = [
     "load_model",
     "model_entry",
     "model_names",
+    "resolve_gpu",
+    "resolve_model",
     "supported_model_types",
 ]
 
 _SUFFIXES = (".yaml", ".yml")
+_FILE_SUFFIXES = (".json", *_SUFFIXES)
+_LISTINGS = {"models": ("model", "models"), "gpus": ("gpu", "gpus")}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a typed name turned out to be: a catalog ``name`` (how: "name" or "alias"), or a
+    ``path`` (how: "path")."""
+
+    how: str
+    name: str | None = None
+    path: Path | None = None
 
 
 def model_names() -> list[str]:
@@ -60,40 +81,44 @@ def gpu_names() -> list[str]:
 
 
 def model_entry(name: str) -> dict:
-    """The raw catalog entry of a model (display_name, source, counts, hf_config), a copy."""
-    return copy.deepcopy(_entry("models", name, "model"))
+    """The raw catalog entry of a model (display_name, source, aliases, counts, hf_config), a copy.
+    Takes a catalog name or an alias."""
+    return copy.deepcopy(_entry("models", _catalog_name("models", name)))
 
 
 def gpu_entry(name: str) -> dict:
-    """The raw catalog entry of a GPU, a copy."""
-    return copy.deepcopy(_entry("gpus", name, "gpu"))
+    """The raw catalog entry of a GPU, a copy. Takes a catalog name or an alias."""
+    return copy.deepcopy(_entry("gpus", _catalog_name("gpus", name)))
+
+
+def resolve_model(name_or_path: str | Path) -> Resolved:
+    """Which catalog model, or which file, a typed name means (no file is read)."""
+    return _resolve("models", name_or_path)
+
+
+def resolve_gpu(name_or_path: str | Path) -> Resolved:
+    """Which catalog GPU, or which GPU YAML file, a typed name means."""
+    return _resolve("gpus", name_or_path)
 
 
 def load_model(name_or_path: str | Path) -> Architecture:
-    """A catalog model by name, or the model a config.json / folder / catalog YAML describes."""
-    if not isinstance(name_or_path, Path) and str(name_or_path) in _names("models"):
-        return _architecture_from_entry(model_entry(str(name_or_path)), where=str(name_or_path))
-    path = Path(name_or_path)
-    if isinstance(name_or_path, Path) or path.exists():
-        return _model_from_path(path)
-    raise CatalogError(
-        f"model '{name_or_path}' is unknown; known: {', '.join(model_names())} or pass a path to a config.json"
-    )
+    """A catalog model by name or alias, or the model a config.json / folder / catalog YAML describes."""
+    found = resolve_model(name_or_path)
+    if found.path is not None:
+        return _model_from_path(found.path)
+    assert found.name is not None
+    return _architecture_from_entry(_entry("models", found.name), where=found.name)
 
 
 def load_gpu(name_or_path: str | Path) -> GpuSpec:
-    """A catalog GPU by name, or a GPU YAML file in the catalog's format."""
-    if not isinstance(name_or_path, Path) and str(name_or_path) in _names("gpus"):
-        data = gpu_entry(str(name_or_path))
-        where = f"gpu '{name_or_path}'"
+    """A catalog GPU by name or alias, or a GPU YAML file in the catalog's format."""
+    found = resolve_gpu(name_or_path)
+    if found.path is not None:
+        data, where = _read_yaml_file(found.path), str(found.path)
     else:
-        path = Path(name_or_path)
-        if not (isinstance(name_or_path, Path) or path.exists()):
-            raise CatalogError(
-                f"gpu '{name_or_path}' is unknown; known: {', '.join(gpu_names())} or pass a path to a GPU YAML file"
-            )
-        data = _read_yaml_file(path)
-        where = str(path)
+        assert found.name is not None
+        data, where = gpu_entry(found.name), f"gpu '{found.name}'"
+    data.pop("aliases", None)  # catalog metadata, not a GpuSpec field
     try:
         return GpuSpec(**data)
     except ValidationError as exc:
@@ -106,6 +131,7 @@ def clear_cache() -> None:
     """Forget the catalog files read so far (they are cached after the first read)."""
     _names.cache_clear()
     _read_package_file.cache_clear()
+    _alias_index.cache_clear()
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,12 +159,50 @@ def _read_package_file(kind: str, name: str) -> str:
     raise FileNotFoundError(f"{kind}/{name}")
 
 
-def _entry(kind: str, name: str, label: str) -> dict:
-    if name not in _names(kind):
-        known = ", ".join(_names(kind))
-        hint = "or pass a path to a config.json" if kind == "models" else "or pass a path to a GPU YAML file"
-        raise CatalogError(f"{label} '{name}' is unknown; known: {known} {hint}")
+def _entry(kind: str, name: str) -> dict:
     return _parse_yaml(_read_package_file(kind, name), f"catalog {kind}/{name}")
+
+
+@cache
+def _alias_index(kind: str) -> dict[str, str]:
+    """normalized name or alias -> catalog name, over the whole catalog (checked unambiguous)."""
+    aliases = {
+        name: check_aliases(_entry(kind, name).get("aliases"), f"catalog {kind}/{name}") for name in _names(kind)
+    }
+    return build_index(_LISTINGS[kind][0], aliases)
+
+
+def _catalog_name(kind: str, name: str) -> str:
+    """The catalog name a name or alias means; CatalogError (with suggestions) for none."""
+    if name in _names(kind):
+        return name
+    found = _alias_index(kind).get(normalize(str(name)))
+    if found is None:
+        label, listing = _LISTINGS[kind]
+        raise CatalogError(unknown_message(label, str(name), _alias_index(kind), listing))
+    return found
+
+
+def _resolve(kind: str, name_or_path: str | Path) -> Resolved:
+    if isinstance(name_or_path, Path):
+        return Resolved("path", path=name_or_path)
+    text = str(name_or_path)
+    if text in _names(kind):
+        return Resolved("name", name=text)
+    found = _alias_index(kind).get(normalize(text))
+    if found is not None:  # the name itself typed another way ("LLAMA_3_8B"), or an alias
+        return Resolved("name" if normalize(text) == normalize(found) else "alias", name=found)
+    path = Path(text).expanduser()
+    if path.exists() or _looks_like_a_file(text):
+        return Resolved("path", path=path)
+    label, listing = _LISTINGS[kind]
+    raise CatalogError(unknown_message(label, text, _alias_index(kind), listing))
+
+
+def _looks_like_a_file(text: str) -> bool:
+    """A name meant as a file (its error should say 'no such file'): a file suffix, or an explicit
+    relative/absolute/home path. 'org/model' alone reads as a Hugging Face repo id, not a path."""
+    return text.lower().endswith(_FILE_SUFFIXES) or text.startswith(("/", "./", "../", "~", "\\"))
 
 
 def _parse_yaml(text: str, where: str) -> dict:
