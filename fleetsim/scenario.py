@@ -1,32 +1,46 @@
-"""Reading scenarios: YAML (safe_load) + dotted-path overrides, validated by pydantic."""
+"""Reading scenarios: YAML (the bounded reader in fleetsim.spec.yaml_file) + dotted-path
+overrides, validated by pydantic.
+
+Paths inside a scenario file are relative to the scenario file's folder, always (never the
+working directory): the trace (workload.arrival.path), the GPU and engine profiles
+(fleet.profile, engine.profile), and the model or GPU when they name a file rather than a
+catalog entry. A mapping given in Python has no folder; its relative paths are left to the
+working directory.
+"""
 
 from __future__ import annotations
 
 import copy
+import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from fleetsim.errors import SpecError, first_error_line
+from fleetsim.errors import FleetsimWarning, SpecError, first_error_line, shorten
 from fleetsim.spec.scenario import ScenarioSpec
-from fleetsim.spec.yaml_file import read_mapping
+from fleetsim.spec.yaml_file import MAX_DEPTH, loads, read_mapping
+
+#: Fields that always hold a path.
+PATH_FIELDS = ("workload.arrival.path", "fleet.profile", "engine.profile")
+#: Fields that hold a catalog name, or a path when they are not one.
+NAME_OR_PATH_FIELDS = ("model", "fleet.gpu")
+_SUFFIXES = (".json", ".yaml", ".yml", ".csv")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """'fleet.replicas=8' -> ('fleet.replicas', 8); the value is read as YAML (numbers, lists, null)."""
     if "=" not in text:
-        raise SpecError(f"--set: '{text}' is not KEY=VALUE (e.g. fleet.replicas=8)")
+        raise SpecError(f"--set: '{shorten(text)}' is not KEY=VALUE (e.g. fleet.replicas=8)")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise SpecError(f"--set: '{text}' has an empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        raise SpecError(f"--set: '{shorten(text)}' has an empty key")
+    if key.count(".") >= MAX_DEPTH or any(not part for part in key.split(".")):
+        raise SpecError(f"--set: '{shorten(key)}' is not a dotted field path (e.g. fleet.replicas)")
+    value = loads(raw, f"--set {shorten(key)}", bad_yaml_as_text=True) if raw.strip() else ""
     return key, value
 
 
@@ -34,42 +48,100 @@ def apply_overrides(data: dict, overrides: Mapping[str, Any]) -> dict:
     """Set each dotted path in a copy of the scenario mapping (intermediate mappings are created)."""
     out = copy.deepcopy(data)
     for dotted, value in overrides.items():
-        parts = dotted.split(".")
+        parts = str(dotted).split(".")
         node = out
         for i, part in enumerate(parts[:-1]):
             nxt = node.get(part)
             if nxt is None:
                 nxt = node[part] = {}
             if not isinstance(nxt, dict):
-                raise SpecError(f"--set {dotted}: '{'.'.join(parts[: i + 1])}' is not a mapping")
+                raise SpecError(f"--set {shorten(dotted)}: '{shorten('.'.join(parts[: i + 1]))}' is not a mapping")
             node = nxt
         node[parts[-1]] = value
     return out
 
 
-def _resolve_paths(data: dict, base: Path) -> None:
-    """Paths inside a scenario are relative to the scenario file, not the working directory."""
+def _get(data: dict, dotted: str):
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
 
-    def fix(value):
-        p = Path(value).expanduser()
-        if not p.is_absolute() and (base / p).exists():
-            return str(base / p)
+
+def _set(data: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node[part]
+    node[last] = value
+
+
+def _looks_like_path(value: str) -> bool:
+    return os.sep in value or "/" in value or value.startswith(("~", ".")) or value.endswith(_SUFFIXES)
+
+
+def _catalog_names(field: str) -> tuple[list[str], str]:
+    from fleetsim.catalog import gpu_names, model_names
+
+    if field == "model":
+        return model_names(), "`fleetsim models`"
+    return gpu_names(), "`fleetsim gpus`"
+
+
+def _resolve(field: str, value: str, base: Path) -> str:
+    """`value` resolved against the scenario folder `base`; SpecError naming the folder if it is
+    not there. A relative path that climbs out of the folder (`../traces/a.csv`) is allowed, with
+    a FleetsimWarning naming where it lands: shared trace and profile folders beside a scenario
+    folder are ordinary, and fleetsim reads files with the user's own rights, so refusing would
+    protect nothing that an absolute path (always allowed) does not already reach."""
+    p = Path(value).expanduser()
+    if p.is_absolute():
         return str(p)
+    resolved = Path(os.path.normpath(base / p))
+    if not resolved.exists():
+        raise SpecError(
+            f"{field}: '{shorten(value, 160)}' does not exist (looked for {shorten(str(resolved), 200)}: "
+            "a relative path is relative to the scenario file's folder)"
+        )
+    if not resolved.is_relative_to(base):
+        warnings.warn(
+            f"{field}: '{shorten(value, 160)}' climbs out of the scenario's folder {shorten(str(base), 160)}; "
+            f"reading {shorten(str(resolved), 200)}",
+            FleetsimWarning,
+            stacklevel=4,
+        )
+    return str(resolved)
 
-    arrival = (data.get("workload") or {}).get("arrival")
-    if isinstance(arrival, dict) and isinstance(arrival.get("path"), str):
-        arrival["path"] = fix(arrival["path"])
-    fleet = data.get("fleet")
-    if isinstance(fleet, dict) and isinstance(fleet.get("profile"), str):
-        fleet["profile"] = fix(fleet["profile"])
-    model = data.get("model")
-    if isinstance(model, str) and ("/" in model or model.endswith((".json", ".yaml"))):
-        data["model"] = fix(model)
+
+def _resolve_paths(data: dict, base: Path) -> None:
+    """Resolve every path of a scenario mapping (in place) against its file's folder `base`."""
+    base = Path(os.path.normpath(base.resolve()))
+    for field in PATH_FIELDS:
+        value = _get(data, field)
+        if isinstance(value, str) and value:
+            _set(data, field, _resolve(field, value, base))
+    for field in NAME_OR_PATH_FIELDS:
+        value = _get(data, field)
+        if not isinstance(value, str) or not value:
+            continue
+        names, listing = _catalog_names(field)
+        if value in names:
+            continue
+        if not _looks_like_path(value) and not (base / value).exists():
+            raise SpecError(
+                f"{field}: '{shorten(value)}' is not a catalog name (see {listing}) nor a file in the "
+                f"scenario's folder {shorten(str(base), 160)}"
+            )
+        _set(data, field, _resolve(field, value, base))
 
 
 def scenario_from_dict(
     data: Any, overrides: Mapping[str, Any] | None = None, where: str = "scenario", base: Path | None = None
 ) -> ScenarioSpec:
+    """A ScenarioSpec from a mapping (overrides applied; relative paths resolved against `base`,
+    the scenario file's folder, when given); SpecError with one line otherwise."""
     if not isinstance(data, dict):
         raise SpecError(f"{where}: a scenario must be a YAML mapping, not {type(data).__name__}")
     if overrides:
@@ -82,6 +154,8 @@ def scenario_from_dict(
         return ScenarioSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(f"{where}: {first_error_line(exc)}") from None
+    except RecursionError:
+        raise SpecError(f"{where}: nested too deep; valid: a scenario mapping (see `fleetsim schema`)") from None
 
 
 def load_scenario(path_or_spec, overrides: Mapping[str, Any] | None = None) -> ScenarioSpec:
@@ -94,5 +168,4 @@ def load_scenario(path_or_spec, overrides: Mapping[str, Any] | None = None) -> S
         return scenario_from_dict(dict(path_or_spec), overrides)
     path = Path(path_or_spec)
     data = read_mapping(path, "scenario")
-    spec = scenario_from_dict(data, overrides, where=str(path), base=path.parent.resolve())
-    return spec
+    return scenario_from_dict(data, overrides, where=shorten(str(path), 160), base=path.parent.resolve())

@@ -20,15 +20,19 @@ Exactness notes:
 
 from __future__ import annotations
 
+import csv
 import math
 import os
+import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import ndtr
 
-from fleetsim.errors import SpecError
+from fleetsim.errors import FleetsimWarning, SpecError, shorten, shown
+from fleetsim.spec.base import MAX_TOKENS
 from fleetsim.spec.workload import (
     DiurnalArrival,
     EmpiricalLength,
@@ -39,6 +43,7 @@ from fleetsim.spec.workload import (
     UniformLength,
     WorkloadSpec,
 )
+from fleetsim.spec.yaml_file import open_regular_file, read_text
 
 _PATH_FIELD = "workload.arrival.path"
 _BLOCK = 4096
@@ -53,6 +58,8 @@ class RequestBatch:
 
     ``class_index`` points into ``WorkloadSpec.classes``. ``shared_prefix_tokens`` of a request
     are the leading part of its ``input_tokens`` shared with every request of its class.
+    ``dropped_after_duration`` counts the trace requests left out because they arrive after
+    ``duration_s`` (0 for every other kind; a FleetsimWarning says so when it is not 0).
     """
 
     arrival_s: np.ndarray  # float64, seconds from the start of the run, non-decreasing
@@ -60,6 +67,7 @@ class RequestBatch:
     output_tokens: np.ndarray  # int64, >= 1
     class_index: np.ndarray  # int32
     shared_prefix_tokens: np.ndarray  # int64, 0 <= prefix < input_tokens
+    dropped_after_duration: int = 0
 
     def __post_init__(self):
         n = len(self.arrival_s)
@@ -93,6 +101,26 @@ _TRACE_FORMATS = (
     ("azure", "TIMESTAMP", "ContextTokens", "GeneratedTokens", True),
     ("vidur", "arrived_at", "num_prefill_tokens", "num_decode_tokens", False),
 )
+_TRACE_COLUMNS = frozenset(c for fmt in _TRACE_FORMATS for c in fmt[1:4])
+#: Largest trace file read, bytes (the Azure 2023 conversation trace is ~1 MB).
+MAX_TRACE_BYTES = 1024**3
+#: Largest |arrival time| in a seconds column (31.7 million years: epoch seconds fit, spans stay finite).
+MAX_TRACE_TIME_S = 1e15
+_READ_CHUNK = 1 << 20
+
+
+def trace_row_bound(path: str | os.PathLike, *, field: str = _PATH_FIELD) -> int:
+    """An upper bound on the requests in a trace file, without parsing it: its line count less
+    the header (blank lines and quoted line breaks only lower the true count). The file is
+    checked as ``load_trace`` checks it (exists, regular, at most MAX_TRACE_BYTES)."""
+    lines = 0
+    last = b"\n"
+    with open_regular_file(path, field, MAX_TRACE_BYTES) as f:
+        while chunk := f.read(_READ_CHUNK):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    lines += last != b"\n"  # a last line without a newline
+    return max(lines - 1, 0)
 
 
 def load_trace(path: str | os.PathLike, *, field: str = _PATH_FIELD) -> TraceTable:
@@ -100,22 +128,31 @@ def load_trace(path: str | os.PathLike, *, field: str = _PATH_FIELD) -> TraceTab
 
     Columns are recognised by name (see ``TraceArrival``); extra columns are ignored. Rows are
     sorted by time (stable) and shifted so the first arrival is at 0. A token count of 0 (a
-    request that was cut off) is raised to 1; a negative or non-integer count is an error.
+    request that was cut off) is raised to 1; a count that is negative, not a whole number, or
+    above 10,000,000 is an error. Messages name the column and the data row (1 = the first row
+    after the header) and never echo a line of the file; a value is echoed capped at 80 chars.
     """
+    import io
+
     import pandas as pd
 
-    shown = str(path)
-    if not os.path.exists(path):
-        raise SpecError(f"{field}: '{shown}' does not exist")
-    if not os.path.isfile(path):
-        raise SpecError(f"{field}: '{shown}' is not a file")
+    where = f"{field}: '{shorten(str(path), 160)}'"
+    text = read_text(path, field, MAX_TRACE_BYTES)
+    if "\0" in text:
+        raise SpecError(f"{where} holds NUL characters; valid: a text CSV file")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=True, encoding="utf-8-sig")
+        frame = pd.read_csv(
+            io.StringIO(text),
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=True,
+            usecols=lambda c: str(c).strip() in _TRACE_COLUMNS,
+        )
     except pd.errors.EmptyDataError:
-        raise SpecError(f"{field}: '{shown}' has no requests (the file is empty)") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SpecError(f"{field}: '{shown}' cannot be read as CSV: {reason}") from None
+        raise SpecError(f"{where} has no requests (the file is empty)") from None
+    except (pd.errors.ParserError, ValueError, OverflowError, csv.Error) as exc:
+        raise SpecError(f"{where} cannot be read as CSV ({_csv_problem(exc)}); valid: a comma-separated file") from None
+    del text
 
     columns = [str(c).strip() for c in frame.columns]
     frame.columns = columns
@@ -123,12 +160,12 @@ def load_trace(path: str | os.PathLike, *, field: str = _PATH_FIELD) -> TraceTab
         if {time_col, in_col, out_col} <= set(columns):
             break
     else:
+        # The header is not echoed: it is a line of the file (which may not be a trace at all).
         valid = "; ".join(f"{t},{i},{o}" for _, t, i, o, _ in _TRACE_FORMATS)
-        raise SpecError(f"{field}: '{shown}' has columns {columns}; expected one of: {valid}")
+        raise SpecError(f"{where}: the header names no known set of trace columns; valid headers: {valid}")
     if len(frame) == 0:
-        raise SpecError(f"{field}: '{shown}' has no requests (only a header row)")
+        raise SpecError(f"{where} has no requests (only a header row)")
 
-    where = f"{field}: '{shown}'"
     if is_datetime:
         times = _parse_datetime_column(frame[time_col].to_numpy(), time_col, where)
     else:
@@ -140,7 +177,7 @@ def load_trace(path: str | os.PathLike, *, field: str = _PATH_FIELD) -> TraceTab
     times = times[order]
     arrival_s = times - times[0]
     return TraceTable(
-        path=shown,
+        path=str(path),
         format=name,
         arrival_s=arrival_s,
         input_tokens=inputs[order],
@@ -148,68 +185,98 @@ def load_trace(path: str | os.PathLike, *, field: str = _PATH_FIELD) -> TraceTab
     )
 
 
-def _first_bad_row(values: np.ndarray, convert) -> tuple[int, str]:
-    for row, value in enumerate(values):
+def trace_requests_after(spec: WorkloadSpec, duration_s: float | None, max_requests: int | None = None) -> int:
+    """How many requests of a trace workload a run leaves out because they arrive after
+    ``duration_s`` (as ``generate_requests`` cuts them; RequestBatch.dropped_after_duration);
+    0 for other kinds. Reads the file."""
+    arrival = spec.arrival
+    if arrival.kind != "trace" or duration_s is None:
+        return 0
+    return _trace_cut(arrival, load_trace(arrival.path).arrival_s / arrival.speedup, duration_s, max_requests)[1]
+
+
+def _trace_cut(arrival: TraceArrival, arrival_s: np.ndarray, duration_s, max_requests) -> tuple[int, int]:
+    """(requests kept, requests dropped because they arrive after duration_s): the count caps
+    (trace.max_requests, run.max_requests) apply first, then the duration."""
+    n = len(arrival_s)
+    for cap in (arrival.max_requests, max_requests):
+        if cap is not None:
+            n = min(n, cap)
+    if duration_s is None:
+        return n, 0
+    kept = min(n, int(np.searchsorted(arrival_s, duration_s, side="right")))
+    return kept, n - kept
+
+
+def _csv_problem(exc: Exception) -> str:
+    """pandas' reason without any text of the file: 'Expected 3 fields in line 5, saw 4' kept,
+    anything quoting the file dropped."""
+    text = " ".join(str(exc).split())
+    keep = re.search(r"Expected \d+ fields in line \d+, saw \d+", text)
+    if keep:
+        return keep.group(0)
+    return type(exc).__name__
+
+
+def _bad_value(where: str, column: str, values: np.ndarray, ok: np.ndarray, expected: str) -> SpecError:
+    row = int(np.flatnonzero(~ok)[0])
+    return SpecError(f"{where} row {row + 1}, column {column}: not {expected} (got {shown(values[row])})")
+
+
+def _as_float(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Floats of a string column and a mask of the cells that parsed (others are NaN)."""
+    try:
+        out = values.astype(np.float64)
+        return out, np.ones(len(values), dtype=bool)
+    except (ValueError, TypeError, OverflowError):
+        pass
+    out = np.empty(len(values), dtype=np.float64)
+    ok = np.ones(len(values), dtype=bool)
+    for i, v in enumerate(values):
         try:
-            convert(value)
-        except (ValueError, TypeError):
-            return row, value
-    return -1, ""
-
-
-def _bad_value(where: str, column: str, values: np.ndarray, convert, expected: str) -> SpecError:
-    row, value = _first_bad_row(values, convert)
-    # +2: one for the header line, one for 1-based line numbers.
-    return SpecError(f"{where} line {row + 2}: {column}={value!r} is not {expected}")
+            out[i] = float(v)
+        except (ValueError, TypeError, OverflowError):
+            out[i] = np.nan
+            ok[i] = False
+    return out, ok
 
 
 def _parse_float_column(values: np.ndarray, column: str, where: str) -> np.ndarray:
-    def convert(v):
-        x = float(v)
-        if not math.isfinite(x):
-            raise ValueError(v)
-        return x
-
-    try:
-        out = values.astype(np.float64)
-    except (ValueError, TypeError):
-        raise _bad_value(where, column, values, convert, "a finite number of seconds") from None
-    if not np.isfinite(out).all():
-        raise _bad_value(where, column, values, convert, "a finite number of seconds")
+    out, parsed = _as_float(values)
+    with np.errstate(invalid="ignore"):
+        ok = parsed & np.isfinite(out) & (np.abs(out) <= MAX_TRACE_TIME_S)
+    if not ok.all():
+        raise _bad_value(where, column, values, ok, f"a finite number of seconds within +-{MAX_TRACE_TIME_S:.0e}")
     return out
 
 
 def _parse_datetime_column(values: np.ndarray, column: str, where: str) -> np.ndarray:
     """Datetime strings ('2023-11-16 18:15:46.6805900') to float seconds since the earliest."""
-
-    def convert(v):
-        if np.isnat(np.datetime64(str(v).strip(), "ns")):
-            raise ValueError(v)
-
+    expected = "a datetime like 2023-11-16 18:15:46.68"
+    stamps = np.empty(len(values), dtype="datetime64[ns]")
+    ok = np.ones(len(values), dtype=bool)
     try:
-        stamps = np.array([str(v).strip() for v in values], dtype="datetime64[ns]")
+        stamps[:] = np.array([str(v).strip() for v in values], dtype="datetime64[ns]")
     except (ValueError, TypeError, OverflowError):
-        raise _bad_value(where, column, values, convert, "a datetime like 2023-11-16 18:15:46.68") from None
-    if np.isnat(stamps).any():
-        raise _bad_value(where, column, values, convert, "a datetime like 2023-11-16 18:15:46.68")
+        for i, v in enumerate(values):
+            try:
+                stamps[i] = np.datetime64(str(v).strip(), "ns")
+            except (ValueError, TypeError, OverflowError):
+                ok[i] = False
+    ok &= ~np.isnat(stamps)
+    if not ok.all():
+        raise _bad_value(where, column, values, ok, expected)
     ns = stamps.astype(np.int64)
     return (ns - ns.min()).astype(np.float64) * 1e-9
 
 
 def _parse_token_column(values: np.ndarray, column: str, where: str) -> np.ndarray:
-    def convert(v):
-        x = float(v)
-        if not (math.isfinite(x) and x >= 0 and x == int(x)):
-            raise ValueError(v)
-
-    expected = "a whole number of tokens >= 0"
-    try:
-        as_float = values.astype(np.float64)
-    except (ValueError, TypeError):
-        raise _bad_value(where, column, values, convert, expected) from None
-    ok = np.isfinite(as_float) & (as_float >= 0) & (as_float == np.floor(as_float))
+    as_float, parsed = _as_float(values)
+    with np.errstate(invalid="ignore"):
+        ok = parsed & np.isfinite(as_float) & (as_float >= 0) & (as_float <= MAX_TOKENS)
+        ok &= as_float == np.floor(as_float)
     if not ok.all():
-        raise _bad_value(where, column, values, convert, expected)
+        raise _bad_value(where, column, values, ok, f"a whole number of tokens from 0 to {MAX_TOKENS:,}")
     return np.maximum(as_float.astype(np.int64), 1)
 
 
@@ -379,7 +446,7 @@ def _sample_lengths(dist: LengthDistribution, rng: np.random.Generator, n: int) 
         return rng.integers(dist.min_tokens, dist.max_tokens, size=n, endpoint=True, dtype=np.int64)
     if isinstance(dist, LognormalLength):
         x = np.rint(rng.lognormal(dist.mu, dist.sigma, n))
-        hi = 2.0**53 if dist.max_tokens is None else dist.max_tokens
+        hi = MAX_TOKENS if dist.max_tokens is None else dist.max_tokens
         return np.clip(x, dist.min_tokens, hi).astype(np.int64)
     if isinstance(dist, EmpiricalLength):
         values = np.asarray(dist.values, dtype=np.int64)
@@ -469,16 +536,27 @@ def generate_requests(
 def _trace_requests(spec, arrival: TraceArrival, rng, duration_s, max_requests) -> RequestBatch:
     table = load_trace(arrival.path)
     arrival_s = table.arrival_s / arrival.speedup
-    n = len(arrival_s)
-    for cap in (arrival.max_requests, max_requests):
-        if cap is not None:
-            n = min(n, cap)
-    if duration_s is not None:
-        n = min(n, int(np.searchsorted(arrival_s, duration_s, side="right")))
+    n, dropped = _trace_cut(arrival, arrival_s, duration_s, max_requests)
+    if dropped:
+        warnings.warn(
+            f"{_PATH_FIELD}: {dropped:,} of {dropped + n:,} trace requests arrive after "
+            f"run.duration_s = {duration_s:g} s and are left out (the trace spans "
+            f"{float(arrival_s[dropped + n - 1]):g} s at speedup {arrival.speedup:g}); "
+            "raise run.duration_s, or set it to null to replay the whole trace",
+            FleetsimWarning,
+            stacklevel=3,
+        )
     inputs = table.input_tokens[:n].copy()
     class_index = _sample_classes(spec, rng, n)
     prefix = np.minimum(_prefix_column(spec, class_index), inputs - 1)
-    return RequestBatch(arrival_s[:n].copy(), inputs, table.output_tokens[:n].copy(), class_index, prefix)
+    return RequestBatch(
+        arrival_s[:n].copy(),
+        inputs,
+        table.output_tokens[:n].copy(),
+        class_index,
+        prefix,
+        dropped_after_duration=dropped,
+    )
 
 
 class LengthSampler:
@@ -598,7 +676,7 @@ def _rounded_clipped_lognormal_mean(dist: LognormalLength) -> float:
     """E[clip(rint(X), a, b)] = a + sum_{k=a}^{b-1} P(X >= k + 1/2), X ~ lognormal(mu, sigma)."""
     mu, sigma = dist.mu, dist.sigma
     a = dist.min_tokens
-    b = math.inf if dist.max_tokens is None else dist.max_tokens
+    b = MAX_TOKENS if dist.max_tokens is None else dist.max_tokens
     stop = int(min(b, a + _EXACT_SUM_TOKENS))
     k = np.arange(a, stop, dtype=np.float64)
     mean = a + float(ndtr(-(np.log(k + 0.5) - mu) / sigma).sum())

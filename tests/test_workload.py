@@ -6,6 +6,8 @@ failure means a wrong model, not bad luck.
 
 import csv
 import math
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from scipy import stats
 
-from fleetsim.errors import SpecError
+from fleetsim.errors import FleetsimWarning, SpecError
 from fleetsim.spec.workload import WorkloadSpec
 from fleetsim.workload import (
     LengthSampler,
@@ -25,6 +27,8 @@ from fleetsim.workload import (
     mean_arrival_rate_per_s,
     mean_lengths,
     think_time_sampler,
+    trace_requests_after,
+    trace_row_bound,
 )
 
 Z999 = stats.norm.ppf(1 - 0.001 / 2)  # two-sided 99.9%: 3.29
@@ -325,7 +329,9 @@ def test_azure_trace_replays_every_request_from_time_zero():
 
     faster = generate_requests(trace_spec(AZURE_CONV, speedup=2.0, max_requests=100), rng())
     np.testing.assert_allclose(faster.arrival_s, batch.arrival_s[:100] / 2)
-    assert len(generate_requests(trace_spec(AZURE_CONV), rng(), duration_s=60.0)) == np.sum(batch.arrival_s <= 60.0)
+    with pytest.warns(FleetsimWarning, match="arrive after run.duration_s = 60 s"):
+        cut = generate_requests(trace_spec(AZURE_CONV), rng(), duration_s=60.0)
+    assert len(cut) == np.sum(batch.arrival_s <= 60.0) == len(batch) - cut.dropped_after_duration
     assert mean_lengths(trace_spec(AZURE_CONV))[0] == pytest.approx(batch.input_tokens.mean())
 
 
@@ -454,8 +460,17 @@ def test_unknown_trace_columns_are_rejected(tmp_path):
     with pytest.raises(SpecError) as exc:
         load_trace(path)
     message = one_line(exc)
-    assert "workload.arrival.path" in message and "'time'" in message
+    assert "workload.arrival.path" in message and "header" in message
     assert "arrival_s,input_tokens,output_tokens" in message and "TIMESTAMP" in message
+    assert "prompt" not in message  # a line of the file is never echoed
+
+
+def test_a_file_that_is_not_a_trace_is_never_echoed(tmp_path):
+    path = tmp_path / "secret.csv"
+    path.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
+    with pytest.raises(SpecError) as exc:
+        load_trace(path)
+    assert "root" not in one_line(exc).replace(str(tmp_path), "")
 
 
 def test_bad_trace_values_name_the_line(tmp_path):
@@ -463,7 +478,68 @@ def test_bad_trace_values_name_the_line(tmp_path):
     path.write_text("arrival_s,input_tokens,output_tokens\n0,10,2\n1,-5,2\n")
     with pytest.raises(SpecError) as exc:
         load_trace(path)
-    assert "line 3: input_tokens='-5'" in one_line(exc)
+    assert "row 2, column input_tokens: not a whole number of tokens from 0 to 10,000,000 (got '-5')" in one_line(exc)
+
+
+@pytest.mark.parametrize(
+    "cell, column",
+    [
+        ("nan", "input_tokens"),
+        ("inf", "output_tokens"),
+        ("1e20", "input_tokens"),  # past int64: once silently 1 token
+        ("9" * 400, "input_tokens"),
+        ("10000001", "output_tokens"),
+        ("2.5", "input_tokens"),
+        ("ten", "output_tokens"),
+        ("", "input_tokens"),
+    ],
+)
+def test_trace_token_cells_that_are_not_token_counts(tmp_path, cell, column):
+    row = {"arrival_s": "1", "input_tokens": "10", "output_tokens": "2", column: cell}
+    path = tmp_path / "bad.csv"
+    path.write_text("arrival_s,input_tokens,output_tokens\n0,10,2\n" + ",".join(row.values()) + "\n")
+    with pytest.raises(SpecError) as exc:
+        load_trace(path)
+    message = one_line(exc)
+    assert f"row 2, column {column}: not a whole number of tokens" in message and len(message) < 400
+
+
+@pytest.mark.parametrize("cell", ["nan", "inf", "-inf", "1e400", "soon", "1e16"])
+def test_trace_times_that_are_not_times(tmp_path, cell):
+    path = tmp_path / "bad.csv"
+    path.write_text(f"arrival_s,input_tokens,output_tokens\n0,10,2\n{cell},10,2\n")
+    with pytest.raises(SpecError, match=r"row 2, column arrival_s: not a finite number of seconds"):
+        load_trace(path)
+
+
+def test_trace_files_that_are_not_files(tmp_path):
+    with pytest.raises(SpecError, match="is a folder"):
+        load_trace(tmp_path)
+    with pytest.raises(SpecError, match="not a regular file"):
+        load_trace("/dev/zero")
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(SpecError, match="not a regular file"):
+        load_trace(fifo)
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"arrival_s,input_tokens,output_tokens\n\xff\xfe,1,1\n")
+    with pytest.raises(SpecError, match=r"not UTF-8 text \(byte 0xff at offset 37\)"):
+        load_trace(binary)
+
+
+def test_a_trace_cut_by_the_duration_says_so(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("arrival_s,input_tokens,output_tokens\n0,10,2\n5,10,2\n50,10,2\n70,10,2\n")
+    spec = trace_spec(path)
+    with pytest.warns(FleetsimWarning, match=r"2 of 4 trace requests arrive after run.duration_s = 10 s"):
+        batch = generate_requests(spec, rng(), duration_s=10.0)
+    assert len(batch) == 2 and batch.dropped_after_duration == 2
+    assert trace_requests_after(spec, 10.0) == 2 and trace_requests_after(spec, 10.0, max_requests=3) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        whole = generate_requests(spec, rng(), duration_s=100.0)
+    assert len(whole) == 4 and whole.dropped_after_duration == 0
+    assert trace_row_bound(path) == 4
 
 
 @pytest.mark.parametrize(

@@ -4,28 +4,34 @@ from typing import Annotated
 
 from pydantic import Field
 
-from fleetsim.spec.base import Spec
+from fleetsim.spec.base import INTEGER, NUMBER, Spec
 
-Positive = Annotated[float, Field(gt=0)]
+# Bounds: about a thousand times today's largest parts (B200: 192 GB, 8 TB/s, 1.8 TB/s NVLink,
+# 10 PFLOP/s fp4, 1 kW; a DGX at $500k), so byte and FLOP arithmetic stays finite and exact.
+MAX_MEMORY_BYTES = 10**15
+Bandwidth = Annotated[float, Field(gt=0, le=1e16), NUMBER]
+Flops = Annotated[float, Field(gt=0, le=1e20), NUMBER]
+Watts = Annotated[float, Field(gt=0, le=1e7), NUMBER]
+Usd = Annotated[float, Field(gt=0, le=1e9), NUMBER]
 
 
 class GpuSpec(Spec):
     name: str
     vendor: str
     description: str = ""
-    memory_bytes: Annotated[int, Field(gt=0)]
-    hbm_bandwidth_bytes_per_s: Positive
+    memory_bytes: Annotated[int, Field(ge=1, le=MAX_MEMORY_BYTES), INTEGER]
+    hbm_bandwidth_bytes_per_s: Bandwidth
     # Dense (non-sparse) peak FLOP/s per dtype name: bf16, fp16, fp8, fp4, int8.
-    peak_flops_per_s: dict[str, Positive]
-    tdp_w: Positive
+    peak_flops_per_s: dict[str, Flops]
+    tdp_w: Watts
     # Per-GPU, one-direction scale-up bandwidth used by tensor-parallel all-reduce.
-    interconnect_bandwidth_bytes_per_s: Positive
+    interconnect_bandwidth_bytes_per_s: Bandwidth
     interconnect: str
-    gpus_per_server: Annotated[int, Field(gt=0)] = 8
+    gpus_per_server: Annotated[int, Field(ge=1, le=1024), INTEGER] = 8
     # Whole-server wall power at full load (GPUs + CPUs + fans + NICs), for rack planning.
-    server_power_w: Positive | None = None
-    rental_usd_per_gpu_hour: Positive | None = None
-    capex_usd_per_gpu: Positive | None = None
+    server_power_w: Watts | None = None
+    rental_usd_per_gpu_hour: Usd | None = None
+    capex_usd_per_gpu: Usd | None = None
     sources: dict[str, str] = Field(default_factory=dict)
 
     def peak_flops(self, dtype: str) -> float:

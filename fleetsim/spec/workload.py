@@ -103,8 +103,8 @@ class LognormalLength(Spec):
 
     ``mean_tokens`` is the mean of the untruncated lognormal: X = exp(mu + sigma Z) with
     mu = ln(mean_tokens) - sigma^2 / 2. Draws are rounded to the nearest integer, then clipped
-    (not rejected), so the clipped mass piles up at the bounds. ``max_tokens: null`` means no
-    upper bound.
+    (not rejected), so the clipped mass piles up at the bounds. ``max_tokens: null`` means the
+    request limit of 10,000,000 tokens.
     """
 
     kind: Literal["lognormal"] = Field(
@@ -118,7 +118,8 @@ class LognormalLength(Spec):
     )
     min_tokens: TokenCount = Field(default=1, description=f"Draws below are raised to this; {_TOKENS}. Default 1.")
     max_tokens: TokenCount | None = Field(
-        default=None, description=f"Draws above are cut to this; {_TOKENS}. Default null: no upper bound."
+        default=None,
+        description=f"Draws above are cut to this; {_TOKENS}. Default null: the {MAX_TOKENS:,}-token request limit.",
     )
 
     @model_validator(mode="after")
