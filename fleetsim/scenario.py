@@ -19,15 +19,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fleetsim.errors import FleetsimWarning, SpecError, first_error_line, shorten
+from fleetsim.errors import CatalogError, FleetsimWarning, SpecError, first_error_line, shorten
 from fleetsim.spec.scenario import ScenarioSpec
 from fleetsim.spec.yaml_file import MAX_DEPTH, loads, read_mapping
 
 #: Fields that always hold a path.
 PATH_FIELDS = ("workload.arrival.path", "fleet.profile", "engine.profile")
-#: Fields that hold a catalog name, or a path when they are not one.
+#: Fields that hold a catalog name or alias, or a path when they are not one.
 NAME_OR_PATH_FIELDS = ("model", "fleet.gpu")
-_SUFFIXES = (".json", ".yaml", ".yml", ".csv")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -78,16 +77,23 @@ def _set(data: dict, dotted: str, value) -> None:
     node[last] = value
 
 
-def _looks_like_path(value: str) -> bool:
-    return os.sep in value or "/" in value or value.startswith(("~", ".")) or value.endswith(_SUFFIXES)
+def _looks_like_a_file(text: str) -> bool:
+    """As the catalog reads a name: a file suffix or an explicit path ('org/model' alone is a
+    Hugging Face repo id, an alias, not a path)."""
+    return text.lower().endswith((".json", ".yaml", ".yml")) or text.startswith(("/", "./", "../", "~", "\\"))
 
 
-def _catalog_names(field: str) -> tuple[list[str], str]:
-    from fleetsim.catalog import gpu_names, model_names
+def _is_catalog_entry(field: str, value: str) -> bool:
+    """True when `value` names a catalog model/GPU (by name or alias)."""
+    from fleetsim.catalog import resolve_gpu, resolve_model
 
-    if field == "model":
-        return model_names(), "`fleetsim models`"
-    return gpu_names(), "`fleetsim gpus`"
+    resolve = resolve_model if field == "model" else resolve_gpu
+    try:
+        if resolve(value).how in ("name", "alias"):
+            return True
+    except CatalogError:
+        pass
+    return False
 
 
 def _resolve(field: str, value: str, base: Path) -> str:
@@ -124,17 +130,21 @@ def _resolve_paths(data: dict, base: Path) -> None:
             _set(data, field, _resolve(field, value, base))
     for field in NAME_OR_PATH_FIELDS:
         value = _get(data, field)
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value or _is_catalog_entry(field, value):
             continue
-        names, listing = _catalog_names(field)
-        if value in names:
-            continue
-        if not _looks_like_path(value) and not (base / value).exists():
-            raise SpecError(
-                f"{field}: '{shorten(value)}' is not a catalog name (see {listing}) nor a file in the "
-                f"scenario's folder {shorten(str(base), 160)}"
-            )
-        _set(data, field, _resolve(field, value, base))
+        if _looks_like_a_file(value) or (base / Path(value).expanduser()).exists():
+            _set(data, field, _resolve(field, value, base))
+        else:
+            _unknown_name(field, value)
+
+
+def _unknown_name(field: str, value: str) -> None:
+    """The catalog's one line (with did-you-mean) for a name that is neither an entry nor a file in
+    the scenario's folder; never looked up in the working directory."""
+    from fleetsim.catalog import gpu_entry, model_entry
+
+    (model_entry if field == "model" else gpu_entry)(value)  # raises CatalogError
+    raise SpecError(f"{field}: '{shorten(value)}' is not a catalog name nor a file")  # pragma: no cover
 
 
 def scenario_from_dict(

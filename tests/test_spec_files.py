@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleetsim.errors import FleetsimWarning, SpecError
+from fleetsim.errors import FleetsimError, FleetsimWarning, SpecError
 from fleetsim.scenario import load_scenario, parse_override
 from fleetsim.spec.yaml_file import MAX_DEPTH, read_mapping, read_yaml
 
@@ -164,9 +164,11 @@ def test_model_and_profile_paths_resolve_too(tmp_path):
     spec = load_scenario(write(folder / "s.yaml", yaml.safe_dump(d)))
     assert spec.model == str(folder / "config.json")
     d["model"] = "llama-3-8c"
-    with pytest.raises(SpecError) as exc:
+    with pytest.raises(FleetsimError) as exc:
         load_scenario(write(folder / "s.yaml", yaml.safe_dump(d)))
-    assert "model: 'llama-3-8c' is not a catalog name (see `fleetsim models`)" in one_line(exc)
+    assert "model 'llama-3-8c' is unknown; did you mean: llama-3-8b" in one_line(exc)
+    d["model"] = "meta-llama/Meta-Llama-3-8B"  # an alias, not a path
+    assert load_scenario(write(folder / "s.yaml", yaml.safe_dump(d))).model == "meta-llama/Meta-Llama-3-8B"
     d["model"] = "llama-3-8b"
     d["fleet"]["profile"] = "profiles/mine.yaml"
     with pytest.raises(SpecError, match=r"fleet.profile: 'profiles/mine.yaml' does not exist \(looked for "):
