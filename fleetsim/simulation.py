@@ -17,6 +17,7 @@ from fleetsim.profile import load_profile
 from fleetsim.scenario import load_scenario
 from fleetsim.sim.engine import Engine
 from fleetsim.spec.scenario import ScenarioSpec
+from fleetsim.workbudget import check_run
 
 
 @dataclass
@@ -44,7 +45,9 @@ class SimulationResult:
 
 
 def build(scenario: ScenarioSpec):
-    """Resolve catalog entries and plan memory: every capacity error surfaces here."""
+    """Resolve catalog entries and plan memory: every capacity error surfaces here, and a run that
+    would take more requests, samples, events or memory than fleetsim's limits is refused
+    (fleetsim.workbudget), all before the clock starts."""
     arch = load_model(scenario.model)
     gpu = load_gpu(scenario.fleet.gpu)
     profile = load_profile(gpu.name, scenario.fleet.profile)
@@ -60,6 +63,7 @@ def build(scenario: ScenarioSpec):
         max_batched_tokens=s.max_batched_tokens,
         max_running_seqs=s.max_running_seqs,
     )
+    check_run(scenario, arch, gpu, plan)
     return arch, gpu, profile, plan
 
 

@@ -652,8 +652,9 @@ def mean_lengths(spec: WorkloadSpec) -> tuple[float, float]:
     return float(mean_in), float(mean_out)
 
 
-def length_mean(dist: LengthDistribution) -> float:
-    """Expected tokens of one draw from a length distribution."""
+def length_mean(dist: LengthDistribution, *, exact: bool = True) -> float:
+    """Expected tokens of one draw from a length distribution. ``exact=False`` takes the
+    continuous clipped-lognormal mean for a lognormal (O(1), within half a token; for estimates)."""
     if isinstance(dist, FixedLength):
         return float(dist.tokens)
     if isinstance(dist, UniformLength):
@@ -665,6 +666,9 @@ def length_mean(dist: LengthDistribution) -> float:
         p = np.asarray(dist.weights, dtype=np.float64)
         return float(np.dot(values, p) / p.sum())
     if isinstance(dist, LognormalLength):
+        if not exact:
+            high = MAX_TOKENS if dist.max_tokens is None else dist.max_tokens
+            return _clipped_lognormal_mean(dist.mu, dist.sigma, dist.min_tokens, high)
         return _rounded_clipped_lognormal_mean(dist)
     raise TypeError(f"unknown length distribution {type(dist).__name__}")
 
