@@ -41,6 +41,18 @@ REQUIRED_MODELS = {
     "gemma-3-27b",
     "mamba-2.8b",
     "jamba-1.5-mini",
+    "gpt-oss-120b",
+    "gpt-oss-20b",
+    "llama-4-scout",
+    "qwen3-next-80b-a3b",
+    "qwen3.5-35b-a3b",
+    "qwen3.5-27b",
+    "deepseek-v3.2",
+    "deepseek-v2-lite",
+    "nemotron-3-nano-30b-a3b",
+    "phi-3-mini-4k",
+    "granite-3.3-8b",
+    "gemma-3n-e4b",
 }
 REQUIRED_GPUS = {"h100-sxm", "h100-pcie", "h200", "b200", "gb200", "a100-80gb", "a100-40gb", "l40s", "mi300x"}
 
@@ -63,7 +75,19 @@ PUBLISHED = {
     "gemma-3-27b": (1_416e6 + 25_600e6, None, "Gemma 3 Technical Report (arXiv 2503.19786), Table 1"),
     "mamba-2.8b": (2.8e9, None, "Mamba paper (Gu & Dao 2023): Mamba-2.8B"),
     "jamba-1.5-mini": (52e9, 12e9, "Jamba-1.5 paper (arXiv 2408.12570): 52B total, 12B active"),
+    "gpt-oss-120b": (116.83e9, 5.13e9, "OpenAI gpt-oss model card (Aug 2025), Table 1: 116.83B total, 5.13B active"),
+    "gpt-oss-20b": (20.91e9, 3.61e9, "OpenAI gpt-oss model card (Aug 2025), Table 1: 20.91B total, 3.61B active"),
+    "deepseek-v2-lite": (15.7e9, 2.4e9, "DeepSeek-V2 paper (arXiv 2405.04434): V2-Lite 15.7B total, 2.4B activated"),
+    "nemotron-3-nano-30b-a3b": (31.6e9, 3.2e9, "NVIDIA Nemotron 3 Nano model card: 31.6B total, 3.2B active"),
+    "phi-3-mini-4k": (3.8e9, None, "Phi-3 technical report (arXiv 2404.14219): phi-3-mini, 3.8B"),
+    "granite-3.3-8b": (8.17e9, None, "huggingface.co/ibm-granite/granite-3.3-8b-instruct: 8.17B params"),
+    "qwen3.5-27b": (27e9, None, "Qwen3.5-27B: 27B (model name; text decoder without the vision tower)"),
+    "qwen3.5-35b-a3b": (35e9, 3e9, "Qwen3.5-35B-A3B: 35B total, 3B active (model name)"),
 }
+# Not listed: llama-4-scout (Meta's 17B active counts the 1.03B input-embedding table this
+# catalog leaves out of active: see tests/test_hf_moe.py), qwen3-next-80b-a3b (its "3B activated"
+# is rounded from 3.56B: tests/test_hf_hybrid.py), deepseek-v3.2 and gemma-3n-e4b (no published
+# count of these exact weights).
 
 
 def groups(arch, kind):
@@ -85,8 +109,13 @@ def test_every_catalog_model_loads_with_its_provenance(name):
     assert arch.name == name == entry["name"]
     assert entry["display_name"] and entry["params_source"]
     assert arch.source.startswith("huggingface.co/")
-    assert arch.total_params == entry["total_params"]
-    assert arch.active_params == entry["active_params"]
+    # a published count, when the entry gives one; else the estimate, said so
+    if "total_params" in entry:
+        assert arch.total_params == entry["total_params"]
+    else:
+        assert entry["params_source"].startswith("estimated from this config")
+    if "active_params" in entry:
+        assert arch.active_params == entry["active_params"]
     assert arch.num_layers > 0
 
 
@@ -205,7 +234,10 @@ def test_catalog_counts_agree_with_the_published_counts(name):
     total, active, where = PUBLISHED[name]
     arch = load_model(name)
     assert arch.total_params == pytest.approx(total, rel=0.03), where
-    assert arch.active_params == pytest.approx(active or total, rel=0.03), where
+    if active is not None:
+        assert arch.active_params == pytest.approx(active, rel=0.03), where
+    else:  # dense: the published total (older entries), or the total less the looked-up tables
+        assert arch.total_params - arch.active_params in (0, lookup_params(model_entry(name)["hf_config"]))
 
 
 def test_dense_estimates_are_exact_for_llama_3_8b():

@@ -275,7 +275,10 @@ def test_tp_splits_kv_heads_replicates_them_past_kv_heads_and_replicates_the_mla
 
 
 # ----------------------------------------------------------------------- HF config.json by path
-CONFIG_MODELS = sorted(p.name.removesuffix(".config.json") for p in DATA.glob("*.config.json"))
+# configs in tests/data that are catalog entries (others, like nemotron-h-56b, are reader tests only)
+CONFIG_MODELS = sorted(
+    name for p in DATA.glob("*.config.json") if (name := p.name.removesuffix(".config.json")) in model_names()
+)
 
 
 @pytest.mark.parametrize("name", CONFIG_MODELS)
@@ -305,11 +308,35 @@ PLANS = {
     "jamba-1.5-mini": ("h100-sxm", 2, "bf16"),
     "opt-30b": ("h100-sxm", 1, "bf16"),
     "deepseek-v3": ("h200", 8, "fp8"),
+    "deepseek-v3.2": ("h200", 8, "fp8"),
+    "deepseek-v2-lite": ("h100-sxm", 1, "bf16"),
+    "gpt-oss-120b": ("h200", 2, "bf16"),
+    "gpt-oss-20b": ("h100-sxm", 1, "bf16"),
+    "llama-4-scout": ("h200", 2, "bf16"),
+    "qwen3-next-80b-a3b": ("h200", 2, "bf16"),
+    "qwen3.5-35b-a3b": ("h100-sxm", 2, "bf16"),
+    "qwen3.5-27b": ("h100-sxm", 1, "bf16"),
+    "nemotron-3-nano-30b-a3b": ("h100-sxm", 1, "bf16"),
+    "phi-3-mini-4k": ("h100-sxm", 1, "bf16"),
+    "granite-3.3-8b": ("h100-sxm", 1, "bf16"),
+    "gemma-3n-e4b": ("h100-sxm", 1, "bf16"),
 }
 # Catalog entries whose total_params is the publisher's rounded or multimodal figure rather than
 # the count a config.json yields (opt-30b "30B", deepseek-v3 "671B", jamba-1.5-mini "52B",
 # gemma-3-27b 27,433M including the 417M vision encoder): their weights legitimately differ.
-PUBLISHED_COUNT = {"opt-30b", "deepseek-v3", "jamba-1.5-mini", "gemma-3-27b"}
+PUBLISHED_COUNT = {
+    "opt-30b",
+    "deepseek-v3",
+    "jamba-1.5-mini",
+    "gemma-3-27b",
+    # rounded published totals: gpt-oss (116.83B, 20.91B), DeepSeek-V2-Lite 15.7B, Nemotron 3 Nano 31.6B;
+    # Llama 4 Scout's 109B includes its vision encoder (the text decoder is 107.8B)
+    "gpt-oss-120b",
+    "gpt-oss-20b",
+    "deepseek-v2-lite",
+    "nemotron-3-nano-30b-a3b",
+    "llama-4-scout",
+}
 
 
 @pytest.mark.parametrize("name", CONFIG_MODELS)
@@ -390,3 +417,40 @@ def test_more_tp_ranks_never_reduce_replica_kv_capacity(tps, k, v, util):
     assert plans[1].kv_capacity_tokens >= plans[0].kv_capacity_tokens
     assert plans[1].weights_bytes_per_gpu < plans[0].weights_bytes_per_gpu
     assert plans[1].weights_bytes_per_gpu == math.ceil(70_553_706_496 * 2 / large)
+
+
+# ----------------------------------------------------------------------- layer groups' FLOPs
+def test_attention_flops_per_context_token_by_layer_kind():
+    from fleetsim.catalog import load_model
+
+    # GQA: QK^T and PV, a multiply-add per head-dim element each: 4 x q_heads x head_dim per layer
+    assert load_model("llama-3-8b").attention_flops_per_context_token() == 4 * 32 * 128 * 32
+    # MLA, absorbed: 2 x q_heads x (2 x kv_lora_rank + qk_rope_head_dim) per layer
+    assert load_model("deepseek-v3").attention_flops_per_context_token() == 2 * 128 * (2 * 512 + 64) * 61
+    mamba = load_model("mamba-2.8b")
+    assert mamba.attention_flops_per_context_token() == 0
+    # Mamba-1: ~6 FLOPs per state element (decay, input, readout) + a multiply-add per conv tap
+    assert mamba.state_flops_per_token() == 64 * (6 * 5120 * 16 + 2 * 5120 * 4)
+    assert load_model("llama-3-8b").state_flops_per_token() == 0
+
+
+def test_layer_flops_agree_with_the_step_model_where_it_knows_the_kind():
+    import fleetsim.perf
+    from fleetsim.catalog import load_model
+
+    attention_flops_per_context_token = getattr(fleetsim.perf, "attention_flops_per_context_token", None)
+    if attention_flops_per_context_token is None:
+        pytest.skip("the step model reads the layer groups' own methods now")
+    for name in model_names():
+        arch = load_model(name)
+        if {g.kind for g in arch.layers} <= {"attention", "mla", "ssm"}:
+            assert arch.attention_flops_per_context_token() == attention_flops_per_context_token(arch), name
+
+
+def test_windows_cap_the_tokens_a_query_attends_to():
+    from fleetsim.catalog import load_model
+
+    arch = load_model("gemma-3-27b")  # 52 local layers (window 1024) + 10 global, 32 heads of 128
+    per_layer = 4 * 32 * 128
+    at = sum(g.attention_flops_per_query_token(32_768) for g in arch.layers)
+    assert at == per_layer * (52 * 1024 + 10 * 32_768)
