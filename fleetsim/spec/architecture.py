@@ -17,9 +17,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from fleetsim.spec.base import Spec
+from fleetsim.spec.base import INTEGER, Spec
 
-PositiveInt = Annotated[int, Field(gt=0)]
+# Every count, size and parameter number is an int >= 1 and <= 10^15 (no bool, no string): the
+# largest published models have ~2e12 parameters, so byte and FLOP products stay exact in int64 and
+# finite in float. Layers are at most MAX_LAYERS in all (the largest models have ~130), so
+# per-layer loops stay cheap.
+MAX_ARCH_INT = 10**15
+MAX_LAYERS = 10_000
+PositiveInt = Annotated[int, Field(ge=1, le=MAX_ARCH_INT), INTEGER]
 
 # DeepSeek-V3.2's lightning-indexer key cache in vLLM and SGLang: fp8 keys with one fp32 scale
 # per 128-element block (vLLM DeepseekV32IndexerCache: head_dim + head_dim // 128 * 4 bytes).
@@ -157,7 +163,7 @@ class SSMLayers(Spec):
 
     kind: Literal["ssm"] = "ssm"
     count: PositiveInt
-    version: Literal[1, 2] = 1
+    version: Annotated[Literal[1, 2], INTEGER] = 1
     d_inner: PositiveInt
     d_state: PositiveInt
     d_conv: PositiveInt
@@ -257,7 +263,7 @@ class MoE(Spec):
     moe_layers: PositiveInt
     # Parameters of ONE routed expert in ONE layer.
     params_per_expert: PositiveInt
-    shared_experts: int = Field(default=0, ge=0)
+    shared_experts: Annotated[int, Field(ge=0, le=MAX_ARCH_INT), INTEGER] = 0
 
     @model_validator(mode="after")
     def _k_le_e(self):
@@ -279,13 +285,16 @@ class Architecture(Spec):
     # Parameters one token's forward pass multiplies: embedding lookups excluded, LM head and
     # the experts a token uses included (fleetsim.catalog.hf.shape states the rule).
     active_params: PositiveInt
-    layers: tuple[LayerGroup, ...] = Field(min_length=1)
+    layers: tuple[LayerGroup, ...] = Field(min_length=1, max_length=MAX_LAYERS)
     moe: MoE | None = None
     native_dtype: str = "bf16"
     max_context_tokens: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _consistent(self):
+        layers = sum(g.count for g in self.layers)
+        if layers > MAX_LAYERS:
+            raise ValueError(f"the layer groups hold {layers:,} layers; valid: at most {MAX_LAYERS:,}")
         if self.active_params > self.total_params:
             raise ValueError(f"active_params={self.active_params} exceeds total_params={self.total_params}")
         return self
