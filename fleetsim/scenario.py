@@ -24,9 +24,10 @@ from fleetsim.spec.scenario import ScenarioSpec
 from fleetsim.spec.yaml_file import MAX_DEPTH, loads, read_mapping
 
 #: Fields that always hold a path.
-PATH_FIELDS = ("workload.arrival.path", "fleet.profile", "engine.profile")
-#: Fields that hold a catalog name or alias, or a path when they are not one.
-NAME_OR_PATH_FIELDS = ("model", "fleet.gpu")
+PATH_FIELDS = ("workload.arrival.path", "fleet.profile")
+#: Fields that hold a catalog name or alias (model, GPU) or a shipped profile name
+#: (engine.profile), or else a path.
+NAME_OR_PATH_FIELDS = ("model", "fleet.gpu", "engine.profile")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -84,9 +85,13 @@ def _looks_like_a_file(text: str) -> bool:
 
 
 def _is_catalog_entry(field: str, value: str) -> bool:
-    """True when `value` names a catalog model/GPU (by name or alias)."""
+    """True when `value` names a catalog model/GPU (by name or alias) or a shipped engine profile."""
     from fleetsim.catalog import resolve_gpu, resolve_model
 
+    if field == "engine.profile":
+        from fleetsim.profile import engine_profile_names
+
+        return value in engine_profile_names()
     resolve = resolve_model if field == "model" else resolve_gpu
     try:
         if resolve(value).how in ("name", "alias"):
@@ -132,7 +137,7 @@ def _resolve_paths(data: dict, base: Path) -> None:
         value = _get(data, field)
         if not isinstance(value, str) or not value or _is_catalog_entry(field, value):
             continue
-        if _looks_like_a_file(value) or (base / Path(value).expanduser()).exists():
+        if field == "engine.profile" or _looks_like_a_file(value) or (base / Path(value).expanduser()).exists():
             _set(data, field, _resolve(field, value, base))
         else:
             _unknown_name(field, value)

@@ -142,6 +142,8 @@ def open_regular_file(path: str | Path, what: str, max_bytes: int = MAX_FILE_BYT
         raise SpecError(f"{what}: '{shown}' is a folder; valid: a file") from None
     except OSError as exc:
         raise SpecError(f"{what}: cannot read '{shown}' ({exc.strerror or exc.__class__.__name__})") from None
+    except ValueError:  # a NUL character in the path
+        raise SpecError(f"{what}: {shown!r} is not a valid path (it holds a NUL character)") from None
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
