@@ -155,6 +155,7 @@ def memory_plan(
 
 
 def model_table() -> pd.DataFrame:
+    """One row per catalog model; None where a figure is missing."""
     rows = []
     for name in model_names():
         arch = load_model(name)
@@ -170,10 +171,23 @@ def model_table() -> pd.DataFrame:
                 "source": entry.get("source", ""),
             }
         )
-    return pd.DataFrame(rows)
+    return _with_none(pd.DataFrame(rows))
+
+
+def _tera(x: float | None) -> float | None:
+    return None if x is None else x / 1e12
+
+
+def _with_none(df: pd.DataFrame) -> pd.DataFrame:
+    """Missing values as None, not NaN (a figure the catalog has no source for): the columns that
+    have one hold objects; complete columns keep their numeric dtype."""
+    for c in df.columns[df.isna().any()]:
+        df[c] = df[c].astype(object).where(df[c].notna(), None)
+    return df
 
 
 def gpu_table() -> pd.DataFrame:
+    """One row per catalog GPU; None where the catalog gives no figure (e.g. fp8 on an A100)."""
     rows = []
     for name in gpu_names():
         g = load_gpu(name)
@@ -183,12 +197,12 @@ def gpu_table() -> pd.DataFrame:
                 "gpu": name,
                 "memory_gb": g.memory_bytes / 1e9,
                 "hbm_tb_per_s": g.hbm_bandwidth_bytes_per_s / 1e12,
-                "bf16_tflops": pf.get("bf16", float("nan")) / 1e12,
-                "fp8_tflops": pf.get("fp8", float("nan")) / 1e12,
-                "fp4_tflops": pf.get("fp4", float("nan")) / 1e12,
+                "bf16_tflops": _tera(pf.get("bf16")),
+                "fp8_tflops": _tera(pf.get("fp8")),
+                "fp4_tflops": _tera(pf.get("fp4")),
                 "tdp_w": g.tdp_w,
                 "link_gb_per_s": g.interconnect_bandwidth_bytes_per_s / 1e9,
                 "usd_per_gpu_hour": g.rental_usd_per_gpu_hour,
             }
         )
-    return pd.DataFrame(rows)
+    return _with_none(pd.DataFrame(rows))

@@ -33,15 +33,20 @@ class SimulationResult:
         return json.dumps(self.summary, indent=2, sort_keys=False)
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write summary.json, requests.csv, timeseries.csv, replicas.csv and the scenario."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(self.to_json() + "\n")
-        (out / "scenario.json").write_text(self.scenario.model_dump_json(indent=2) + "\n")
-        self.requests.to_csv(out / "requests.csv")
-        self.timeseries.to_csv(out / "timeseries.csv", index=False)
-        self.replicas.to_csv(out / "replicas.csv", index=False)
-        return out
+        """Write the run's folder whole: summary.json, scenario.json, requests.parquet (one row per
+        request), timeseries.parquet, replicas.parquet, then manifest.json (files, sizes, fleetsim
+        version, scenario hash, completed: true). The files are written into a temporary sibling
+        folder renamed into place at the end, so an earlier run's folder there is replaced as a
+        whole; a folder that is not empty and has no manifest.json is refused (SpecError)."""
+        from fleetsim.output import output_directory, summary_null_reasons, write_json
+
+        with output_directory(out_dir, scenario=self.scenario) as tmp:
+            write_json(tmp / "summary.json", self.summary, reasons=summary_null_reasons(self.summary))
+            write_json(tmp / "scenario.json", self.scenario)
+            self.requests.to_parquet(tmp / "requests.parquet")
+            self.timeseries.to_parquet(tmp / "timeseries.parquet", index=False)
+            self.replicas.to_parquet(tmp / "replicas.parquet", index=False)
+        return Path(out_dir)
 
 
 def build(scenario: ScenarioSpec):

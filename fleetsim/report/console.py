@@ -1,19 +1,30 @@
 """The readable run summary for a terminal."""
 
+import math
+
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from fleetsim.output import summary_null_reasons
 
 
 def _f(x, fmt="{:,.3f}"):
-    return "-" if x is None else fmt.format(x)
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
 
 
 def print_summary(console: Console, result) -> None:
     s = result.summary
+    why = summary_null_reasons(s)
+
+    def cost(section: str, key: str, fmt: str) -> str:
+        x = s[section][key]
+        return _f(x, fmt) if x is not None else f"- ({escape(why.get(f'{section}.{key}', 'undefined'))})"
+
     sc = result.scenario
     fl = s["fleet"]
     console.print(
-        f"[bold]{s['scenario']}[/bold]: {sc.model} on {fl['gpus']} x {fl['gpu']} "
+        f"[bold]{escape(s['scenario'])}[/bold]: {escape(sc.model)} on {fl['gpus']} x {fl['gpu']} "
         f"({fl['replicas']} replicas, tp={fl['tp']}), {s['simulated_s']:,.1f} s simulated, seed {s['seed']}"
     )
     r = s["requests"]
@@ -51,13 +62,13 @@ def print_summary(console: Console, result) -> None:
     t.add_row("GPU mean / peak (W per GPU)", f"{p['gpu_mean_w']:,.0f} / {p['gpu_peak_w']:,.0f}")
     t.add_row("IT / facility mean (kW)", f"{p['it_mean_kw']:,.1f} / {p['facility_mean_kw']:,.1f}")
     t.add_row("IT energy (kWh)", _f(p["energy_kwh"], "{:,.2f}"))
-    t.add_row("GPU J per output token", _f(p["joules_per_output_token"], "{:,.3f}"))
+    t.add_row("GPU J per output token", cost("power", "joules_per_output_token", "{:,.3f}"))
     t.add_row("heat load (kW / BTU/h / tons)", f"{c['heat_load_kw']:,.1f} / {c['btu_per_h']:,.0f} / {c['tons']:,.2f}")
     t.add_row("water (L/h)", _f(c["water_l_per_h"], "{:,.1f}"))
     t.add_row("servers / racks", f"{fl['servers']} / {fl['racks']}")
     t.add_row(f"cost ({co['mode']}) $/hour", _f(co["usd_per_hour"], "{:,.2f}"))
-    t.add_row("$ per million output tokens", _f(co["usd_per_million_output_tokens"], "{:,.3f}"))
-    t.add_row("$ per million tokens", _f(co["usd_per_million_tokens"], "{:,.3f}"))
+    t.add_row("$ per million output tokens", cost("cost", "usd_per_million_output_tokens", "{:,.3f}"))
+    t.add_row("$ per million tokens", cost("cost", "usd_per_million_tokens", "{:,.3f}"))
     console.print(t)
     verdict = "[green]met[/green]" if slo["met"] else "[red]missed[/red]"
     q = slo["percentile"]
