@@ -42,6 +42,7 @@ from fleetsim.spec.hardware import GpuSpec
 
 __all__ = [
     "Resolved",
+    "architecture_from_entry",
     "architecture_from_hf_config",
     "clear_cache",
     "gpu_entry",
@@ -50,6 +51,7 @@ __all__ = [
     "load_model",
     "model_entry",
     "model_names",
+    "model_record",
     "resolve_gpu",
     "resolve_model",
     "supported_model_types",
@@ -103,11 +105,37 @@ def resolve_gpu(name_or_path: str | Path) -> Resolved:
 
 def load_model(name_or_path: str | Path) -> Architecture:
     """A catalog model by name or alias, or the model a config.json / folder / catalog YAML describes."""
+    found, entry = model_record(name_or_path)
+    return architecture_from_entry(entry, where=found.name or str(found.path))
+
+
+def model_record(name_or_path: str | Path) -> tuple[Resolved, dict]:
+    """How a typed name resolved, and the model's entry in the catalog's format (name, source,
+    hf_config and, where published, total_params/active_params); for a config.json, an entry
+    around it named after the file."""
     found = resolve_model(name_or_path)
-    if found.path is not None:
-        return _model_from_path(found.path)
-    assert found.name is not None
-    return _architecture_from_entry(_entry("models", found.name), where=found.name)
+    if found.path is None:
+        assert found.name is not None
+        return found, _entry("models", found.name)
+    path = found.path
+    if path.is_dir():
+        candidate = path / "config.json"
+        if not candidate.is_file():
+            raise CatalogError(f"{path}: folder has no config.json; pass a config.json or a catalog YAML")
+        path = candidate
+    if not path.is_file():
+        raise CatalogError(f"{path}: no such file; pass a config.json, a folder holding one, or a catalog YAML")
+    if path.suffix.lower() in _SUFFIXES:
+        return found, {"name": _stem(path), **_read_yaml_file(path)}
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CatalogError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(config, dict):
+        raise CatalogError(f"{path}: a config must be a JSON object (a dict), not {type(config).__name__}")
+    return found, {"name": _stem(path), "source": str(path), "hf_config": config}
 
 
 def load_gpu(name_or_path: str | Path) -> GpuSpec:
@@ -223,25 +251,6 @@ def _read_yaml_file(path: Path) -> dict:
     return _parse_yaml(text, str(path))
 
 
-def _model_from_path(path: Path) -> Architecture:
-    if path.is_dir():
-        candidate = path / "config.json"
-        if not candidate.is_file():
-            raise CatalogError(f"{path}: folder has no config.json; pass a config.json or a catalog YAML")
-        path = candidate
-    if not path.is_file():
-        raise CatalogError(f"{path}: no such file; pass a config.json, a folder holding one, or a catalog YAML")
-    if path.suffix.lower() in _SUFFIXES:
-        return _architecture_from_entry(_read_yaml_file(path), where=str(path), default_name=_stem(path))
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CatalogError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    return architecture_from_hf_config(config, name=_stem(path), source=str(path))
-
-
 def _stem(path: Path) -> str:
     """A model name for a file: the folder of a config.json, else the file name less suffixes."""
     if path.name == "config.json":
@@ -253,11 +262,12 @@ def _stem(path: Path) -> str:
     return name.removesuffix(".config")
 
 
-def _architecture_from_entry(entry: dict, *, where: str, default_name: str | None = None) -> Architecture:
+def architecture_from_entry(entry: dict, *, where: str) -> Architecture:
+    """The Architecture of a catalog-format entry (its hf_config, published counts where given)."""
     config = entry.get("hf_config")
     if not isinstance(config, dict):
         raise CatalogError(f"{where}: the entry has no 'hf_config' mapping (the fields of the model's config.json)")
-    name = entry.get("name", default_name or where)
+    name = entry.get("name", where)
     return architecture_from_hf_config(
         config,
         name=str(name),

@@ -39,7 +39,7 @@ from fleetsim.spec.architecture import (
     SSMLayers,
 )
 
-__all__ = ["architecture_from_hf_config", "supported_model_types", "validation_message"]
+__all__ = ["architecture_from_hf_config", "model_type", "supported_model_types", "validation_message"]
 
 _MODULES = (dense, moe, mla, ssm, hybrid, gemma)
 _FAMILIES: dict[str, Callable[[HfConfig], Shape]] = {}
@@ -80,10 +80,10 @@ def architecture_from_hf_config(
     """
     if not isinstance(config, dict):
         raise CatalogError(f"{name}: a config must be a JSON object (a dict), not {type(config).__name__}")
-    model_type = _model_type(config, name)
-    cfg = HfConfig(config, name, model_type, _DEFAULTS.get(model_type, {}))
-    build = _FAMILIES[model_type]
-    if model_type in dense.FAMILIES and model_type != "opt" and cfg.has("num_local_experts"):
+    family = model_type(config, name)
+    cfg = HfConfig(config, name, family, _DEFAULTS.get(family, {}))
+    build = _FAMILIES[family]
+    if family in dense.FAMILIES and family != "opt" and cfg.has("num_local_experts"):
         build = moe.mixtral_or_qwen3_moe  # a Llama-style config with experts reads as Mixtral
     shape = build(cfg)
     total, active = _resolve_counts(shape, total_params, active_params, name)
@@ -104,27 +104,29 @@ def architecture_from_hf_config(
         raise CatalogError(f"{name}: {validation_message(exc)}") from None
 
 
-def _model_type(raw: dict, name: str) -> str:
+def model_type(raw: dict, name: str) -> str:
+    """The family a config belongs to: its (text model's) model_type, or the one its architectures
+    class names; CatalogError naming the supported ones when neither is known."""
     fields = merged_fields(raw)
-    model_type = fields.get("model_type")
-    if model_type is None:
+    kind = fields.get("model_type")
+    if kind is None:
         for cls in fields.get("architectures") or ():
             if cls in _ARCHITECTURE_CLASSES:
-                model_type = _ARCHITECTURE_CLASSES[cls]
+                kind = _ARCHITECTURE_CLASSES[cls]
                 break
-    if model_type is None:
+    if kind is None:
         raise CatalogError(
             f"{name}: config has no 'model_type' and 'architectures' = "
             f"{fields.get('architectures')!r} names no known class; "
             f"supported model types: {', '.join(supported_model_types())}"
         )
-    model_type = _WRAPPERS.get(model_type, model_type)
-    if model_type not in _FAMILIES:
+    kind = _WRAPPERS.get(kind, kind)
+    if kind not in _FAMILIES:
         raise CatalogError(
-            f"{name}: config field 'model_type' = {str(model_type)[:80]!r} is not supported; "
+            f"{name}: config field 'model_type' = {str(kind)[:80]!r} is not supported; "
             f"supported: {', '.join(supported_model_types())}"
         )
-    return model_type
+    return kind
 
 
 def _run_length(layers: list[LayerSpec]) -> list:
