@@ -17,40 +17,60 @@ on the same validated scenario, so they give the same table.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import ctypes
+import difflib
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import re
+import signal
 import sys
-import tempfile
+import threading
 import time
 import traceback
+import types
+import typing
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
+from pydantic import BaseModel
 
-from fleetsim.errors import FleetsimError, SpecError
+from fleetsim.errors import CapacityError, FleetsimError, SpecError
+from fleetsim.output import check_output_dir, plain, replacing, summary_null_reasons, write_json
 from fleetsim.scenario import apply_overrides, scenario_from_dict
 from fleetsim.simulation import build, simulate
 from fleetsim.spec.scenario import ScenarioSpec
 from fleetsim.spec.yaml_file import read_mapping
 
-__all__ = ["display_columns", "flatten_summary", "load_sweep", "parse_grid", "point_id", "read_points", "run_sweep"]
+__all__ = [
+    "SweepInterrupted",
+    "admitted_types",
+    "check_grid_key",
+    "display_columns",
+    "flatten_summary",
+    "load_sweep",
+    "parse_grid",
+    "point_id",
+    "read_points",
+    "run_sweep",
+]
 
 _GRID_FORMS = (
     "use KEY=V1,V2,... or KEY=START:STOP:STEP (inclusive range), e.g. fleet.gpu=h100-sxm,h200 or fleet.replicas=4:64:4"
 )
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _RANGE = re.compile(rf"^\s*({_NUMBER})\s*:\s*({_NUMBER})\s*:\s*({_NUMBER})\s*$")
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|\d+))*$")  # list items by index
 MAX_RANGE_VALUES = 100_000
 
 # Bookkeeping columns of the table (everything else is a parameter or a metric).
@@ -126,6 +146,127 @@ def parse_grid(items: Iterable[str]) -> dict[str, list]:
     return grid
 
 
+# --------------------------------------------------------------------------- grid keys (the schema)
+def admitted_types(annotation: Any) -> list:
+    """The concrete types an annotation admits: Annotated, Optional and unions unwrapped."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return admitted_types(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return [t for a in typing.get_args(annotation) for t in admitted_types(a)]
+    return [] if annotation is type(None) else [annotation]
+
+
+def _fields(candidates: list) -> tuple[dict[str, list], list, bool]:
+    """(named fields, list item types, takes any key) of the types a path has reached."""
+    named: dict[str, list] = {}
+    items: list = []
+    any_key = False
+    for t in candidates:
+        origin = typing.get_origin(t)
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            for name, info in t.model_fields.items():
+                named.setdefault(name, []).append(info.annotation)
+        elif origin in (tuple, list):
+            items += [a for a in typing.get_args(t) if a is not Ellipsis]
+        elif origin is dict or t is dict:
+            any_key = True
+    return named, items, any_key
+
+
+def _all_paths(t: Any = ScenarioSpec, prefix: str = "", depth: int = 0) -> list[str]:
+    """Every dotted field path of the schema (list items as .0), for did-you-mean."""
+    named, items, _ = _fields(admitted_types(t))
+    out = []
+    for name, anns in named.items():
+        out.append(prefix + name)
+        if depth < 6:
+            for a in anns:
+                out += _all_paths(a, f"{prefix}{name}.", depth + 1)
+    if items and depth < 6:
+        out += _all_paths(items[0], f"{prefix}0.", depth + 1)
+    return list(dict.fromkeys(out))
+
+
+def _where(parts: list[str]) -> str:
+    return f"'{'.'.join(parts)}'" if parts else "a scenario"
+
+
+def _did_you_mean(parts: list[str], i: int, named: Mapping[str, list]) -> str:
+    """'did you mean fleet.replicas? (valid: ...)' for the unknown part i of a dotted key."""
+    part = parts[i]
+    near = [n for n in named if n.startswith(part)] or difflib.get_close_matches(part, list(named), n=1, cutoff=0.6)
+    guess = ".".join([*parts[:i], near[0], *parts[i + 1 :]]) if near else None
+    if guess is None:  # a field put under the wrong section: fleet.replicas given as replicas
+        rest = ".".join(parts[i:])
+        guess = next((p for p in _all_paths() if p.endswith("." + rest)), None)
+    hint = f"did you mean {guess}? " if guess else ""
+    return f"{hint}(valid: {', '.join(named)}; see fleetsim schema)"
+
+
+def check_grid_key(key: str, base: Mapping | None = None) -> None:
+    """SpecError (one line, with a did-you-mean) unless key is a field path of a scenario
+    (fleetsim.spec.scenario.ScenarioSpec); list items by index (workload.classes.0.weight), which
+    must exist in `base` where it is given."""
+    candidates: list = [ScenarioSpec]
+    node: Any = base
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        here = ".".join(parts[: i + 1])
+        named, items, any_key = _fields(candidates)
+        if part in named:
+            candidates = [t for a in named[part] for t in admitted_types(a)]
+        elif items and part.isdigit():
+            if isinstance(node, list) and int(part) >= len(node):
+                raise SpecError(
+                    f"--grid {key}: '{'.'.join(parts[:i])}' has {len(node)} item(s) in the scenario; "
+                    f"index {part} is out of range (valid: 0 to {len(node) - 1})"
+                )
+            candidates = [t for a in items for t in admitted_types(a)]
+        elif any_key:
+            candidates = []
+        elif not named and not items:
+            raise SpecError(f"--grid {key}: '{'.'.join(parts[:i])}' is a value, it has no field '{part}'")
+        elif items:
+            raise SpecError(
+                f"--grid {key}: '{'.'.join(parts[:i])}' is a list; '{part}' must be an item index (0, 1, ...)"
+            )
+        else:
+            raise SpecError(
+                f"--grid {key}: '{here}' is not a field of {_where(parts[:i])}; {_did_you_mean(parts, i, named)}"
+            )
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            node = None
+
+
+def _set_path(data: dict, key: str, value: Any) -> None:
+    """Set a dotted path (checked by check_grid_key); integer parts index into lists."""
+    parts = key.split(".")
+    node: Any = data
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            node = node[int(part)]
+            continue
+        if not isinstance(node.get(part), (dict, list)):
+            node[part] = {}
+        node = node[part]
+    if isinstance(node, list):
+        node[int(parts[-1])] = copy.deepcopy(value)
+    else:
+        node[parts[-1]] = copy.deepcopy(value)
+
+
+def _with_point(base: dict, params: Mapping[str, Any]) -> dict:
+    data = copy.deepcopy(base)
+    for key, value in params.items():
+        _set_path(data, key, value)
+    return data
+
+
 # --------------------------------------------------------------------------- points and ids
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
@@ -154,22 +295,11 @@ def _points(grid: Mapping[str, list]) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
+def _shown_value(value: Any) -> str:
+    return value if isinstance(value, str) else _canonical(value)
+
+
 # --------------------------------------------------------------------------- the worker
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        x = float(obj)
-        return x if math.isfinite(x) else None
-    return obj
-
-
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, FleetsimError):
         return str(exc)
@@ -190,7 +320,7 @@ def _run_point(task: dict) -> dict:
     }
     try:
         spec = ScenarioSpec.model_validate(task["scenario"])
-        record["summary"] = _json_safe(simulate(spec).summary)
+        record["summary"] = plain(simulate(spec).summary)
     except Exception as exc:  # noqa: BLE001 - any failure is recorded, the sweep goes on
         record["status"] = "error"
         record["error"] = _error_text(exc)
@@ -201,22 +331,10 @@ def _run_point(task: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- files
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _write_point(points_dir: Path, record: dict) -> None:
-    _write_atomic(points_dir / f"{record['id']}.json", (json.dumps(_json_safe(record), indent=1) + "\n").encode())
+    summary = record.get("summary") or {}
+    reasons = {f"summary.{k}": v for k, v in summary_null_reasons(summary).items()} if summary else None
+    write_json(points_dir / f"{record['id']}.json", record, reasons=reasons, siblings=False, indent=1)
 
 
 def _read_point(path: Path) -> dict | None:
@@ -310,17 +428,74 @@ def _parquet_ready(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _write_table(out_dir: Path, df: pd.DataFrame) -> None:
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".points.parquet.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with replacing(out_dir / "points.parquet") as tmp:
         _parquet_ready(df).to_parquet(tmp, index=False)
-        os.replace(tmp, out_dir / "points.parquet")
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+
+# --------------------------------------------------------------------------- interrupts
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a sweep; the finished points are kept. `message` is one line for
+    the user, `exit_status` what the command exits with (128 + the signal)."""
+
+    def __init__(self, message: str, exit_status: int = 130):
+        super().__init__(message)
+        self.message = message
+        self.exit_status = exit_status
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so the sweep stops the same way."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_stops_the_sweep() -> Iterator[None]:
+    """While a sweep runs in the main thread, SIGTERM stops it like Ctrl-C (workers are ended,
+    finished points kept); a handler the application installed is left alone."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """Processes started inside this block inherit SIGINT ignored: Ctrl-C (sent to the whole
+    terminal process group) reaches only this process, which then ends the workers itself."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _die_with(parent_pid: int) -> None:
+    """Pool worker start-up: ignore Ctrl-C, and exit when the sweep's process goes away, even
+    when it is killed outright (Linux: the kernel's parent-death signal; elsewhere a watcher)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fleetsim-parent-watch", daemon=True).start()
 
 
 # --------------------------------------------------------------------------- executors
@@ -331,7 +506,7 @@ class _Serial:
         for t in tasks:
             yield _run_point(t)
 
-    def close(self):
+    def close(self, interrupted: bool = False):
         pass
 
 
@@ -341,16 +516,26 @@ class _Pool:
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn: safe with threads (progress bar, Jupyter), identical on every platform.
-        self.ex = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        self.ex = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_die_with,
+            initargs=(os.getpid(),),
+        )
 
     def run(self, tasks):
         from concurrent.futures import as_completed
 
-        futures = [self.ex.submit(_run_point, t) for t in tasks]
+        with _ctrl_c_ignored():  # workers start on submit
+            futures = [self.ex.submit(_run_point, t) for t in tasks]
         for f in as_completed(futures):
             yield f.result()
 
-    def close(self):
+    def close(self, interrupted: bool = False):
+        if interrupted:  # running points are abandoned (they are rerun on resume)
+            for proc in list((getattr(self.ex, "_processes", None) or {}).values()):
+                with contextlib.suppress(Exception):
+                    proc.kill()
         self.ex.shutdown(wait=True, cancel_futures=True)
 
 
@@ -360,17 +545,17 @@ class _Dask:
             from dask.distributed import Client, LocalCluster
         except ImportError:  # pragma: no cover - dask is an optional dependency
             raise SpecError("--scheduler needs dask[distributed]: pip install 'fleetsim[dask]'") from None
-        import logging
 
         self.cluster = None
         if scheduler == "local":
-            self.cluster = LocalCluster(
-                n_workers=workers or 2,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
+            with _ctrl_c_ignored():  # the worker processes start here
+                self.cluster = LocalCluster(
+                    n_workers=workers or 2,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
             self.client = Client(self.cluster)
         elif scheduler.startswith("tcp://"):
             try:
@@ -388,7 +573,10 @@ class _Dask:
         for f in as_completed(futures):
             yield f.result()
 
-    def close(self):
+    def close(self, interrupted: bool = False):
+        if interrupted:  # a cluster torn down mid-task logs every cancelled future: not news
+            for name in ("distributed", "tornado", "asyncio"):
+                logging.getLogger(name).setLevel(logging.CRITICAL + 1)
         for f in getattr(self, "_futures", ()):
             f.cancel()
         self.client.close()
@@ -401,6 +589,34 @@ def _executor(scheduler: str | None, workers: int | None, n_tasks: int):
         return _Dask(scheduler, workers)
     n = max(1, min(workers or os.cpu_count() or 1, n_tasks))
     return _Serial() if n == 1 else _Pool(n)
+
+
+# --------------------------------------------------------------------------- validating every point first
+def _failed(pid: str, params: dict, run_id: str, exc: BaseException) -> dict:
+    return {
+        "id": pid,
+        "params": params,
+        "run_id": run_id,
+        "status": "error",
+        "error": _error_text(exc),
+        "summary": None,
+        "elapsed_s": 0.0,
+    }
+
+
+def _bad_value(grid: Mapping[str, list], points: list[dict], invalid: dict[int, str]) -> str | None:
+    """One line for the first grid value none of whose points is valid (a typo, an out-of-range
+    value), preferring a key the error names; None where every invalid point is a combination."""
+    blamed = []
+    for key, values in grid.items():
+        for value in values:
+            with_it = [i for i, p in enumerate(points) if p[key] is value]
+            if with_it and all(i in invalid for i in with_it):
+                blamed.append((key, value, invalid[with_it[0]]))
+    if not blamed:
+        return None
+    key, value, error = next((b for b in blamed if b[0] in b[2] or b[0].rsplit(".", 1)[-1] in b[2]), blamed[0])
+    return f"--grid {key}={_shown_value(value)}: no point with this value is valid: {error}"
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -418,9 +634,13 @@ def run_sweep(
     """Simulate every point of the grid's cartesian product; one row per point, in grid order.
 
     scenario: a YAML path, a mapping or a ScenarioSpec; overrides apply to every point (a grid key
-    wins over an override of the same path). Points whose OUT/points/<id>.json exists are read,
-    not rerun (retry_failed=True reruns those that failed). Invalid points (a bad value, a model
-    that does not fit) are recorded with their error before anything runs.
+    wins over an override of the same path). Before anything runs: every grid key must be a field
+    of the scenario schema and every point is built; a value with which no point is valid (a typo,
+    a value out of range) raises SpecError naming it, while a point that is not valid only in
+    combination (a TP degree one of the models cannot use) or does not fit (CapacityError) is
+    recorded as failed. Points whose OUT/points/<id>.json exists are read, not rerun
+    (retry_failed=True reruns those that failed). Ctrl-C or SIGTERM ends the workers, keeps the
+    finished points and raises SweepInterrupted.
     """
     if not grid:
         raise SpecError("sweep: the grid is empty; give at least one --grid KEY=VALUES")
@@ -428,61 +648,65 @@ def run_sweep(
     for k, v in grid.items():
         if not v:
             raise SpecError(f"sweep: grid key '{k}' has no values")
+    out = check_output_dir(out_dir, "--out", replace=False)
     base, base_dir = _base_data(scenario)
     base = apply_overrides(base, dict(overrides or {}))
-    out = Path(out_dir)
-    points_dir = out / "points"
-    points_dir.mkdir(parents=True, exist_ok=True)
+    for key in grid:
+        check_grid_key(key, base)
     run_id = uuid.uuid4().hex[:12]
     params = list(grid)
     points = _points(grid)
     ids = [point_id(base, p) for p in points]
-    _write_atomic(
-        out / "sweep.json",
-        (
-            json.dumps(
-                _json_safe(
-                    {
-                        "grid": grid,
-                        "overrides": dict(overrides or {}),
-                        "base_scenario": base,
-                        "base_dir": None if base_dir is None else str(base_dir),
-                        "point_ids": ids,
-                    }
-                ),
-                indent=1,
-            )
-            + "\n"
-        ).encode(),
-    )
+    points_dir = out / "points"
 
-    # Resume: what is already on disk; then validate every remaining point before running any.
+    # Resume: what is already on disk; then build every remaining point before running any.
     done: dict[str, dict] = {}
+    invalid: dict[int, str] = {}
     tasks: list[dict] = []
-    for pid, p in zip(ids, points):
-        if pid in done:
+    seen: set[str] = set()
+    for i, (pid, p) in enumerate(zip(ids, points)):
+        if pid in seen:
             continue
+        seen.add(pid)
         existing = _read_point(points_dir / f"{pid}.json")
         if existing is not None and not (retry_failed and existing["status"] != "ok"):
             done[pid] = existing
             continue
+        where = f"point {_canonical(p)}"
         try:
-            spec = scenario_from_dict(base, p, where=f"point {_canonical(p)}", base=base_dir)
+            spec = scenario_from_dict(_with_point(base, p), where=where, base=base_dir)
             build(spec)  # capacity errors surface here, before any simulation starts
-        except Exception as exc:  # noqa: BLE001
-            record = {
-                "id": pid,
-                "params": p,
-                "run_id": run_id,
-                "status": "error",
-                "error": _error_text(exc),
-                "summary": None,
-                "elapsed_s": 0.0,
-            }
-            _write_point(points_dir, record)
-            done[pid] = record
+        except CapacityError as exc:
+            done[pid] = _failed(pid, p, run_id, exc)
+            continue
+        except FleetsimError as exc:
+            invalid[i] = str(exc).removeprefix(f"{where}: ")
+            continue
+        except Exception as exc:  # noqa: BLE001 - an unexpected failure is the point's result
+            done[pid] = _failed(pid, p, run_id, exc)
             continue
         tasks.append({"id": pid, "params": p, "run_id": run_id, "scenario": spec.model_dump(mode="json")})
+    bad = _bad_value(grid, points, invalid)
+    if bad is not None:
+        raise SpecError(bad)
+
+    points_dir.mkdir(parents=True, exist_ok=True)
+    write_json(
+        out / "sweep.json",
+        {
+            "grid": grid,
+            "overrides": dict(overrides or {}),
+            "base_scenario": base,
+            "base_dir": None if base_dir is None else str(base_dir),
+            "point_ids": ids,
+        },
+        indent=1,
+    )
+    for i, why in invalid.items():  # valid values, an invalid combination: a result
+        done[ids[i]] = _failed(ids[i], points[i], run_id, SpecError(f"point {_canonical(points[i])}: {why}"))
+    for record in done.values():
+        if record["run_id"] == run_id:
+            _write_point(points_dir, record)
 
     def table() -> pd.DataFrame:
         return _table([done[i] for i in dict.fromkeys(ids) if i in done], params)
@@ -503,28 +727,34 @@ def run_sweep(
         task_bar = bar.add_task("sweep", total=len(set(ids)), completed=len(done))
         bar.start()
     executor = None
+    interrupted = False
     batch = max(8, 2 * (workers or os.cpu_count() or 1))
     try:
-        if tasks:
-            executor = _executor(scheduler, workers, len(tasks))
-            for i, record in enumerate(executor.run(tasks), 1):
-                _write_point(points_dir, record)
-                done[record["id"]] = record
-                if bar is not None:
-                    bar.advance(task_bar)
-                if i % batch == 0 and i < len(tasks):
-                    _write_table(out, table())
+        with _sigterm_stops_the_sweep():
+            if tasks:
+                executor = _executor(scheduler, workers, len(tasks))
+                for i, record in enumerate(executor.run(tasks), 1):
+                    _write_point(points_dir, record)
+                    done[record["id"]] = record
+                    if bar is not None:
+                        bar.advance(task_bar)
+                    if i % batch == 0 and i < len(tasks):
+                        _write_table(out, table())
     except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
         if bar is not None:
             bar.stop()
             bar = None
+        if executor is not None:
+            executor.close(interrupted=interrupted)
+            executor = None
         n = len([i for i in set(ids) if i in done])
         _write_table(out, table())
-        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({_error_text(exc)})"
-        sys.stderr.write(
-            f"sweep {what}: {n} of {len(set(ids))} points are written to {points_dir}; "
-            "run the same command again to resume (finished points are not rerun)\n"
-        )
+        kept = f"{n} of {len(set(ids))} points kept in {out} (run the same command again to resume)"
+        if interrupted:
+            status = 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
+            raise SweepInterrupted(f"sweep interrupted; {kept}", status) from None
+        sys.stderr.write(f"sweep stopped ({_error_text(exc)}); {kept}\n")
         raise
     finally:
         if bar is not None:

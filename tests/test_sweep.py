@@ -40,6 +40,7 @@ def test_parse_grid_lists_and_inclusive_ranges():
     assert grid["kv_cache.key_dtype"] == ["fp8"]
     assert grid["run.drain"] == [True, False]
     assert parse_grid(["x=0.1:0.3:0.1"])["x"] == [0.1, 0.2, 0.3]  # decimal steps land exactly
+    assert parse_grid(["workload.classes.0.weight=1,2"]) == {"workload.classes.0.weight": [1, 2]}
 
 
 @pytest.mark.parametrize(
@@ -175,16 +176,14 @@ def test_failed_points_are_recorded_and_the_rest_complete(tmp_path, monkeypatch)
         return real(spec, *a, **k)
 
     monkeypatch.setattr(fleetsim.sweep, "simulate", flaky)
-    grid = {"model": ["llama-3-8b", "llama-3-70b"], "fleet.replicas": [1, 0, 3]}
+    grid = {"model": ["llama-3-8b", "llama-3-70b"], "fleet.replicas": [1, 3]}
     df = run_sweep(SCENARIO, grid, tmp_path, overrides=SHORT, workers=1, progress=False)
-    assert len(df) == 6
+    assert len(df) == 4
     by = {(r["model"], r["fleet.replicas"]): r for r in df.to_dict(orient="records")}
     assert by[("llama-3-8b", 1)]["status"] == "ok" and by[("llama-3-8b", 1)]["slo.met"] in (True, False)
     # A model that does not fit (found before anything runs, with the numbers).
     err = by[("llama-3-70b", 1)]["error"]
     assert by[("llama-3-70b", 1)]["status"] == "error" and "does not fit" in err and "GB" in err
-    # An invalid value.
-    assert by[("llama-3-8b", 0)]["status"] == "error" and "fleet.replicas" in by[("llama-3-8b", 0)]["error"]
     # An exception inside the simulation.
     assert by[("llama-3-8b", 3)]["error"] == "RuntimeError: solver blew up"
     assert pd.isna(by[("llama-3-8b", 3)]["cost.usd_per_hour"])
@@ -193,6 +192,76 @@ def test_failed_points_are_recorded_and_the_rest_complete(tmp_path, monkeypatch)
     again = run_sweep(SCENARIO, grid, tmp_path, overrides=SHORT, workers=1, progress=False)
     pd.testing.assert_frame_equal(again, df)
     assert "error" in display_columns(df)
+
+
+class _Summary:
+    """A stand-in for a simulation result: the sweep only reads .summary."""
+
+    summary = {"slo": {"met": True}, "cost": {"usd_per_hour": 1.0, "usd_per_million_tokens": float("inf")}}
+
+
+def _no_simulation(monkeypatch):
+    monkeypatch.setattr(fleetsim.sweep, "simulate", lambda *a, **k: pytest.fail("nothing should run"))
+
+
+# --------------------------------------------------------------------------- caught before anything runs
+@pytest.mark.parametrize(
+    "key, needle",
+    [
+        ("fleet.replica", "did you mean fleet.replicas?"),
+        ("replicas", "did you mean fleet.replicas?"),
+        ("workload.arrival.rate", "did you mean workload.arrival.rate_per_s?"),
+        ("fleet.gpu.name", "'fleet.gpu' is a value"),
+        ("workload.classes.x.weight", "must be an item index"),
+        ("workload.classes.5.weight", "has 1 item(s) in the scenario; index 5 is out of range"),
+    ],
+)
+def test_a_grid_key_that_is_not_a_scenario_field_is_one_line_before_anything_runs(tmp_path, monkeypatch, key, needle):
+    _no_simulation(monkeypatch)
+    with pytest.raises(SpecError) as exc:
+        run_sweep(SCENARIO, {key: [2, 4]}, tmp_path / "s", workers=1, progress=False)
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith(f"--grid {key}") and needle in msg
+    assert not (tmp_path / "s").exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    "grid, needle",
+    [
+        ({"fleet.replicas": [1, 0]}, "--grid fleet.replicas=0"),
+        ({"fleet.gpu": ["h100-sxm", "h900"], "fleet.replicas": [1, 2]}, "--grid fleet.gpu=h900"),
+        ({"kv_cache.key_dtype": ["bf16", "fp7"]}, "--grid kv_cache.key_dtype=fp7"),
+    ],
+)
+def test_a_value_no_point_can_use_is_one_line_before_anything_runs(tmp_path, monkeypatch, grid, needle):
+    _no_simulation(monkeypatch)
+    with pytest.raises(SpecError) as exc:
+        run_sweep(SCENARIO, grid, tmp_path / "s", workers=1, progress=False)
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith(needle), msg
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_combination_that_is_invalid_is_a_failed_point_not_a_bad_value(tmp_path, monkeypatch):
+    # GPT-2 XL has 25 attention heads: TP 2 cannot split them; Llama 3 8B (32 heads) can.
+    monkeypatch.setattr(fleetsim.sweep, "simulate", lambda spec, *a, **k: _Summary())
+    grid = {"model": ["llama-3-8b", "gpt2-xl"], "fleet.tp": [1, 2]}
+    df = run_sweep(SCENARIO, grid, tmp_path, workers=1, progress=False)
+    status = {(r["model"], r["fleet.tp"]): (r["status"], r["error"]) for r in df.to_dict(orient="records")}
+    assert [s for s, _ in status.values()].count("ok") == 3
+    assert status[("gpt2-xl", 2)][0] == "error" and "tp" in status[("gpt2-xl", 2)][1]
+    # The worker's summary went through the JSON writer: infinite is null, with the reason noted.
+    record = json.loads((tmp_path / "points" / f"{df['point_id'][0]}.json").read_text())
+    assert record["summary"]["cost"]["usd_per_million_tokens"] is None
+    assert df["cost.usd_per_million_tokens"].isna().all()
+
+
+def test_a_list_item_by_index_is_a_grid_key(tmp_path):
+    grid = {"workload.classes.0.output_tokens": [{"kind": "fixed", "tokens": 16}, {"kind": "fixed", "tokens": 64}]}
+    df = run_sweep(SCENARIO, grid, tmp_path, overrides=SHORT, workers=1, progress=False)
+    assert (df["status"] == "ok").all()
+    short, long = df["latency_s.e2e.mean"]
+    assert long > short  # four times the output tokens take longer
 
 
 def test_point_ids_depend_on_the_base_scenario_and_the_point(tmp_path):
@@ -233,3 +302,114 @@ def test_cli_sweep_json_and_bad_grid(tmp_path):
     r = _cli("sweep", str(SCENARIO), "--grid", "fleet.replicas=4:64", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("error: --grid 'fleet.replicas=4:64'")
+
+
+def test_cli_a_typo_in_a_key_is_one_line_and_exit_2(tmp_path):
+    r = _cli("sweep", str(SCENARIO), "--grid", "fleet.replica=2,4", "--out", str(tmp_path / "s"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("error: --grid fleet.replica:") and "did you mean fleet.replicas?" in line
+
+
+def test_cli_exit_1_when_every_point_failed_and_0_with_a_count_when_some_did(tmp_path):
+    # Llama 3 70B (141 GB of bf16 weights) fits on no single H100: every point fails before running.
+    r = _cli(
+        "sweep",
+        str(SCENARIO),
+        "--grid",
+        "model=llama-3-70b",
+        "--grid",
+        "fleet.replicas=1,2",
+        "--out",
+        str(tmp_path / "a"),
+    )
+    assert r.returncode == 1, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("error: sweep: all 2 points failed") and "does not fit" in line
+    r = _cli(
+        "sweep",
+        str(SCENARIO),
+        "--grid",
+        "model=llama-3-8b,llama-3-70b",
+        "--set",
+        "run.duration_s=10",
+        "--out",
+        str(tmp_path / "b"),
+        "--workers",
+        "1",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    assert [row["status"] for row in json.loads(r.stdout)] == ["ok", "error"]
+    assert "sweep: 1 of 2 points failed" in r.stderr
+
+
+# --------------------------------------------------------------------------- stopping a sweep
+LONG_SWEEP = ["--grid", "workload.arrival.rate_per_s=30:60:2", "--set", "run.duration_s=300", "--workers", "2"]
+
+
+def _start_sweep(out, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "fleetsim", "sweep", str(SCENARIO), *LONG_SWEEP, "--out", str(out), *extra],
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_points(proc, out, n, timeout_s=240):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and proc.poll() is None:
+        if len(list((out / "points").glob("*.json"))) >= n:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the sweep wrote fewer than {n} points: {proc.stderr.read() if proc.poll() is not None else ''}")
+
+
+@pytest.mark.parametrize(
+    "how, scheduler",
+    [("SIGTERM to the sweep", None), ("Ctrl-C to the process group", None), ("Ctrl-C to the process group", "local")],
+)
+def test_stopping_a_sweep_ends_its_workers_keeps_its_points_and_says_so_in_one_line(tmp_path, how, scheduler):
+    psutil = pytest.importorskip("psutil")
+    if scheduler:
+        pytest.importorskip("dask.distributed")
+    out = tmp_path / "s"
+    proc = _start_sweep(out, *(["--scheduler", scheduler] if scheduler else []))
+    try:
+        _wait_for_points(proc, out, 1)
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        assert workers, "the sweep runs in worker processes"
+        if how.startswith("SIGTERM"):
+            os.kill(proc.pid, signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        stderr = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    _, alive = psutil.wait_procs(workers, timeout=60)
+    assert not alive, f"workers left running: {alive}"
+    assert proc.returncode == (128 + signal.SIGTERM if how.startswith("SIGTERM") else 130), stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    kept = len(list((out / "points").glob("*.json")))
+    assert lines[0].startswith(f"sweep interrupted; {kept} of 16 points kept in {out}") and kept >= 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux")
+def test_pool_workers_die_with_a_sweep_killed_outright(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "s"
+    proc = _start_sweep(out)
+    try:
+        _wait_for_points(proc, out, 1)
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        os.kill(proc.pid, signal.SIGKILL)  # no handler runs
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    _, alive = psutil.wait_procs(workers, timeout=60)
+    assert not alive, f"workers outlived the sweep: {alive}"
