@@ -33,24 +33,26 @@ class Run:
     stderr: str
 
 
+def run_in_process(monkeypatch, capsys, *args) -> Run:
+    """`fleetsim ARGS...` through main() in this process: sys.argv set, the exit status from
+    SystemExit; an exception escaping main() is what a user would see as a traceback (exit 1)."""
+    monkeypatch.setattr(sys, "argv", ["fleetsim", *map(str, args)])
+    capsys.readouterr()
+    code, escaped = 0, ""
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # escaped main(): the user would see this traceback, exit 1
+        code, escaped = 1, traceback.format_exc()
+    captured = capsys.readouterr()
+    return Run(code, captured.out, captured.err + escaped)
+
+
 @pytest.fixture
 def fleetsim(monkeypatch, capsys):
     """Run `fleetsim ARGS...` through main() in this process."""
-
-    def run(*args: str) -> Run:
-        monkeypatch.setattr(sys, "argv", ["fleetsim", *args])
-        capsys.readouterr()
-        code, escaped = 0, ""
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:  # escaped main(): the user would see this traceback, exit 1
-            code, escaped = 1, traceback.format_exc()
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err + escaped)
-
-    return run
+    return lambda *args: run_in_process(monkeypatch, capsys, *args)
 
 
 def fleetsim_process(*args: str) -> Run:

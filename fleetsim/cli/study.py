@@ -1,0 +1,169 @@
+"""`fleetsim sweep`, `fleetsim plan`, `fleetsim report`: what-ifs, procurement, the HTML report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from fleetsim.cli.options import DIR, FILE, json_option, set_option
+from fleetsim.cli.terminal import fail, note_line, out, overrides, print_frame, print_json, say
+
+
+def sweep(
+    scenario: Path = typer.Argument(..., metavar="SCENARIO", help="Base scenario YAML file."),
+    grid: list[str] = typer.Option(
+        ...,
+        "--grid",
+        metavar="KEY=VALUES",
+        help="A field by dotted path and its values: KEY=V1,V2,... or KEY=START:STOP:STEP (inclusive); "
+        "list items by index (workload.classes.0.weight=1,2). Repeat for a product. Every key and value "
+        "is checked before anything runs.",
+    ),
+    out_dir: Path = typer.Option(
+        ...,
+        "--out",
+        metavar=DIR,
+        help="Folder for sweep.json, points.parquet and points/<id>.json (one per point, written as it "
+        "finishes). Rerun the same command into it to resume: finished points are not rerun.",
+    ),
+    set_: list[str] | None = set_option("the base scenario (every point)"),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        metavar="local|tcp://HOST:PORT",
+        help="Run on Dask: 'local' starts a LocalCluster, tcp://HOST:PORT joins a running scheduler "
+        "(needs fleetsim[dask]). Default: a local process pool.",
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        metavar="N",
+        help="Processes of the local pool or LocalCluster. Default: the CPU count (pool), 2 (LocalCluster).",
+    ),
+    json_out: bool = json_option("the table as one JSON array (a record per point)"),
+):
+    """Run a grid of what-ifs, one simulation per point.
+
+    One row per point, written as each finishes.
+
+    Exit status 0 when every point ran or some failed (their count is said), 1 when every point
+    failed, 2 for a bad key or value (nothing runs); Ctrl-C keeps the finished points.
+
+    \b
+    Examples:
+      fleetsim sweep scenarios/h100_llama3.yaml --grid fleet.replicas=2:8:2 --out runs/sweep
+      fleetsim sweep scenarios/h100_llama3.yaml --grid fleet.gpu=h100-sxm,h200 \\
+          --grid kv_cache.key_dtype=bf16,fp8 --set run.duration_s=120 --out runs/gpu_kv
+      fleetsim sweep my.yaml --grid workload.arrival.rate_per_s=5:40:5 --out runs/load --scheduler local
+    """
+    from fleetsim.sweep import SweepInterrupted, display_columns, parse_grid, run_sweep
+
+    try:
+        df = run_sweep(
+            scenario,
+            parse_grid(grid),
+            out_dir,
+            overrides=overrides(set_),
+            scheduler=scheduler,
+            workers=workers,
+            progress=not json_out and sys.stderr.isatty(),
+        )
+    except SweepInterrupted as exc:  # Ctrl-C or SIGTERM: one line, what was kept
+        note_line(exc.message)
+        raise typer.Exit(exc.exit_status) from None
+    if json_out:
+        print_json(df.to_dict(orient="records"))
+    else:
+        print_frame(df[display_columns(df)], title=f"sweep: {len(df)} points -> {out_dir}")
+    failed = df[df["status"] != "ok"]
+    if len(failed) and len(failed) == len(df):
+        fail(f"sweep: all {len(df)} points failed (the first: {failed['error'].iloc[0]}); see {out_dir}/points", 1)
+    if len(failed):
+        note_line(f"sweep: {len(failed)} of {len(df)} points failed (see the error column, or {out_dir}/points)")
+
+
+def plan(
+    scenario: Path = typer.Argument(
+        ..., metavar="SCENARIO", help="Scenario YAML file: its workload and SLOs are the requirement."
+    ),
+    gpus_: str = typer.Option(
+        "h100-sxm,h200,b200,a100-80gb",
+        "--gpus",
+        metavar="GPU[,GPU...]",
+        help="GPU types to compare, comma-separated catalog names (fleetsim gpus).",
+    ),
+    set_: list[str] | None = set_option(),
+    out_dir: Path | None = typer.Option(
+        None,
+        "--out",
+        metavar=DIR,
+        help="Folder to write, whole: plan.json, plan.csv, options.csv, evaluations.csv, scenario.yaml, "
+        "manifest.json (a rerun replaces it). Checked before the search starts. Default: nothing written.",
+    ),
+    json_out: bool = json_option(),
+):
+    """The cheapest fleet per GPU type that meets the SLOs.
+
+    For each GPU type: the smallest replica count (over TP degrees that fit) meeting the SLO, and
+    proof that one replica fewer misses it.
+
+    \b
+    Examples:
+      fleetsim plan scenarios/h100_llama3.yaml
+      fleetsim plan scenarios/h100_llama3.yaml --gpus h100-sxm,h200 --set workload.arrival.rate_per_s=60
+      fleetsim plan my.yaml --out runs/plan && fleetsim report runs/plan -o plan.html
+    """
+    from fleetsim.output import check_output_dir, output_directory
+    from fleetsim.plan import plan_fleet
+
+    if out_dir is not None:
+        check_output_dir(out_dir, "--out")
+    result = plan_fleet(
+        scenario,
+        [g.strip() for g in gpus_.split(",") if g.strip()],
+        overrides=overrides(set_),
+        progress=not json_out and sys.stderr.isatty(),
+    )
+    if out_dir is not None:
+        with output_directory(out_dir, "--out", scenario=result.scenario) as tmp:
+            result.save(tmp)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        print_frame(result.display_table(), title=result.title())
+        out.print(result.recommendation())
+    if out_dir is not None:
+        (note_line if json_out else say)(f"wrote {out_dir}/")
+
+
+def report(
+    source: Path = typer.Argument(
+        ..., metavar="SOURCE", help="A scenario YAML file, a sweep folder (fleetsim sweep --out) or a plan folder."
+    ),
+    output: Path = typer.Option(
+        Path("report.html"),
+        "-o",
+        "--output",
+        metavar=FILE,
+        help="HTML file to write (replaced whole; checked before any work).",
+    ),
+    set_: list[str] | None = set_option("a scenario SOURCE"),
+):
+    """Write a self-contained HTML procurement report.
+
+    One file that opens offline in any browser: the question, recommendation, assumptions,
+    comparison tables and figures.
+
+    \b
+    Examples:
+      fleetsim report scenarios/h100_llama3.yaml -o report.html
+      fleetsim report runs/sweep -o sweep.html
+    """
+    from fleetsim.output import output_file
+    from fleetsim.report.html import write_report
+
+    with output_file(output, "-o") as tmp:
+        write_report(source, tmp, overrides=overrides(set_))
+    say(f"wrote {output}")
