@@ -53,6 +53,7 @@ REQUIRED_MODELS = {
     "phi-3-mini-4k",
     "granite-3.3-8b",
     "gemma-3n-e4b",
+    "gemma-4-26b-a4b",
 }
 REQUIRED_GPUS = {"h100-sxm", "h100-pcie", "h200", "b200", "gb200", "a100-80gb", "a100-40gb", "l40s", "mi300x"}
 
@@ -83,6 +84,7 @@ PUBLISHED = {
     "granite-3.3-8b": (8.17e9, None, "huggingface.co/ibm-granite/granite-3.3-8b-instruct: 8.17B params"),
     "qwen3.5-27b": (27e9, None, "Qwen3.5-27B: 27B (model name; text decoder without the vision tower)"),
     "qwen3.5-35b-a3b": (35e9, 3e9, "Qwen3.5-35B-A3B: 35B total, 3B active (model name)"),
+    "gemma-4-26b-a4b": (25.2e9, 3.8e9, "Gemma 4 model card: 26B-A4B has 25.2B total, 3.8B active parameters"),
 }
 # Not listed: llama-4-scout (Meta's 17B active counts the 1.03B input-embedding table this
 # catalog leaves out of active: see tests/test_hf_moe.py), qwen3-next-80b-a3b (its "3B activated"

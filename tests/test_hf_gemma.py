@@ -106,3 +106,46 @@ def test_per_layer_intermediate_sizes():
     wider = architecture_from_hf_config(config(), name="a").total_params
     narrower = architecture_from_hf_config(c, name="b").total_params
     assert wider - narrower == 35 * 3 * 2048 * (16_384 - 8192)
+
+
+# ------------------------------------------------------------------------------- Gemma 4
+def gemma4_config() -> dict:
+    return json.loads((DATA / "gemma-4-26b-a4b.config.json").read_text())["text_config"]
+
+
+def test_gemma_4_26b_a4b_parameters():
+    c = gemma4_config()
+    h, n, v = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"]
+    q, hd, kv = c["num_attention_heads"], c["head_dim"], c["num_key_value_heads"]
+    g_hd, g_kv = c["global_head_dim"], c["num_global_key_value_heads"]
+    e, k, moe_i, i = c["num_experts"], c["top_k_experts"], c["moe_intermediate_size"], c["intermediate_size"]
+    assert c["attention_k_eq_v"] and c["hidden_size_per_layer_input"] == 0 and c["num_kv_shared_layers"] == 0
+    full = c["layer_types"].count("full_attention")
+    sliding = n - full
+    local = h * q * hd + 2 * h * kv * hd + q * hd * h + 2 * hd  # q/k/v/o, q_norm, k_norm
+    glob = h * q * g_hd + h * g_kv * g_hd + q * g_hd * h + 2 * g_hd  # no v_proj: values reuse the keys
+    expert = 3 * h * moe_i
+    # dense GeGLU MLP + 4 norms; router (proj, scale, per-expert scale), experts, 3 more norms
+    per_layer = 3 * h * i + 4 * h + (h * e + h + e) + e * expert + 3 * h
+    total = v * h + h + sliding * local + full * glob + n * per_layer  # tied head; final norm
+    active = total - n * (e - k) * expert  # tied: the token table is multiplied as the LM head
+    arch = architecture_from_hf_config(json.loads((DATA / "gemma-4-26b-a4b.config.json").read_text()), name="g4")
+    assert (arch.total_params, arch.active_params) == (total, active)
+    # Google's Gemma 4 model card: 25.2B total, 3.8B active (the vision encoder is separate)
+    assert total == pytest.approx(25.2e9, abs=0.05e9)
+    assert active == pytest.approx(3.8e9, abs=0.05e9)
+
+
+def test_gemma_4_full_layers_have_their_own_head_geometry():
+    c = gemma4_config()
+    local = c["num_key_value_heads"] * c["head_dim"] * 2 * BF16  # K and V cached, 8 x 256
+    glob = c["num_global_key_value_heads"] * c["global_head_dim"] * 2 * BF16  # 2 x 512: K = V, both cached
+    full = c["layer_types"].count("full_attention")
+    sliding = c["num_hidden_layers"] - full
+    window = c["sliding_window"]
+    assert (sliding, full, window) == (25, 5, 1024)
+    assert kv_report("gemma-4-26b-a4b", 1000)["bytes_per_sequence"] == (sliding * local + full * glob) * 1000
+    n = 32_768
+    assert kv_report("gemma-4-26b-a4b", n)["bytes_per_sequence"] == full * glob * n + sliding * local * window
+    arch = load_model("gemma-4-26b-a4b")
+    assert {(g.kv_heads, g.head_dim, g.window_tokens) for g in arch.layers} == {(8, 256, 1024), (2, 512, None)}

@@ -320,6 +320,7 @@ PLANS = {
     "phi-3-mini-4k": ("h100-sxm", 1, "bf16"),
     "granite-3.3-8b": ("h100-sxm", 1, "bf16"),
     "gemma-3n-e4b": ("h100-sxm", 1, "bf16"),
+    "gemma-4-26b-a4b": ("h100-sxm", 1, "bf16"),
 }
 # Catalog entries whose total_params is the publisher's rounded or multimodal figure rather than
 # the count a config.json yields (opt-30b "30B", deepseek-v3 "671B", jamba-1.5-mini "52B",
@@ -336,6 +337,7 @@ PUBLISHED_COUNT = {
     "deepseek-v2-lite",
     "nemotron-3-nano-30b-a3b",
     "llama-4-scout",
+    "gemma-4-26b-a4b",  # 25.2B as published
 }
 
 

@@ -11,7 +11,7 @@ is stated in :mod:`fleetsim.catalog.hf.shape`). One module per family of models:
 - :mod:`~fleetsim.catalog.hf.mla`: deepseek_v2, deepseek_v3, kimi_k2, deepseek_v32
 - :mod:`~fleetsim.catalog.hf.ssm`: mamba, falcon_mamba, mamba2
 - :mod:`~fleetsim.catalog.hf.hybrid`: jamba, nemotron_h, qwen3_next, qwen3_5, qwen3_5_moe
-- :mod:`~fleetsim.catalog.hf.gemma`: gemma3n
+- :mod:`~fleetsim.catalog.hf.gemma`: gemma3n, gemma4
 
 Configs that nest the language model (``text_config``, ``llm_config``, ...) are read from the
 nested block. Fields a checkpoint leaves out take the defaults of the transformers config class of
