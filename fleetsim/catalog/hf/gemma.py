@@ -66,15 +66,20 @@ DEFAULTS: dict[str, dict] = {
 }
 
 
-def gemma3n(cfg: HfConfig) -> Shape:
+def _layout(cfg: HfConfig, period: int):
+    """hidden, layers, vocab, (q, kv, head_dim), window and per-layer types (by default every
+    ``period``-th layer global, as the family's config class lays them out)."""
     hidden = cfg.int("hidden_size")
     n_layers = cfg.int("num_hidden_layers")
-    vocab = cfg.int("vocab_size")
-    q, kv, hd = heads(cfg, hidden, "num_attention_heads", ("num_key_value_heads",))
-    window = cfg.int("sliding_window")
+    q_kv_hd = heads(cfg, hidden, "num_attention_heads", ("num_key_value_heads",))
     types = cfg.layer_types(n_layers, ("sliding_attention", "full_attention"))
-    if types is None:  # Gemma3nTextConfig: every 5th layer is global
-        types = ["full_attention" if (i + 1) % 5 == 0 else "sliding_attention" for i in range(n_layers)]
+    if types is None:
+        types = ["full_attention" if (i + 1) % period == 0 else "sliding_attention" for i in range(n_layers)]
+    return hidden, n_layers, cfg.int("vocab_size"), q_kv_hd, cfg.int("sliding_window"), types
+
+
+def gemma3n(cfg: HfConfig) -> Shape:
+    hidden, n_layers, vocab, (q, kv, hd), window, types = _layout(cfg, period=5)  # 4 local : 1 global
     widths = _intermediate_sizes(cfg, n_layers)
     first_shared = _first_kv_shared_layer(cfg, types)
     streams = cfg.int("altup_num_inputs")
@@ -99,14 +104,7 @@ def gemma3n(cfg: HfConfig) -> Shape:
 
 
 def gemma4(cfg: HfConfig) -> Shape:
-    hidden = cfg.int("hidden_size")
-    n_layers = cfg.int("num_hidden_layers")
-    vocab = cfg.int("vocab_size")
-    q, kv, hd = heads(cfg, hidden, "num_attention_heads", ("num_key_value_heads",))
-    window = cfg.int("sliding_window")
-    types = cfg.layer_types(n_layers, ("sliding_attention", "full_attention"))
-    if types is None:  # Gemma4TextConfig: 5 sliding : 1 full
-        types = ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(n_layers)]
+    hidden, n_layers, vocab, (q, kv, hd), window, types = _layout(cfg, period=6)  # 5 local : 1 global
     k_eq_v = cfg.flag("attention_k_eq_v")
     global_hd = cfg.int("global_head_dim")
     global_kv = cfg.int("num_global_key_value_heads", default=kv) if k_eq_v else kv
