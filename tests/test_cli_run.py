@@ -199,6 +199,29 @@ def test_a_bad_out_is_one_line_before_the_simulation_runs(tmp_path, in_process, 
     assert not (tmp_path / "mine" / "summary.json").exists()  # nothing of a user's folder touched
 
 
+@pytest.mark.parametrize(
+    "command, guard",
+    [
+        (["plan", SCENARIO, "--out"], ("fleetsim.plan", "plan_fleet")),
+        (["validate", "--out"], ("fleetsim.validation", "run_validation")),
+        (["sweep", SCENARIO, "--grid", "fleet.replicas=1,2", "--out"], ("fleetsim.sweep", "build")),
+        (["report", SCENARIO, "-o"], ("fleetsim.report.html", "write_report")),
+        (["init"], ("fleetsim.cli.starter", "starter_scenario")),
+    ],
+)
+def test_every_command_that_writes_checks_its_path_before_any_work(tmp_path, in_process, monkeypatch, command, guard):
+    import importlib
+
+    monkeypatch.setattr(
+        importlib.import_module(guard[0]), guard[1], lambda *a, **k: pytest.fail("work before the check")
+    )
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    target = a_file / "below"  # under a file: nothing can be written there
+    r = in_process(*command, target)
+    one_line_error(r, str(target), "is a file")
+
+
 def test_a_rerun_replaces_the_folder_whole_and_the_manifest_lists_it(tmp_path):
     out = tmp_path / "runs" / "r"  # parents are created
     first = fleetsim("run", SCENARIO, "--json", "--set", "run.duration_s=10", "--seed", "1", "--out", out)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from typer.core import TyperCommand
 
@@ -85,13 +84,13 @@ for _command in COMMANDS:
 
 
 def _usage_error_types() -> tuple:
-    types = [click.exceptions.ClickException]
-    try:  # typer may bundle its own click
-        from typer._click import exceptions as bundled
-
-        types.append(bundled.ClickException)
-    except ImportError:
-        pass
+    """Click's usage errors: typer's bundled click, and the click package where it is installed."""
+    types: list[type] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            types.append(__import__(module, fromlist=["ClickException"]).ClickException)
+        except ImportError:
+            pass
     return tuple(types)
 
 
@@ -113,6 +112,7 @@ def main() -> None:
         sys.exit(130)
     except Exception as exc:  # usage errors arrive here in non-standalone mode
         if isinstance(exc, _usage_error_types()):
-            error_line(f"{exc.format_message()} (see fleetsim --help)")
+            command = getattr(getattr(exc, "ctx", None), "command_path", None) or "fleetsim"
+            error_line(f"{exc.format_message()} (see {command} --help)")
             sys.exit(2)
         raise

@@ -93,11 +93,11 @@ def _fields(model: type[BaseModel], values: dict, indent: str, item_indent: str 
     """The fields of one spec at indent; with item_indent, as a list item ('- ' there)."""
     lines: list[str] = []
     for i, (name, info) in enumerate(model.model_fields.items()):
-        first_of_item = i == 0 and item_indent is not None
         value = values[name] if name in values else _default(info)
+        here = item_indent if (i == 0 and item_indent is not None) else None
         if info.description:
-            lines += _comment(info.description, item_indent if first_of_item else indent)
-        lead = f"{item_indent}- " if first_of_item else indent
+            lines += _comment(info.description, indent if here is None else here)
+        lead = indent if here is None else f"{here}- "
         lines += _field(name, info.annotation, value, lead, indent)
     return lines
 
