@@ -362,6 +362,8 @@ def output_directory(path: str | Path, option: str = "--out", *, scenario: Any =
     On an error or an interrupt the temporary folder is removed and path is left as it was."""
     final = Path(path)
     check_output_dir(final, option)
+    if final.is_symlink():  # replace the folder it points to, not the link
+        final = final.resolve()
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
     os.chmod(tmp, 0o777 & ~_umask())

@@ -154,6 +154,17 @@ def test_a_failed_write_leaves_the_earlier_folder_as_it_was(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+def test_a_link_to_a_run_folder_stays_a_link(tmp_path):
+    real = tmp_path / "real"
+    with output_directory(real) as tmp:
+        (tmp / "a.txt").write_text("1")
+    (tmp_path / "link").symlink_to(real)
+    with output_directory(tmp_path / "link") as tmp:
+        (tmp / "a.txt").write_text("2")
+    assert (tmp_path / "link").is_symlink() and (real / "a.txt").read_text() == "2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
 def test_json_another_writer_left_with_nan_is_made_strict_in_the_folder(tmp_path):
     with output_directory(tmp_path / "plan") as tmp:
         (tmp / "plan.json").write_text('{"usd": NaN, "n": 1}')
