@@ -42,6 +42,107 @@ def slo_mask(requests: pd.DataFrame, ttft_s: float, tpot_s: float) -> pd.Series:
     return done & (requests["ttft_s"] <= ttft_s) & tpot_ok
 
 
+def emitted_tokens(requests: pd.DataFrame, t: float, step_s: float) -> float:
+    """Output tokens the requests of a run had emitted by time t. A request emits its first token
+    at first_token_s and the rest one per iteration until finish_s (spread evenly over that span);
+    one that had not finished when the run stopped is taken at one token per `step_s` from its
+    first token, capped at its length."""
+    first = requests["first_token_s"].to_numpy(dtype=float)
+    finish = requests["finish_s"].to_numpy(dtype=float)
+    out = requests["output_tokens"].to_numpy(dtype=float)
+    started = np.isfinite(first) & (first <= t)
+    done = np.isfinite(finish) & (requests["status"].to_numpy() == "completed")
+    span = np.where(done & (finish > first), finish - first, 1.0)
+    after_first = np.where(
+        done,
+        (out - 1.0) * np.clip((t - first) / span, 0.0, 1.0),
+        np.minimum(out - 1.0, np.floor(np.maximum(t - first, 0.0) / step_s)),
+    )
+    return float(np.sum(np.where(started, 1.0 + after_first, 0.0)))
+
+
+STEADY_COMPLETION_RATIO = 0.95  # completions below this share of arrivals, with a growing queue: not steady
+AUTO_WARMUP_FRACTION = 0.1
+FILLED_FRACTION = 0.9
+
+
+def steady_window(raw: RawRun) -> tuple[float, float] | None:
+    """The steady-state window: from the warm-up to the end of arrivals (the drain after it
+    excluded). The warm-up is run.warmup_s, or else the first time after 10% of the arrival
+    period at which the running count reaches 90% of its median over the second half (capped at
+    half the period): a fleet still filling up completes fewer requests than arrive. An offline
+    batch (every request at t = 0) has no steady state of arrivals: None, the whole run."""
+    end = raw.arrivals_end_s
+    if end <= 0:
+        return None
+    if raw.warmup_s > 0:
+        return (raw.warmup_s, end) if raw.warmup_s < end else None
+    ts = raw.timeseries
+    start = AUTO_WARMUP_FRACTION * end
+    late = ts.loc[(ts["time_s"] >= 0.5 * end) & (ts["time_s"] <= end), "running"]
+    if len(late):
+        target = FILLED_FRACTION * float(late.median())
+        filled = ts.loc[(ts["time_s"] >= start) & (ts["running"] >= target), "time_s"]
+        if len(filled):
+            start = min(max(start, float(filled.iloc[0])), 0.5 * end)
+    return (start, end)
+
+
+def steady_state(raw: RawRun, n_gpus: int) -> dict:
+    """Rates over the steady-state window (warm-up and drain excluded): tokens as emitted in the
+    window (a streaming counter's view), GPU energy from the metered cumulative energy at the
+    window's ends. A window whose queue grew while completions fell behind arrivals is flagged:
+    the fleet is overloaded and the rates are those of a queue that never drains."""
+    req, sim_s = raw.requests, raw.simulated_s
+    window = steady_window(raw)
+    a, b = window if window else (0.0, sim_s)
+    span = max(b - a, 1e-12)
+    tpot = req.loc[req["status"] == "completed", "tpot_s"]
+    step = float(tpot.median()) if tpot.notna().any() else span
+    out_tok = emitted_tokens(req, b, step) - emitted_tokens(req, a, step)
+    first = req["first_token_s"].to_numpy(dtype=float)
+    started = np.isfinite(first) & (first >= a) & (first < b)
+    in_tok = float(req.loc[started, "input_tokens"].sum())
+    finish = req["finish_s"].to_numpy(dtype=float)
+    done = (req["status"] == "completed").to_numpy() & (finish >= a) & (finish < b)
+    arrivals = int(((req["arrival_s"] >= a) & (req["arrival_s"] < b)).sum())
+    ts = raw.timeseries
+    if window and len(ts) > 1:
+        e = np.interp([a, b], ts["time_s"], ts["gpu_energy_j"])
+        energy = float(e[1] - e[0])
+        q0, q1 = np.interp([a, b], ts["time_s"], ts["queued"])
+    else:
+        energy = float(raw.replicas["energy_j"].sum())
+        q0 = q1 = 0.0
+    completions = int(done.sum())
+    steady, warning = True, None
+    if (
+        window
+        and arrivals
+        and completions < STEADY_COMPLETION_RATIO * arrivals
+        and q1 > q0 + max(10.0, 0.05 * arrivals)
+    ):
+        steady = False
+        warning = (
+            f"not in steady state: the queue grew from {q0:,.0f} to {q1:,.0f} requests over the window while "
+            f"{completions:,} of {arrivals:,} arrivals completed; the fleet is overloaded (latencies and "
+            "throughput are those of a queue that never drains)"
+        )
+    return {
+        "window_s": [a, b],
+        "basis": "steady_state" if window else "whole_run",
+        "output_tokens_per_s": out_tok / span,
+        "input_tokens_per_s": in_tok / span,
+        "requests_per_s": completions / span,
+        "offered_requests_per_s": arrivals / span if window else None,
+        "gpu_power_w": energy / (span * n_gpus) if n_gpus else 0.0,
+        "gpu_energy_j": energy,
+        "joules_per_output_token": _clean(energy / out_tok) if out_tok > 0 else None,
+        "steady": steady,
+        "warning": warning,
+    }
+
+
 def summarize(raw: RawRun, scenario: ScenarioSpec, arch: Architecture, gpu: GpuSpec, plan: MemoryPlan) -> dict:
     req = raw.requests
     sim_s = raw.simulated_s
@@ -49,17 +150,23 @@ def summarize(raw: RawRun, scenario: ScenarioSpec, arch: Architecture, gpu: GpuS
     n_gpus = fleet.replicas * fleet.tp
     status = req["status"]
     completed = req[status == "completed"]
-    measured = completed[completed["arrival_s"] >= scenario.run.warmup_s]
-    window_s = max(sim_s - scenario.run.warmup_s, 1e-12)
+    steady = steady_state(raw, n_gpus)
+    a, b = steady["window_s"]
+    window_s = max(b - a, 1e-12)
+    in_window = (
+        (req["arrival_s"] >= a) & (req["arrival_s"] <= b)
+        if steady["basis"] == "steady_state"
+        else req["arrival_s"] >= 0
+    )
+    measured = completed[in_window[status == "completed"]]
+    out_tps = steady["output_tokens_per_s"]
+    in_tps = steady["input_tokens_per_s"]
+    out_tok = out_tps * window_s
+    in_tok = in_tps * window_s
 
-    out_tok = float(measured["output_tokens"].sum())
-    in_tok = float(measured["input_tokens"].sum())
-    out_tps = out_tok / window_s
-    in_tps = in_tok / window_s
-
-    # --- power and energy (GPU energy is simulated; server overhead is constant at full load)
+    # --- power and energy: GPU power over the window; energy totals over the whole run
     gpu_energy_j = float(raw.replicas["energy_j"].sum())
-    gpu_mean_w = gpu_energy_j / (sim_s * n_gpus) if sim_s > 0 else 0.0
+    gpu_mean_w = steady["gpu_power_w"]
     gpu_peak_w = float(raw.replicas["peak_power_w"].max()) if len(raw.replicas) else 0.0
     overhead_w = server_overhead_w(gpu, scenario.facility.server_overhead_w)
     servers = num_servers(n_gpus, gpu.gpus_per_server)
@@ -79,7 +186,7 @@ def summarize(raw: RawRun, scenario: ScenarioSpec, arch: Architecture, gpu: GpuS
 
     # --- SLO
     slo = scenario.slo
-    arrived_measured = req[req["arrival_s"] >= scenario.run.warmup_s]
+    arrived_measured = req[in_window]
     ok = slo_mask(arrived_measured, slo.ttft_s, slo.tpot_s)
     attainment = float(ok.mean()) if len(arrived_measured) else 0.0
     q = slo.percentile
@@ -109,14 +216,24 @@ def summarize(raw: RawRun, scenario: ScenarioSpec, arch: Architecture, gpu: GpuS
             "rejected": int((status == "rejected").sum()),
             "in_flight": int((status == "in_flight").sum()),
         },
+        "window": {
+            "start_s": a,
+            "end_s": b,
+            "basis": steady["basis"],
+            "steady": steady["steady"],
+            "warning": steady["warning"],
+        },
         "throughput": {
             "output_tokens_per_s": out_tps,
             "input_tokens_per_s": in_tps,
-            "requests_per_s": len(measured) / window_s,
+            "requests_per_s": steady["requests_per_s"],
+            "offered_requests_per_s": steady["offered_requests_per_s"],
+            "whole_run_output_tokens_per_s": float(completed["output_tokens"].sum()) / sim_s if sim_s else 0.0,
         },
         "latency_s": {
             "ttft": latency_stats(measured["ttft_s"]),
             "tpot": latency_stats(measured["tpot_s"]),
+            "itl": {k: _clean(v) for k, v in raw.itl.stats().items()},
             "e2e": latency_stats(measured["e2e_s"]),
         },
         "concurrency": {
@@ -133,12 +250,14 @@ def summarize(raw: RawRun, scenario: ScenarioSpec, arch: Architecture, gpu: GpuS
         },
         "power": {
             "gpu_mean_w": gpu_mean_w,
+            "whole_run_gpu_mean_w": gpu_energy_j / (sim_s * n_gpus) if sim_s > 0 and n_gpus else 0.0,
             "gpu_peak_w": gpu_peak_w,
             "it_mean_kw": it_kw,
             "facility_mean_kw": fac.facility_kw,
             "energy_kwh": it_energy_kwh,
             "gpu_energy_kwh": gpu_energy_j / 3.6e6,
-            "joules_per_output_token": _clean(gpu_energy_j / all_out) if all_out else None,
+            "joules_per_output_token": steady["joules_per_output_token"],
+            "whole_run_joules_per_output_token": _clean(gpu_energy_j / all_out) if all_out else None,
         },
         "cooling": {
             "heat_load_kw": fac.heat_kw,

@@ -7,7 +7,7 @@ group: each rank does 1/tp of the FLOPs and reads 1/tp of the weights and its ow
              + prefill: max(kv_ctx  / (eta_kv * eta_m * BW), prefill_attn_flops / (eta_attn * peak[attn dtype]))
              + kv_write / (eta_m * BW)
   comm       = 2 * layers * (allreduce_latency + tokens * hidden * 2 B * 2 (tp - 1) / tp / busbw)   (tp > 1)
-  gpu        = dense + attention + comm, then
+  gpu        = dense + attention + comm + layers * per_layer_gpu (short kernels at any batch), then
                + graph_replay                         (decode-only batch captured as a CUDA graph)
                max(., layers * per_layer_eager)       (kernels launched one by one)
   host       = iteration + per_sequence * sequences
@@ -104,7 +104,6 @@ class StepModel:
     weight_dtype: str
     kv: KvCacheSpec
     footprint: KvFootprint
-    cuda_graphs: bool | None = None  # scenario override of the engine profile
     _weights_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -161,10 +160,11 @@ class StepModel:
             self.comm_bytes_per_token, self.comm_rate, self.comm_latency_s = 0.0, 1.0, 0.0
         # Engine terms.
         launch = e.launch
-        self.graphs = launch.cuda_graphs if self.cuda_graphs is None else self.cuda_graphs
+        self.graphs = launch.cuda_graphs
         self.graph_max_batch = launch.graph_max_batch
         self.graph_s = launch.graph_replay_s
         self.eager_floor_s = a.num_layers * launch.per_layer_eager_s
+        self.layer_fixed_s = a.num_layers * launch.per_layer_gpu_s
         self.mixed_in_graph = launch.mixed_in_graph
         self.host_iter_s = e.host.iteration_s
         self.host_seq_s = e.host.per_sequence_s
@@ -207,6 +207,7 @@ class StepModel:
         return decode_seqs + prefill_tokens <= self.graph_max_batch
 
     def _combine(self, gpu_s: float, sequences: int, graph: bool) -> float:
+        gpu_s += self.layer_fixed_s
         gpu_s = gpu_s + self.graph_s if graph else max(gpu_s, self.eager_floor_s)
         host = self.host_time_s(sequences)
         return max(host, gpu_s) if self.overlap else host + gpu_s
@@ -234,8 +235,9 @@ class StepModel:
             "comm_s": self.comm_time_s(tokens) if tokens else 0.0,
         }
         gpu = sum(terms.values())
+        terms["layer_fixed_s"] = self.layer_fixed_s if tokens else 0.0
         graph = self._graph(decode_seqs, prefill_tokens)
-        terms["launch_s"] = self.graph_s if graph else max(self.eager_floor_s - gpu, 0.0)
+        terms["launch_s"] = self.graph_s if graph else max(self.eager_floor_s - gpu - self.layer_fixed_s, 0.0)
         terms["host_s"] = self.host_time_s(decode_seqs + prefill_seqs)
         terms["overlap"] = float(self.overlap)
         terms["time_s"] = self._combine(gpu, decode_seqs + prefill_seqs, graph) if tokens else 0.0
@@ -283,7 +285,7 @@ class StepModel:
         n = decode_seqs
         weights = self.weight_bytes_per_gpu(n)
         write = n * self.kv_write_bytes_per_token
-        fixed = self.dense_time_s(n, n) + write / self.mem_rate + self.comm_time_s(n)
+        fixed = self.dense_time_s(n, n) + write / self.mem_rate + self.comm_time_s(n) + self.layer_fixed_s
         mem = (kv_read_bytes0 / self.kv_rate, kv_growth_per_step / self.kv_rate)
         q = self.decode_flops_per_kv_byte / self.attn_flop_rate
         cmp = (kv_read_bytes0 * q, kv_growth_per_step * q)

@@ -99,10 +99,27 @@ def resolve_engine_version(kind: str, version: str | None) -> str:
 def load_engine_profile(spec: EngineSpec) -> EngineProfile:
     """The engine profile a scenario's `engine:` names: its file, or the shipped release."""
     if spec.profile is not None:
-        prof = parse_engine_profile(read_mapping(spec.profile, "engine.profile"), str(spec.profile))
+        shipped = _shipped("engines", spec.profile) if "/" not in spec.profile else None
+        if shipped is not None:
+            prof = parse_engine_profile(shipped, f"profile engines/{spec.profile}.yaml")
+        else:
+            prof = parse_engine_profile(read_mapping(spec.profile, "engine.profile"), str(spec.profile))
         if prof.engine != spec.kind:
             raise SpecError(f"engine.profile: {spec.profile} is a {prof.engine} profile but engine.kind is {spec.kind}")
         return prof
     version = resolve_engine_version(spec.kind, spec.version)
     name = f"{spec.kind}-{version}"
-    return parse_engine_profile(_shipped("engines", name), f"profile engines/{name}.yaml")
+    prof = parse_engine_profile(_shipped("engines", name), f"profile engines/{name}.yaml")
+    return with_overrides(prof, spec)
+
+
+def with_overrides(prof: EngineProfile, spec: EngineSpec) -> EngineProfile:
+    """The profile with the scenario's engine overrides (CUDA graphs, async scheduling, KV admission) applied."""
+    changes = {}
+    if spec.cuda_graphs is not None:
+        changes["launch"] = prof.launch.model_copy(update={"cuda_graphs": spec.cuda_graphs})
+    if spec.async_scheduling is not None:
+        changes["host"] = prof.host.model_copy(update={"overlap": spec.async_scheduling})
+    if spec.kv_admission is not None:
+        changes["batching"] = prof.batching.model_copy(update={"kv_admission": spec.kv_admission})
+    return prof.model_copy(update=changes) if changes else prof

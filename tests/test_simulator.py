@@ -357,10 +357,16 @@ def test_energy_is_power_integrated_over_time():
     result = fleetsim.simulate(ROOT / "scenarios/h100_llama3.yaml", {"run.duration_s": 60})
     p = result.summary["power"]
     gpus = result.summary["fleet"]["gpus"]
-    # GPU energy = mean GPU power x GPUs x simulated time.
+    # GPU energy = mean GPU power x GPUs x simulated time (whole run); the steady-state window's
+    # mean power is the metered energy between its ends, inside [idle, cap].
     assert p["gpu_energy_kwh"] * 3.6e6 == pytest.approx(
-        p["gpu_mean_w"] * gpus * result.summary["simulated_s"], rel=1e-9
+        p["whole_run_gpu_mean_w"] * gpus * result.summary["simulated_s"], rel=1e-9
     )
+    ts = result.timeseries
+    assert ts["gpu_energy_j"].is_monotonic_increasing
+    assert ts["gpu_energy_j"].iloc[-1] <= p["gpu_energy_kwh"] * 3.6e6 * (1 + 1e-9)
+    prof = fleetsim.profile.load_profile("h100-sxm")
+    assert prof.power.idle_w <= p["gpu_mean_w"] <= prof.power.cap_w
     fleetsim.load_scenario(ROOT / "scenarios/h100_llama3.yaml")
     assert p["gpu_peak_w"] <= 700.0  # H100 SXM cap (TDP)
 

@@ -140,6 +140,14 @@ class DecodeRun:
             total += c0 * sj + c1 * sj2
         return total
 
+    def segment_steps(self, steps: int):
+        """(mean iteration time, iterations) of each segment within the first `steps` iterations."""
+        for s0, s1, c0, c1 in self.segs:
+            if steps <= s0:
+                break
+            e = min(steps, s1)
+            yield c0 + c1 * (s0 + e - 1) / 2.0, e - s0
+
     def power_at_start_w(self) -> float:
         """Per-GPU power of the run's first iteration."""
         _, _, c0, _ = self.segs[0]

@@ -14,12 +14,13 @@ import simpy
 from fleetsim.errors import SpecError
 from fleetsim.memory import MemoryPlan, kv_footprint, plan_memory
 from fleetsim.perf import StepModel
+from fleetsim.profile import load_engine_profile
 from fleetsim.sim.replica import Replica
 from fleetsim.sim.router import make_router
+from fleetsim.sketch import LogHistogram
 from fleetsim.spec.architecture import Architecture
-from fleetsim.spec.hardware import GpuSpec
-from fleetsim.profile import load_engine_profile
 from fleetsim.spec.engine import EngineProfile
+from fleetsim.spec.hardware import GpuSpec
 from fleetsim.spec.profile import CalibrationProfile
 from fleetsim.spec.scenario import ScenarioSpec
 from fleetsim.workload import LengthSampler, generate_requests, load_trace, think_time_sampler
@@ -54,9 +55,16 @@ class FleetLevels:
             self.max_queued = self.queued
 
 
+AUTO_WARMUP_FRACTION = 0.1  # without run.warmup_s, at least the first 10% of the arrival period is warm-up
+
+
 @dataclass(frozen=True)
 class RawRun:
     """What a run produced, before metrics: data only."""
+
+    arrivals_end_s: float  # when arrivals stop (0 for an offline batch: everything at t = 0)
+    warmup_s: float  # the scenario's warm-up (0: chosen from the run, see metrics.steady_window)
+    itl: LogHistogram  # inter-token latencies after the warm-up, one sample per decoded token
 
     requests: pd.DataFrame
     timeseries: pd.DataFrame
@@ -100,15 +108,7 @@ class Engine:
             engine_profile = load_engine_profile(scenario.engine)
         self.engine_profile = engine_profile
         self.step_model = StepModel(
-            arch,
-            gpu,
-            profile,
-            engine_profile,
-            fleet.tp,
-            scenario.weight_dtype,
-            kv,
-            self.footprint,
-            cuda_graphs=scenario.engine.cuda_graphs,
+            arch, gpu, profile, engine_profile, fleet.tp, scenario.weight_dtype, kv, self.footprint
         )
         self.prefix_caching = kv.prefix_caching
         self.rng = np.random.default_rng(scenario.run.seed)
@@ -286,6 +286,7 @@ class Engine:
                     self.fleet.queued,
                     held / pool_total,
                     sum(r.current_power_w for r in self.replicas),
+                    sum(r.energy_at(env.now) for r in self.replicas),
                 )
             )
             if self.progress is not None:
@@ -331,6 +332,9 @@ class Engine:
         interval = run.timeseries_interval_s or max(end_s / 400.0, 1e-3)
         rows: list = []
         env.process(self._sample(interval, rows, end_s))
+        self.arrivals_end_s = 0.0 if wl.arrival.kind == "offline" else end_s
+        warm = run.warmup_s or AUTO_WARMUP_FRACTION * self.arrivals_end_s
+        self.itl = LogHistogram(warm, self.arrivals_end_s) if self.arrivals_end_s else LogHistogram()
         if run.drain:
             env.run()
         else:
@@ -343,8 +347,13 @@ class Engine:
                 r._account_idle(now - r._idle_since)
                 r._idle_since = now
         return RawRun(
+            arrivals_end_s=self.arrivals_end_s,
+            warmup_s=run.warmup_s,
+            itl=self.itl,
             requests=self._request_frame(),
-            timeseries=pd.DataFrame(rows, columns=["time_s", "running", "queued", "kv_used_fraction", "power_w"]),
+            timeseries=pd.DataFrame(
+                rows, columns=["time_s", "running", "queued", "kv_used_fraction", "power_w", "gpu_energy_j"]
+            ),
             replicas=self._replica_frame(now),
             simulated_s=now,
             running_area=self.fleet.running_area,

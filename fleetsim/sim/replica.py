@@ -63,6 +63,7 @@ class Replica:
         self._idle_since = 0.0
         self.current_power_w = self.power.idle_w * self.tp
         self.in_run = False
+        self._seg_start = 0.0  # when the iteration or run in progress started (energy meter)
         self.boundary_at = -1.0  # start time of a planned iteration (after a run was cut short)
         self.sleeping = True
         self.wakeup = env.event()
@@ -135,6 +136,13 @@ class Replica:
                 self.engine.fleet.change(env.now, queued=-1)
                 self.engine.reject(rid)
 
+    def energy_at(self, now: float) -> float:
+        """GPU energy of the replica up to `now` (J): what is accounted, plus the idle gap or the
+        iteration in progress at its current power."""
+        if self.sleeping:
+            return self.energy_j + (now - self._idle_since) * self.power.idle_w * self.tp
+        return self.energy_j + max(now - self._seg_start, 0.0) * self.current_power_w
+
     def _account_idle(self, gap_s: float) -> None:
         self.energy_j += gap_s * self.power.idle_w * self.tp
         self.kv_byte_s += gap_s * self.held_bytes()
@@ -201,6 +209,7 @@ class Replica:
             if starts_at is not None and starts_at > env.now:
                 wait = starts_at - env.now
                 self.boundary_at = starts_at
+            self._seg_start = env.now + wait
             try:
                 yield env.timeout(wait + t)
             except simpy.Interrupt:
@@ -210,6 +219,8 @@ class Replica:
             break
         self.energy_j += p * t * self.tp
         self.peak_power_w = max(self.peak_power_w, p)
+        if n_dec:
+            e.itl.add(t, n_dec, env.now)
         self.busy_s += t
         self.prefill_s += t * tokens / (tokens + n_dec)
         self.decode_s += t * n_dec / (tokens + n_dec)
@@ -282,6 +293,7 @@ class Replica:
         total = run.total_s
         self.current_power_w = run.power_at_start_w() * self.tp  # for the time series
         start = env.now
+        self._seg_start = start
         steps = k
         self.in_run = True
         try:
@@ -292,6 +304,9 @@ class Replica:
         self.in_run = False
         dur = run.time_s(steps) if steps < k else total
         energy, peak = run.energy_j(steps)
+        itl = self.engine.itl
+        for mean_t, count in run.segment_steps(steps):
+            itl.add(mean_t, n * count, env.now)
         held0 = self.held_bytes()
         self.energy_j += energy * self.tp
         self.peak_power_w = max(self.peak_power_w, peak)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from fleetsim.spec.base import Spec
 
-ENGINE_KINDS = ("vllm", "sglang", "trtllm")
+ENGINE_KINDS = ("vllm", "sglang", "trtllm", "custom")
 NonNeg = Annotated[float, Field(ge=0, le=10.0, allow_inf_nan=False)]
 _VERSION = re.compile(r"^\d+(\.\d+){0,2}$")
 
@@ -30,8 +30,10 @@ def version_key(version: str) -> tuple[int, ...]:
 class EngineSpec(Spec):
     """The serving engine a scenario runs, as a scenario names it."""
 
-    kind: Literal["vllm", "sglang", "trtllm"] = Field(
-        default="vllm", description="Serving engine: vllm, sglang or trtllm (TensorRT-LLM)."
+    kind: Literal["vllm", "sglang", "trtllm", "custom"] = Field(
+        default="vllm",
+        description="Serving engine: vllm, sglang, trtllm (TensorRT-LLM), or custom (another stack, whose "
+        "profile `engine.profile` names).",
     )
     version: str | None = Field(
         default=None,
@@ -40,14 +42,31 @@ class EngineSpec(Spec):
     )
     profile: str | None = Field(
         default=None,
-        description="Path to an engine profile YAML (e.g. one fitted by `fleetsim calibrate --from-bench`); "
-        "null: the shipped profile for kind and version.",
+        description="Path to an engine profile YAML (e.g. one fitted by `fleetsim calibrate --from-bench`) or "
+        "the name of a shipped one (e.g. vllm-0.11); null: the shipped profile for kind and version.",
     )
     cuda_graphs: bool | None = Field(
         default=None,
         description="Override the profile: run decode iterations as captured CUDA graphs (true) or eagerly "
         "(false, as with --enforce-eager); null: the profile's setting.",
     )
+
+    async_scheduling: bool | None = Field(
+        default=None,
+        description="Override the profile: the next iteration is scheduled while the GPU runs this one "
+        "(vLLM --async-scheduling, SGLang's overlap scheduler); null: the profile's setting.",
+    )
+    kv_admission: Literal["on_demand", "reserve_full"] | None = Field(
+        default=None,
+        description="Override the profile's KV admission: on_demand (blocks allocated as tokens are scheduled) "
+        "or reserve_full (prompt + largest output reserved at admission); null: the profile's.",
+    )
+
+    @model_validator(mode="after")
+    def _custom_needs_profile(self):
+        if self.kind == "custom" and self.profile is None:
+            raise ValueError("engine.kind custom needs engine.profile (a file or a shipped profile name)")
+        return self
 
     @field_validator("version")
     @classmethod
@@ -74,6 +93,11 @@ class HostTime(Spec):
 class LaunchCost(Spec):
     """Kernel-launch cost: per layer when kernels are launched one by one, fixed for a graph replay."""
 
+    per_layer_gpu_s: NonNeg = Field(
+        default=0.0,
+        description="GPU time per layer that does not shrink with the batch: the short kernels (norms, rotary "
+        "embedding, activations, quantization) take a few microseconds each at any size, s.",
+    )
     per_layer_eager_s: NonNeg = Field(
         description="Time to launch one layer's kernels from the host, s (a GPU step cannot be shorter)."
     )
@@ -114,7 +138,7 @@ class EngineProfile(Spec):
     """The engine terms of the step model, per engine release."""
 
     schema_version: Literal[2] = 2
-    engine: Literal["vllm", "sglang", "trtllm"]
+    engine: Literal["vllm", "sglang", "trtllm", "custom"]
     version: str
     released: str = Field(description="Release date of this version (YYYY-MM).")
     provenance: EngineProvenance

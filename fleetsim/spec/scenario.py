@@ -59,6 +59,11 @@ class FleetSpec(Spec):
         description="Fraction of each GPU's memory the server may use (weights + workspace + KV pool); "
         "in (0, 1]. Default 0.9 (vLLM's default).",
     )
+    kv_cache_free_memory_fraction: Annotated[float, Field(gt=0, le=1), NUMBER] | None = Field(
+        default=None,
+        description="TensorRT-LLM's way to size the KV pool: this fraction of the memory left after weights and "
+        "workspace (kv_cache_free_gpu_mem_fraction); in (0, 1]. Default null: size it by gpu_memory_utilization.",
+    )
     router: Literal["round_robin", "random", "least_outstanding", "most_free_kv", "central_queue"] = Field(
         default="least_outstanding",
         description="How requests are spread over replicas: round_robin, random, least_outstanding "

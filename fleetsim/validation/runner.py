@@ -1,0 +1,331 @@
+"""Running validation cases: every case's scenario is built and checked before anything runs; a
+case that cannot be built becomes an error row (the rest still run); unsupported cases are not
+simulated. Distinct scenarios run in a local process pool.
+
+Metrics. Latencies come from the run's summary over requests (fleetsim's inter-token latency of
+a request is its TPOT, so itl_s and tpot_s read the same column; p50 / p99 are over requests).
+Throughput, GPU power and energy per output token come from
+- the summary's steady-state window (no `window_s`);
+- the whole run (`window_s: run`), as offline benchmarks report them (MLPerf Offline,
+  trtllm-bench): output tokens of the run over the time until the last request finished;
+- a window [a, b] (`window_s: [a, b]`): two runs of the same seed that stop (no drain) at a and at
+  b are identical up to a, so the difference of their GPU energy is the energy of the window; the
+  output tokens are those emitted within [a, b] (a request's first token at its first_token_s,
+  the rest evenly until its finish; one still running at b at the window's median TPOT). This
+  matches benchmarks that count streamed tokens over a steady-state window (ML.ENERGY).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleetsim.errors import FleetsimError, SpecError
+from fleetsim.metrics import emitted_tokens
+from fleetsim.validation.cases import (
+    BUILTIN_SCENARIO,
+    LATENCY_METRICS,
+    UNITS,
+    Case,
+    load_cases,
+    shipped_case_files,
+)
+
+
+def _set_dotted(data: dict, dotted: str, value: Any, where: str) -> None:
+    """Set a dotted path; integer parts index into lists (workload.classes.0.input_tokens)."""
+    parts = dotted.split(".")
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        here = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise SpecError(f"{where}: overrides.{dotted}: '{here}' needs an index below {len(node)}")
+            if last:
+                node[int(part)] = copy.deepcopy(value)
+                return
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = copy.deepcopy(value)
+                return
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+        else:
+            raise SpecError(f"{where}: overrides.{dotted}: '{'.'.join(parts[:i])}' is not a mapping or list")
+
+
+def _shipped_gpu_profile(name: str) -> str | None:
+    f = resources.files("fleetsim.profiles").joinpath("gpus", f"{name}.yaml")
+    return str(f) if f.is_file() else None
+
+
+def scenario_data(case: Case, case_dir: Path) -> tuple[dict, Path | None]:
+    """The scenario mapping of a case (base + overrides) and the folder relative paths resolve in."""
+    where = f"case '{case.id}'"
+    if case.base == "builtin":
+        data, base_dir = copy.deepcopy(BUILTIN_SCENARIO), None
+    else:
+        path = Path(case.base)
+        if not path.is_absolute():
+            path = case_dir / path
+        if not path.is_file():
+            raise SpecError(f"{where}: base: scenario '{case.base[:80]}' does not exist (looked in {path.parent})")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError):
+            raise SpecError(f"{where}: base: '{path}' is not valid YAML") from None
+        if not isinstance(data, dict):
+            raise SpecError(f"{where}: base: '{path}' is not a scenario mapping")
+        base_dir = path.parent.resolve()
+    for dotted, value in case.overrides.items():
+        _set_dotted(data, dotted, value, where)
+    prof = (data.get("fleet") or {}).get("profile")
+    if isinstance(prof, str) and "/" not in prof and not prof.endswith((".yaml", ".yml")):
+        shipped = _shipped_gpu_profile(prof)
+        if shipped is None:
+            raise SpecError(f"{where}: overrides.fleet.profile: no shipped GPU profile named '{prof[:80]}'")
+        data["fleet"]["profile"] = shipped
+    return data, base_dir
+
+
+def build_case(data: dict, base_dir: Path | None, where: str):
+    """The case's ScenarioSpec, checked by building it (catalog, profiles, memory plan)."""
+    from fleetsim.scenario import scenario_from_dict
+    from fleetsim.simulation import build
+
+    spec = scenario_from_dict(copy.deepcopy(data), where=where, base=base_dir)
+    build(spec)
+    return spec
+
+
+def _simulate(spec, run_changes: dict | None = None):
+    from fleetsim.simulation import simulate
+
+    if run_changes:
+        spec = spec.model_copy(update={"run": spec.run.model_copy(update=run_changes)})
+    return simulate(spec)
+
+
+def _window_metrics(spec, window: tuple[float, float]) -> dict:
+    a, b = window
+    ends = []
+    for t in (a, b):
+        res = _simulate(spec, {"duration_s": t, "drain": False, "warmup_s": 0.0, "max_requests": None})
+        ends.append((res, float(res.replicas["energy_j"].sum()), int(res.summary["fleet"]["gpus"])))
+    (_, e0, _), (res, e1, gpus) = ends
+    req = res.requests
+    tpot = req.loc[(req["status"] == "completed") & (req["finish_s"] >= a), "tpot_s"]
+    step = float(tpot.median()) if tpot.notna().any() else (b - a)
+    tokens = emitted_tokens(req, b, step) - emitted_tokens(req, a, step)
+    span, energy = b - a, e1 - e0
+    return {
+        "output_tokens_per_s": tokens / span,
+        "gpu_power_w": energy / (span * gpus),
+        "energy_per_output_token_j": energy / tokens if tokens > 0 else math.nan,
+    }
+
+
+def _run_metrics(res) -> dict:
+    req = res.requests
+    done = req[req["status"] == "completed"]
+    sim_s = float(res.summary["simulated_s"])
+    energy = float(res.replicas["energy_j"].sum())
+    tokens = float(done["output_tokens"].sum())
+    gpus = int(res.summary["fleet"]["gpus"])
+    return {
+        "output_tokens_per_s": tokens / sim_s if sim_s > 0 else math.nan,
+        "gpu_power_w": energy / (sim_s * gpus) if sim_s > 0 else math.nan,
+        "energy_per_output_token_j": energy / tokens if tokens > 0 else math.nan,
+    }
+
+
+def _latencies(summary: dict) -> dict:
+    lat = summary["latency_s"]
+    return {
+        m: {k: (math.nan if v is None else float(v)) for k, v in lat[key].items()}
+        for m, key in (("ttft_s", "ttft"), ("tpot_s", "tpot"), ("itl_s", "itl"))
+    }
+
+
+def _summary_metrics(summary: dict) -> dict:
+    ept = summary["power"]["joules_per_output_token"]
+    return {
+        "output_tokens_per_s": summary["throughput"]["output_tokens_per_s"],
+        "gpu_power_w": summary["power"]["gpu_mean_w"],
+        "energy_per_output_token_j": math.nan if ept is None else ept,
+    }
+
+
+def measure(job: tuple) -> dict:
+    """Every metric of one scenario under one window kind (runs in a pool worker)."""
+    spec, window = job
+    if isinstance(window, tuple):
+        return {"rates": _window_metrics(spec, window), "latency": None}
+    res = _simulate(spec)
+    rates = _run_metrics(res) if window == "run" else _summary_metrics(res.summary)
+    return {"rates": rates, "latency": _latencies(res.summary)}
+
+
+def predicted_value(case: Case, measured: dict) -> float:
+    if case.metric not in LATENCY_METRICS:
+        return float(measured["rates"][case.metric])
+    lat = measured["latency"]
+    if lat is None:
+        return math.nan
+    return lat[case.metric]["mean" if case.statistic == "mean" else case.statistic]
+
+
+@dataclass
+class CaseResult:
+    id: str
+    group: str
+    split: str
+    metric: str
+    statistic: str
+    unit: str
+    published: float  # in `unit`
+    predicted: float  # in `unit`
+    error_pct: float  # signed: (predicted / published - 1) x 100
+    tolerance_pct: float
+    status: str  # ok | unsupported | error
+    reason: str
+    source_entry: str
+    source_reference: str
+    source_note: str
+    gpu: str
+    model: str
+    engine: str
+    seconds: float
+
+    @property
+    def fitted(self) -> bool:
+        return self.split == "fit"
+
+    @property
+    def abs_error_pct(self) -> float:
+        return abs(self.error_pct)
+
+    @property
+    def within_tolerance(self) -> bool:
+        return bool(self.abs_error_pct <= self.tolerance_pct)
+
+    def as_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["abs_error_pct"] = self.abs_error_pct
+        d["within_tolerance"] = self.within_tolerance
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def _engine_label(data: dict) -> str:
+    e = data.get("engine") or {}
+    kind = e.get("kind", "vllm")
+    return e.get("profile") or f"{kind}-{e.get('version', 'latest')}"
+
+
+def _row(case: Case, data: dict, status: str, reason: str, predicted_si: float, seconds: float) -> CaseResult:
+    factor = UNITS[case.metric][case.unit]
+    err = (predicted_si / case.published_si - 1.0) * 100.0 if math.isfinite(predicted_si) else math.nan
+    fleet = data.get("fleet") or {}
+    return CaseResult(
+        id=case.id,
+        group=case.group,
+        split=case.split,
+        metric=case.metric,
+        statistic=case.statistic,
+        unit=case.unit,
+        published=case.published,
+        predicted=predicted_si / factor,
+        error_pct=err,
+        tolerance_pct=case.tolerance_pct,
+        status=status,
+        reason=reason,
+        source_entry=case.source.entry,
+        source_reference=case.source.reference,
+        source_note=case.source.note,
+        gpu=str(fleet.get("gpu", "")),
+        model=str(data.get("model", "")),
+        engine=_engine_label(data),
+        seconds=seconds,
+    )
+
+
+def run_cases(loaded: list[tuple[Path, list[Case]]], workers: int | None = None) -> list[CaseResult]:
+    """Build every case, then simulate the distinct (scenario, window) jobs, then compare."""
+    prepared: list[tuple[Case, dict, Any, str]] = []  # case, data, spec or None, error
+    for f, cases in loaded:
+        for case in cases:
+            where = f"case '{case.id}'"
+            data: dict = {}
+            try:
+                data, base_dir = scenario_data(case, f.parent)
+                spec = build_case(data, base_dir, where) if case.status == "ok" else None
+                prepared.append((case, data, spec, ""))
+            except FleetsimError as exc:
+                msg = str(exc)
+                prepared.append((case, data, None, msg if msg.startswith(where) else f"{where}: {msg}"))
+    jobs: dict[str, tuple] = {}
+    for case, _, spec, err in prepared:
+        if spec is not None and not err:
+            window = tuple(case.window_s) if isinstance(case.window_s, (list, tuple)) else case.window_s
+            key = json.dumps([spec.model_dump(mode="json"), window], sort_keys=True, default=str)
+            jobs.setdefault(key, (spec, window))
+    keys = list(jobs)
+    t0 = time.perf_counter()
+    n = workers if workers is not None else min(len(keys), os.cpu_count() or 1, 8)
+    results: dict[str, dict | str] = {}
+    if n > 1 and len(keys) > 1:
+        with ProcessPoolExecutor(max_workers=n) as pool:
+            futures = {k: pool.submit(measure, jobs[k]) for k in keys}
+            for k, fut in futures.items():
+                try:
+                    results[k] = fut.result()
+                except FleetsimError as exc:
+                    results[k] = str(exc)
+    else:
+        for k in keys:
+            try:
+                results[k] = measure(jobs[k])
+            except FleetsimError as exc:
+                results[k] = str(exc)
+    per_job_s = (time.perf_counter() - t0) / max(len(keys), 1)
+    rows = []
+    for case, data, spec, err in prepared:
+        if err:
+            rows.append(_row(case, data, "error", err, math.nan, 0.0))
+        elif case.status != "ok":
+            rows.append(_row(case, data, case.status, case.reason, math.nan, 0.0))
+        else:
+            window = tuple(case.window_s) if isinstance(case.window_s, (list, tuple)) else case.window_s
+            key = json.dumps([spec.model_dump(mode="json"), window], sort_keys=True, default=str)
+            got = results[key]
+            if isinstance(got, str):
+                rows.append(_row(case, data, "error", f"case '{case.id}': {got}", math.nan, per_job_s))
+            else:
+                rows.append(_row(case, data, "ok", "", predicted_value(case, got), per_job_s))
+    return rows
+
+
+def load_case_files(paths: list[Path] | None) -> list[tuple[Path, list[Case]]]:
+    """Every file is read and checked before anything runs; ids are unique across files."""
+    files = [Path(p) for p in paths] if paths else shipped_case_files()
+    loaded = [(f, load_cases(f)) for f in files]
+    seen: dict[str, Path] = {}
+    for f, cases in loaded:
+        for c in cases:
+            if c.id in seen:
+                raise SpecError(f"{f}: case '{c.id}': id: duplicate of a case in {seen[c.id]}")
+            seen[c.id] = f
+    return loaded
