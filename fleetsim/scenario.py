@@ -19,7 +19,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fleetsim.errors import CatalogError, FleetsimWarning, SpecError, first_error_line, shorten
+from fleetsim.errors import CatalogError, FleetsimWarning, SpecError, first_error_line, shorten, shown
+from fleetsim.spec.base import path_text_problem
 from fleetsim.spec.scenario import ScenarioSpec
 from fleetsim.spec.yaml_file import MAX_DEPTH, loads, read_mapping
 
@@ -111,7 +112,7 @@ def _resolve(field: str, value: str, base: Path) -> str:
     if p.is_absolute():
         return str(p)
     resolved = Path(os.path.normpath(base / p))
-    if not resolved.exists():
+    if not _exists(resolved):
         raise SpecError(
             f"{field}: '{shorten(value, 160)}' does not exist (looked for {shorten(str(resolved), 200)}: "
             "a relative path is relative to the scenario file's folder)"
@@ -126,18 +127,37 @@ def _resolve(field: str, value: str, base: Path) -> str:
     return str(resolved)
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long, a NUL: nothing is there
+        return False
+
+
+def _path_value(data: dict, field: str) -> str | None:
+    """The string at `field`, checked to be usable as a path or name (None when absent or not a
+    string: the schema reports those)."""
+    value = _get(data, field)
+    if not isinstance(value, str) or not value:
+        return None
+    problem = path_text_problem(value)
+    if problem:
+        raise SpecError(f"{field}: {problem} (got {shown(value)})")
+    return value
+
+
 def _resolve_paths(data: dict, base: Path) -> None:
     """Resolve every path of a scenario mapping (in place) against its file's folder `base`."""
     base = Path(os.path.normpath(base.resolve()))
     for field in PATH_FIELDS:
-        value = _get(data, field)
-        if isinstance(value, str) and value:
+        value = _path_value(data, field)
+        if value is not None:
             _set(data, field, _resolve(field, value, base))
     for field in NAME_OR_PATH_FIELDS:
-        value = _get(data, field)
-        if not isinstance(value, str) or not value or _is_catalog_entry(field, value):
+        value = _path_value(data, field)
+        if value is None or _is_catalog_entry(field, value):
             continue
-        if field == "engine.profile" or _looks_like_a_file(value) or (base / Path(value).expanduser()).exists():
+        if field == "engine.profile" or _looks_like_a_file(value) or _exists(base / Path(value).expanduser()):
             _set(data, field, _resolve(field, value, base))
         else:
             _unknown_name(field, value)

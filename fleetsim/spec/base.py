@@ -12,7 +12,7 @@ import math
 from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 # --------------------------------------------------------------------------- shared bounds
 
@@ -35,6 +35,8 @@ MAX_SEED = 2**63 - 1
 MAX_NAME_CHARS = 200
 MAX_TEXT_CHARS = 10_000
 MAX_PATH_CHARS = 4096
+#: One file or folder name within a path (NAME_MAX on Linux and macOS).
+MAX_PATH_PART_CHARS = 255
 
 
 def _integer_only(value):
@@ -71,9 +73,31 @@ Duration = Annotated[float, Field(gt=0, le=MAX_DURATION_S), NUMBER]
 NonNegativeDuration = Annotated[float, Field(ge=0, le=MAX_DURATION_S), NUMBER]
 Rate = Annotated[float, Field(gt=0, le=MAX_RATE_PER_S), NUMBER]
 Fraction = Annotated[float, Field(ge=0, le=1), NUMBER]
+
+
+def path_text_problem(text: str) -> str | None:
+    """Why `text` cannot be a file name, catalog name or path (None when it can): control
+    characters (a newline, NUL) or a part longer than any file system allows."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return "must not hold control characters (a newline, a tab, NUL)"
+    if any(len(part) > MAX_PATH_PART_CHARS for part in text.replace("\\", "/").split("/")):
+        return (
+            f"has a name longer than {MAX_PATH_PART_CHARS} characters between slashes; valid: a path or a catalog name"
+        )
+    return None
+
+
+def _path_text(text: str) -> str:
+    problem = path_text_problem(text)
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
-PathText = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]
+#: A path or a catalog name: at most 4096 characters, no control characters, no part over 255.
+PathText = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS), AfterValidator(_path_text)]
 
 
 class Spec(BaseModel):

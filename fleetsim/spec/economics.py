@@ -13,10 +13,12 @@ from fleetsim.spec.base import NUMBER, Spec
 
 MAX_PUE = 5.0
 MAX_WUE_L_PER_KWH = 100.0
+MIN_RACK_POWER_KW = 0.1  # a 100 W rack budget; below it the rack count is not finite
 MAX_RACK_POWER_KW = 10_000.0
 MAX_SERVER_OVERHEAD_W = 1_000_000.0
 MAX_USD_PER_GPU_HOUR = 10_000.0
 MAX_CAPEX_USD_PER_GPU = 100_000_000.0
+MIN_AMORTIZATION_YEARS = 0.1  # about five weeks; shorter divides the capex by ~0
 MAX_AMORTIZATION_YEARS = 100.0
 MAX_INTEREST_RATE = 1.0
 MAX_USD_PER_KWH = 100.0
@@ -47,8 +49,9 @@ class FacilitySpec(Spec):
     # HGX H100 rack (~60 kW, same entry) or a GB200 NVL72 rack (120 kW, power_gb200_nvl72_rack).
     # Most enterprise operators have no racks above 20 kW (rack_density_uptime_2023).
     # 40 kW holds 3 DGX H100 at 10.2 kW each (power_dgx_h100_system).
-    rack_power_kw: Annotated[float, Field(gt=0, le=MAX_RACK_POWER_KW), NUMBER] = Field(
-        default=40.0, description=f"Power available per rack, kW; > 0 and at most {MAX_RACK_POWER_KW:,.0f}. Default 40."
+    rack_power_kw: Annotated[float, Field(ge=MIN_RACK_POWER_KW, le=MAX_RACK_POWER_KW), NUMBER] = Field(
+        default=40.0,
+        description=f"Power available per rack, kW; {MIN_RACK_POWER_KW:g} to {MAX_RACK_POWER_KW:,.0f}. Default 40.",
     )
     # Non-GPU power per server (CPUs, fans, NICs, PSU losses) at full load, in W.
     # None => GpuSpec.server_power_w - gpus_per_server * tdp_w when server_power_w is known
@@ -86,9 +89,9 @@ class CostSpec(Spec):
         f"{MAX_CAPEX_USD_PER_GPU:,.0f}. Default null: the catalog GPU's capex.",
     )
     # Straight-line life of the hardware. Assumption (common 4-5 year server depreciation).
-    amortization_years: Annotated[float, Field(gt=0, le=MAX_AMORTIZATION_YEARS), NUMBER] = Field(
+    amortization_years: Annotated[float, Field(ge=MIN_AMORTIZATION_YEARS, le=MAX_AMORTIZATION_YEARS), NUMBER] = Field(
         default=4.0,
-        description=f"Owned: straight-line life of the hardware, years; > 0 and at most "
+        description=f"Owned: straight-line life of the hardware, years; {MIN_AMORTIZATION_YEARS:g} to "
         f"{MAX_AMORTIZATION_YEARS:g}. Default 4.",
     )
     # Cost of capital for the capital-recovery factor. Assumption (a typical corporate WACC).

@@ -311,10 +311,10 @@ class TraceArrival(Spec):
     path: PathText = Field(
         description="CSV trace file; a relative path is relative to the scenario file's folder. Required."
     )
-    speedup: Annotated[float, Field(gt=0, le=MAX_SPEEDUP), NUMBER] = Field(
+    speedup: Annotated[float, Field(ge=1 / MAX_SPEEDUP, le=MAX_SPEEDUP), NUMBER] = Field(
         default=1.0,
-        description=f"Divide every arrival time by this (2: twice the rate); > 0 and at most {MAX_SPEEDUP:.0e}. "
-        "Default 1.",
+        description=f"Divide every arrival time by this (2: twice the rate); {1 / MAX_SPEEDUP:g} to "
+        f"{MAX_SPEEDUP:.0e}. Default 1.",
     )
     max_requests: RequestCount | None = Field(
         default=None,
