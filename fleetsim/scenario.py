@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import stat
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -127,6 +128,36 @@ def _resolve(field: str, value: str, base: Path) -> str:
     return str(resolved)
 
 
+#: Largest model config, GPU file or profile a scenario may name (a trace: see load_trace).
+_MAX_SPEC_FILE_BYTES = 16 * 1024 * 1024
+
+
+def _check_files(data: dict) -> None:
+    """Every file a scenario names is a regular file (a folder only for the model: a Hugging Face
+    snapshot) of a readable size, checked by stat before any reader opens it, so /dev/zero, a FIFO
+    or a 100 GB file given as a model or GPU cannot hang or exhaust the readers."""
+    from fleetsim.workload import MAX_TRACE_BYTES
+
+    for field in (*PATH_FIELDS, *NAME_OR_PATH_FIELDS):
+        value = _get(data, field)
+        if not isinstance(value, str) or not value or path_text_problem(value):
+            continue
+        try:
+            info = Path(value).expanduser().stat()
+        except (OSError, ValueError):
+            continue  # not a file: a catalog name, or missing (its reader says so)
+        limit = MAX_TRACE_BYTES if field == "workload.arrival.path" else _MAX_SPEC_FILE_BYTES
+        if stat.S_ISDIR(info.st_mode) and field == "model":
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a device, pipe or socket)"
+            raise SpecError(f"{field}: '{shorten(value, 160)}' is {kind}; valid: a file")
+        if info.st_size > limit:
+            raise SpecError(
+                f"{field}: '{shorten(value, 160)}' is {info.st_size:,} bytes; valid: a file of at most {limit:,} bytes"
+            )
+
+
 def _exists(path: Path) -> bool:
     try:
         return path.exists()
@@ -185,6 +216,7 @@ def scenario_from_dict(
         data = copy.deepcopy(data)
     if base is not None:
         _resolve_paths(data, base)
+    _check_files(data)
     try:
         return ScenarioSpec.model_validate(data)
     except ValidationError as exc:

@@ -213,3 +213,24 @@ def test_bad_set_values(text, needle):
 
 def test_set_text_that_is_not_yaml_stays_text():
     assert parse_override("name=a: b: c") == ("name", "a: b: c")
+
+
+@pytest.mark.parametrize(
+    "field, value", [("fleet.gpu", "/dev/zero"), ("model", "/dev/urandom"), ("fleet.profile", "/dev/null")]
+)
+def test_a_device_named_in_a_scenario_is_refused_before_any_reader_opens_it(field, value):
+    if not os.path.exists(value):
+        pytest.skip(f"no {value}")
+    d = yaml.safe_load(SCENARIO.read_text())
+    with pytest.raises(SpecError) as exc:
+        load_scenario(d, {field: value})
+    assert one_line(exc) == f"{field}: '{value}' is not a regular file (a device, pipe or socket); valid: a file"
+
+
+def test_a_fifo_named_as_the_model_is_refused(tmp_path):
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    d = yaml.safe_load(SCENARIO.read_text())
+    d["model"] = "./config.json"
+    with pytest.raises(SpecError, match="model: .* is not a regular file"):
+        load_scenario(write(tmp_path / "s.yaml", yaml.safe_dump(d)))
