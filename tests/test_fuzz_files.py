@@ -208,15 +208,15 @@ def test_config_json_models_load_or_fail_in_one_line(raw):
 @pytest.mark.parametrize(
     "change",
     [
-        pytest.param({"num_hidden_layers": 10**9}, marks=pytest.mark.slow),  # a per-layer loop: ~15 s, GBs
         {"num_hidden_layers": 10**29},  # OverflowError
         {"model_type": "x"},  # the message lists every supported type: > 300 chars
         {"model_type": ["llama"]},  # TypeError: unhashable type: 'list'
         {"hidden_size": "x" * 400},  # the value is echoed uncapped
     ],
-    ids=["layers-1e9", "layers-1e29", "model-type", "model-type-list", "long-value"],
+    ids=["layers-1e29", "model-type", "model-type-list", "long-value"],
 )
 def test_config_json_cases_the_catalog_does_not_bound_yet(change):
+    """Not run here: num_hidden_layers = 10**9 (a per-layer loop: minutes and gigabytes)."""
     from fleetsim.catalog import load_model
 
     config = {**json.loads((DATA / "llama-3-8b.config.json").read_text()), **change}
