@@ -248,23 +248,37 @@ def kv_size(
 
 
 # --------------------------------------------------------------------------- weights
+TABLE_DTYPE = "bf16"  # quantized checkpoints (FP8, NVFP4, AWQ/GPTQ) keep embeddings and LM head in bf16
+
+
+def _table_bytes_per_element(weight_dtype: str) -> Fraction:
+    return max(bytes_per_element(weight_dtype), bytes_per_element(TABLE_DTYPE))
+
+
 def weight_bytes(arch: Architecture, weight_dtype: str = "bf16") -> int:
-    return math.ceil(arch.total_params * bytes_per_element(weight_dtype))
+    """Bytes of the weights: the body at weight_dtype, the embedding / LM-head tables at least bf16
+    (as FP8, NVFP4 and AWQ/GPTQ checkpoints store them)."""
+    tables = arch.table_params
+    body = arch.total_params - tables
+    return math.ceil(body * bytes_per_element(weight_dtype) + tables * _table_bytes_per_element(weight_dtype))
 
 
 def active_weight_bytes(arch: Architecture, weight_dtype: str, tokens_in_step: float) -> float:
-    """Weight bytes one forward step reads: dense weights plus the experts the batch touches.
+    """Weight bytes one forward step streams: the dense body, the experts the batch touches and
+    the LM head; the token-embedding table of an untied model is a lookup (a few rows), not read.
 
     With k of E experts per token chosen independently, the expected number of distinct experts
     a step of b tokens touches in a layer is E * (1 - (1 - k/E)^b).
     """
-    b = bytes_per_element(weight_dtype)
+    b = float(bytes_per_element(weight_dtype))
+    head = arch.token_table_params * float(_table_bytes_per_element(weight_dtype))
+    body = arch.total_params - arch.table_params
     if arch.moe is None:
-        return float(arch.total_params * b)
+        return body * b + head
     m = arch.moe
-    dense = arch.total_params - m.routed_params
+    dense = body - m.routed_params
     touched = m.num_experts * (1.0 - (1.0 - m.experts_per_token / m.num_experts) ** max(tokens_in_step, 1.0))
-    return float(dense * b) + touched * m.params_per_expert * m.moe_layers * float(b)
+    return dense * b + touched * m.params_per_expert * m.moe_layers * b + head
 
 
 # --------------------------------------------------------------------------- the plan

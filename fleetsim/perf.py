@@ -11,7 +11,8 @@ group: each rank does 1/tp of the FLOPs and reads 1/tp of the weights and its ow
                + graph_replay                         (decode-only batch captured as a CUDA graph)
                max(., layers * per_layer_eager)       (kernels launched one by one)
   host       = iteration + per_sequence * sequences
-  t          = max(host, gpu) if the engine overlaps host and GPU work, else host + gpu
+  t          = max(host + s gpu, gpu + s host) if the engine overlaps host and GPU work (s: the share
+               that still serializes), else host + gpu
 
 The dense (GEMM) and attention kernels run one after the other, so their times add: a large
 decode batch whose GEMMs are compute-bound still streams its whole KV cache afterwards. FLOPs run
@@ -139,16 +140,13 @@ class StepModel:
         self.decode_flops_per_kv_byte = dec / full if full > 0 else 0.0
         self.prefill_flops_per_kv_byte = pre / full if full > 0 else 0.0
         self.kv_write_bytes_per_token = full
-        # Linear FLOPs: 2 per multiplied parameter per token. The embedding table is a lookup;
-        # the LM head (vocab x hidden) only runs for tokens that produce logits.
+        # Linear FLOPs: 2 per multiplied parameter per token (active_params: lookups excluded,
+        # the LM head included once); the LM head (vocab x hidden) only runs for tokens that
+        # produce logits.
         a = self.arch
-        self.lm_head_params = a.vocab_size * a.hidden_size
-        tied = bool(getattr(a, "tie_word_embeddings", False))
-        body = a.active_params - self.lm_head_params * (1 if tied else 2)
-        self.body_flops_per_token = 2.0 * max(body, 0) / self.tp
-        self.lm_head_flops_per_token = 2.0 * self.lm_head_params / self.tp
-        # Weight bytes not read by a GEMM: the embedding table of an untied model.
-        self.embedding_bytes = 0.0 if tied else self.lm_head_params * float(bytes_per_element(self.weight_dtype))
+        head = a.token_table_params
+        self.body_flops_per_token = 2.0 * max(a.active_params - head, 0) / self.tp
+        self.lm_head_flops_per_token = 2.0 * head / self.tp
         # All-reduce: two per layer (after attention and after the MLP).
         self.comm_layers = 2 * a.num_layers if self.tp > 1 else 0
         if self.tp > 1:
@@ -166,9 +164,10 @@ class StepModel:
         self.eager_floor_s = a.num_layers * launch.per_layer_eager_s
         self.layer_fixed_s = a.num_layers * launch.per_layer_gpu_s
         self.mixed_in_graph = launch.mixed_in_graph
-        self.host_iter_s = e.host.iteration_s
-        self.host_seq_s = e.host.per_sequence_s
+        self.host_iter_s = e.host.iteration_s * p.host_time_scale
+        self.host_seq_s = e.host.per_sequence_s * p.host_time_scale
         self.overlap = e.host.overlap
+        self.serial_fraction = e.host.serial_fraction
 
     # ------------------------------------------------------------------ named terms
     def weight_bytes_per_gpu(self, tokens: int) -> float:
@@ -177,7 +176,7 @@ class StepModel:
             tokens = 1
         w = self._weights_cache.get(tokens)
         if w is None:
-            w = (active_weight_bytes(self.arch, self.weight_dtype, tokens) - self.embedding_bytes) / self.tp
+            w = active_weight_bytes(self.arch, self.weight_dtype, tokens) / self.tp
             self._weights_cache[tokens] = w
         return w
 
@@ -210,7 +209,10 @@ class StepModel:
         gpu_s += self.layer_fixed_s
         gpu_s = gpu_s + self.graph_s if graph else max(gpu_s, self.eager_floor_s)
         host = self.host_time_s(sequences)
-        return max(host, gpu_s) if self.overlap else host + gpu_s
+        if not self.overlap:
+            return host + gpu_s
+        k = self.serial_fraction
+        return max(host + k * gpu_s, gpu_s + k * host)
 
     def breakdown(
         self,
@@ -297,7 +299,9 @@ class StepModel:
             gpu.append((self.eager_floor_s, 0.0))
         host = self.host_time_s(n)
         if self.overlap:
-            lines = gpu + [(host, 0.0)]
+            # max(host + k gpu, gpu + k host) with gpu = max of lines: the max of both line sets.
+            k = self.serial_fraction
+            lines = [(host + k * a, k * b) for a, b in gpu] + [(a + k * host, b) for a, b in gpu]
         else:
             lines = [(a + host, b) for a, b in gpu]
         f0 = self.linear_flops(n, n) + self.decode_flops_per_kv_byte * kv_read_bytes0

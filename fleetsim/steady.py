@@ -55,6 +55,19 @@ def length_pmf(spec) -> tuple[np.ndarray, np.ndarray]:
     raise TypeError(f"no length distribution for {type(spec).__name__}")
 
 
+def max_output_tokens(spec) -> float:
+    """The largest length a distribution draws (0 when it has no bound: the request's own is used)."""
+    if isinstance(spec, FixedLength):
+        return float(spec.tokens)
+    if isinstance(spec, UniformLength):
+        return float(spec.max_tokens)
+    if isinstance(spec, EmpiricalLength):
+        return float(max(spec.values))
+    if isinstance(spec, LognormalLength):
+        return float(spec.max_tokens or 0)
+    return 0.0
+
+
 @dataclass(frozen=True)
 class Lengths:
     """Moments of the request mix that the steady state needs."""

@@ -268,12 +268,16 @@ def architecture_from_entry(entry: dict, *, where: str) -> Architecture:
     if not isinstance(config, dict):
         raise CatalogError(f"{where}: the entry has no 'hf_config' mapping (the fields of the model's config.json)")
     name = entry.get("name", where)
+    # Active parameters follow one rule for every model (hf/shape.py: what a token's forward pass
+    # multiplies, lookups excluded), so step times compare across models; publishers count them
+    # differently (Meta and Mistral include the token table, DeepSeek does not), so a published
+    # active count stays in the entry for display only.
     return architecture_from_hf_config(
         config,
         name=str(name),
         source=str(entry.get("source", "")),
         total_params=entry.get("total_params"),
-        active_params=entry.get("active_params"),
+        active_params=None,
     )
 
 

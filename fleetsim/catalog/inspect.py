@@ -58,6 +58,7 @@ def inspect_model(name_or_path: str | Path) -> dict:
         "params": {
             "total": arch.total_params,
             "active": arch.active_params,
+            "published_active": entry.get("active_params"),
             "counted_as": "published" if "total_params" in entry else "estimated from the config",
             "published_source": entry.get("params_source") if "total_params" in entry else None,
             "estimated_total": estimate.total_params,

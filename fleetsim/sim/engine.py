@@ -23,6 +23,7 @@ from fleetsim.spec.engine import EngineProfile
 from fleetsim.spec.hardware import GpuSpec
 from fleetsim.spec.profile import CalibrationProfile
 from fleetsim.spec.scenario import ScenarioSpec
+from fleetsim.steady import max_output_tokens
 from fleetsim.workload import LengthSampler, generate_requests, load_trace, think_time_sampler
 
 # request status codes
@@ -55,6 +56,7 @@ class FleetLevels:
             self.max_queued = self.queued
 
 
+MAX_SAMPLES = 800  # time-series rows kept without an explicit run.timeseries_interval_s
 AUTO_WARMUP_FRACTION = 0.1  # without run.warmup_s, at least the first 10% of the arrival period is warm-up
 
 
@@ -104,13 +106,16 @@ class Engine:
             max_running_seqs=sched.max_running_seqs,
         )
         self.footprint = kv_footprint(arch, kv, fleet.tp)
-        if engine_profile is None:
-            engine_profile = load_engine_profile(scenario.engine)
-        self.engine_profile = engine_profile
         self.step_model = StepModel(
             arch, gpu, profile, engine_profile, fleet.tp, scenario.weight_dtype, kv, self.footprint
         )
+        if engine_profile is None:
+            engine_profile = load_engine_profile(scenario.engine)
+        self.engine_profile = engine_profile
         self.prefix_caching = kv.prefix_caching
+        self.reserve_full = self.engine_profile.batching.kv_admission == "reserve_full"
+        self.kv_reserve: list[float] = []
+        self.class_max_output = [max_output_tokens(c.output_tokens) for c in scenario.workload.classes]
         self.rng = np.random.default_rng(scenario.run.seed)
         self.fleet = FleetLevels()
         self.max_len = sched.max_model_len or arch.max_context_tokens
@@ -172,6 +177,12 @@ class Engine:
         held_shared = np.maximum(shared, hits)
         start = np.atleast_1d(fp.bytes_per_rank(inputs, 0, held_shared))
         end = np.atleast_1d(fp.bytes_per_rank(inputs, outputs, held_shared))
+        if self.reserve_full:
+            # TensorRT-LLM's GUARANTEED_NO_EVICT admits a request only if its prompt and its
+            # largest possible output (the client's max tokens: the class's length bound) fit.
+            cap = np.array(self.class_max_output, dtype=np.float64)[cls] if len(cls) else np.zeros(0)
+            reserve = np.atleast_1d(fp.bytes_per_rank(inputs, np.maximum(outputs, cap), held_shared))
+            self.kv_reserve.extend(reserve.tolist())
         decode_steps = np.maximum(outputs - 1, 1)
         growth = (end - start) / decode_steps
         pread = np.array(self.class_prefix_bytes, dtype=np.float64)[cls] if len(cls) else np.zeros(0)
@@ -293,6 +304,11 @@ class Engine:
                 self.progress(min(env.now / end_s, 1.0) if end_s else 1.0)
             if env.now >= end_s and self.pending == 0:
                 return
+            if len(rows) >= MAX_SAMPLES and not self.scenario.run.timeseries_interval_s:
+                # A run longer than planned (an offline batch, a long drain): keep every other
+                # sample and sample half as often, so a run of any length keeps <= MAX_SAMPLES.
+                rows[:] = rows[::2]
+                interval_s *= 2.0
             yield env.timeout(interval_s)
 
     # ------------------------------------------------------------------ run

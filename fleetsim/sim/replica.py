@@ -51,6 +51,7 @@ class Replica:
         self.read_a = 0.0
         self.prefix_bytes = 0.0
         self.prefixes_stored: set[int] = set()
+        self.reserved = 0.0  # KV reserved by admitted requests (reserve_full admission)
 
         # accounting
         self.energy_j = 0.0
@@ -81,18 +82,29 @@ class Replica:
         return self.pool_bytes - self.held_bytes()
 
     def _admit_need(self, rid: int) -> float:
+        """KV bytes a request needs to be admitted. On-demand engines (vLLM V1, SGLang) allocate
+        blocks for the tokens scheduled this iteration: the first prefill chunk. The whole prompt
+        is then held, and a shortfall later is met by preemption, as V1's scheduler does."""
         e = self.engine
-        need = e.kv_start[rid] + e.kv_growth[rid] * e.generated[rid] + self.frag_bytes
         c = e.req_class[rid]
-        if e.prefix_caching and e.prefix_tokens[rid] and c not in self.prefixes_stored:
-            need += e.class_prefix_bytes[c]
-        return need
+        extra = (
+            e.class_prefix_bytes[c]
+            if e.prefix_caching and e.prefix_tokens[rid] and c not in self.prefixes_stored
+            else 0.0
+        )
+        full = e.kv_start[rid] + e.kv_growth[rid] * e.generated[rid]
+        chunk = max(self.max_batched_tokens - len(self.running), 1)
+        tokens = e.input_tokens[rid] + e.generated[rid]
+        if tokens > chunk:
+            full = min(full, e.footprint_bytes(chunk))
+        return full + self.frag_bytes + extra
 
     def can_admit(self, rid: int) -> bool:
-        return (
-            len(self.running) + len(self.prefilling) < self.max_running_seqs
-            and self._admit_need(rid) <= self.free_bytes()
-        )
+        if len(self.running) + len(self.prefilling) >= self.max_running_seqs:
+            return False
+        if self.engine.reserve_full:
+            return self.reserved + self.engine.kv_reserve[rid] <= self.pool_bytes
+        return self._admit_need(rid) <= self.free_bytes()
 
     # ------------------------------------------------------------------ arrivals
     def enqueue(self, rid: int) -> None:
@@ -124,7 +136,7 @@ class Replica:
                 continue
             self._schedule_admissions()
             # The next iteration grows every running sequence by a token: make room first.
-            while self.running and self.free_bytes() < self.mem_g:
+            while (self.running or self.prefilling) and self.free_bytes() < self.mem_g:
                 self._preempt(env.now)
             if self.prefilling:
                 yield from self._prefill_iteration()
@@ -164,6 +176,12 @@ class Replica:
                     self.prefixes_stored.add(c)
                     self.prefix_bytes += e.class_prefix_bytes[c]
             cached = max(cached, e.hit_tokens[rid])
+            if e.prefix_caching and e.generated[rid]:
+                # Recompute after preemption: the freed blocks stay in the prefix cache (evicted
+                # last), so only the last, partial block is computed again.
+                cached = max(cached, e.input_tokens[rid] + e.generated[rid] - 1)
+            if e.reserve_full:
+                self.reserved += e.kv_reserve[rid]
             base = e.kv_start[rid] + e.kv_growth[rid] * e.generated[rid]
             e.held_base[rid] = base
             self.mem_a += base + self.frag_bytes
@@ -246,6 +264,7 @@ class Replica:
         base = e.held_base[rid]
         if left <= 0:
             self.mem_a -= base + self.frag_bytes
+            self._unreserve(rid)
             e.fleet.change(now, running=-1)
             e.complete(rid, now, self.index)
             return
@@ -257,7 +276,12 @@ class Replica:
         self.running[rid] = (self.it, g)
         heapq.heappush(self.heap, (self.it + left, rid))
 
+    def _unreserve(self, rid: int) -> None:
+        if self.engine.reserve_full:
+            self.reserved -= self.engine.kv_reserve[rid]
+
     def _release(self, rid: int, start_it: int, g: float) -> None:
+        self._unreserve(rid)
         e = self.engine
         base = e.held_base[rid]
         self.mem_a -= base + self.frag_bytes - g * start_it
@@ -328,8 +352,19 @@ class Replica:
         self._complete_due(env.now)
 
     def _preempt(self, now: float) -> None:
-        """Out of KV blocks: evict the most recently admitted sequence (recompute later)."""
+        """Out of KV blocks: evict the most recently admitted sequence, as vLLM V1 pops the tail of
+        its running list (a request still prefilling included); it is recomputed later."""
         e = self.engine
+        if self.prefilling:
+            rid = next(reversed(self.prefilling))
+            del self.prefilling[rid]
+            self.mem_a -= e.held_base[rid] + self.frag_bytes
+            self._unreserve(rid)
+            e.preempted(rid)
+            self.preemptions += 1
+            self.waiting.appendleft(rid)
+            e.fleet.change(now, running=-1, queued=+1)
+            return
         rid = next(reversed(self.running))
         start_it, g = self.running.pop(rid)
         self.heap = [(f, r) for f, r in self.heap if r != rid]

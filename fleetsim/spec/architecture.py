@@ -286,9 +286,26 @@ class Architecture(Spec):
     # the experts a token uses included (fleetsim.catalog.hf.shape states the rule).
     active_params: PositiveInt
     layers: tuple[LayerGroup, ...] = Field(min_length=1, max_length=MAX_LAYERS)
+    # The LM head is the token-embedding table (one vocab x hidden table) rather than its own.
+    tie_word_embeddings: bool = False
     moe: MoE | None = None
     native_dtype: str = "bf16"
     max_context_tokens: PositiveInt | None = None
+
+    @property
+    def token_table_params(self) -> int:
+        """Parameters of one vocab x hidden table (the token embedding; the LM head when untied)."""
+        return self.vocab_size * self.hidden_size
+
+    @property
+    def lookup_params(self) -> int:
+        """Parameters only read by index (the token-embedding table of an untied model)."""
+        return 0 if self.tie_word_embeddings else self.token_table_params
+
+    @property
+    def table_params(self) -> int:
+        """Embedding and LM-head parameters (kept in bf16 by quantized checkpoints)."""
+        return self.token_table_params * (1 if self.tie_word_embeddings else 2)
 
     @model_validator(mode="after")
     def _consistent(self):

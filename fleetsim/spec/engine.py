@@ -86,7 +86,13 @@ class HostTime(Spec):
     per_sequence_s: NonNeg = Field(description="Host time per sequence in the iteration's batch, s.")
     overlap: bool = Field(
         description="Host work of the next iteration runs while the GPU executes this one "
-        "(async scheduling / overlap scheduler): an iteration takes max(host, GPU) instead of host + GPU."
+        "(async scheduling / overlap scheduler): an iteration takes max(host + s GPU, GPU + s host) with "
+        "s = serial_fraction, instead of host + GPU."
+    )
+    serial_fraction: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        default=0.0,
+        description="With overlap, the share of the shorter of host and GPU time that still serializes "
+        "(synchronization, output processing on the critical path); 0: perfect overlap.",
     )
 
 

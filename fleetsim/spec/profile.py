@@ -87,7 +87,7 @@ class PowerModel(Spec):
 
 
 class Provenance(Spec):
-    kind: Literal["measured", "fitted_to_published", "transferred"]
+    kind: Literal["measured", "fitted_to_published", "transferred", "prior"]
     date: str
     sources: tuple[str, ...] = ()
     notes: str = ""
@@ -118,6 +118,11 @@ class CalibrationProfile(Spec):
     )
     attention: AttentionEfficiency
     collectives: Collectives
+    host_time_scale: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] = Field(
+        default=1.0,
+        description="The host CPU of this GPU's servers relative to the reference (a DGX H100's): engine host "
+        "time is multiplied by it (single-thread speed, scheduling across more or faster cores).",
+    )
     power: PowerModel
     fit_residuals: dict[str, float] = Field(default_factory=dict)
 
@@ -142,6 +147,8 @@ class CalibrationProfile(Spec):
             return "measured"
         if p.kind == "transferred":
             return f"transferred from {p.transferred_from}"
+        if p.kind == "prior":
+            return "prior values (not fitted)"
         return f"fitted to {p.figures} published figures" if p.figures else "fitted to published figures"
 
 

@@ -96,6 +96,7 @@ def architecture_from_hf_config(
             total_params=total,
             active_params=active,
             layers=tuple(_run_length(shape.layers)),
+            tie_word_embeddings=cfg.tied_embeddings(),
             moe=shape.moe,
             native_dtype=cfg.native_dtype(),
             max_context_tokens=shape.max_context_tokens,
