@@ -10,9 +10,20 @@ from __future__ import annotations
 import difflib
 import re
 
-from fleetsim.errors import CatalogError
+from fleetsim.errors import CatalogError, shorten
 
 _IGNORED = re.compile(r"[-_\s]+")
+
+
+def escaped(text: str) -> str:
+    """`text` as it is when printable, else with backslash escapes (a newline, an ANSI escape, a
+    NUL or a lone surrogate reaches no terminal raw)."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def display(text: object, limit: int = 120) -> str:
+    """A typed name or a path as a message shows it: one line, escaped, at most `limit` chars."""
+    return shorten(escaped(str(text)), limit)
 
 
 def normalize(name: str) -> str:
@@ -65,7 +76,7 @@ def suggestions(query: str, index: dict[str, str], count: int = 3) -> list[str]:
 
 def unknown_message(label: str, query: str, index: dict[str, str], listing: str) -> str:
     """One line for a name that matches nothing, with the closest catalog names."""
-    shown = query if len(query) <= 120 else query[:117] + "..."
+    shown = display(query, 120)
     near = suggestions(query, index)
     if near:
         return f"{label} '{shown}' is unknown; did you mean: {', '.join(near)}? (fleetsim {listing} lists all)"

@@ -16,7 +16,9 @@ is stated in :mod:`fleetsim.catalog.hf.shape`). One module per family of models:
 Configs that nest the language model (``text_config``, ``llm_config``, ...) are read from the
 nested block. Fields a checkpoint leaves out take the defaults of the transformers config class of
 that family. Anything unknown or contradictory raises :class:`CatalogError` with one line that
-names the field, its value and what would be valid.
+names the field, its value (capped) and what would be valid. Counts are bounded as they are read
+(layers at most ``MAX_LAYERS``, every other count at most ``MAX_ARCH_INT``, the Architecture
+spec's limits), before any per-layer list is built.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from fleetsim.catalog.hf import dense, gemma, hybrid, mla, moe, ssm
-from fleetsim.catalog.hf.fields import HfConfig, merged_fields
+from fleetsim.catalog.hf.fields import NAME_CHARS, HfConfig, merged_fields
 from fleetsim.catalog.hf.shape import LayerSpec, Shape
-from fleetsim.errors import CatalogError
+from fleetsim.catalog.names import display
+from fleetsim.errors import CatalogError, first_error_line, shown
 from fleetsim.spec.architecture import (
     Architecture,
     AttentionLayers,
@@ -78,16 +81,17 @@ def architecture_from_hf_config(
     from the config. When only ``total_params`` is given, ``active_params`` is the total less the
     estimated weights a token does not multiply (idle experts, embedding lookups).
     """
+    label = display(name, NAME_CHARS)
     if not isinstance(config, dict):
-        raise CatalogError(f"{name}: a config must be a JSON object (a dict), not {type(config).__name__}")
+        raise CatalogError(f"{label}: a config must be a JSON object (a dict), not {type(config).__name__}")
     family = model_type(config, name)
     cfg = HfConfig(config, name, family, _DEFAULTS.get(family, {}))
     build = _FAMILIES[family]
     if family in dense.FAMILIES and family != "opt" and cfg.has("num_local_experts"):
         build = moe.mixtral_or_qwen3_moe  # a Llama-style config with experts reads as Mixtral
-    shape = build(cfg)
-    total, active = _resolve_counts(shape, total_params, active_params, name)
     try:
+        shape = build(cfg)
+        total, active = _resolve_counts(shape, total_params, active_params, label)
         return Architecture(
             name=name,
             source=source,
@@ -101,33 +105,44 @@ def architecture_from_hf_config(
             native_dtype=cfg.native_dtype(),
             max_context_tokens=shape.max_context_tokens,
         )
-    except ValidationError as exc:
-        raise CatalogError(f"{name}: {validation_message(exc)}") from None
+    except ValidationError as exc:  # a layer group, the MoE layout or the whole out of the spec's bounds
+        raise CatalogError(f"{label}: {validation_message(exc)}") from None
+
+
+# Named in the message for an unknown model_type (the full list is supported_model_types()).
+_KNOWN_EXAMPLES = ("llama", "qwen3", "mixtral", "deepseek_v3", "gemma3", "mamba")
 
 
 def model_type(raw: dict, name: str) -> str:
     """The family a config belongs to: its (text model's) model_type, or the one its architectures
-    class names; CatalogError naming the supported ones when neither is known."""
+    class names; CatalogError naming some supported ones when neither is known."""
+    label = display(name, NAME_CHARS)
     fields = merged_fields(raw)
     kind = fields.get("model_type")
     if kind is None:
-        for cls in fields.get("architectures") or ():
-            if cls in _ARCHITECTURE_CLASSES:
+        classes = fields.get("architectures")
+        for cls in classes if isinstance(classes, list) else ():
+            if isinstance(cls, str) and cls in _ARCHITECTURE_CLASSES:
                 kind = _ARCHITECTURE_CLASSES[cls]
                 break
     if kind is None:
         raise CatalogError(
-            f"{name}: config has no 'model_type' and 'architectures' = "
-            f"{fields.get('architectures')!r} names no known class; "
-            f"supported model types: {', '.join(supported_model_types())}"
+            f"{label}: config has no 'model_type' and 'architectures' = {shown(fields.get('architectures'), 30)} "
+            f"names no known class; give a model_type: {_supported_examples()}"
         )
+    if not isinstance(kind, str):
+        raise CatalogError(f"{label}: config field 'model_type' = {shown(kind)} is not valid; it must be a string")
     kind = _WRAPPERS.get(kind, kind)
     if kind not in _FAMILIES:
         raise CatalogError(
-            f"{name}: config field 'model_type' = {str(kind)[:80]!r} is not supported; "
-            f"supported: {', '.join(supported_model_types())}"
+            f"{label}: config field 'model_type' = {shown(kind, 40)} is not supported; "
+            f"supported families include {_supported_examples()}"
         )
     return kind
+
+
+def _supported_examples() -> str:
+    return f"{', '.join(_KNOWN_EXAMPLES)}, ... ({len(supported_model_types())} in all: supported_model_types())"
 
 
 def _run_length(layers: list[LayerSpec]) -> list:
@@ -147,7 +162,7 @@ def _run_length(layers: list[LayerSpec]) -> list:
 def _resolve_counts(shape: Shape, total: int | None, active: int | None, name: str) -> tuple[int, int]:
     for label, value in (("total_params", total), ("active_params", active)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            raise CatalogError(f"{name}: {label} = {value!r} is not valid; it must be a positive integer")
+            raise CatalogError(f"{name}: {label} = {shown(value)} is not valid; it must be a positive integer")
     estimate = shape.params
     if total is None:
         return (estimate.total, estimate.active) if active is None else (max(estimate.total, active), active)
@@ -157,8 +172,6 @@ def _resolve_counts(shape: Shape, total: int | None, active: int | None, name: s
 
 
 def validation_message(exc: ValidationError) -> str:
-    """A pydantic error as one line: where, then what."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ()))
-    message = first.get("msg", str(exc)).replace("\n", " ")
-    return f"{where}: {message}" if where else message
+    """A pydantic error as one line: where, then what (the value capped; see
+    :func:`fleetsim.errors.first_error_line`)."""
+    return first_error_line(exc)

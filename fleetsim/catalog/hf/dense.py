@@ -22,7 +22,7 @@ from fleetsim.catalog.hf.shape import (
     heads,
     layer,
 )
-from fleetsim.errors import CatalogError
+from fleetsim.errors import CatalogError, shown
 
 _LLAMA_STYLE_UNTIED = ("llama", "mistral", "qwen2", "qwen3", "phi3")
 
@@ -74,7 +74,7 @@ def sliding_flags(cfg: HfConfig, n_layers: int) -> tuple[list[bool], int | None]
         if any(flags) and window is None:
             raise CatalogError(
                 f"{cfg.name}: config field 'layer_types' names sliding_attention layers but "
-                f"'sliding_window' = {cfg.get('sliding_window')!r}; give a positive window"
+                f"'sliding_window' = {shown(cfg.get('sliding_window'))}; give a positive window"
             )
         return flags, window
 
@@ -121,7 +121,7 @@ def norms_per_layer(cfg: HfConfig, hidden: int) -> int:
 
 def llama_style(cfg: HfConfig) -> Shape:
     hidden = cfg.int("hidden_size")
-    n_layers = cfg.int("num_hidden_layers")
+    n_layers = cfg.layer_count("num_hidden_layers")
     vocab = cfg.int("vocab_size")
     q_heads, kv_heads, head_dim = heads(cfg, hidden, "num_attention_heads", ("num_key_value_heads",))
     flags, window = sliding_flags(cfg, n_layers)
@@ -152,7 +152,7 @@ def _divisible(cfg: HfConfig, hidden: int, heads_: int, hidden_key: str, heads_k
 
 def gpt2(cfg: HfConfig) -> Shape:
     hidden = cfg.int("n_embd", "hidden_size")
-    n_layers = cfg.int("n_layer", "num_hidden_layers")
+    n_layers = cfg.layer_count("n_layer", "num_hidden_layers")
     n_heads = cfg.int("n_head", "num_attention_heads")
     _divisible(cfg, hidden, n_heads, "n_embd", "n_head")
     vocab = cfg.int("vocab_size")
@@ -180,7 +180,7 @@ def gpt2(cfg: HfConfig) -> Shape:
 
 def opt(cfg: HfConfig) -> Shape:
     hidden = cfg.int("hidden_size")
-    n_layers = cfg.int("num_hidden_layers")
+    n_layers = cfg.layer_count("num_hidden_layers")
     n_heads = cfg.int("num_attention_heads")
     _divisible(cfg, hidden, n_heads, "hidden_size", "num_attention_heads")
     ffn = cfg.int("ffn_dim")

@@ -5,9 +5,14 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from fleetsim.errors import CatalogError
+from fleetsim.catalog.names import display
+from fleetsim.errors import CatalogError, shown
+from fleetsim.spec.architecture import MAX_ARCH_INT, MAX_LAYERS
 
 MISSING = object()
+
+#: Characters of a model's name shown in a message (a config.json is named after its folder).
+NAME_CHARS = 60
 
 # Keys under which multimodal configs nest their language model.
 NESTED_TEXT_KEYS = ("text_config", "llm_config", "language_config", "text_model_config")
@@ -26,10 +31,15 @@ _DTYPES = {
 
 class HfConfig:
     """The language-model fields of a config (a nested text config merged over the top level),
-    with the defaults of the family's transformers config class for fields a file leaves out."""
+    with the defaults of the family's transformers config class for fields a file leaves out.
+
+    Every integer read is bounded: at least ``minimum`` and at most what the Architecture spec
+    holds (``MAX_ARCH_INT``; layer counts ``MAX_LAYERS``), so nothing built from a config (per-layer
+    lists, parameter tallies) can grow without bound. ``name`` is the model's name as messages
+    show it (capped)."""
 
     def __init__(self, raw: dict, name: str, model_type: str, defaults: dict[str, Any]):
-        self.name = name
+        self.name = display(name, NAME_CHARS)
         self.raw = raw
         self.fields = merged_fields(raw)
         self.model_type = model_type
@@ -44,12 +54,14 @@ class HfConfig:
             value = self.defaults.get(key, default)
         return value
 
-    def int(self, *keys: str, default: Any = MISSING, minimum: builtins.int = 1) -> builtins.int:
-        """The first of ``keys`` that is set, as an integer >= minimum."""
+    def int(
+        self, *keys: str, default: Any = MISSING, minimum: builtins.int = 1, maximum: builtins.int = MAX_ARCH_INT
+    ) -> builtins.int:
+        """The first of ``keys`` that is set, as an integer from minimum to maximum."""
         for key in keys:
             value = self.get(key)
             if value is not None:
-                return self.check_int(key, value, minimum)
+                return self.check_int(key, value, minimum, maximum)
         if default is not MISSING:
             return default
         also = f" (also looked for {', '.join(keys[1:])})" if len(keys) > 1 else ""
@@ -58,16 +70,36 @@ class HfConfig:
             f"a {self.model_type} config needs it as an integer >= {minimum}"
         )
 
-    def check_int(self, key: str, value: Any, minimum: builtins.int = 1) -> builtins.int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise CatalogError(
-                f"{self.name}: config field '{key}' = {value!r} is not valid; it must be an integer >= {minimum}"
-            )
+    def layer_count(self, *keys: str) -> builtins.int:
+        """The number of layers (the first of ``keys`` set), 1 to MAX_LAYERS: read before any
+        per-layer list is built."""
+        return self.int(*keys, maximum=MAX_LAYERS)
+
+    def check_int(
+        self, key: str, value: Any, minimum: builtins.int = 1, maximum: builtins.int = MAX_ARCH_INT
+    ) -> builtins.int:
+        valid = f"an integer >= {minimum}" if maximum == MAX_ARCH_INT else f"an integer from {minimum} to {maximum:,}"
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, value, f"it must be {valid}, not {_kind(value)}")
+        if value < minimum:
+            raise self.fail(key, value, f"it must be {valid}")
+        if value > maximum:
+            raise self.fail(key, value, f"it must be an integer from {minimum} to {maximum:,}")
         return value
 
     def optional_int(self, key: str, minimum: builtins.int = 1) -> builtins.int | None:
         value = self.get(key)
         return None if value is None else self.check_int(key, value, minimum)
+
+    def index_set(self, key: str) -> set[builtins.int]:
+        """A set of layer indices (``mlp_only_layers``): absent is empty; otherwise a list of
+        integers. Indices outside the model select no layer."""
+        value = self.get(key)
+        if value is None:
+            return set()
+        if not isinstance(value, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+            raise self.fail(key, _short(value), "it must be a list of layer indices (integers)")
+        return set(value)
 
     def int_list(self, key: str, length: builtins.int, minimum: builtins.int = 0) -> list[builtins.int] | None:
         """A per-layer list of integers (None when the field is absent)."""
@@ -85,7 +117,8 @@ class HfConfig:
         return bool(value)
 
     def fail(self, key: str, value: Any, valid: str) -> CatalogError:
-        return CatalogError(f"{self.name}: config field '{key}' = {value!r} is not valid; {valid}")
+        """One line naming the field, its value (capped) and what would be valid."""
+        return CatalogError(f"{self.name}: config field '{display(key, 60)}' = {shown(value)} is not valid; {valid}")
 
     def tied_embeddings(self) -> bool:
         return self.flag("tie_word_embeddings", True)
@@ -137,5 +170,20 @@ def merged_fields(raw: dict) -> dict:
 def _short(value: Any) -> Any:
     """A value fit for a one-line message: long lists are summarised, never echoed whole."""
     if isinstance(value, list) and len(value) > 8:
-        return f"<list of {len(value)}>"
+        return _Summary(f"<list of {len(value):,}>")
     return value
+
+
+class _Summary(str):
+    """A stand-in for a value, shown as it reads (no quotes)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _kind(value: Any) -> str:
+    """What a value is, for 'not <kind>': 'a string', 'a float', 'a list', 'null'."""
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", str: "a string", float: "a float", list: "a list"}
+    return names.get(type(value), "a mapping" if isinstance(value, dict) else f"a {type(value).__name__}")

@@ -70,7 +70,7 @@ def _layout(cfg: HfConfig, period: int):
     """hidden, layers, vocab, (q, kv, head_dim), window and per-layer types (by default every
     ``period``-th layer global, as the family's config class lays them out)."""
     hidden = cfg.int("hidden_size")
-    n_layers = cfg.int("num_hidden_layers")
+    n_layers = cfg.layer_count("num_hidden_layers")
     q_kv_hd = heads(cfg, hidden, "num_attention_heads", ("num_key_value_heads",))
     types = cfg.layer_types(n_layers, ("sliding_attention", "full_attention"))
     if types is None:

@@ -64,7 +64,7 @@ DEFAULTS: dict[str, dict] = {
 
 def jamba(cfg: HfConfig) -> Shape:
     hidden = cfg.int("hidden_size")
-    n_layers = cfg.int("num_hidden_layers")
+    n_layers = cfg.layer_count("num_hidden_layers")
     vocab = cfg.int("vocab_size")
     q_heads, kv_heads, head_dim = heads(cfg, hidden, "num_attention_heads", ("num_key_value_heads",))
     intermediate = cfg.int("intermediate_size")
@@ -121,7 +121,7 @@ def jamba(cfg: HfConfig) -> Shape:
 def nemotron_h(cfg: HfConfig) -> Shape:
     hidden = cfg.int("hidden_size")
     vocab = cfg.int("vocab_size")
-    n_layers = cfg.int("num_hidden_layers")
+    n_layers = cfg.layer_count("num_hidden_layers")
     # M Mamba-2, * attention, - MLP, E MoE
     pattern = cfg.layer_types(n_layers, ("M", "*", "-", "E"), key="hybrid_override_pattern")
     if pattern is None:
@@ -187,7 +187,7 @@ def nemotron_h(cfg: HfConfig) -> Shape:
 
 def qwen_hybrid(cfg: HfConfig) -> Shape:
     hidden = cfg.int("hidden_size")
-    n_layers = cfg.int("num_hidden_layers")
+    n_layers = cfg.layer_count("num_hidden_layers")
     vocab = cfg.int("vocab_size")
     q, kv, hd = heads(cfg, hidden, "num_attention_heads", ("num_key_value_heads",))
     types = cfg.layer_types(n_layers, ("linear_attention", "full_attention"))
@@ -228,7 +228,7 @@ def qwen_hybrid(cfg: HfConfig) -> Shape:
         per_expert = gated_mlp_params(hidden, cfg.int("moe_intermediate_size"))
         shared = gated_mlp_params(hidden, cfg.int("shared_expert_intermediate_size")) + hidden  # + its gate
         step = cfg.int("decoder_sparse_step")
-        dense_only = set(cfg.get("mlp_only_layers") or [])
+        dense_only = cfg.index_set("mlp_only_layers")
         is_moe = [i not in dense_only and (i + 1) % step == 0 for i in range(n_layers)]
         for moe_layer in is_moe:
             if moe_layer:

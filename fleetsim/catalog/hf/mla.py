@@ -28,7 +28,7 @@ DEFAULTS: dict[str, dict] = {
 
 def deepseek(cfg: HfConfig) -> Shape:
     hidden = cfg.int("hidden_size")
-    n_layers = cfg.int("num_hidden_layers")
+    n_layers = cfg.layer_count("num_hidden_layers")
     vocab = cfg.int("vocab_size")
     n_heads = cfg.int("num_attention_heads")
     kv_lora = cfg.int("kv_lora_rank")

@@ -58,7 +58,7 @@ DEFAULTS: dict[str, dict] = {
 
 def _decoder_start(cfg: HfConfig):
     hidden = cfg.int("hidden_size")
-    n_layers = cfg.int("num_hidden_layers")
+    n_layers = cfg.layer_count("num_hidden_layers")
     vocab = cfg.int("vocab_size")
     q_heads, kv_heads, head_dim = heads(cfg, hidden, "num_attention_heads", ("num_key_value_heads",))
     params = Params()
@@ -76,7 +76,7 @@ def mixtral_or_qwen3_moe(cfg: HfConfig) -> Shape:
         experts = cfg.int("num_experts")
         per_expert = 3 * hidden * cfg.int("moe_intermediate_size")
         step = cfg.int("decoder_sparse_step")
-        dense_only = set(cfg.get("mlp_only_layers") or [])
+        dense_only = cfg.index_set("mlp_only_layers")
         is_moe = [i not in dense_only and (i + 1) % step == 0 for i in range(n_layers)]
     else:  # mixtral, or a Llama-style config with num_local_experts
         experts = cfg.int("num_local_experts")

@@ -125,10 +125,9 @@ def heads(cfg: HfConfig, hidden: int, q_key: str, kv_keys: tuple[str, ...]) -> t
             kv_heads = cfg.int(key)
             break
     if q_heads % kv_heads:
-        divisors = [d for d in range(1, q_heads + 1) if q_heads % d == 0]
         raise CatalogError(
             f"{cfg.name}: config field '{kv_keys[0]}' = {kv_heads} does not divide "
-            f"{q_key} = {q_heads}; valid: one of {divisors}"
+            f"{q_key} = {q_heads}; valid: {_divisors(q_heads)}"
         )
     head_dim = cfg.get("head_dim")
     if head_dim is None:
@@ -142,6 +141,16 @@ def heads(cfg: HfConfig, hidden: int, q_key: str, kv_keys: tuple[str, ...]) -> t
     else:
         head_dim = cfg.check_int("head_dim", head_dim)
     return q_heads, kv_heads, head_dim
+
+
+def _divisors(n: int, most: int = 12) -> str:
+    """'one of [1, 2, 4, ...]' for a count with few divisors, else 'a divisor of n' (no loop over
+    a huge n)."""
+    if n <= 100_000:
+        found = [d for d in range(1, n + 1) if n % d == 0]
+        if len(found) <= most:
+            return f"one of {found}"
+    return f"a divisor of {n:,}"
 
 
 def moe_spec(experts: int, k: int, moe_layers: int, per_expert: int, shared: int = 0) -> MoE | None:

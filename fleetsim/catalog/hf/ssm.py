@@ -93,7 +93,7 @@ def check_mamba2_heads(cfg: HfConfig, d_inner: int, n_heads: int, head_dim: int,
 def _mamba_stack(cfg: HfConfig, mixer_of) -> Shape:
     """A pure Mamba model: embeddings, n_layers x (norm + mixer), a final norm."""
     hidden = cfg.int("hidden_size", "d_model")
-    n_layers = cfg.int("num_hidden_layers", "n_layer")
+    n_layers = cfg.layer_count("num_hidden_layers", "n_layer")
     vocab = cfg.int("vocab_size")
     d_inner = cfg.int("intermediate_size", default=0) or cfg.int("expand") * hidden
     d_state = cfg.int("state_size", "d_state")
