@@ -5,6 +5,7 @@ datasheets), not from the catalog files under test.
 """
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from fleetsim.catalog import (
 )
 from fleetsim.errors import CatalogError, FleetsimError
 from fleetsim.spec.hardware import GpuSpec
+from fleetsim.spec.yaml_file import MAX_FILE_BYTES
 
 DATA = Path(__file__).parent / "data"
 
@@ -477,3 +479,112 @@ def test_unknown_gpu_and_bad_gpu_file(tmp_path):
     custom = tmp_path / "custom.yaml"
     custom.write_text(yaml.safe_dump(dict(gpu_entry("h100-sxm"), name="my-h100", tdp_w=500)))
     assert load_gpu(custom).tdp_w == 500
+
+
+# --------------------------------------------------------------------------------- files that are not what they claim
+
+
+def _one_line(call) -> str:
+    with pytest.raises(CatalogError) as caught:
+        call()
+    message = str(caught.value)
+    assert "\n" not in message and len(message) < 300, message
+    return message
+
+
+def _not_regular_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """A device, a FIFO (opening it for reading would block), a folder named like a file, a file
+    over the size cap (sparse: no disk used) and one that is not UTF-8."""
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.yaml"
+    folder.mkdir()
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("name: h100-\xfc\n".encode("latin-1"))
+    return {
+        "device": (Path("/dev/zero"), "is not a regular file"),
+        "fifo": (fifo, "is not a regular file"),
+        "folder": (folder, "is a folder"),
+        "huge": (huge, f"valid: a file of at most {MAX_FILE_BYTES:,} bytes"),
+        "not-utf8": (latin1, "is not UTF-8 text"),
+    }
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not Path("/dev/zero").exists(), reason="needs a POSIX system")
+@pytest.mark.parametrize("case", ["device", "fifo", "folder", "huge", "not-utf8"])
+def test_a_gpu_path_that_is_not_a_yaml_file_fails_in_one_line_without_reading_it(tmp_path, case):
+    path, says = _not_regular_files(tmp_path)[case]
+    assert says in _one_line(lambda: load_gpu(path))
+    assert says in _one_line(lambda: load_gpu(str(path)))  # as `fleet.gpu: /dev/zero` names it
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not Path("/dev/zero").exists(), reason="needs a POSIX system")
+@pytest.mark.parametrize("case", ["device", "fifo", "huge", "not-utf8"])
+def test_a_model_path_that_is_not_a_config_fails_in_one_line_without_reading_it(tmp_path, case):
+    path, says = _not_regular_files(tmp_path)[case]
+    assert says in _one_line(lambda: load_model(path))
+    json_twin = path.with_suffix(".json") if case != "device" else path
+    if json_twin != path:
+        path.rename(json_twin)
+    assert says in _one_line(lambda: load_model(json_twin))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a POSIX system")
+def test_a_folder_whose_config_json_is_a_fifo_fails_in_one_line(tmp_path):
+    os.mkfifo(tmp_path / "config.json")
+    assert "is not a regular file" in _one_line(lambda: load_model(tmp_path))
+
+
+def test_catalog_yaml_files_go_through_the_bounded_reader(tmp_path):
+    """Alias bombs, deep nesting and non-mappings: one line, nothing of the file echoed."""
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(
+        "a: &a [x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"l{i}: &l{i} [{', '.join(['*a' if i == 0 else f'*l{i - 1}'] * 9)}]\n" for i in range(8))
+    )
+    assert "alias bomb" in _one_line(lambda: load_gpu(bomb))
+    assert "alias bomb" in _one_line(lambda: load_model(bomb))
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("hf_config: " + "[" * 200 + "]" * 200 + "\n")
+    assert "nesting deeper than 64" in _one_line(lambda: load_model(deep))
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- secret-line-one\n- secret-line-two\n")
+    message = _one_line(lambda: load_gpu(listing))
+    assert "must be a YAML mapping" in message and "secret" not in message
+
+
+def test_config_json_with_junk_fails_in_one_line(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_bytes(b"\xff\xfe{}")
+    assert "is not UTF-8 text" in _one_line(lambda: load_model(config))
+    config.write_bytes(b"[" * 100_000)
+    assert "nesting deeper than 64" in _one_line(lambda: load_model(config))
+    config.write_text('{"num_hidden_layers": ' + "9" * 5000 + "}")
+    assert "a value cannot be read" in _one_line(lambda: load_model(config))
+    config.write_text(json.dumps(dict(LLAMA2_7B, num_hidden_layers=10**29)))
+    assert "'num_hidden_layers' = 100000000000000000000000000000 is not valid" in _one_line(lambda: load_model(config))
+
+
+def test_gpu_yaml_with_hostile_fields_fails_in_one_line(tmp_path):
+    gpu = tmp_path / "gpu.yaml"
+    for change in ({"x" * 300: 1}, {"memory_bytes": "y" * 5000}, {"peak_flops_per_s": {"bf16": [1] * 1000}}, {1: 2}):
+        gpu.write_text(yaml.safe_dump({**gpu_entry("h100-sxm"), **change}))
+        message = _one_line(lambda: load_gpu(gpu))
+        assert "x" * 100 not in message and "y" * 100 not in message
+
+
+def test_names_and_paths_with_control_characters_are_shown_escaped(tmp_path):
+    for typed in (
+        "bad\nname",
+        "\x1b[31mred",
+        "x\x00y.yaml",
+        "~nosuchuser-fleetsim/x.yaml",
+        "a" * 5000,
+        "/" + "a" * 5000,
+    ):
+        for load in (load_model, load_gpu):
+            message = _one_line(lambda load=load, typed=typed: load(typed))
+            assert message.isprintable(), message

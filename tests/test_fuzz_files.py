@@ -1,5 +1,5 @@
-"""Fuzzing the files fleetsim reads: trace CSVs, config.json models, GPU and engine profiles,
-validation case files.
+"""Fuzzing the files fleetsim reads: trace CSVs, config.json models, catalog-format GPU and model
+YAML, GPU and engine profiles, validation case files.
 
 Each loader gives a valid result or a FleetsimError of one line under 300 characters; never
 another exception and never a hang (a hypothesis deadline, and an alarm that fails an input still
@@ -164,17 +164,6 @@ CONFIG_KEYS = [
     "state_size",
     "text_config",
 ]
-# The catalog's reader (fleetsim/catalog/hf) cannot take these yet; they are the explicit
-# xfail cases below, kept out of the fuzzing so it stays short and green.
-LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
-
-
-def _config_value_ok(key, value) -> bool:
-    if isinstance(value, str) and len(value) > 60:  # the catalog echoes config values uncapped
-        return False
-    if key in LAYER_KEYS and isinstance(value, int) and not isinstance(value, bool) and value > 10_000:
-        return False
-    return key != "model_type"  # any unsupported model_type: see the xfail cases
 
 
 @st.composite
@@ -182,11 +171,10 @@ def config_files(draw):
     config = json.loads((DATA / f"{draw(st.sampled_from(CONFIGS))}.config.json").read_text())
     for _ in range(draw(st.integers(min_value=0, max_value=3))):
         key = draw(st.sampled_from(CONFIG_KEYS + sorted(config)))
-        value = draw(JSON_VALUES)
-        if _config_value_ok(key, value):
-            config[key] = value
-        elif key in config and draw(st.booleans()):
+        if key in config and draw(st.integers(min_value=0, max_value=3)) == 0:
             del config[key]
+        else:
+            config[key] = draw(JSON_VALUES)
     text = json.dumps(config, allow_nan=True, default=str)
     if draw(st.booleans()):
         text = text[: draw(st.integers(min_value=0, max_value=len(text)))]
@@ -204,33 +192,75 @@ def test_config_json_models_load_or_fail_in_one_line(raw):
             assert arch.num_layers >= 1 and arch.total_params >= arch.active_params >= 1
 
 
-@pytest.mark.xfail(reason="catalog (fleetsim/catalog): not yet bounded, see the issue-9 report", strict=False)
 @pytest.mark.parametrize(
-    "change",
+    "change, says",
     [
-        {"num_hidden_layers": 10**29},  # OverflowError
-        {"model_type": "x"},  # the message lists every supported type: > 300 chars
-        {"model_type": ["llama"]},  # TypeError: unhashable type: 'list'
-        {"hidden_size": "x" * 400},  # the value is echoed uncapped
+        (
+            {"num_hidden_layers": 10**9},
+            "'num_hidden_layers' = 1000000000 is not valid; it must be an integer from 1 to 10,000",
+        ),
+        ({"num_hidden_layers": 10**29}, "'num_hidden_layers' = 100000000000000000000000000000 is not valid"),
+        (
+            {"num_hidden_layers": 1e9},
+            "'num_hidden_layers' = 1000000000.0 is not valid; it must be an integer from 1 to 10,000, not a float",
+        ),
+        (
+            {"hidden_size": 10**16},
+            "'hidden_size' = 10000000000000000 is not valid; it must be an integer from 1 to 1,000,000,000,000,000",
+        ),
+        ({"num_attention_heads": 2**61 - 1}, "'num_attention_heads' = 2305843009213693951 is not valid"),
+        ({"num_attention_heads": 10**15 - 1, "num_key_value_heads": 2}, "valid: a divisor of 999,999,999,999,999"),
+        ({"model_type": "x"}, "'model_type' = 'x' is not supported; supported families include llama, qwen3"),
+        ({"model_type": ["llama"]}, "'model_type' = ['llama'] is not valid; it must be a string"),
+        ({"hidden_size": "x" * 400}, "'hidden_size' = 'xxxx"),
+        (
+            {"mlp_only_layers": 5, "model_type": "qwen3_moe", "num_experts": 8, "moe_intermediate_size": 64},
+            "'mlp_only_layers' = 5",
+        ),
     ],
-    ids=["layers-1e29", "model-type", "model-type-list", "long-value"],
+    ids=[
+        "layers-1e9",
+        "layers-1e29",
+        "layers-float",
+        "hidden-1e16",
+        "heads-2e18",
+        "heads-divisors",
+        "model-type",
+        "model-type-list",
+        "long-value",
+        "mlp-only-layers",
+    ],
 )
-def test_config_json_cases_the_catalog_does_not_bound_yet(change):
-    """Not run here: num_hidden_layers = 10**9 (a per-layer loop: minutes and gigabytes)."""
+def test_config_json_values_out_of_bounds_fail_in_one_line(change, says):
+    """Counts are bounded (layers by MAX_LAYERS, sizes by MAX_ARCH_INT) before any per-layer list
+    is built; a value is echoed capped; a model_type names a few families, not all."""
     from fleetsim.catalog import load_model
 
     config = {**json.loads((DATA / "llama-3-8b.config.json").read_text()), **change}
     with file_with(json.dumps(config).encode(), "config.json") as path:
-        outcome(lambda: load_model(path))
+        kind, message = outcome(lambda: load_model(path), seconds=2.0)
+    assert kind == "error" and says in message, message
+    assert "x" * 100 not in message
 
 
-@pytest.mark.xfail(reason="catalog (fleetsim/catalog): json.loads errors beyond JSONDecodeError", strict=False)
-@pytest.mark.parametrize("raw", [b"[" * 100_000, b"\xff\xfe{}"], ids=["deep", "not-utf8"])
-def test_config_json_files_the_catalog_does_not_bound_yet(raw):
+@pytest.mark.parametrize(
+    "raw, says",
+    [
+        (b"[" * 100_000, "nesting deeper than 64 levels"),
+        (b"[" * 100 + b"]" * 100, "nesting deeper than 64 levels"),
+        (b'{"a": ' * 70 + b"1" + b"}" * 70, "nesting deeper than 64 levels"),
+        (b"\xff\xfe{}", "is not UTF-8 text (byte 0xff at offset 0)"),
+        (b'{"num_hidden_layers": ' + b"9" * 5000 + b"}", "not valid JSON (a value cannot be read"),
+        (b"", "not valid JSON (line 1"),
+    ],
+    ids=["deep", "deep-closed", "deep-objects", "not-utf8", "digits", "empty"],
+)
+def test_config_json_files_that_are_not_plain_json_fail_in_one_line(raw, says):
     from fleetsim.catalog import load_model
 
     with file_with(raw, "config.json") as path:
-        outcome(lambda: load_model(path))
+        kind, message = outcome(lambda: load_model(path), seconds=2.0)
+    assert kind == "error" and says in message, message
 
 
 # --------------------------------------------------------------------------- profiles
@@ -312,6 +342,36 @@ def test_engine_profile_files_load_or_fail_in_one_line(raw):
 
     with file_with(raw, "engine.yaml") as path:
         outcome(lambda: parse_engine_profile(read_mapping(path, "engine.profile"), str(path)))
+
+
+# --------------------------------------------------------------------------- catalog GPU and model YAML files
+
+
+CATALOG_FILES = {kind: sorted((ROOT / "fleetsim" / "catalog" / kind).glob("*.yaml")) for kind in ("gpus", "models")}
+
+
+@st.composite
+def catalog_files(draw):
+    kind = draw(st.sampled_from(sorted(CATALOG_FILES)))
+    path = draw(st.sampled_from(CATALOG_FILES[kind]))
+    return kind, _yaml_bytes(_mutate_mapping(_parsed(path), draw), draw)
+
+
+@FUZZ
+@given(catalog_files())
+def test_catalog_yaml_files_load_or_fail_in_one_line(named):
+    """A GPU or model YAML in the catalog's format, as `fleet.gpu: my-gpu.yaml` or `model:
+    my-model.yaml` names it (a model's hf_config mutated too)."""
+    from fleetsim.catalog import load_gpu, load_model
+
+    kind, raw = named
+    with file_with(raw, "entry.yaml") as path:
+        if kind == "gpus":
+            outcome(lambda: load_gpu(path))
+            return
+        done, arch = outcome(lambda: load_model(path))
+        if done == "ok":
+            assert arch.num_layers >= 1 and arch.total_params >= arch.active_params >= 1
 
 
 # --------------------------------------------------------------------------- validation case files

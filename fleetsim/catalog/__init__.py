@@ -16,29 +16,32 @@ A name is looked up as a catalog name, then as an alias (case, '-', '_' and spac
 Hugging Face repo id also by its repo name alone), then as a path: ``load_model`` takes a
 config.json, a folder holding one (a downloaded Hugging Face snapshot), or a YAML file in the
 catalog's format. A name that is none of these is one line naming the closest catalog entries.
+A file is read only if it is a regular file of a bounded size, as UTF-8, with bounded nesting
+(:mod:`fleetsim.catalog.files`); every count a config gives is bounded before anything is built
+from it (:mod:`fleetsim.catalog.hf`). Any problem is one CatalogError line.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
+from fleetsim.catalog.files import PATH_CHARS, read_catalog_yaml, read_config_json
 from fleetsim.catalog.hf import (
     architecture_from_hf_config,
     supported_model_types,
     validation_message,
 )
-from fleetsim.catalog.names import build_index, check_aliases, normalize, unknown_message
-from fleetsim.errors import CatalogError
+from fleetsim.catalog.names import build_index, check_aliases, display, escaped, normalize, unknown_message
+from fleetsim.errors import CatalogError, SpecError
 from fleetsim.spec.architecture import Architecture
 from fleetsim.spec.hardware import GpuSpec
+from fleetsim.spec.yaml_file import loads
 
 __all__ = [
     "Resolved",
@@ -118,23 +121,21 @@ def model_record(name_or_path: str | Path) -> tuple[Resolved, dict]:
         assert found.name is not None
         return found, _entry("models", found.name)
     path = found.path
-    if path.is_dir():
-        candidate = path / "config.json"
-        if not candidate.is_file():
-            raise CatalogError(f"{path}: folder has no config.json; pass a config.json or a catalog YAML")
-        path = candidate
-    if not path.is_file():
-        raise CatalogError(f"{path}: no such file; pass a config.json, a folder holding one, or a catalog YAML")
+    shown = display(path, PATH_CHARS)
+    if _is_dir(path):
+        path = path / "config.json"
+        if not _exists(path):
+            raise CatalogError(f"{shown}: folder has no config.json; pass a config.json or a catalog YAML")
+    elif not _exists(path):
+        raise CatalogError(f"{shown}: no such file; pass a config.json, a folder holding one, or a catalog YAML")
+    # What is there (a regular file? of a readable size?) the bounded readers check before reading.
     if path.suffix.lower() in _SUFFIXES:
-        return found, {"name": _stem(path), **_read_yaml_file(path)}
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CatalogError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        return found, {"name": _stem(path), **read_catalog_yaml(path, "model file")}
+    config = read_config_json(path)
     if not isinstance(config, dict):
-        raise CatalogError(f"{path}: a config must be a JSON object (a dict), not {type(config).__name__}")
+        raise CatalogError(
+            f"{display(path, PATH_CHARS)}: a config must be a JSON object (a dict), not {type(config).__name__}"
+        )
     return found, {"name": _stem(path), "source": str(path), "hf_config": config}
 
 
@@ -142,17 +143,19 @@ def load_gpu(name_or_path: str | Path) -> GpuSpec:
     """A catalog GPU by name or alias, or a GPU YAML file in the catalog's format."""
     found = resolve_gpu(name_or_path)
     if found.path is not None:
-        data, where = _read_yaml_file(found.path), str(found.path)
+        if not _exists(found.path):
+            raise CatalogError(
+                f"{display(found.path, PATH_CHARS)}: no such file; pass a catalog GPU name or a GPU YAML file"
+            )
+        data, where = read_catalog_yaml(found.path, "GPU file"), display(found.path, PATH_CHARS)
     else:
         assert found.name is not None
         data, where = gpu_entry(found.name), f"gpu '{found.name}'"
     data.pop("aliases", None)  # catalog metadata, not a GpuSpec field
     try:
-        return GpuSpec(**data)
+        return GpuSpec.model_validate(data)
     except ValidationError as exc:
         raise CatalogError(f"{where}: {validation_message(exc)}") from None
-    except TypeError as exc:
-        raise CatalogError(f"{where}: {exc}") from None
 
 
 def clear_cache() -> None:
@@ -188,7 +191,14 @@ def _read_package_file(kind: str, name: str) -> str:
 
 
 def _entry(kind: str, name: str) -> dict:
-    return _parse_yaml(_read_package_file(kind, name), f"catalog {kind}/{name}")
+    where = f"catalog {kind}/{name}"
+    try:
+        data = loads(_read_package_file(kind, name), where)
+    except SpecError as exc:
+        raise CatalogError(escaped(str(exc))) from None
+    if not isinstance(data, dict):
+        raise CatalogError(f"{where}: expected a mapping of fields, found {type(data).__name__}")
+    return data
 
 
 @cache
@@ -220,8 +230,8 @@ def _resolve(kind: str, name_or_path: str | Path) -> Resolved:
     found = _alias_index(kind).get(normalize(text))
     if found is not None:  # the name itself typed another way ("LLAMA_3_8B"), or an alias
         return Resolved("name" if normalize(text) == normalize(found) else "alias", name=found)
-    path = Path(text).expanduser()
-    if path.exists() or _looks_like_a_file(text):
+    path = _expand(Path(text))
+    if _exists(path) or _looks_like_a_file(text):
         return Resolved("path", path=path)
     label, listing = _LISTINGS[kind]
     raise CatalogError(unknown_message(label, text, _alias_index(kind), listing))
@@ -233,22 +243,28 @@ def _looks_like_a_file(text: str) -> bool:
     return text.lower().endswith(_FILE_SUFFIXES) or text.startswith(("/", "./", "../", "~", "\\"))
 
 
-def _parse_yaml(text: str, where: str) -> dict:
+def _expand(path: Path) -> Path:
+    """`path` with a leading ~ expanded; as typed when there is no such home folder."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"{where}: not valid YAML ({_first_line(exc)})") from None
-    if not isinstance(data, dict):
-        raise CatalogError(f"{where}: expected a mapping of fields, found {type(data).__name__}")
-    return data
+        return path.expanduser()
+    except RuntimeError:  # '~nosuchuser/x'
+        return path
 
 
-def _read_yaml_file(path: Path) -> dict:
+def _exists(path: Path) -> bool:
+    """Whether something (a file, folder, device, FIFO) is at `path`; False for a path the OS
+    cannot look up (too long, a NUL, no permission on a folder above)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    return _parse_yaml(text, str(path))
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def _stem(path: Path) -> str:
@@ -279,7 +295,3 @@ def architecture_from_entry(entry: dict, *, where: str) -> Architecture:
         total_params=entry.get("total_params"),
         active_params=None,
     )
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
