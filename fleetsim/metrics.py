@@ -99,14 +99,19 @@ def steady_state(raw: RawRun, n_gpus: int) -> dict:
     span = max(b - a, 1e-12)
     tpot = req.loc[req["status"] == "completed", "tpot_s"]
     step = float(tpot.median()) if tpot.notna().any() else span
-    out_tok = emitted_tokens(req, b, step) - emitted_tokens(req, a, step)
+    ts = raw.timeseries
+    if window and len(ts) > 1 and "output_tokens" in ts:
+        # The replicas' token meters, sampled: exact up to a sample interval at each end.
+        t = np.interp([a, b], ts["time_s"], ts["output_tokens"])
+        out_tok = float(t[1] - t[0])
+    else:
+        out_tok = emitted_tokens(req, b, step) - emitted_tokens(req, a, step)
     first = req["first_token_s"].to_numpy(dtype=float)
     started = np.isfinite(first) & (first >= a) & (first < b)
     in_tok = float(req.loc[started, "input_tokens"].sum())
     finish = req["finish_s"].to_numpy(dtype=float)
     done = (req["status"] == "completed").to_numpy() & (finish >= a) & (finish < b)
     arrivals = int(((req["arrival_s"] >= a) & (req["arrival_s"] < b)).sum())
-    ts = raw.timeseries
     if window and len(ts) > 1:
         e = np.interp([a, b], ts["time_s"], ts["gpu_energy_j"])
         energy = float(e[1] - e[0])

@@ -105,6 +105,7 @@ class StepModel:
     weight_dtype: str
     kv: KvCacheSpec
     footprint: KvFootprint
+    streaming: bool = True  # responses stream token by token (online serving)
     _weights_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -165,7 +166,8 @@ class StepModel:
         self.layer_fixed_s = a.num_layers * launch.per_layer_gpu_s
         self.mixed_in_graph = launch.mixed_in_graph
         self.host_iter_s = e.host.iteration_s * p.host_time_scale
-        self.host_seq_s = e.host.per_sequence_s * p.host_time_scale
+        streamed = e.host.per_streamed_sequence_s if self.streaming else 0.0
+        self.host_seq_s = (e.host.per_sequence_s + streamed) * p.host_time_scale
         self.overlap = e.host.overlap
         self.serial_fraction = e.host.serial_fraction
 

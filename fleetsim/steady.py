@@ -115,7 +115,8 @@ class SteadyEstimate:
     ttft_s: float  # mean time to first token (prefill of a joining request)
     gpu_power_w: float  # mean per GPU
     energy_per_output_token_j: float  # GPU energy of the replica per output token
-    limited_by: str  # users | max_running_seqs | kv_pool | prefill_budget
+    limited_by: str  # users | max_running_seqs | kv_pool | prefill_budget | arrivals
+    prefill_step_s: float = 0.0  # mean time of an iteration that prefills a joining request
 
 
 def _power(step: StepModel, cost) -> float:
@@ -209,6 +210,8 @@ def full_batch(
     energy_per_step = float(pk @ (times * powers)) * step.tp
     power = energy_per_step / (mean_t * step.tp)
     ttft = float(step.iteration(0, 0.0, int(round(prefill)), prefill * pair, 1).time_s)
+    joined = pk[1:].sum()
+    prefill_step = float(pk[1:] @ times[1:] / joined) if joined > 0 else ttft
     return SteadyEstimate(
         output_tokens_per_s=tokens_per_s,
         running=b,
@@ -219,7 +222,43 @@ def full_batch(
         gpu_power_w=power,
         energy_per_output_token_j=energy_per_step / b,
         limited_by=limited_by,
+        prefill_step_s=prefill_step,
     )
+
+
+def open_loop(
+    step: StepModel,
+    fp: KvFootprint,
+    plan: MemoryPlan,
+    lengths: Lengths,
+    rate_per_s: float,
+    max_running_seqs: int,
+    max_batched_tokens: int,
+) -> SteadyEstimate:
+    """Poisson arrivals at `rate_per_s` on one replica: the batch B at which the replica emits the
+    tokens that arrive (B / t(B) = rate x E[O], Little's law for tokens), found by bisection on the
+    closed-loop steady state of B sequences. TTFT: half an iteration of waiting for the next
+    boundary, then the iteration that prefills the request. Past the largest batch the replica
+    holds, the queue grows without bound: TTFT is infinite and `limited_by` says what caps it."""
+    demand = rate_per_s * lengths.mean_output
+
+    def at(b: float) -> SteadyEstimate:
+        return full_batch(step, fp, plan, lengths, b, max_running_seqs, max_batched_tokens)
+
+    top = at(math.inf)
+    if top.output_tokens_per_s < demand:
+        return _with_rate(top, top.output_tokens_per_s, ttft_s=math.inf)
+    lo, hi = 0.0, top.running
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if at(max(mid, 1e-3)).output_tokens_per_s < demand:
+            lo = mid
+        else:
+            hi = mid
+    est = at(max(hi, 1e-3))
+    from dataclasses import replace
+
+    return replace(est, output_tokens_per_s=demand, ttft_s=0.5 * est.step_s + est.prefill_step_s, limited_by="arrivals")
 
 
 def offline_run(

@@ -107,7 +107,15 @@ class Engine:
         )
         self.footprint = kv_footprint(arch, kv, fleet.tp)
         self.step_model = StepModel(
-            arch, gpu, profile, engine_profile, fleet.tp, scenario.weight_dtype, kv, self.footprint
+            arch,
+            gpu,
+            profile,
+            engine_profile,
+            fleet.tp,
+            scenario.weight_dtype,
+            kv,
+            self.footprint,
+            streaming=scenario.engine.streaming,
         )
         if engine_profile is None:
             engine_profile = load_engine_profile(scenario.engine)
@@ -298,6 +306,7 @@ class Engine:
                     held / pool_total,
                     sum(r.current_power_w for r in self.replicas),
                     sum(r.energy_at(env.now) for r in self.replicas),
+                    sum(r.tokens_at(env.now) for r in self.replicas),
                 )
             )
             if self.progress is not None:
@@ -368,7 +377,8 @@ class Engine:
             itl=self.itl,
             requests=self._request_frame(),
             timeseries=pd.DataFrame(
-                rows, columns=["time_s", "running", "queued", "kv_used_fraction", "power_w", "gpu_energy_j"]
+                rows,
+                columns=["time_s", "running", "queued", "kv_used_fraction", "power_w", "gpu_energy_j", "output_tokens"],
             ),
             replicas=self._replica_frame(now),
             simulated_s=now,

@@ -65,6 +65,9 @@ class Replica:
         self.current_power_w = self.power.idle_w * self.tp
         self.in_run = False
         self._seg_start = 0.0  # when the iteration or run in progress started (energy meter)
+        self.tokens_out = 0  # output tokens emitted (first tokens and decoded ones)
+        self._run: DecodeRun | None = None  # the decode run in progress (token meter)
+        self._run_n = 0
         self.boundary_at = -1.0  # start time of a planned iteration (after a run was cut short)
         self.sleeping = True
         self.wakeup = env.event()
@@ -155,6 +158,14 @@ class Replica:
             return self.energy_j + (now - self._idle_since) * self.power.idle_w * self.tp
         return self.energy_j + max(now - self._seg_start, 0.0) * self.current_power_w
 
+    def tokens_at(self, now: float) -> int:
+        """Output tokens emitted up to `now`: the iterations finished, plus those of a decode run in
+        progress that have finished by now."""
+        if self._run is None:
+            return self.tokens_out
+        done = max(self._run.steps_started_by(now - self._seg_start) - 1, 0)
+        return self.tokens_out + done * self._run_n
+
     def _account_idle(self, gap_s: float) -> None:
         self.energy_j += gap_s * self.power.idle_w * self.tp
         self.kv_byte_s += gap_s * self.held_bytes()
@@ -239,6 +250,7 @@ class Replica:
         self.peak_power_w = max(self.peak_power_w, p)
         if n_dec:
             e.itl.add(t, n_dec, env.now)
+        self.tokens_out += n_dec
         self.busy_s += t
         self.prefill_s += t * tokens / (tokens + n_dec)
         self.decode_s += t * n_dec / (tokens + n_dec)
@@ -257,6 +269,7 @@ class Replica:
     def _start_decode(self, rid: int, now: float) -> None:
         """Prefill finished: the first output token is out; the rest is decode."""
         e = self.engine
+        self.tokens_out += 1
         if e.generated[rid] == 0:
             e.mark_first_token(rid, now)
         e.generated[rid] += 1
@@ -318,6 +331,7 @@ class Replica:
         self.current_power_w = run.power_at_start_w() * self.tp  # for the time series
         start = env.now
         self._seg_start = start
+        self._run, self._run_n = run, n
         steps = k
         self.in_run = True
         try:
@@ -326,6 +340,8 @@ class Replica:
             elapsed = env.now - start
             steps = run.steps_started_by(elapsed)
         self.in_run = False
+        self._run = None
+        self.tokens_out += n * steps
         dur = run.time_s(steps) if steps < k else total
         energy, peak = run.energy_j(steps)
         itl = self.engine.itl

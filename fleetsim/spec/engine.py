@@ -56,6 +56,11 @@ class EngineSpec(Spec):
         description="Override the profile: the next iteration is scheduled while the GPU runs this one "
         "(vLLM --async-scheduling, SGLang's overlap scheduler); null: the profile's setting.",
     )
+    streaming: bool = Field(
+        default=True,
+        description="Responses stream token by token to clients (online serving, as latency benchmarks measure "
+        "TTFT and TPOT); false for offline batch runs (MLPerf Offline, trtllm-bench), which skip that host work.",
+    )
     kv_admission: Literal["on_demand", "reserve_full"] | None = Field(
         default=None,
         description="Override the profile's KV admission: on_demand (blocks allocated as tokens are scheduled) "
@@ -88,6 +93,11 @@ class HostTime(Spec):
         description="Host work of the next iteration runs while the GPU executes this one "
         "(async scheduling / overlap scheduler): an iteration takes max(host + s GPU, GPU + s host) with "
         "s = serial_fraction, instead of host + GPU."
+    )
+    per_streamed_sequence_s: NonNeg = Field(
+        default=0.0,
+        description="Extra host time per sequence in an iteration when responses stream token by token "
+        "(online serving: detokenize and send each token), s; offline benchmarks do not stream.",
     )
     serial_fraction: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
         default=0.0,

@@ -19,7 +19,8 @@ def run_validation(
     optionally only some groups, through fleetsim.simulate and compare with the published value."""
     loaded = load_case_files(paths)
     if groups:
-        loaded = [(f, [c for c in cs if c.group in groups]) for f, cs in loaded]
+        wanted = {c.id for _, cs in loaded for c in cs if c.group in groups}
+        loaded = [(f, [c for c in cs if c.id in wanted]) for f, cs in loaded]
         loaded = [(f, cs) for f, cs in loaded if cs]
     start = time.perf_counter()
     rows = run_cases(loaded, workers=workers)

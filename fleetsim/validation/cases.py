@@ -99,6 +99,11 @@ class Case(Spec):
     status: Literal["ok", "unsupported"] = "ok"
     reason: str = Field(default="", validate_default=True, max_length=4000)
     window_s: Window | Literal["run"] | None = None
+    # MLPerf Server's rule: the run offers the highest Poisson rate whose p99 TTFT and p99 TPOT
+    # stay within these limits (s). The runner searches that rate (from the scenario's rate), so
+    # the case compares capacity under the latency constraints and the latencies at it, rather
+    # than latencies at a fixed rate 1-5% from saturation, where they hinge on a 1% capacity error.
+    max_rate_within: dict[Literal["ttft_p99_s", "tpot_p99_s"], Annotated[float, Field(gt=0, le=3600)]] | None = None
 
     @field_validator("overrides")
     @classmethod

@@ -28,10 +28,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from fleetsim.errors import FleetsimError, SpecError
-from fleetsim.metrics import emitted_tokens
 from fleetsim.validation.cases import (
     BUILTIN_SCENARIO,
     LATENCY_METRICS,
@@ -120,17 +120,16 @@ def _simulate(spec, run_changes: dict | None = None):
 
 
 def _window_metrics(spec, window: tuple[float, float]) -> dict:
+    """Rates over [a, b] of one run that stops at b (no drain): output tokens and GPU energy from
+    the replicas' meters in the time series, interpolated at a and b."""
     a, b = window
-    ends = []
-    for t in (a, b):
-        res = _simulate(spec, {"duration_s": t, "drain": False, "warmup_s": 0.0, "max_requests": None})
-        ends.append((res, float(res.replicas["energy_j"].sum()), int(res.summary["fleet"]["gpus"])))
-    (_, e0, _), (res, e1, gpus) = ends
-    req = res.requests
-    tpot = req.loc[(req["status"] == "completed") & (req["finish_s"] >= a), "tpot_s"]
-    step = float(tpot.median()) if tpot.notna().any() else (b - a)
-    tokens = emitted_tokens(req, b, step) - emitted_tokens(req, a, step)
-    span, energy = b - a, e1 - e0
+    res = _simulate(spec, {"duration_s": b, "drain": False, "warmup_s": 0.0, "max_requests": None})
+    ts = res.timeseries
+    times = ts["time_s"].to_numpy()
+    tokens = float(np.diff(np.interp([a, b], times, ts["output_tokens"]))[0])
+    energy = float(np.diff(np.interp([a, b], times, ts["gpu_energy_j"]))[0])
+    gpus = int(res.summary["fleet"]["gpus"])
+    span = b - a
     return {
         "output_tokens_per_s": tokens / span,
         "gpu_power_w": energy / (span * gpus),
@@ -167,16 +166,6 @@ def _summary_metrics(summary: dict) -> dict:
         "gpu_power_w": summary["power"]["gpu_mean_w"],
         "energy_per_output_token_j": math.nan if ept is None else ept,
     }
-
-
-def measure(job: tuple) -> dict:
-    """Every metric of one scenario under one window kind (runs in a pool worker)."""
-    spec, window = job
-    if isinstance(window, tuple):
-        return {"rates": _window_metrics(spec, window), "latency": None}
-    res = _simulate(spec)
-    rates = _run_metrics(res) if window == "run" else _summary_metrics(res.summary)
-    return {"rates": rates, "latency": _latencies(res.summary)}
 
 
 def predicted_value(case: Case, measured: dict) -> float:
@@ -262,28 +251,12 @@ def _row(case: Case, data: dict, status: str, reason: str, predicted_si: float, 
     )
 
 
-def run_cases(loaded: list[tuple[Path, list[Case]]], workers: int | None = None) -> list[CaseResult]:
-    """Build every case, then simulate the distinct (scenario, window) jobs, then compare."""
-    prepared: list[tuple[Case, dict, Any, str]] = []  # case, data, spec or None, error
-    for f, cases in loaded:
-        for case in cases:
-            where = f"case '{case.id}'"
-            data: dict = {}
-            try:
-                data, base_dir = scenario_data(case, f.parent)
-                spec = build_case(data, base_dir, where) if case.status == "ok" else None
-                prepared.append((case, data, spec, ""))
-            except FleetsimError as exc:
-                msg = str(exc)
-                prepared.append((case, data, None, msg if msg.startswith(where) else f"{where}: {msg}"))
-    jobs: dict[str, tuple] = {}
-    for case, _, spec, err in prepared:
-        if spec is not None and not err:
-            window = tuple(case.window_s) if isinstance(case.window_s, (list, tuple)) else case.window_s
-            key = json.dumps([spec.model_dump(mode="json"), window], sort_keys=True, default=str)
-            jobs.setdefault(key, (spec, window))
+def _window(case: Case):
+    return tuple(case.window_s) if isinstance(case.window_s, (list, tuple)) else case.window_s
+
+
+def _measure_all(jobs: dict[str, tuple], workers: int | None) -> dict[str, dict | str]:
     keys = list(jobs)
-    t0 = time.perf_counter()
     n = workers if workers is not None else min(len(keys), os.cpu_count() or 1, 8)
     results: dict[str, dict | str] = {}
     if n > 1 and len(keys) > 1:
@@ -294,23 +267,119 @@ def run_cases(loaded: list[tuple[Path, list[Case]]], workers: int | None = None)
                     results[k] = fut.result()
                 except FleetsimError as exc:
                     results[k] = str(exc)
+                except Exception as exc:  # a case must not take the others down with it
+                    results[k] = f"internal error {type(exc).__name__}: {str(exc)[:200]}"
     else:
         for k in keys:
             try:
                 results[k] = measure(jobs[k])
             except FleetsimError as exc:
                 results[k] = str(exc)
-    per_job_s = (time.perf_counter() - t0) / max(len(keys), 1)
+            except Exception as exc:
+                results[k] = f"internal error {type(exc).__name__}: {str(exc)[:200]}"
+    return results
+
+
+def _scaled_rate(spec, factor: float):
+    arrival = spec.workload.arrival
+    wl = spec.workload.model_copy(
+        update={"arrival": arrival.model_copy(update={"rate_per_s": arrival.rate_per_s * factor})}
+    )
+    return spec.model_copy(update={"workload": wl})
+
+
+SEARCH_LO, SEARCH_HI, SEARCH_STEPS = 0.5, 1.3, 7  # rate multipliers searched; 2^-7 of the span
+
+
+def max_rate_run(spec, limits: dict):
+    """The run at the highest Poisson rate (a multiple of the scenario's, by bisection) whose p99
+    TTFT and TPOT stay within `limits` and whose window is steady."""
+
+    def ok(res) -> bool:
+        lat, s = res.summary["latency_s"], res.summary
+        if not s["window"]["steady"]:
+            return False
+        # A valid MLPerf run holds its rate for ten minutes: the queue at the window's end must not
+        # have built up (no more than a second of arrivals waiting).
+        ts, w = res.timeseries, s["window"]
+        queued_end = float(np.interp(w["end_s"], ts["time_s"], ts["queued"]))
+        if queued_end > max(2.0 * s["fleet"]["replicas"], spec.workload.arrival.rate_per_s * scale_of(res)):
+            return False
+        for key, stat in (("ttft_p99_s", "ttft"), ("tpot_p99_s", "tpot")):
+            v = lat[stat]["p99"]
+            if key in limits and (v is None or v > limits[key]):
+                return False
+        return True
+
+    def scale_of(res) -> float:
+        return res.scenario.workload.arrival.rate_per_s / spec.workload.arrival.rate_per_s
+
+    lo, hi = SEARCH_LO, SEARCH_HI
+    best = _simulate(_scaled_rate(spec, lo))
+    if not ok(best):
+        return best, lo
+    top = _simulate(_scaled_rate(spec, hi))
+    if ok(top):
+        return top, hi
+    for _ in range(SEARCH_STEPS):
+        mid = 0.5 * (lo + hi)
+        res = _simulate(_scaled_rate(spec, mid))
+        if ok(res):
+            lo, best = mid, res
+        else:
+            hi = mid
+    return best, lo
+
+
+def measure(job: tuple) -> dict:
+    """Every metric of one scenario under one window kind (runs in a pool worker)."""
+    spec, window, search = job
+    if isinstance(window, tuple):
+        return {"rates": _window_metrics(spec, window), "latency": None}
+    if search:
+        res, _ = max_rate_run(spec, dict(search))
+    else:
+        res = _simulate(spec)
+    rates = _run_metrics(res) if window == "run" else _summary_metrics(res.summary)
+    return {"rates": rates, "latency": _latencies(res.summary)}
+
+
+def run_cases(loaded: list[tuple[Path, list[Case]]], workers: int | None = None) -> list[CaseResult]:
+    """Build every case, simulate the distinct (scenario, window, search) jobs, then compare."""
+    prepared: list[tuple[Case, dict, Any, str]] = []  # case, data, spec or None, error
+    for f, cases in loaded:
+        for case in cases:
+            where = f"case '{case.id}'"
+            data: dict = {}
+            try:
+                data, base_dir = scenario_data(case, f.parent)
+                spec = build_case(data, base_dir, where) if case.status == "ok" else None
+                if spec is not None and case.max_rate_within and spec.workload.arrival.kind != "poisson":
+                    raise SpecError(f"{where}: max_rate_within needs a Poisson arrival")
+                prepared.append((case, data, spec, ""))
+            except FleetsimError as exc:
+                msg = str(exc)
+                prepared.append((case, data, None, msg if msg.startswith(where) else f"{where}: {msg}"))
+    t0 = time.perf_counter()
+    jobs: dict[str, tuple] = {}
+    keys: dict[str, str] = {}
+    for case, _, spec, err in prepared:
+        if spec is None or err:
+            continue
+        search = tuple(sorted(case.max_rate_within.items())) if case.max_rate_within else None
+        key = json.dumps([spec.model_dump(mode="json"), _window(case), search], sort_keys=True, default=str)
+        keys[case.id] = key
+        jobs.setdefault(key, (spec, _window(case), search))
+    results = _measure_all(jobs, workers)
+    per_job_s = (time.perf_counter() - t0) / max(len(results), 1)
     rows = []
-    for case, data, spec, err in prepared:
+    for case, data, _spec, err in prepared:
         if err:
             rows.append(_row(case, data, "error", err, math.nan, 0.0))
         elif case.status != "ok":
             rows.append(_row(case, data, case.status, case.reason, math.nan, 0.0))
         else:
-            window = tuple(case.window_s) if isinstance(case.window_s, (list, tuple)) else case.window_s
-            key = json.dumps([spec.model_dump(mode="json"), window], sort_keys=True, default=str)
-            got = results[key]
+            got = results[keys[case.id]]
             if isinstance(got, str):
                 rows.append(_row(case, data, "error", f"case '{case.id}': {got}", math.nan, per_job_s))
             else:

@@ -77,6 +77,10 @@ def engine_params(name: str, cfg: dict, pri: dict) -> list[Param]:
         fields.append("serial_fraction")
     if cfg.get("fit_scales"):
         fields += ["gemm_efficiency_scale", "attention_efficiency_scale"]
+    elif cfg.get("fit_gemm_scale"):
+        fields.append("gemm_efficiency_scale")
+    if cfg.get("fit_streaming"):
+        fields.append("per_streamed_sequence_s")
     return [_p(name, f, ep[f]) for f in fields]
 
 
@@ -146,7 +150,8 @@ def make_engine_profile(name: str, cfg: dict, values: dict, *, kind: str = "fitt
                        "notes": notes or cfg.get("notes", ""), "figures": figures,
                        "transferred_from": transferred_from},
         "host": {"iteration_s": values["host_iteration_s"], "per_sequence_s": values["host_per_sequence_s"],
-                 "overlap": fixed["overlap"], "serial_fraction": values.get("serial_fraction", 0.0)},
+                 "overlap": fixed["overlap"], "serial_fraction": values.get("serial_fraction", 0.0),
+                 "per_streamed_sequence_s": values.get("per_streamed_sequence_s", 0.0)},
         "launch": {"per_layer_gpu_s": values["per_layer_gpu_s"],
                    "per_layer_eager_s": values.get("per_layer_eager_s", fixed.get("per_layer_eager_s", 0.0)),
                    "graph_replay_s": fixed["graph_replay_s"], "cuda_graphs": fixed["cuda_graphs"],

@@ -16,11 +16,11 @@ from fleetsim.simulation import memory_plan_of
 from fleetsim.spec.engine import EngineProfile
 from fleetsim.spec.profile import CalibrationProfile
 from fleetsim.spec.workload import FixedLength
-from fleetsim.steady import full_batch, offline_run, request_lengths, single_request
+from fleetsim.steady import full_batch, offline_run, open_loop, request_lengths, single_request
 from fleetsim.validation.cases import Case
 from fleetsim.validation.runner import scenario_data
 
-ESTIMABLE = ("closed", "offline")
+ESTIMABLE = ("closed", "offline", "poisson")
 
 
 class Predictor:
@@ -40,11 +40,14 @@ class Predictor:
         if arrival.kind not in ESTIMABLE:
             raise ValueError(f"case {case.id}: a {arrival.kind} workload has no closed-form steady state")
         self.kind = arrival.kind
+        self.operating_tpot_s: float | None = None  # a loaded run's published mean TPOT (set by the fit)
         self.users = getattr(arrival, "users", None)
         c = spec.workload.classes[0]
         self.fixed = isinstance(c.input_tokens, FixedLength) and isinstance(c.output_tokens, FixedLength)
         if self.kind == "closed" and self.users == 1 and not self.fixed:
             raise ValueError(f"case {case.id}: a single user needs fixed lengths for the closed form")
+        if self.kind == "poisson" and case.statistic not in ("mean",):
+            raise ValueError(f"case {case.id}: the open-loop closed form gives means, not {case.statistic}")
 
     @property
     def engine_key(self) -> str:
@@ -55,7 +58,17 @@ class Predictor:
 
         eng = with_overrides(engine_profile, self.spec.engine)
         s = self.spec
-        return StepModel(self.arch, self.gpu, gpu_profile, eng, s.fleet.tp, s.weight_dtype, s.kv_cache, self.footprint)
+        return StepModel(
+            self.arch,
+            self.gpu,
+            gpu_profile,
+            eng,
+            s.fleet.tp,
+            s.weight_dtype,
+            s.kv_cache,
+            self.footprint,
+            streaming=s.engine.streaming,
+        )
 
     def predict(self, gpu_profile: CalibrationProfile, engine_profile: EngineProfile) -> float:
         step = self.step_model(gpu_profile, engine_profile)
@@ -73,7 +86,20 @@ class Predictor:
             )
             return {"ttft_s": ttft, "tpot_s": tpot, "itl_s": tpot}[m]
         replicas = s.fleet.replicas
-        if self.kind == "offline":
+        if self.kind == "poisson":
+            rate = s.workload.arrival.rate_per_s / replicas
+            if self.operating_tpot_s is not None and m in ("tpot_s", "ttft_s"):
+                # Near saturation TPOT = t0 / (1 - load) swings with a 1% capacity error, so the fit
+                # reads a loaded run the well-conditioned way round: the published TPOT and
+                # Little's law give the batch the replica ran (rate x E[O] x TPOT sequences
+                # decoding); the step model must take that TPOT at that batch.
+                batch = rate * self.lengths.mean_output * self.operating_tpot_s
+                est = full_batch(step, self.footprint, self.plan, self.lengths, batch, sched.max_running_seqs,
+                                 sched.max_batched_tokens)
+                return est.tpot_s if m == "tpot_s" else 0.5 * est.step_s + est.prefill_step_s
+            est = open_loop(step, self.footprint, self.plan, self.lengths, rate, sched.max_running_seqs,
+                            sched.max_batched_tokens)
+        elif self.kind == "offline":
             n = s.workload.arrival.requests / replicas
             est = offline_run(
                 step,
