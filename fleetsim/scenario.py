@@ -46,20 +46,47 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def apply_overrides(data: dict, overrides: Mapping[str, Any]) -> dict:
-    """Set each dotted path in a copy of the scenario mapping (intermediate mappings are created)."""
+def set_path(data: dict, dotted: str, value: Any, *, prefix: str = "--set ") -> None:
+    """Set one dotted path in the scenario mapping `data`, in place (a copy of value): a part
+    indexes a list where the node is one (workload.classes.0.input_tokens), and missing mappings
+    on the way are created. SpecError (one line starting `{prefix}{dotted}:`) for an index out of
+    range or a path through a value."""
+    parts = str(dotted).split(".")
+    named = shorten(str(dotted))
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        here = shorten(".".join(parts[: i + 1]))
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                above = shorten(".".join(parts[:i]))
+                valid = f"valid: 0 to {len(node) - 1}" if node else "it is empty"
+                raise SpecError(
+                    f"{prefix}{named}: '{here}' needs an index below {len(node)} "
+                    f"('{above}' is a list of {len(node)} item(s); {valid})"
+                )
+            key: Any = int(part)
+        elif isinstance(node, dict):
+            key = part
+            if not last and node.get(part) is None:
+                node[part] = {}
+        else:
+            raise SpecError(
+                f"{prefix}{named}: '{shorten('.'.join(parts[:i]))}' is a value ({shown(node)}), "
+                f"not a mapping or list, so it has no '{shorten(part)}'"
+            )
+        if last:
+            node[key] = copy.deepcopy(value)
+            return
+        node = node[key]
+
+
+def apply_overrides(data: dict, overrides: Mapping[str, Any], *, prefix: str = "--set ") -> dict:
+    """A copy of the scenario mapping with each dotted path set (set_path: list items by index,
+    intermediate mappings created); error lines start `{prefix}{dotted}:`."""
     out = copy.deepcopy(data)
     for dotted, value in overrides.items():
-        parts = str(dotted).split(".")
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                raise SpecError(f"--set {shorten(dotted)}: '{shorten('.'.join(parts[: i + 1]))}' is not a mapping")
-            node = nxt
-        node[parts[-1]] = value
+        set_path(out, str(dotted), value, prefix=prefix)
     return out
 
 

@@ -18,9 +18,7 @@ on the same validated scenario, so they give the same table.
 from __future__ import annotations
 
 import contextlib
-import copy
 import ctypes
-import difflib
 import hashlib
 import itertools
 import json
@@ -33,8 +31,6 @@ import sys
 import threading
 import time
 import traceback
-import types
-import typing
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
@@ -43,12 +39,12 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel
 
 from fleetsim.errors import CapacityError, FleetsimError, SpecError
 from fleetsim.output import check_output_dir, plain, replacing, summary_null_reasons, write_json
 from fleetsim.scenario import apply_overrides, scenario_from_dict
 from fleetsim.simulation import build, simulate
+from fleetsim.spec.paths import admitted_types, check_field_path
 from fleetsim.spec.scenario import ScenarioSpec
 from fleetsim.spec.yaml_file import read_mapping
 
@@ -147,124 +143,16 @@ def parse_grid(items: Iterable[str]) -> dict[str, list]:
 
 
 # --------------------------------------------------------------------------- grid keys (the schema)
-def admitted_types(annotation: Any) -> list:
-    """The concrete types an annotation admits: Annotated, Optional and unions unwrapped."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return admitted_types(typing.get_args(annotation)[0])
-    if origin is typing.Union or origin is types.UnionType:
-        return [t for a in typing.get_args(annotation) for t in admitted_types(a)]
-    return [] if annotation is type(None) else [annotation]
-
-
-def _fields(candidates: list) -> tuple[dict[str, list], list, bool]:
-    """(named fields, list item types, takes any key) of the types a path has reached."""
-    named: dict[str, list] = {}
-    items: list = []
-    any_key = False
-    for t in candidates:
-        origin = typing.get_origin(t)
-        if isinstance(t, type) and issubclass(t, BaseModel):
-            for name, info in t.model_fields.items():
-                named.setdefault(name, []).append(info.annotation)
-        elif origin in (tuple, list):
-            items += [a for a in typing.get_args(t) if a is not Ellipsis]
-        elif origin is dict or t is dict:
-            any_key = True
-    return named, items, any_key
-
-
-def _all_paths(t: Any = ScenarioSpec, prefix: str = "", depth: int = 0) -> list[str]:
-    """Every dotted field path of the schema (list items as .0), for did-you-mean."""
-    named, items, _ = _fields(admitted_types(t))
-    out = []
-    for name, anns in named.items():
-        out.append(prefix + name)
-        if depth < 6:
-            for a in anns:
-                out += _all_paths(a, f"{prefix}{name}.", depth + 1)
-    if items and depth < 6:
-        out += _all_paths(items[0], f"{prefix}0.", depth + 1)
-    return list(dict.fromkeys(out))
-
-
-def _where(parts: list[str]) -> str:
-    return f"'{'.'.join(parts)}'" if parts else "a scenario"
-
-
-def _did_you_mean(parts: list[str], i: int, named: Mapping[str, list]) -> str:
-    """'did you mean fleet.replicas? (valid: ...)' for the unknown part i of a dotted key."""
-    part = parts[i]
-    near = [n for n in named if n.startswith(part)] or difflib.get_close_matches(part, list(named), n=1, cutoff=0.6)
-    guess = ".".join([*parts[:i], near[0], *parts[i + 1 :]]) if near else None
-    if guess is None:  # a field put under the wrong section: fleet.replicas given as replicas
-        rest = ".".join(parts[i:])
-        guess = next((p for p in _all_paths() if p.endswith("." + rest)), None)
-    hint = f"did you mean {guess}? " if guess else ""
-    return f"{hint}(valid: {', '.join(named)}; see fleetsim schema)"
-
-
 def check_grid_key(key: str, base: Mapping | None = None) -> None:
     """SpecError (one line, with a did-you-mean) unless key is a field path of a scenario
     (fleetsim.spec.scenario.ScenarioSpec); list items by index (workload.classes.0.weight), which
     must exist in `base` where it is given."""
-    candidates: list = [ScenarioSpec]
-    node: Any = base
-    parts = key.split(".")
-    for i, part in enumerate(parts):
-        here = ".".join(parts[: i + 1])
-        named, items, any_key = _fields(candidates)
-        if part in named:
-            candidates = [t for a in named[part] for t in admitted_types(a)]
-        elif items and part.isdigit():
-            if isinstance(node, list) and int(part) >= len(node):
-                raise SpecError(
-                    f"--grid {key}: '{'.'.join(parts[:i])}' has {len(node)} item(s) in the scenario; "
-                    f"index {part} is out of range (valid: 0 to {len(node) - 1})"
-                )
-            candidates = [t for a in items for t in admitted_types(a)]
-        elif any_key:
-            candidates = []
-        elif not named and not items:
-            raise SpecError(f"--grid {key}: '{'.'.join(parts[:i])}' is a value, it has no field '{part}'")
-        elif items:
-            raise SpecError(
-                f"--grid {key}: '{'.'.join(parts[:i])}' is a list; '{part}' must be an item index (0, 1, ...)"
-            )
-        else:
-            raise SpecError(
-                f"--grid {key}: '{here}' is not a field of {_where(parts[:i])}; {_did_you_mean(parts, i, named)}"
-            )
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            node = None
-
-
-def _set_path(data: dict, key: str, value: Any) -> None:
-    """Set a dotted path (checked by check_grid_key); integer parts index into lists."""
-    parts = key.split(".")
-    node: Any = data
-    for part in parts[:-1]:
-        if isinstance(node, list):
-            node = node[int(part)]
-            continue
-        if not isinstance(node.get(part), (dict, list)):
-            node[part] = {}
-        node = node[part]
-    if isinstance(node, list):
-        node[int(parts[-1])] = copy.deepcopy(value)
-    else:
-        node[parts[-1]] = copy.deepcopy(value)
+    check_field_path(key, base, label="--grid")
 
 
 def _with_point(base: dict, params: Mapping[str, Any]) -> dict:
-    data = copy.deepcopy(base)
-    for key, value in params.items():
-        _set_path(data, key, value)
-    return data
+    """A copy of the base scenario with the point's values set (keys checked by check_grid_key)."""
+    return apply_overrides(base, params, prefix="--grid ")
 
 
 # --------------------------------------------------------------------------- points and ids

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from fleetsim.spec.paths import admitted_types
 from fleetsim.spec.scenario import ScenarioSpec
-from fleetsim.sweep import admitted_types
 
 # What the starter runs: Llama 3 8B on two H100 SXM replicas, chat traffic at 10 requests/s for
 # two simulated minutes (a few seconds of wall time). Fields left out take their defaults.

@@ -43,28 +43,11 @@ from fleetsim.validation.cases import (
 
 
 def _set_dotted(data: dict, dotted: str, value: Any, where: str) -> None:
-    """Set a dotted path; integer parts index into lists (workload.classes.0.input_tokens)."""
-    parts = dotted.split(".")
-    node: Any = data
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        here = ".".join(parts[: i + 1])
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise SpecError(f"{where}: overrides.{dotted}: '{here}' needs an index below {len(node)}")
-            if last:
-                node[int(part)] = copy.deepcopy(value)
-                return
-            node = node[int(part)]
-        elif isinstance(node, dict):
-            if last:
-                node[part] = copy.deepcopy(value)
-                return
-            if node.get(part) is None:
-                node[part] = {}
-            node = node[part]
-        else:
-            raise SpecError(f"{where}: overrides.{dotted}: '{'.'.join(parts[:i])}' is not a mapping or list")
+    """Set a dotted path in place (fleetsim.scenario.set_path, the one override setter); integer
+    parts index into lists (workload.classes.0.input_tokens)."""
+    from fleetsim.scenario import set_path
+
+    set_path(data, dotted, value, prefix=f"{where}: overrides.")
 
 
 def _shipped_gpu_profile(name: str) -> str | None:
