@@ -132,28 +132,6 @@ def write_json(path: str | Path, obj: Any, **kw: Any) -> Path:
     return write_bytes(path, (json_text(obj, **kw) + "\n").encode())
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(name)
-
-
-def _strict_json(path: Path) -> bool:
-    """True where the file parses as strict JSON (no NaN, Infinity)."""
-    try:
-        json.loads(path.read_text(), parse_constant=_reject_constant)
-    except (ValueError, OSError, UnicodeDecodeError):
-        return False
-    return True
-
-
-def _rewrite_strict(path: Path) -> None:
-    """A .json another writer left with NaN/Infinity, rewritten through json_text."""
-    try:
-        data = json.loads(path.read_text())  # Python's reader accepts the constants
-    except (ValueError, OSError, UnicodeDecodeError):
-        return  # not JSON at all: leave it as written
-    write_json(path, data)
-
-
 # --------------------------------------------------------------------------- why a run summary holds null
 def summary_null_reasons(summary: Mapping[str, Any]) -> dict[str, str]:
     """{dotted.path: reason} for the values of a run summary (fleetsim.metrics.summarize) that are
@@ -314,8 +292,6 @@ def _write_manifest(folder: Path, scenario: Any) -> None:
     files = []
     for f in sorted(folder.rglob("*")):
         if f.is_file():
-            if f.suffix == ".json" and not _strict_json(f):
-                _rewrite_strict(f)
             files.append({"path": f.relative_to(folder).as_posix(), "bytes": f.stat().st_size})
     manifest = {
         "completed": True,

@@ -15,7 +15,6 @@ with the evidence that one replica fewer misses. A configuration whose cheapest 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -209,15 +208,18 @@ class PlanResult:
         }
 
     def save(self, out_dir: str | Path) -> list[Path]:
-        """plan.json, plan.csv (the table), options.csv, evaluations.csv and scenario.yaml."""
+        """plan.json (through the one JSON writer, fleetsim.output.write_json: a non-finite value is
+        null with a reason), plan.csv (the table), options.csv, evaluations.csv and scenario.yaml."""
+        from fleetsim.output import json_text, write_json
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "plan.json").write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_json(out / "plan.json", self.to_dict())
         self.table.to_csv(out / "plan.csv", index=False)
         self.options.to_csv(out / "options.csv", index=False)
         self.evaluations.to_csv(out / "evaluations.csv", index=False)
         (out / "scenario.yaml").write_text(
-            f"# The scenario planned for (base + overrides {json.dumps(self.overrides)}).\n"
+            f"# The scenario planned for (base + overrides {json_text(self.overrides, indent=None)}).\n"
             + yaml.safe_dump(self.scenario.model_dump(mode="json"), sort_keys=False)
         )
         self.files = [out / n for n in ("plan.json", "plan.csv", "options.csv", "evaluations.csv", "scenario.yaml")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,11 @@ class SimulationResult:
     plan: MemoryPlan = field(repr=False)
 
     def to_json(self) -> str:
-        return json.dumps(self.summary, indent=2, sort_keys=False)
+        """The summary as JSON through the one writer (fleetsim.output.json_text): an undefined
+        value is null with a `<key>_reason` beside it and a `null_fields` list, never NaN."""
+        from fleetsim.output import json_text, summary_null_reasons
+
+        return json_text(self.summary, reasons=summary_null_reasons(self.summary))
 
     def save(self, out_dir: str | Path) -> Path:
         """Write the run's folder whole: summary.json, scenario.json, requests.parquet (one row per

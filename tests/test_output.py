@@ -165,10 +165,36 @@ def test_a_link_to_a_run_folder_stays_a_link(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
 
 
-def test_json_another_writer_left_with_nan_is_made_strict_in_the_folder(tmp_path):
-    with output_directory(tmp_path / "plan") as tmp:
-        (tmp / "plan.json").write_text('{"usd": NaN, "n": 1}')
-    assert strict((tmp_path / "plan" / "plan.json").read_text())["usd"] is None
+def test_plan_files_go_through_the_one_writer(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from fleetsim.plan import PlanResult
+
+    monkeypatch.setattr(PlanResult, "to_dict", lambda self: {"best": {"usd_per_hour": math.inf}, "n": np.int64(1)})
+    empty = pd.DataFrame({"gpu": []})
+    plan = PlanResult(fleetsim.load_scenario(SCENARIO), {"run.seed": 3}, empty, empty, empty)
+    plan.save(tmp_path)
+    doc = strict((tmp_path / "plan.json").read_text())
+    assert doc["best"]["usd_per_hour"] is None and doc["n"] == 1
+    assert "not finite" in doc["null_fields"]["best.usd_per_hour"]
+    assert '(base + overrides {"run.seed": 3})' in (tmp_path / "scenario.yaml").read_text()
+
+
+def test_validation_summary_goes_through_the_one_writer(tmp_path):
+    from fleetsim.validation.table import ValidationResult
+
+    ValidationResult(cases=[], sources=[], elapsed_s=math.nan).save(tmp_path)
+    doc = strict((tmp_path / "summary.json").read_text())
+    assert doc["elapsed_s"] is None and doc["elapsed_s_reason"] == "undefined (NaN)"
+    assert doc["null_fields"] == {"elapsed_s": "undefined (NaN)"}
+
+
+def test_a_results_to_json_is_the_one_writers_text():
+    r = fleetsim.simulate(SCENARIO, {"scheduler.max_model_len": 1, "run.duration_s": 2})  # nothing completes
+    r.summary["power"]["gpu_mean_w"] = math.nan
+    doc = strict(r.to_json())
+    assert doc["power"]["gpu_mean_w"] is None and doc["null_fields"]["power.gpu_mean_w"] == "undefined (NaN)"
+    assert doc["cost"]["usd_per_million_tokens_reason"] == "no tokens in the measured window"
 
 
 def test_output_file_replaces_whole_and_keeps_the_old_file_on_failure(tmp_path):

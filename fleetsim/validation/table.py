@@ -4,7 +4,6 @@ in-sample (fit) and hold-out cases separately, with the acceptance bounds."""
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,11 +253,14 @@ class ValidationResult:
         return "\n".join(lines) + "\n"
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write validation.csv (one row per case), summary.json and VALIDATION.md."""
+        """Write validation.csv (one row per case), summary.json (through the one JSON writer,
+        fleetsim.output.write_json: a non-finite value is null with a reason) and VALIDATION.md."""
+        from fleetsim.output import write_json
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         self.frame().to_csv(out / "validation.csv", index=False)
-        (out / "summary.json").write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+        write_json(out / "summary.json", self.to_dict())
         (out / "VALIDATION.md").write_text(self.to_markdown())
         return out
 
