@@ -21,9 +21,20 @@ def help_text(*args: str) -> str:
 
 
 def test_the_commands_a_newcomer_needs_are_there():
-    assert {"init", "run", "sweep", "plan", "report", "models", "gpus", "kv", "memory", "schema", "validate"} <= set(
-        COMMANDS
-    )
+    assert {
+        "init",
+        "run",
+        "sweep",
+        "plan",
+        "report",
+        "models",
+        "inspect",
+        "gpus",
+        "kv",
+        "memory",
+        "schema",
+        "validate",
+    } <= set(COMMANDS)
     top = help_text()
     assert "fleetsim init" in top and "--version" in top and "--install-completion" in top
 

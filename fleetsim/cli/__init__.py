@@ -2,7 +2,7 @@
 
 root.py      the app, the order of commands, main() (errors -> one line, exit status)
 simulation   init, run, schema          study      sweep, plan, report
-catalog      models, gpus (inspect)     memory     kv, memory
+catalog      models, inspect, gpus      memory     kv, memory
 fidelity     validate, calibrate        terminal, options, starter: what they share
 """
 

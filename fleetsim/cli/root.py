@@ -71,7 +71,7 @@ COMMANDS = (
     study.plan,
     study.report,
     catalog.models,
-    # RESERVED: catalog.inspect (fleetsim inspect MODEL) goes here, see fleetsim/cli/catalog.py.
+    catalog.inspect,
     catalog.gpus,
     memory.kv,
     memory.memory,
