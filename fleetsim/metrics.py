@@ -220,6 +220,7 @@ def summarize(raw: RawRun, scenario: ScenarioSpec, arch: Architecture, gpu: GpuS
             "completed": int((status == "completed").sum()),
             "rejected": int((status == "rejected").sum()),
             "in_flight": int((status == "in_flight").sum()),
+            "trace_dropped_after_duration": int(raw.trace_dropped_after_duration),
         },
         "window": {
             "start_s": a,

@@ -32,6 +32,7 @@ import threading
 import time
 import traceback
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -284,7 +285,8 @@ def _row(record: dict) -> dict:
     row.update({"point_id": record["id"], "status": record["status"], "error": record.get("error")})
     for k, v in flatten_summary(record.get("summary") or {}).items():
         if k != "scenario" and k not in row:  # a parameter wins over the metric it sets
-            row[k] = v
+            # a list (e.g. calibration.warnings) is one cell of JSON text, as points.parquet stores it
+            row[k] = _canonical(v) if isinstance(v, (list, tuple)) else v
     row["elapsed_s"] = record.get("elapsed_s")
     row["run_id"] = record.get("run_id")
     return row
@@ -368,10 +370,20 @@ def _ctrl_c_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _die_with(parent_pid: int) -> None:
-    """Pool worker start-up: ignore Ctrl-C, and exit when the sweep's process goes away, even
-    when it is killed outright (Linux: the kernel's parent-death signal; elsewhere a watcher)."""
+def _parent_warning_hook() -> Any:
+    """The sweep process's warnings.showwarning when fleetsim installed it (the command line's
+    one-line `warning: MESSAGE`), for the pool workers to show warnings the same way; else None."""
+    hook = warnings.showwarning
+    return hook if getattr(hook, "__module__", "").startswith("fleetsim.") else None
+
+
+def _die_with(parent_pid: int, show_warning: Any = None) -> None:
+    """Pool worker start-up: ignore Ctrl-C, show warnings as the sweep's process does, and exit
+    when the sweep's process goes away, even when it is killed outright (Linux: the kernel's
+    parent-death signal; elsewhere a watcher)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if show_warning is not None:
+        warnings.showwarning = show_warning
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -408,7 +420,7 @@ class _Pool:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_die_with,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), _parent_warning_hook()),
         )
 
     def run(self, tasks):

@@ -4,12 +4,13 @@ every error becomes one line and an exit status."""
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 from typer.core import TyperCommand
 
 from fleetsim.cli import catalog, fidelity, memory, simulation, study
-from fleetsim.cli.terminal import error_line
+from fleetsim.cli.terminal import error_line, show_warning
 from fleetsim.errors import FleetsimError
 
 HELP = """fleetsim: how many of which GPU to serve an LLM at a load within latency targets, and what it
@@ -95,7 +96,17 @@ def _usage_error_types() -> tuple:
 
 
 def main() -> None:
-    """The entry point (`fleetsim`, `python -m fleetsim`): bad input is one line and exit status 2."""
+    """The entry point (`fleetsim`, `python -m fleetsim`): bad input is one line and exit status 2;
+    a warning (FleetsimWarning or another) is one line, `warning: MESSAGE`."""
+    previous = warnings.showwarning
+    warnings.showwarning = show_warning
+    try:
+        _main()
+    finally:
+        warnings.showwarning = previous
+
+
+def _main() -> None:
     try:
         code = app(prog_name="fleetsim", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)

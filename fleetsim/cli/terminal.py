@@ -20,6 +20,17 @@ def error_line(message: str) -> None:
     sys.stderr.write("error: " + " ".join(str(message).split()) + "\n")
 
 
+def warning_line(message: str) -> None:
+    """`warning: MESSAGE` on stderr, one physical line."""
+    sys.stderr.write("warning: " + " ".join(str(message).split()) + "\n")
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """warnings.showwarning for the command line: `warning: MESSAGE`, one line, whatever the
+    category (FleetsimWarning or a library's), never `file:line: Category: msg` and the source line."""
+    warning_line(str(message))
+
+
 def say(message: str) -> None:
     """A plain line on stdout (no rich markup: paths with brackets print as they are)."""
     sys.stdout.write(message + "\n")

@@ -76,6 +76,7 @@ class RawRun:
     queued_area: float
     max_running: int
     max_queued: int
+    trace_dropped_after_duration: int = 0  # trace requests left out: they arrive after run.duration_s
 
 
 class Engine:
@@ -333,6 +334,7 @@ class Engine:
         self.central: deque[int] = deque()
         duration = run.duration_s
         self.closed_until_s = -1.0
+        self.trace_dropped_after_duration = 0  # a closed loop replays no trace
         if wl.arrival.kind == "closed":
             if duration is None:
                 raise SpecError("run.duration_s: a closed-loop workload needs a duration")
@@ -344,6 +346,7 @@ class Engine:
             end_s = duration
         else:
             batch = generate_requests(wl, self.rng, duration_s=duration, max_requests=run.max_requests)
+            self.trace_dropped_after_duration = batch.dropped_after_duration
             if len(batch) == 0:
                 raise SpecError(
                     "workload: the arrival process produced no requests in the run; "
@@ -386,6 +389,7 @@ class Engine:
             queued_area=self.fleet.queued_area,
             max_running=self.fleet.max_running,
             max_queued=self.fleet.max_queued,
+            trace_dropped_after_duration=self.trace_dropped_after_duration,
         )
 
     def _request_frame(self) -> pd.DataFrame:
