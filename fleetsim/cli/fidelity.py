@@ -123,6 +123,8 @@ def calibrate(
 
     from fleetsim.calibrate import command
 
+    if report_profile is None:
+        _require_nvml()
     for path, flag in ((out_path, "--out"), (plot, "--plot")):
         if path is not None:
             check_output_file(path, flag)
@@ -134,6 +136,15 @@ def calibrate(
         return
     path = command.run_calibration(gpu_index, out_path, quick)
     say(f"wrote {path}")
+
+
+def _require_nvml() -> None:
+    """Measuring reads the GPU through NVML (the nvidia-ml-py package, the `calibrate` extra, not a
+    core dependency): one line and exit status 2 where it is not installed."""
+    try:
+        import pynvml  # noqa: F401
+    except ImportError:
+        fail("nvidia-ml-py is not installed: pip install 'fleetsim[calibrate]'")
 
 
 def _calibrate_from_bench(files, scenario, bench_format, out_path, gpu_index, quick, report_profile, plot) -> None:
