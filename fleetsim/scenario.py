@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from fleetsim.errors import CatalogError, FleetsimWarning, SpecError, first_error_line, shorten, shown
 from fleetsim.spec.base import path_text_problem
+from fleetsim.spec.paths import list_index
 from fleetsim.spec.scenario import ScenarioSpec
 from fleetsim.spec.yaml_file import MAX_DEPTH, loads, read_mapping
 
@@ -58,14 +59,14 @@ def set_path(data: dict, dotted: str, value: Any, *, prefix: str = "--set ") -> 
         last = i == len(parts) - 1
         here = shorten(".".join(parts[: i + 1]))
         if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
+            key: Any = list_index(part)
+            if key is None or key >= len(node):
                 above = shorten(".".join(parts[:i]))
                 valid = f"valid: 0 to {len(node) - 1}" if node else "it is empty"
                 raise SpecError(
                     f"{prefix}{named}: '{here}' needs an index below {len(node)} "
                     f"('{above}' is a list of {len(node)} item(s); {valid})"
                 )
-            key: Any = int(part)
         elif isinstance(node, dict):
             key = part
             if not last and node.get(part) is None:

@@ -43,13 +43,15 @@ def test_missing_mappings_are_created_and_values_are_copied():
         ("workload.classes.3.weight", ("--set workload.classes.3.weight:", "needs an index below 1", "0 to 0")),
         ("workload.classes.first.weight", ("'workload.classes.first'", "needs an index below 1")),
         ("model.name", ("--set model.name:", "'model' is a value ('llama-3-8b')", "not a mapping or list")),
+        ("workload.classes.\u00b2.weight", ("needs an index below 1",)),  # a superscript two: not an index
+        ("workload.classes." + "9" * 5000 + ".weight", ("needs an index below 1", "...")),  # cut, never int()'d
     ],
 )
 def test_a_path_that_cannot_be_set_is_one_line_naming_it(path, needles):
     with pytest.raises(SpecError) as exc:
         apply_overrides(base(), {path: 1})
     message = str(exc.value)
-    assert "\n" not in message
+    assert "\n" not in message and len(message) < 400
     for needle in needles:
         assert needle in message, message
 

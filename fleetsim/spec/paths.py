@@ -15,12 +15,22 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from fleetsim.errors import SpecError
+from fleetsim.errors import SpecError, shorten
 
-__all__ = ["admitted_types", "all_paths", "check_field_path", "field_types"]
+__all__ = ["admitted_types", "all_paths", "check_field_path", "field_types", "list_index"]
 
 #: How deep all_paths descends (the scenario schema is shallower).
 MAX_PATH_DEPTH = 6
+#: Digits a list index of a dotted path may have (no scenario list is longer).
+_MAX_INDEX_DIGITS = 9
+
+
+def list_index(part: str) -> int | None:
+    """The list index a part of a dotted path names ('0', '12'), or None where it is not one
+    (a name, a sign, a digit other than 0-9, or more digits than any list has)."""
+    if 0 < len(part) <= _MAX_INDEX_DIGITS and part.isascii() and part.isdigit():
+        return int(part)
+    return None
 
 
 def admitted_types(annotation: Any) -> list:
@@ -94,32 +104,33 @@ def check_field_path(key: str, base: Any = None, label: str = "--grid") -> None:
     candidates: list = [ScenarioSpec]
     node: Any = base
     parts = key.split(".")
+    head = f"{label} {shorten(key)}"
     for i, part in enumerate(parts):
         here = ".".join(parts[: i + 1])
         above = ".".join(parts[:i])
         named, items, any_key = field_types(candidates)
         if part in named:
             candidates = [t for a in named[part] for t in admitted_types(a)]
-        elif items and part.isdigit():
-            if isinstance(node, list) and int(part) >= len(node):
+        elif items and (index := list_index(part)) is not None:
+            if isinstance(node, list) and index >= len(node):
                 raise SpecError(
-                    f"{label} {key}: '{above}' has {len(node)} item(s) in the scenario; "
+                    f"{head}: '{above}' has {len(node)} item(s) in the scenario; "
                     f"index {part} is out of range (valid: 0 to {len(node) - 1})"
                 )
             candidates = [t for a in items for t in admitted_types(a)]
         elif any_key:
             candidates = []
         elif not named and not items:
-            raise SpecError(f"{label} {key}: '{above}' is a value, it has no field '{part}'")
+            raise SpecError(f"{head}: '{above}' is a value, it has no field '{shorten(part)}'")
         elif items:
-            raise SpecError(f"{label} {key}: '{above}' is a list; '{part}' must be an item index (0, 1, ...)")
+            raise SpecError(f"{head}: '{above}' is a list; '{shorten(part)}' must be an item index (0, 1, ...)")
         else:
             raise SpecError(
-                f"{label} {key}: '{here}' is not a field of {_where(parts[:i])}; {_did_you_mean(parts, i, named)}"
+                f"{head}: '{shorten(here)}' is not a field of {_where(parts[:i])}; {_did_you_mean(parts, i, named)}"
             )
         if isinstance(node, dict):
             node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
+        elif isinstance(node, list) and (index := list_index(part)) is not None and index < len(node):
+            node = node[index]
         else:
             node = None
