@@ -471,10 +471,84 @@ def mlperf(cases: Cases, calib: list, cond: dict) -> None:
             cases.add("mlperf", group, c)
 
 
+# --------------------------------------------------------------------------- engine benchmarks found by research
+def _research_item(research: dict, item_id: str) -> dict:
+    for section in ("acceptance", "conditions"):
+        for it in research.get(section, []):
+            if it.get("id") == item_id:
+                return it
+    raise ValueError(f"calibration/research/conditions.yaml has no item {item_id}")
+
+
+def _research_source(it: dict) -> str:
+    src = it.get("source")
+    return "; ".join(src) if isinstance(src, list) else str(src)
+
+
+def sglang_deepseek(cases: Cases, research: dict, cond: dict) -> None:
+    """SGLang v0.4.1.post2 (PR #2643): DeepSeek-V3, TP8, batches of 1/8/32 at 128 in / 256 out."""
+    it = _research_item(research, "sglang_pr2643_deepseek_v3_decode")
+    sg = cond["sglang_deepseek"]
+    for batch, key in ((1, "batch_1_token_per_s"), (8, "batch_8_token_per_s"), (32, "batch_32_token_per_s")):
+        ov = {
+            **engine_overrides(cond, "sglang-v0.4"),
+            "model": "deepseek-v3",
+            "weight_dtype": "fp8",
+            "kv_cache": {"key_dtype": "bf16", "value_dtype": "bf16"},
+            "fleet.gpu": sg["gpu"],
+            "fleet.tp": 8,
+            "scheduler.max_running_seqs": batch,
+            "scheduler.max_batched_tokens": 16384,
+            "workload.arrival": {"kind": "offline", "requests": batch},
+            "workload.classes.0.input_tokens": {"kind": "fixed", "tokens": 128},
+            "workload.classes.0.output_tokens": {"kind": "fixed", "tokens": 256},
+            "run.max_requests": batch,
+            "run.duration_s": None,
+        }
+        src = {"entry": it["id"], "reference": _research_source(it),
+               "note": (f"{key}; DeepSeek-V3 fp8, SGLang v0.4.1.post2, TP8 on {sg['gpu']} ({sg['assumption']}), "
+                        f"one batch of {batch} x 128-token prompts generating 256 tokens")}
+        cases.add("sglang", "sglang-deepseek-v3", case(f"sglang-deepseek-v3-{sg['gpu']}-tp8-b{batch}-tps", ov,
+                                                        "output_tokens_per_s", it["value"][key], "tokens/s", src,
+                                                        window="run", tolerance=25))
+
+
+def nim_llama70b(cases: Cases, research: dict, cond: dict) -> None:
+    """NVIDIA NIM 1.8.0 Llama-3.3-70B-Instruct, 2x H100 FP8 TP2, 5000 in / 500 out, AIPerf concurrency sweep."""
+    it = _research_item(research, "nim_llama_70b_fp8_tp2_itl_table")
+    nim = cond["nim"]
+    for row in it["value"]["rows"]:
+        n = int(row["concurrency"])
+        ov = {
+            **engine_overrides(cond, "nim-1.8"),
+            "model": "llama-3.1-70b",
+            "weight_dtype": "fp8",
+            "kv_cache": {"key_dtype": nim["kv_dtype"], "value_dtype": nim["kv_dtype"]},
+            "fleet.gpu": "h100-sxm",
+            "fleet.tp": 2,
+            "scheduler.max_running_seqs": nim["max_batch"],
+            "scheduler.max_batched_tokens": nim["max_num_tokens"],
+            "workload.arrival": {"kind": "closed", "users": n},
+            "workload.classes.0.input_tokens": {"kind": "fixed", "tokens": 5000},
+            "workload.classes.0.output_tokens": {"kind": "fixed", "tokens": 500},
+            "run.duration_s": 300,
+            "run.warmup_s": 60,
+        }
+        note = (f"NIM 1.8.0 Llama-3.3-70B-Instruct, 2x H100 80GB FP8 TP2, 5000 in / 500 out, AIPerf concurrency {n}; "
+                f"{nim['assumption']}")
+        src = {"entry": it["id"], "reference": _research_source(it), "note": note}
+        base = f"nim-llama-3.3-70b-h100-sxm-tp2-c{n}"
+        for suffix, metric, value, unit in (("tps", "output_tokens_per_s", row["throughput_tok_s"], "tokens/s"),
+                                            ("ttft", "ttft_s", row["ttft_ms"], "ms"),
+                                            ("itl", "tpot_s", row["itl_ms"], "ms")):
+            cases.add("nim", "nim-llama-3.3-70b", case(f"{base}-{suffix}", ov, metric, value, unit, src))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference", type=Path, default=HERE.parent.parent / "shared" / "reference")
     ap.add_argument("--conditions", type=Path, default=HERE / "conditions.yaml")
+    ap.add_argument("--research", type=Path, default=HERE / "research" / "conditions.yaml")
     ap.add_argument("--out", type=Path, default=HERE.parent / "fleetsim" / "validation" / "cases")
     args = ap.parse_args(argv)
     public = yaml.safe_load((args.reference / "public_figures.yaml").read_text())["entries"]
@@ -487,6 +561,9 @@ def main(argv: list[str] | None = None) -> int:
     splitwise(cases, public, cond)
     trtllm_perf(cases, calib, cond)
     mlperf(cases, calib, cond)
+    research = yaml.safe_load(args.research.read_text())
+    sglang_deepseek(cases, research, cond)
+    nim_llama70b(cases, research, cond)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, rows in sorted(cases.by_file.items()):
         text = HEADER + yaml.safe_dump({"cases": rows}, sort_keys=False, width=120, allow_unicode=True)

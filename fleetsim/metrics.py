@@ -148,7 +148,14 @@ def steady_state(raw: RawRun, n_gpus: int) -> dict:
     }
 
 
-def summarize(raw: RawRun, scenario: ScenarioSpec, arch: Architecture, gpu: GpuSpec, plan: MemoryPlan) -> dict:
+def summarize(
+    raw: RawRun,
+    scenario: ScenarioSpec,
+    arch: Architecture,
+    gpu: GpuSpec,
+    plan: MemoryPlan,
+    calibration: dict | None = None,
+) -> dict:
     req = raw.requests
     sim_s = raw.simulated_s
     fleet = scenario.fleet
@@ -288,6 +295,7 @@ def summarize(raw: RawRun, scenario: ScenarioSpec, arch: Architecture, gpu: GpuS
             "usd_per_million_input_tokens_by_gpu_time": _clean(usd_in / in_tok * 1e6) if in_tok else None,
             "usd_per_million_output_tokens_by_gpu_time": _clean(usd_out / out_tok * 1e6) if out_tok else None,
         },
+        "calibration": calibration or {},
         "slo": {
             "ttft_s": slo.ttft_s,
             "tpot_s": slo.tpot_s,

@@ -7,7 +7,8 @@ group: each rank does 1/tp of the FLOPs and reads 1/tp of the weights and its ow
              + prefill: max(kv_ctx  / (eta_kv * eta_m * BW), prefill_attn_flops / (eta_attn * peak[attn dtype]))
              + kv_write / (eta_m * BW)
   comm       = 2 * layers * (allreduce_latency + tokens * hidden * 2 B * 2 (tp - 1) / tp / busbw)   (tp > 1)
-  gpu        = dense + attention + comm + layers * per_layer_gpu (short kernels at any batch), then
+  gpu        = dense + attention + comm + layers * per_layer_gpu + moe_layers * per_moe_layer_gpu
+               (short kernels that take their time at any batch), then
                + graph_replay                         (decode-only batch captured as a CUDA graph)
                max(., layers * per_layer_eager)       (kernels launched one by one)
   host       = iteration + per_sequence * sequences
@@ -163,7 +164,8 @@ class StepModel:
         self.graph_max_batch = launch.graph_max_batch
         self.graph_s = launch.graph_replay_s
         self.eager_floor_s = a.num_layers * launch.per_layer_eager_s
-        self.layer_fixed_s = a.num_layers * launch.per_layer_gpu_s
+        moe_layers = a.moe.moe_layers if a.moe is not None else 0
+        self.layer_fixed_s = a.num_layers * launch.per_layer_gpu_s + moe_layers * launch.per_moe_layer_gpu_s
         self.mixed_in_graph = launch.mixed_in_graph
         self.host_iter_s = e.host.iteration_s * p.host_time_scale
         streamed = e.host.per_streamed_sequence_s if self.streaming else 0.0

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from fleetsim.calibration_status import calibration_status
 from fleetsim.catalog import load_gpu, load_model
 from fleetsim.memory import MemoryPlan, plan_memory
 from fleetsim.metrics import summarize
@@ -108,5 +109,6 @@ def simulate(
     engine = Engine(scenario, arch, gpu, profile, plan, engine_profile)
     engine.progress = progress
     raw = engine.run()
-    summary = summarize(raw, scenario, arch, gpu, plan)
+    status = calibration_status(profile, engine_profile, engine.step_model)
+    summary = summarize(raw, scenario, arch, gpu, plan, calibration=status)
     return SimulationResult(scenario, summary, raw.requests, raw.timeseries, raw.replicas, plan)

@@ -27,6 +27,19 @@ def print_summary(console: Console, result) -> None:
         f"[bold]{escape(s['scenario'])}[/bold]: {escape(sc.model)} on {fl['gpus']} x {fl['gpu']} "
         f"({fl['replicas']} replicas, tp={fl['tp']}), {s['simulated_s']:,.1f} s simulated, seed {s['seed']}"
     )
+    cal = s.get("calibration") or {}
+    if cal:
+        console.print(
+            f"calibration: {escape(cal['gpu_profile'])} kernels {escape(cal['gpu_grade'])}; "
+            f"{escape(cal['engine_profile'])} engine {escape(cal['engine_grade'])}"
+        )
+        for w in cal.get("warnings", []):
+            console.print(f"[yellow]warning:[/yellow] {escape(w)}")
+        for n in cal.get("notes", []):
+            console.print(f"note: {escape(n)}")
+    win = s.get("window") or {}
+    if win.get("warning"):
+        console.print(f"[yellow]warning:[/yellow] {escape(win['warning'])}")
     r = s["requests"]
     console.print(
         f"requests: {r['arrived']:,} arrived, {r['completed']:,} completed, "

@@ -114,6 +114,11 @@ class LaunchCost(Spec):
         description="GPU time per layer that does not shrink with the batch: the short kernels (norms, rotary "
         "embedding, activations, quantization) take a few microseconds each at any size, s.",
     )
+    per_moe_layer_gpu_s: NonNeg = Field(
+        default=0.0,
+        description="Extra GPU time per mixture-of-experts layer that does not shrink with the batch: routing, "
+        "token permutation and the grouped expert GEMMs' launch and tail, s.",
+    )
     per_layer_eager_s: NonNeg = Field(
         description="Time to launch one layer's kernels from the host, s (a GPU step cannot be shorter)."
     )
@@ -192,3 +197,14 @@ class EngineProfile(Spec):
     @property
     def name(self) -> str:
         return f"{self.engine}-{self.version}"
+
+    @property
+    def grade(self) -> str:
+        """A one-line calibration status for tables and warnings."""
+        p = self.provenance
+        if p.kind == "transferred":
+            return f"transferred from {p.transferred_from}"
+        if p.kind == "prior":
+            return "prior values (not fitted)"
+        what = "published figures" if p.kind == "fitted_to_published" else "benchmark results"
+        return f"fitted to {p.figures} {what}" if p.figures else f"fitted to {what}"

@@ -96,6 +96,9 @@ class Provenance(Spec):
     raw_samples: str | None = None  # CSV path, relative to the profile file
     figures: Annotated[int, Field(ge=0)] = Field(default=0, description="Published figures of this GPU fitted.")
     engines: tuple[str, ...] = Field(default=(), description="Engine profiles the figures were served by.")
+    figures_by_engine: dict[str, int] = Field(
+        default_factory=dict, description="Published figures of this GPU fitted, per engine profile."
+    )
     transferred_from: str | None = Field(default=None, description="The GPU whose fit this profile scales.")
 
     @model_validator(mode="after")

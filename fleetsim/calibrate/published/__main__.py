@@ -1,6 +1,6 @@
 """Regenerate every shipped profile from the fit split of the shipped validation cases.
 
-    python -m fleetsim.calibrate.published [--out fleetsim/profiles] [--report calibration/PUBLISHED.md]
+python -m fleetsim.calibrate.published [--out fleetsim/profiles] [--report calibration/PUBLISHED.md]
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fitting {len(fit.vec.params)} parameters to {len(cases)} published figures", file=sys.stderr)
     result = fit.run(max_nfev=args.max_evaluations)
     written = write_all(args.out, pri, result, report=args.report)
-    print(f"wrote {len(written)} profiles in {time.perf_counter() - t0:.0f} s (cost {result.cost:.1f}, "
-          f"{result.nfev} evaluations)", file=sys.stderr)
+    print(
+        f"wrote {len(written)} profiles in {time.perf_counter() - t0:.0f} s (cost {result.cost:.1f}, "
+        f"{result.nfev} evaluations)",
+        file=sys.stderr,
+    )
     return 0
 
 

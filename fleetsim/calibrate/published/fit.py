@@ -19,9 +19,9 @@ from scipy.optimize import least_squares
 from scipy.sparse import lil_matrix
 
 from fleetsim.calibrate.published.params import (
+    GLOBAL,
     Param,
     ParamVector,
-    GLOBAL,
     engine_params,
     global_params,
     gpu_params,
@@ -30,7 +30,7 @@ from fleetsim.calibrate.published.params import (
     transferred_values,
 )
 from fleetsim.calibrate.published.predict import Predictor
-from fleetsim.validation.cases import Case, shipped_case_files, load_cases
+from fleetsim.validation.cases import Case, load_cases, shipped_case_files
 
 CASE_SIGMA = 0.05  # a 5% miss on a figure weighs like one prior standard deviation
 
@@ -130,8 +130,18 @@ class Fit:
     def run(self, max_nfev: int = 200) -> FitResult:
         lo, hi = self.vec.bounds()
         x0 = np.clip(self.vec.x0(), lo + 1e-9, hi - 1e-9)
-        sol = least_squares(self.residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=1.0, method="trf",
-                            jac_sparsity=self.sparsity(), x_scale=1.0, max_nfev=max_nfev, diff_step=1e-3)
+        sol = least_squares(
+            self.residuals,
+            x0,
+            bounds=(lo, hi),
+            loss="soft_l1",
+            f_scale=1.0,
+            method="trf",
+            jac_sparsity=self.sparsity(),
+            x_scale=1.0,
+            max_nfev=max_nfev,
+            diff_step=1e-3,
+        )
         values = {o: self.vec.values(sol.x, o) for o in [GLOBAL] + self.gpus + self.engines}
         return FitResult(values, self.cases, self.predict(sol.x), float(sol.cost), int(sol.nfev))
 
@@ -139,9 +149,18 @@ class Fit:
 def residual_table(result: FitResult) -> list[dict]:
     rows = []
     for c, pred, err in zip(result.cases, result.predicted, result.rel_errors()):
-        rows.append({"id": c.case.id, "group": c.case.group, "gpu": c.gpu, "engine": c.engine,
-                     "metric": c.case.metric, "published_si": c.case.published_si, "predicted_si": float(pred),
-                     "error_pct": 100.0 * float(err)})
+        rows.append(
+            {
+                "id": c.case.id,
+                "group": c.case.group,
+                "gpu": c.gpu,
+                "engine": c.engine,
+                "metric": c.case.metric,
+                "published_si": c.case.published_si,
+                "predicted_si": float(pred),
+                "error_pct": 100.0 * float(err),
+            }
+        )
     return rows
 
 

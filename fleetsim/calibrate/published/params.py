@@ -36,8 +36,14 @@ class Param:
 
 
 def _p(owner: str, name: str, spec: dict, mean: float | None = None) -> Param:
-    return Param(owner, name, float(mean if mean is not None else spec["mean"]), float(spec["sd"]),
-                 float(spec["lo"]), float(spec["hi"]))
+    return Param(
+        owner,
+        name,
+        float(mean if mean is not None else spec["mean"]),
+        float(spec["sd"]),
+        float(spec["lo"]),
+        float(spec["hi"]),
+    )
 
 
 REFERENCE_HOST_GPU = "h100-sxm"  # its servers' CPU is the reference of host_time_scale
@@ -81,6 +87,8 @@ def engine_params(name: str, cfg: dict, pri: dict) -> list[Param]:
         fields.append("gemm_efficiency_scale")
     if cfg.get("fit_streaming"):
         fields.append("per_streamed_sequence_s")
+    if cfg.get("fit_moe"):
+        fields.append("per_moe_layer_gpu_s")
     return [_p(name, f, ep[f]) for f in fields]
 
 
@@ -100,14 +108,28 @@ def collectives(gpu: str, pri: dict) -> dict:
         c = dict(table[gpu])
     else:  # no NVLink figure: PCIe-class all-reduce
         g = load_gpu(gpu)
-        c = {"allreduce_bus_bytes_per_s": 0.8 * g.interconnect_bandwidth_bytes_per_s, "allreduce_latency_s": 3.0e-5,
-             "source": "no published NCCL figure: 80% of the catalog interconnect bandwidth, 30 us latency"}
+        c = {
+            "allreduce_bus_bytes_per_s": 0.8 * g.interconnect_bandwidth_bytes_per_s,
+            "allreduce_latency_s": 3.0e-5,
+            "source": "no published NCCL figure: 80% of the catalog interconnect bandwidth, 30 us latency",
+        }
     return c
 
 
-def make_gpu_profile(gpu: str, values: dict, pri: dict, *, kind: str = "fitted_to_published", sources=(),
-                     figures: int = 0, engines=(), notes: str = "", transferred_from: str | None = None,
-                     residuals: dict | None = None) -> CalibrationProfile:
+def make_gpu_profile(
+    gpu: str,
+    values: dict,
+    pri: dict,
+    *,
+    kind: str = "fitted_to_published",
+    sources=(),
+    figures: int = 0,
+    engines=(),
+    notes: str = "",
+    transferred_from: str | None = None,
+    residuals: dict | None = None,
+    figures_by_engine: dict | None = None,
+) -> CalibrationProfile:
     g = load_gpu(gpu)
     half = values["compute_half_flops"]
     bf16 = values["compute_bf16"]
@@ -120,24 +142,48 @@ def make_gpu_profile(gpu: str, values: dict, pri: dict, *, kind: str = "fitted_t
     data = {
         "schema_version": 2,
         "gpu": gpu,
-        "provenance": {"kind": kind, "date": PROFILE_DATE, "sources": list(sources), "notes": notes,
-                       "figures": figures, "engines": list(engines), "transferred_from": transferred_from},
+        "provenance": {
+            "kind": kind,
+            "date": PROFILE_DATE,
+            "sources": list(sources),
+            "notes": notes,
+            "figures": figures,
+            "engines": list(engines),
+            "transferred_from": transferred_from,
+            "figures_by_engine": dict(figures_by_engine or {}),
+        },
         "memory": {"eta_max": values["memory_eta"], "half_work": 0.0},
         "compute": compute,
         "attention": {"prefill_eta": values["attention_eta"], "kv_read_efficiency": {"fp8": values["kv_fp8"]}},
-        "collectives": {"allreduce_bus_bytes_per_s": c["allreduce_bus_bytes_per_s"],
-                        "allreduce_latency_s": c["allreduce_latency_s"], "source": c.get("source", "")},
+        "collectives": {
+            "allreduce_bus_bytes_per_s": c["allreduce_bus_bytes_per_s"],
+            "allreduce_latency_s": c["allreduce_latency_s"],
+            "source": c.get("source", ""),
+        },
         "host_time_scale": values.get("host_time_scale", 1.0),
-        "power": {"idle_w": values["idle_w"], "compute_w": values["compute_w"], "memory_w": values["memory_w"],
-                  "cap_w": float(g.tdp_w)},
+        "power": {
+            "idle_w": values["idle_w"],
+            "compute_w": values["compute_w"],
+            "memory_w": values["memory_w"],
+            "cap_w": float(g.tdp_w),
+        },
         "fit_residuals": residuals or {},
     }
     return CalibrationProfile.model_validate(data)
 
 
-def make_engine_profile(name: str, cfg: dict, values: dict, *, kind: str = "fitted_to_published", sources=(),
-                        figures: int = 0, notes: str = "", transferred_from: str | None = None,
-                        residuals: dict | None = None) -> EngineProfile:
+def make_engine_profile(
+    name: str,
+    cfg: dict,
+    values: dict,
+    *,
+    kind: str = "fitted_to_published",
+    sources=(),
+    figures: int = 0,
+    notes: str = "",
+    transferred_from: str | None = None,
+    residuals: dict | None = None,
+) -> EngineProfile:
     fixed = cfg["fixed"]
     engine = cfg.get("kind") or name.split("-", 1)[0]
     version = cfg.get("version") or name.split("-", 1)[1]
@@ -146,16 +192,30 @@ def make_engine_profile(name: str, cfg: dict, values: dict, *, kind: str = "fitt
         "engine": engine,
         "version": str(version),
         "released": str(cfg["released"]),
-        "provenance": {"kind": kind, "date": PROFILE_DATE, "sources": list(sources),
-                       "notes": notes or cfg.get("notes", ""), "figures": figures,
-                       "transferred_from": transferred_from},
-        "host": {"iteration_s": values["host_iteration_s"], "per_sequence_s": values["host_per_sequence_s"],
-                 "overlap": fixed["overlap"], "serial_fraction": values.get("serial_fraction", 0.0),
-                 "per_streamed_sequence_s": values.get("per_streamed_sequence_s", 0.0)},
-        "launch": {"per_layer_gpu_s": values["per_layer_gpu_s"],
-                   "per_layer_eager_s": values.get("per_layer_eager_s", fixed.get("per_layer_eager_s", 0.0)),
-                   "graph_replay_s": fixed["graph_replay_s"], "cuda_graphs": fixed["cuda_graphs"],
-                   "graph_max_batch": fixed["graph_max_batch"], "mixed_in_graph": fixed.get("mixed_in_graph", False)},
+        "provenance": {
+            "kind": kind,
+            "date": PROFILE_DATE,
+            "sources": list(sources),
+            "notes": notes or cfg.get("notes", ""),
+            "figures": figures,
+            "transferred_from": transferred_from,
+        },
+        "host": {
+            "iteration_s": values["host_iteration_s"],
+            "per_sequence_s": values["host_per_sequence_s"],
+            "overlap": fixed["overlap"],
+            "serial_fraction": values.get("serial_fraction", 0.0),
+            "per_streamed_sequence_s": values.get("per_streamed_sequence_s", 0.0),
+        },
+        "launch": {
+            "per_layer_gpu_s": values["per_layer_gpu_s"],
+            "per_moe_layer_gpu_s": values.get("per_moe_layer_gpu_s", fixed.get("per_moe_layer_gpu_s", 0.0)),
+            "per_layer_eager_s": values.get("per_layer_eager_s", fixed.get("per_layer_eager_s", 0.0)),
+            "graph_replay_s": fixed["graph_replay_s"],
+            "cuda_graphs": fixed["cuda_graphs"],
+            "graph_max_batch": fixed["graph_max_batch"],
+            "mixed_in_graph": fixed.get("mixed_in_graph", False),
+        },
         "batching": {"kv_admission": fixed["kv_admission"]},
         "attention_compute_dtype": fixed.get("attention_compute_dtype", "bf16"),
         "attention_kernel": cfg.get("attention_kernel", ""),

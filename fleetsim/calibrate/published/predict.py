@@ -94,11 +94,19 @@ class Predictor:
                 # Little's law give the batch the replica ran (rate x E[O] x TPOT sequences
                 # decoding); the step model must take that TPOT at that batch.
                 batch = rate * self.lengths.mean_output * self.operating_tpot_s
-                est = full_batch(step, self.footprint, self.plan, self.lengths, batch, sched.max_running_seqs,
-                                 sched.max_batched_tokens)
+                est = full_batch(
+                    step,
+                    self.footprint,
+                    self.plan,
+                    self.lengths,
+                    batch,
+                    sched.max_running_seqs,
+                    sched.max_batched_tokens,
+                )
                 return est.tpot_s if m == "tpot_s" else 0.5 * est.step_s + est.prefill_step_s
-            est = open_loop(step, self.footprint, self.plan, self.lengths, rate, sched.max_running_seqs,
-                            sched.max_batched_tokens)
+            est = open_loop(
+                step, self.footprint, self.plan, self.lengths, rate, sched.max_running_seqs, sched.max_batched_tokens
+            )
         elif self.kind == "offline":
             n = s.workload.arrival.requests / replicas
             est = offline_run(

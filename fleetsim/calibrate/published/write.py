@@ -53,16 +53,28 @@ def write_all(out: Path, pri: dict, result: FitResult | None, report: Path | Non
     cases = result.cases if result else []
     gpu_values: dict[str, dict] = {}
     for g in pri["gpus"]["fitted"]:
-        vals = {**shared, **(result.values.get(g) if result and g in result.values else _prior_values(gpu_params(g, pri)))}
+        vals = {
+            **shared,
+            **(result.values.get(g) if result and g in result.values else _prior_values(gpu_params(g, pri))),
+        }
         gpu_values[g] = vals
         mine = [c for c in cases if c.gpu == g]
         prof = make_gpu_profile(
-            g, vals, pri, kind="fitted_to_published" if mine else "prior", sources=sorted({c.case.source.entry for c in mine}),
-            figures=len(mine), engines=sorted({c.engine for c in mine}),
-            notes=(f"Kernel efficiencies and power coefficients fitted with every other profile to {len(mine)} "
-                   f"published figures of this GPU (groups: {', '.join(sorted({c.case.group for c in mine}))}); "
-                   "all-reduce figures from NCCL measurements (collectives.source)." if mine else
-                   "Prior values (no fit run)."),
+            g,
+            vals,
+            pri,
+            kind="fitted_to_published" if mine else "prior",
+            sources=sorted({c.case.source.entry for c in mine}),
+            figures=len(mine),
+            engines=sorted({c.engine for c in mine}),
+            figures_by_engine={e: sum(c.engine == e for c in mine) for e in sorted({c.engine for c in mine})},
+            notes=(
+                f"Kernel efficiencies and power coefficients fitted with every other profile to {len(mine)} "
+                f"published figures of this GPU (groups: {', '.join(sorted({c.case.group for c in mine}))}); "
+                "all-reduce figures from NCCL measurements (collectives.source)."
+                if mine
+                else "Prior values (no fit run)."
+            ),
             residuals=worst_by_family(result, g) if result else {},
         )
         written.append(_dump(out / "gpus" / f"{g}.yaml", "GPU", g, prof))
@@ -70,10 +82,16 @@ def write_all(out: Path, pri: dict, result: FitResult | None, report: Path | Non
         vals = transferred_values(gpu_values[src], src, g)
         gpu_values[g] = vals
         prof = make_gpu_profile(
-            g, vals, pri, kind="transferred", transferred_from=src,
-            notes=(f"Transferred from the {src} profile: its kernel efficiencies on this GPU's datasheet peaks and "
-                   "bandwidth, power coefficients scaled by the ratio of TDPs. No published figure of this GPU is "
-                   "in the fit; predictions on it lean on the transfer."),
+            g,
+            vals,
+            pri,
+            kind="transferred",
+            transferred_from=src,
+            notes=(
+                f"Transferred from the {src} profile: its kernel efficiencies on this GPU's datasheet peaks and "
+                "bandwidth, power coefficients scaled by the ratio of TDPs. No published figure of this GPU is "
+                "in the fit; predictions on it lean on the transfer."
+            ),
         )
         written.append(_dump(out / "gpus" / f"{g}.yaml", "GPU", g, prof))
     engine_values: dict[str, dict] = {}
@@ -82,10 +100,19 @@ def write_all(out: Path, pri: dict, result: FitResult | None, report: Path | Non
         engine_values[name] = vals
         mine = [c for c in cases if c.engine == name]
         prof = make_engine_profile(
-            name, cfg, vals, kind="fitted_to_published" if mine else "prior",
-            sources=sorted({c.case.source.entry for c in mine}), figures=len(mine),
-            notes=cfg.get("notes", "") + (f"; host, launch and all-reduce terms fitted to {len(mine)} published "
-                                          f"figures ({', '.join(sorted({c.case.group for c in mine}))})" if mine else ""),
+            name,
+            cfg,
+            vals,
+            kind="fitted_to_published" if mine else "prior",
+            sources=sorted({c.case.source.entry for c in mine}),
+            figures=len(mine),
+            notes=cfg.get("notes", "")
+            + (
+                f"; host, launch and all-reduce terms fitted to {len(mine)} published "
+                f"figures ({', '.join(sorted({c.case.group for c in mine}))})"
+                if mine
+                else ""
+            ),
             residuals=worst_by_family(result, name) if result else {},
         )
         written.append(_dump(out / "engines" / f"{name}.yaml", "Engine", name, prof))
@@ -96,8 +123,9 @@ def write_all(out: Path, pri: dict, result: FitResult | None, report: Path | Non
         cfg["released"] = t["released"]
         cfg.pop("kind", None)
         cfg.pop("version", None)
-        prof = make_engine_profile(name, cfg, engine_values[src], kind="transferred", transferred_from=src,
-                                   notes=t["notes"])
+        prof = make_engine_profile(
+            name, cfg, engine_values[src], kind="transferred", transferred_from=src, notes=t["notes"]
+        )
         written.append(_dump(out / "engines" / f"{name}.yaml", "Engine", name, prof))
     if report is not None and result is not None:
         report.write_text(report_markdown(result, pri))
@@ -130,9 +158,16 @@ def report_markdown(result: FitResult, pri: dict) -> str:
             lines.append(f"| {owner} | {k} | {v:.4g} |")
     lines += ["", "## Held-out groups (not fitted)", ""]
     lines += [f"- {g}" for g in pri.get("splits_holdout", [])] or ["- see calibration/conditions.yaml `splits`"]
-    lines += ["", "## Fit residuals (closed form)", "", "| case | group | metric | published | predicted | error % |",
-              "|---|---|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Fit residuals (closed form)",
+        "",
+        "| case | group | metric | published | predicted | error % |",
+        "|---|---|---|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['id']} | {r['group']} | {r['metric']} | {r['published_si']:.4g} | "
-                     f"{r['predicted_si']:.4g} | {r['error_pct']:+.1f} |")
+        lines.append(
+            f"| {r['id']} | {r['group']} | {r['metric']} | {r['published_si']:.4g} | "
+            f"{r['predicted_si']:.4g} | {r['error_pct']:+.1f} |"
+        )
     return "\n".join(lines) + "\n"
