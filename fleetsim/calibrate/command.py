@@ -1,30 +1,40 @@
-"""What `fleetsim calibrate` and `fleetsim calibrate report` call: plain functions, no CLI logic.
+"""What `fleetsim calibrate` and `fleetsim calibrate --report` call: plain functions, no CLI logic.
 
     run_calibration(0, Path("calibration/h100-sxm.yaml"), quick=True)
     calibration_report(Path("calibration/h100-sxm.yaml"), Path("calibration/h100-sxm.png"))
 
-torch and pynvml are imported only when run_calibration opens the GPU.
+torch and pynvml are imported only when run_calibration opens the GPU. The profile written is a
+schema-2 CalibrationProfile with provenance.kind measured: the terms a kernel measurement gives
+are fitted (fleetsim.calibrate.fit), the others copied from the GPU's shipped profile.
 """
 
 from __future__ import annotations
 
 import re
+import signal
 import sys
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from fleetsim.calibrate.fit import fit_profile
-from fleetsim.calibrate.kernels import calibration_grid
+from fleetsim.calibrate.energy import describe_reasons
+from fleetsim.calibrate.fit import base_profile_for, fit_profile
+from fleetsim.calibrate.kernels import KernelCase, calibration_grid
 from fleetsim.calibrate.profile_io import read_profile, read_profile_samples, samples_path_for, write_profile
 from fleetsim.calibrate.report import comparison_table, plot_comparison
-from fleetsim.calibrate.samples import read_samples, write_samples
+from fleetsim.calibrate.samples import read_samples, samples_frame
 from fleetsim.errors import CatalogError, FleetsimError, SpecError
 from fleetsim.spec.hardware import GpuSpec
 from fleetsim.spec.profile import CalibrationProfile, Provenance
 
-KERNEL_SOURCE = "fleetsim calibrate: torch reference kernels (paged decode attention, KV append, SDPA prefill, GEMMs), CUDA events, NVML energy counter"
+KERNEL_SOURCE = (
+    "fleetsim calibrate: torch reference kernels (paged decode attention, KV append, SDPA prefill, GEMMs), "
+    "CUDA events, NVML energy counter"
+)
 
 
 def run_calibration(
@@ -33,6 +43,7 @@ def run_calibration(
     quick: bool,
     *,
     gpu_spec: GpuSpec | str | None = None,
+    base_profile: CalibrationProfile | str | None = None,
     compile_kernels: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
@@ -41,48 +52,108 @@ def run_calibration(
     Writes `out_path` (the profile YAML; None: calibration/<catalog gpu>.yaml) and
     `<stem>.samples.csv` beside it; returns the profile path.
     gpu_spec: the catalog GPU whose datasheet peaks the efficiencies are relative to (a GpuSpec
-    or a catalog name); by default matched from the name NVML reports.
+    or a catalog name); by default matched from the name NVML reports. base_profile: where the
+    terms a kernel measurement cannot give come from (default: the shipped profile of that GPU).
     Raises DeviceError (one line) when there is no NVIDIA GPU, NVML, or torch with CUDA.
     """
     from fleetsim.calibrate import harness  # imports torch/pynvml only inside its functions
 
-    say = progress or _stderr
     settings = harness.settings_for(quick, compile_kernels=compile_kernels)
     session = harness.GpuSession.open(gpu_index, settings)
     try:
-        env = session.environment()
-        spec = resolve_gpu_spec(gpu_spec, env["gpu_name"], env["memory_total_bytes"])
-        out_path = Path(out_path) if out_path is not None else Path("calibration") / f"{spec.name}.yaml"
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        problems = session.self_check()
-        for problem in problems:
-            say(f"WARNING self-check: {problem}")
-        cases = calibration_grid(quick)
-        minutes = harness.estimate_duration_s(cases, settings) / 60
-        say(
-            f"calibrating {env['gpu_name']} (GPU {gpu_index}, catalog '{spec.name}'): "
-            f"{len(cases)} cases, about {minutes:.0f} min"
-        )
-        samples_path = samples_path_for(out_path)
-        samples = session.run(cases, spec, progress=say, checkpoint=samples_path)
+        with interrupt_on_sigterm():
+            return calibrate_session(
+                session,
+                out_path,
+                calibration_grid(quick),
+                gpu_spec=gpu_spec,
+                base_profile=base_profile,
+                progress=progress,
+            )
     finally:
         session.close()
-    write_samples(samples, samples_path)
-    provenance = measured_provenance(env, settings, problems, samples_path.name, samples)
+
+
+@contextmanager
+def interrupt_on_sigterm():
+    """SIGTERM (what `timeout` sends at a time budget) and SIGINT, even where the shell that started
+    the run ignores it, end a measurement as Ctrl-C does: what was measured is fitted and kept."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    signal.signal(signal.SIGTERM, interrupt)
+    if previous[signal.SIGINT] == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, interrupt)
     try:
-        profile = fit_profile(samples, spec, provenance, cap_w=env.get("power_limit_w"))
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def calibrate_session(
+    session,
+    out_path: Path | None,
+    cases: Sequence[KernelCase],
+    *,
+    gpu_spec: GpuSpec | str | None = None,
+    base_profile: CalibrationProfile | str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Measure `cases` with an open session (harness.GpuSession), fit, write profile and samples.
+
+    The catalog GPU and the base profile are resolved before anything is measured. When the run
+    is interrupted (Ctrl-C), what was measured is fitted and written, marked partial, and the
+    KeyboardInterrupt is raised again.
+    """
+    from fleetsim.calibrate import harness
+
+    say = progress or _stderr
+    env = session.environment()
+    spec = resolve_gpu_spec(gpu_spec, env["gpu_name"], env["memory_total_bytes"])
+    base = base_profile_for(spec.name, base_profile)
+    out_path = Path(out_path) if out_path is not None else Path("calibration") / f"{spec.name}.yaml"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    problems = session.self_check()
+    for problem in problems:
+        say(f"WARNING self-check: {problem}")
+    minutes = harness.estimate_duration_s(cases, session.settings) / 60
+    say(
+        f"calibrating {env['gpu_name']} ({env['device']}, catalog '{spec.name}'): {len(cases)} cases, "
+        f"about {minutes:.0f} min; collectives and host_time_scale from the shipped profile '{base.gpu}'"
+    )
+    samples_path = samples_path_for(out_path)
+    samples = session.run(cases, spec, progress=say, checkpoint=samples_path)
+    partial = f"interrupted after {session.cases_done} of {len(cases)} cases" if session.interrupted else ""
+    provenance = measured_provenance(env, session.settings, problems, samples_path.name, samples, partial=partial)
+    try:
+        profile = fit_profile(samples, spec, provenance, base=base, cap_w=env.get("power_limit_w"))
     except FleetsimError as error:
         raise SpecError(f"{error} (the samples are kept in {samples_path})") from None
     write_profile(profile, out_path)
-    say(f"wrote {out_path} and {samples_path}")
+    say(f"wrote {out_path} and {samples_path}" + (f" (partial: {partial})" if partial else ""))
+    if session.interrupted:
+        raise KeyboardInterrupt
     return out_path
 
 
-def refit_profile(samples_csv: Path, out_path: Path, gpu_spec: GpuSpec | str, provenance: Provenance | Mapping) -> Path:
+def refit_profile(
+    samples_csv: Path,
+    out_path: Path,
+    gpu_spec: GpuSpec | str,
+    provenance: Provenance | Mapping,
+    *,
+    base_profile: CalibrationProfile | str | None = None,
+) -> Path:
     """Fit a profile again from a samples CSV (e.g. after changing the fit); writes out_path."""
     samples = read_samples(Path(samples_csv))
     spec = resolve_gpu_spec(gpu_spec, "", 0)
-    profile = fit_profile(samples, spec, provenance)
+    profile = fit_profile(samples, spec, provenance, base=base_profile)
     return write_profile(profile, Path(out_path), samples=samples)
 
 
@@ -121,34 +192,50 @@ def calibration_report(profile_path: Path, out_png: Path | None, *, full: bool =
 
 
 def measured_provenance(
-    env: dict, settings, problems: list[str], samples_name: str, samples: pd.DataFrame
+    env: dict, settings, problems: list[str], samples_name: str, samples: pd.DataFrame, *, partial: str = ""
 ) -> Provenance:
-    throttled = int(samples["throttled"].sum()) if "throttled" in samples else 0
-    skipped = int((samples["skipped_reason"] != "").sum()) if "skipped_reason" in samples else 0
-    notes = "; ".join(
-        [
-            f"torch={env['torch']}",
-            f"torch_cuda={env['torch_cuda']}",
-            f"cuda_driver={env['cuda_driver']}",
-            f"compute_capability={env['compute_capability']}",
-            f"power_limit_w={env['power_limit_w']}",
-            f"grid={'quick' if settings.quick else 'full'}",
-            f"energy_windows={settings.windows}x{settings.window_s:g}s",
-            f"throttled_rows_excluded={throttled}",
-            f"skipped_cases={skipped}",
-            "overhead_s=kernel launch floor (not an engine's scheduling cost)",
-            "self_check=" + ("ok" if not problems else " | ".join(problems)),
-        ]
-    )
+    """provenance.kind measured: the GPU as NVML names it, driver, CUDA, torch, date, clocks and
+    clocks-event (throttle) reasons seen; no serial number, no UUID."""
+    frame = samples_frame(samples)
+    loaded = frame[(frame["reps"].fillna(0) > 0) & (frame["skipped_reason"] == "")]
+    reasons = 0
+    for value in frame["throttle_reasons"].dropna():
+        reasons |= int(value)
+    notes = [
+        f"torch={env['torch']}",
+        f"torch_cuda={env['torch_cuda']}",
+        f"cuda_driver={env['cuda_driver']}",
+        f"compute_capability={env['compute_capability']}",
+        f"device={env['device']}",
+        f"power_limit_w={env['power_limit_w']}",
+        f"max_clocks={env.get('max_clocks_mhz', 'n/a')}",
+        f"clocks_under_load_mhz=SM {_median(loaded['sm_clock_mhz'])}, memory {_median(loaded['mem_clock_mhz'])}",
+        f"max_temperature_c={_median(frame['temperature_c'], how='max')}",
+        f"clocks_event_reasons_seen={describe_reasons(reasons)}",
+        f"throttled_rows_excluded_from_power={int(frame['throttled'].sum())}",
+        f"slowed_timings_excluded={int(frame.drop_duplicates('case_id')['timing_throttled'].sum())}",
+        f"skipped_cases={int((frame.drop_duplicates('case_id')['skipped_reason'] != '').sum())}",
+        f"grid={'quick' if settings.quick else 'full'}" + (f" (partial: {partial})" if partial else ""),
+        f"energy_windows={settings.windows}x{settings.window_s:g}s",
+        "self_check=" + ("ok" if not problems else " | ".join(problems)),
+    ]
     return Provenance(
         kind="measured",
         date=env["date"],
         sources=(KERNEL_SOURCE,),
-        notes=notes,
+        notes="; ".join(notes),
         gpu_name=env["gpu_name"],
         driver=env["driver"],
         raw_samples=samples_name,
     )
+
+
+def _median(values: pd.Series, how: str = "median") -> str:
+    values = values.astype(float)
+    values = values[np.isfinite(values)]
+    if values.empty:
+        return "n/a"
+    return f"{(values.max() if how == 'max' else values.median()):.0f}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -206,6 +206,13 @@ class NvmlDevice:
         except self._nvml.NVMLError:
             return ""
 
+    def max_clocks_mhz(self) -> str:
+        """The highest SM and memory clocks the GPU may run at, e.g. 'SM 1980 MHz, memory 2619 MHz'."""
+        nvml, handle = self._nvml, self._handle
+        sm = self._query(lambda: nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_SM))
+        mem = self._query(lambda: nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_MEM))
+        return f"SM {sm:.0f} MHz, memory {mem:.0f} MHz"
+
     def power_limit_w(self) -> float:
         """The enforced power limit (W): the cap of the power model."""
         try:
@@ -249,6 +256,26 @@ class NvmlDevice:
             return float(fn())
         except self._nvml.NVMLError:
             return math.nan
+
+
+def nvml_record(device) -> dict:
+    """What NVML says about the GPU now, for the record beside a profile: identity (name, driver,
+    CUDA driver; no serial number, no UUID), limits, clocks, temperature and clocks-event reasons."""
+    snap = device.snapshot()
+    return {
+        "index": device.index,
+        "name": device.name(),
+        "driver": device.driver_version(),
+        "cuda_driver": device.cuda_driver_version(),
+        "memory_total_bytes": device.memory_total_bytes(),
+        "power_limit_w": device.power_limit_w(),
+        "max_clocks": device.max_clocks_mhz(),
+        "sm_clock_mhz": snap.sm_clock_mhz,
+        "mem_clock_mhz": snap.mem_clock_mhz,
+        "temperature_c": snap.temperature_c,
+        "clocks_event_reasons": describe_reasons(snap.reasons),
+        "energy_counter_j": device.total_energy_j(),
+    }
 
 
 def open_device(index: int) -> NvmlDevice:

@@ -1,7 +1,8 @@
 """Measure the calibration grid on one NVIDIA GPU: CUDA-event timings and NVML energy windows.
 
 torch and pynvml are imported when a session opens, never at module import, so this module (its
-settings and duration estimate) loads on any machine. Protocol (calibration/README.md):
+settings and duration estimate) loads on any machine. A session also runs on a CPU torch device
+(host-clock timings; the tests do so with a stand-in for NVML). Protocol (calibration/README.md):
 
 1. open NVML and torch on the GPU (DeviceError, one line, when either is missing); self-check the
    kernels on tiny inputs;
@@ -14,7 +15,8 @@ settings and duration estimate) loads on any machine. Protocol (calibration/READ
 4. idle windows again at the end, after a settle.
 
 A case that cannot run (no fp8 GEMM, out of memory, a torch error) becomes one row with its
-skipped_reason; the run goes on. Samples are checkpointed as the run goes.
+skipped_reason; the run goes on. Samples are checkpointed every 20 cases; Ctrl-C (SIGINT, as
+`timeout -s INT` sends it) ends the run after the case in progress, keeping what was measured.
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fleetsim.calibrate import kernels
+from fleetsim.calibrate import kernels, torch_kernels
 from fleetsim.calibrate.energy import (
     README,
     NvmlDevice,
@@ -60,38 +62,18 @@ class Settings:
     chunk_s: float = 0.05  # GPU time launched between two syncs inside a window
     compile_kernels: bool = False
     case_setup_s: float = 0.5  # build + estimate + warm-up per case, for the duration estimate
+    flush_bytes: int | None = None  # buffer zeroed before each timed call; None: 4 x L2, >= 256 MiB (CPU: 32 MiB)
+
+
+# quick (budget: under 10 minutes on an H100) and full (under an hour)
+_QUICK = dict(window_s=2.0, window_warmup_s=1.0, global_warmup_s=5.0, idle_settle_s=3.0, timing_target_s=0.25)
+_QUICK.update(warmup_reps_min=3, min_reps=10, max_reps=1000, case_setup_s=0.5)
+_FULL = dict(window_s=5.0, window_warmup_s=2.0, global_warmup_s=15.0, idle_settle_s=10.0, timing_target_s=0.5)
+_FULL.update(warmup_reps_min=5, min_reps=20, max_reps=3000, case_setup_s=1.0)
 
 
 def settings_for(quick: bool, *, compile_kernels: bool = False) -> Settings:
-    if quick:
-        settings = Settings(
-            quick=True,
-            window_s=2.0,
-            windows=3,
-            window_warmup_s=1.0,
-            global_warmup_s=5.0,
-            idle_settle_s=3.0,
-            timing_target_s=0.25,
-            warmup_reps_min=3,
-            min_reps=10,
-            max_reps=1000,
-            case_setup_s=0.5,
-        )
-    else:
-        settings = Settings(
-            quick=False,
-            window_s=5.0,
-            windows=3,
-            window_warmup_s=2.0,
-            global_warmup_s=15.0,
-            idle_settle_s=10.0,
-            timing_target_s=0.5,
-            warmup_reps_min=5,
-            min_reps=20,
-            max_reps=3000,
-            case_setup_s=1.0,
-        )
-    return replace(settings, compile_kernels=compile_kernels)
+    return Settings(quick=quick, windows=3, compile_kernels=compile_kernels, **(_QUICK if quick else _FULL))
 
 
 def estimate_duration_s(cases: Sequence[KernelCase], settings: Settings) -> float:
@@ -125,16 +107,23 @@ def timing_of(times_s: Sequence[float]) -> Timing:
 class GpuSession:
     """torch and NVML opened on one GPU; measures cases into sample rows."""
 
+    CHECKPOINT_EVERY = 20  # cases between two writes of the samples file
+
     def __init__(self, torch, device, torch_index: int, nvml: NvmlDevice, settings: Settings):
         self.torch = torch
         self.device = device
         self.torch_index = torch_index
         self.nvml = nvml
         self.settings = settings
-        props = torch.cuda.get_device_properties(device)
-        l2_bytes = int(getattr(props, "L2_cache_size", 0) or 0) or 64 * 2**20
-        self._flush = torch.empty(max(4 * l2_bytes, 256 * 2**20), dtype=torch.uint8, device=device)
+        self.cuda = torch_kernels.is_cuda(device)
+        flush = settings.flush_bytes
+        if flush is None and self.cuda:
+            props = torch.cuda.get_device_properties(device)
+            flush = max(4 * (int(getattr(props, "L2_cache_size", 0) or 0) or 64 * 2**20), 256 * 2**20)
+        self._flush = torch.empty(flush if flush is not None else 32 * 2**20, dtype=torch.uint8, device=device)
         self._power_limit_w = nvml.power_limit_w()
+        self.cases_done = 0
+        self.interrupted = False
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -156,34 +145,36 @@ class GpuSession:
         self.nvml.close()
 
     def sync(self) -> None:
-        self.torch.cuda.synchronize(self.device)
+        torch_kernels.synchronize(self.torch, self.device)
 
     def environment(self) -> dict:
-        """What the profile's provenance records about this machine."""
-        torch = self.torch
-        capability = torch.cuda.get_device_capability(self.device)
+        """What the profile's provenance records about this machine (no serial number, no UUID)."""
+        torch, nvml = self.torch, self.nvml
+        capability = torch.cuda.get_device_capability(self.device) if self.cuda else None
         return {
-            "gpu_name": self.nvml.name(),
-            "gpu_uuid": _safe(self.nvml.uuid),
-            "driver": self.nvml.driver_version(),
-            "cuda_driver": self.nvml.cuda_driver_version(),
+            "gpu_name": nvml.name(),
+            "driver": nvml.driver_version(),
+            "cuda_driver": nvml.cuda_driver_version(),
             "torch": str(torch.__version__),
             "torch_cuda": str(getattr(torch.version, "cuda", None)),
-            "compute_capability": f"{capability[0]}.{capability[1]}",
-            "memory_total_bytes": self.nvml.memory_total_bytes(),
+            "device": str(self.device),
+            "compute_capability": f"{capability[0]}.{capability[1]}" if capability else "n/a",
+            "memory_total_bytes": nvml.memory_total_bytes(),
             "power_limit_w": self._power_limit_w,
+            "max_clocks_mhz": _safe(getattr(nvml, "max_clocks_mhz", lambda: "")) or "n/a",
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         }
 
     def self_check(self) -> list[str]:
         try:
-            return kernels.self_check(self.torch, self.device)
+            return torch_kernels.self_check(self.torch, self.device)
         except Exception as error:
             return [f"self-check could not run: {type(error).__name__}: {_one_line(error)[:200]}"]
 
     # -- timing --------------------------------------------------------------------------------
     def time_kernel(self, fn: Callable[[], object], *, flush: bool) -> Timing:
-        """CUDA-event time of one call: warm-up calls, then `reps` timed calls (L2 flushed first)."""
+        """Time of one call on the device's clock (CUDA events; the host clock on a CPU): warm-up
+        calls, then `reps` timed calls (caches flushed first)."""
         torch, s = self.torch, self.settings
         fn()
         self.sync()
@@ -194,6 +185,15 @@ class GpuSession:
         for _ in range(_clamp(int(0.1 * s.timing_target_s / estimate_s), s.warmup_reps_min, 100)):
             fn()
         reps = _clamp(int(s.timing_target_s / estimate_s), s.min_reps, s.max_reps)
+        if not self.cuda:  # the CPU runs each call to its end before returning
+            times = []
+            for _ in range(reps):
+                if flush:
+                    self._flush.zero_()
+                begin_s = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - begin_s)
+            return timing_of(times)
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
         self.sync()
@@ -210,7 +210,8 @@ class GpuSession:
         """A large bf16 GEMM back to back: clocks and temperature reach their working range."""
         if seconds <= 0:
             return
-        built = kernels.build(kernels.gemm_case(8192, 8192, 8192, "bf16", "gemm_prefill"), self.torch, self.device)
+        case = kernels.gemm_case(8192, 8192, 8192, "bf16", "gemm_prefill")
+        built = torch_kernels.build(case, self.torch, self.device)
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             for _ in range(10):
@@ -237,7 +238,7 @@ class GpuSession:
         oom = getattr(torch.cuda, "OutOfMemoryError", RuntimeError)
         built = fn = work = None
         try:
-            built = kernels.build(case, torch, self.device, compile_kernels=s.compile_kernels)
+            built = torch_kernels.build(case, torch, self.device, compile_kernels=s.compile_kernels)
             impl, cache_bytes = built.impl, built.cache_bytes
             reasons = self.nvml.reasons()
             timing = self.time_kernel(built.fn, flush=case.kernel != "launch")
@@ -255,7 +256,7 @@ class GpuSession:
                 windows = measure_windows(
                     self.nvml, work, self.sync, seconds=s.window_s, count=s.windows, warmup_s=s.window_warmup_s
                 )
-        except kernels.Unsupported as error:
+        except torch_kernels.Unsupported as error:
             return [{**base, "skipped_reason": _one_line(error)}]
         except oom:
             return [{**base, "skipped_reason": "out of GPU memory"}]
@@ -292,24 +293,35 @@ class GpuSession:
         progress: Callable[[str], None] = lambda line: None,
         checkpoint: Path | None = None,
     ) -> pd.DataFrame:
-        """Measure every case in order; the global warm-up runs before the first non-idle case."""
+        """Measure every case in order; the global warm-up runs before the first non-idle case.
+        The samples so far go to `checkpoint` every CHECKPOINT_EVERY cases and at the end. Ctrl-C
+        ends the run early: `interrupted` is then True and the rows measured are returned."""
         rows: list[dict] = []
         warmed = False
-        for number, case in enumerate(cases, start=1):
-            if not warmed and case.kernel != "idle":
-                progress(f"warm-up: {self.settings.global_warmup_s:.0f} s of bf16 GEMMs")
-                self.warm_up(self.settings.global_warmup_s)
-                warmed = True
-            new = self.measure_case(case, gpu)
-            rows += new
-            progress(f"[{number}/{len(cases)}] {case.case_id}: {_summary(new)}")
-            if checkpoint is not None and (number % 20 == 0 or number == len(cases)):
-                write_samples(samples_frame(rows), checkpoint)
+        self.cases_done, self.interrupted = 0, False
+        try:
+            for number, case in enumerate(cases, start=1):
+                if not warmed and case.kernel != "idle":
+                    progress(f"warm-up: {self.settings.global_warmup_s:.0f} s of bf16 GEMMs")
+                    self.warm_up(self.settings.global_warmup_s)
+                    warmed = True
+                new = self.measure_case(case, gpu)
+                rows += new
+                self.cases_done = number
+                progress(f"[{number}/{len(cases)}] {case.case_id}: {_summary(new)}")
+                if checkpoint is not None and number % self.CHECKPOINT_EVERY == 0 and number < len(cases):
+                    write_samples(samples_frame(rows), checkpoint)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            progress(f"interrupted after {self.cases_done} of {len(cases)} cases; keeping what was measured")
+        if checkpoint is not None:
+            write_samples(samples_frame(rows), checkpoint)
         return samples_frame(rows)
 
     def _release(self) -> None:
         gc.collect()
-        self.torch.cuda.empty_cache()
+        if self.cuda:
+            self.torch.cuda.empty_cache()
 
 
 def _import_torch():

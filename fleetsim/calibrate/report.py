@@ -4,7 +4,9 @@ The table has one row per case (energy windows averaged over the unthrottled one
 when every window was throttled): the measured
 time and power next to what the profile predicts, their relative errors, the KV memory check
 (memory allocated for the cache against the memory model's prediction), throttling, and whether
-the case's time was used by the fit. The figure is drawn with matplotlib's Agg canvas (no display, no global
+the case's time was used by the fit. Fitted times are the profile's terms plus the call terms
+(launch floor, the reference kernels' fixed times and KV read factor) derived from the same
+samples by the fit's loss (fleetsim.calibrate.model.call_terms). The figure is drawn with matplotlib's Agg canvas (no display, no global
 backend change).
 """
 
@@ -15,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fleetsim.calibrate.fit import TIME_FIT_FAMILIES, predict_power_w, predict_time_s, usable
+from fleetsim.calibrate.fit import TIME_FIT_FAMILIES
+from fleetsim.calibrate.model import call_terms, predict_power_w, predict_time_s, usable
 from fleetsim.calibrate.samples import samples_frame
 from fleetsim.spec.profile import CalibrationProfile
 
@@ -65,53 +68,55 @@ def comparison_table(
     frame = samples_frame(samples)
     if frame.empty:
         return pd.DataFrame(columns=list(TABLE_COLUMNS))
-    good = usable(frame)
     ran = frame["skipped_reason"] == ""
     time_pred = pd.Series(np.nan, index=frame.index)
     power_pred = pd.Series(np.nan, index=frame.index)
     if ran.any():
         runnable = frame[ran]
-        time_pred[runnable.index] = predict_time_s(runnable, profile, gpu)
+        terms = call_terms(frame, profile, gpu)
+        time_pred[runnable.index] = predict_time_s(runnable, profile, gpu, terms)
         has_power = runnable[np.isfinite(runnable["mean_power_w"])]
         if not has_power.empty:
             power_pred[has_power.index] = predict_power_w(has_power, profile, gpu)
-    frame = frame.assign(_fitted_time=time_pred, _fitted_power=power_pred, _good=frame.index.isin(good.index))
+    good = frame.index.isin(usable(frame).index)
+    by = frame["case_id"]
+    has_good = pd.Series(good, index=frame.index).groupby(by).transform("any").to_numpy()
+    power_from = good | ~has_good  # the unthrottled windows, or every window when all were throttled
+    windowed = frame["window"].notna()
+    first = frame.drop_duplicates("case_id").set_index("case_id")
+    slowed = frame.groupby(by, sort=False)["timing_throttled"].any()
 
-    rows = []
-    for _case_id, group in frame.groupby("case_id", sort=False):
-        first = group.iloc[0]
-        kept = group[group["_good"]]
-        power_from = kept if not kept.empty else group
-        measured_power = _mean(power_from["mean_power_w"])
-        fitted_power = _mean(power_from["_fitted_power"])
-        measured_time = float(first["time_s"])
-        fitted_time = float(first["_fitted_time"]) if first["family"] != "idle" else np.nan
-        slowed = bool(group["timing_throttled"].any())
-        used = bool(
-            first["family"] in fit_families
-            and first["skipped_reason"] == ""
-            and not slowed
-            and np.isfinite(measured_time)
-        )
-        row = {column: first[column] for column in CASE_COLUMNS}
-        row.update(
-            measured_time_s=measured_time,
-            fitted_time_s=fitted_time,
-            time_rel_error=_relative(fitted_time, measured_time),
-            measured_power_w=measured_power,
-            fitted_power_w=fitted_power,
-            power_rel_error=_relative(fitted_power, measured_power),
-            windows=int(group["window"].notna().sum()),
-            mem_used_bytes=first["mem_used_bytes"],
-            mem_predicted_bytes=first["mem_predicted_bytes"],
-            mem_ratio=_ratio(first["mem_used_bytes"], first["mem_predicted_bytes"]),
-            throttled_windows=int((group["throttled"] & group["window"].notna()).sum()),
-            timing_throttled=slowed,
-            used_in_fit=used,
-            skipped_reason=first["skipped_reason"],
-        )
-        rows.append(row)
-    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    def per_case(values: pd.Series) -> pd.Series:  # mean of the finite values of each case
+        values = values.astype(float).where(lambda v: np.isfinite(v))
+        return values.groupby(by, sort=False).mean().reindex(first.index)
+
+    measured_time = first["time_s"].astype(float)
+    table = first[list(CASE_COLUMNS[1:])].copy()
+    table.insert(0, "case_id", first.index)
+    fitted_time = time_pred.groupby(by, sort=False).first().reindex(first.index).where(first["family"] != "idle")
+    measured_power = per_case(frame["mean_power_w"].where(power_from))
+    fitted_power = per_case(power_pred.where(power_from))
+    table["measured_time_s"] = measured_time
+    table["fitted_time_s"] = fitted_time
+    table["time_rel_error"] = _relative(fitted_time, measured_time)
+    table["measured_power_w"] = measured_power
+    table["fitted_power_w"] = fitted_power
+    table["power_rel_error"] = _relative(fitted_power, measured_power)
+    table["windows"] = windowed.groupby(by, sort=False).sum().reindex(first.index).astype(int)
+    table["mem_used_bytes"] = first["mem_used_bytes"]
+    table["mem_predicted_bytes"] = first["mem_predicted_bytes"]
+    table["mem_ratio"] = _relative(first["mem_used_bytes"], first["mem_predicted_bytes"]) + 1.0
+    throttled = (frame["throttled"] & windowed).groupby(by, sort=False).sum()
+    table["throttled_windows"] = throttled.reindex(first.index).astype(int)
+    table["timing_throttled"] = slowed.reindex(first.index).astype(bool)
+    table["used_in_fit"] = (
+        first["family"].isin(list(fit_families))
+        & (first["skipped_reason"] == "")
+        & ~table["timing_throttled"]
+        & np.isfinite(measured_time)
+    )
+    table["skipped_reason"] = first["skipped_reason"]
+    return table.reset_index(drop=True)[list(TABLE_COLUMNS)]
 
 
 def plot_comparison(table: pd.DataFrame, out_png: Path, *, title: str = "") -> Path:
@@ -209,20 +214,8 @@ def _diagonal(ax, points: np.ndarray, *, log: bool) -> None:
     ax.plot([low, high], [low, high], color="grey", lw=0.8, ls="--")
 
 
-def _mean(values: pd.Series) -> float:
-    values = values.astype(float)
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if len(values) else np.nan
-
-
-def _relative(fitted: float, measured: float) -> float:
-    if not (np.isfinite(fitted) and np.isfinite(measured)) or measured == 0:
-        return np.nan
-    return fitted / measured - 1.0
-
-
-def _ratio(used, predicted) -> float:
-    used, predicted = float(used), float(predicted)
-    if not (np.isfinite(used) and np.isfinite(predicted)) or predicted == 0:
-        return np.nan
-    return used / predicted
+def _relative(fitted: pd.Series, measured: pd.Series) -> pd.Series:
+    """fitted / measured - 1, NaN where either is missing or measured is 0."""
+    fitted, measured = fitted.astype(float), measured.astype(float)
+    ok = np.isfinite(fitted) & np.isfinite(measured) & (measured != 0)
+    return (fitted / measured.where(ok) - 1.0).where(ok)
