@@ -845,7 +845,7 @@ def test_harness_torch_code_runs_on_cpu_torch(tmp_path, capsys):
     torch = pytest.importorskip(
         "torch", reason="torch is not installed (not a test dependency): CPU kernel run skipped"
     )
-    settings = replace(FAST, timing_target_s=0.002, min_reps=3, max_reps=50, windows=3, window_s=0.02)
+    settings = replace(FAST, timing_target_s=0.002, warmup_reps_min=1, min_reps=2, max_reps=50, window_s=0.02)
     session = harness.GpuSession(torch, torch.device("cpu"), 0, RecordedNvml(watts=250.0), settings)
     assert session.self_check() == []
     lines: list[str] = []

@@ -130,7 +130,9 @@ def calibrate_session(
     samples_path = samples_path_for(out_path)
     samples = session.run(cases, spec, progress=say, checkpoint=samples_path)
     partial = f"interrupted after {session.cases_done} of {len(cases)} cases" if session.interrupted else ""
-    provenance = measured_provenance(env, session.settings, problems, samples_path.name, samples, partial=partial)
+    provenance = measured_provenance(
+        env, session.settings, problems, samples_path.name, samples, partial=partial, cases=len(cases)
+    )
     try:
         profile = fit_profile(samples, spec, provenance, base=base, cap_w=env.get("power_limit_w"))
     except FleetsimError as error:
@@ -192,7 +194,14 @@ def calibration_report(profile_path: Path, out_png: Path | None, *, full: bool =
 
 
 def measured_provenance(
-    env: dict, settings, problems: list[str], samples_name: str, samples: pd.DataFrame, *, partial: str = ""
+    env: dict,
+    settings,
+    problems: list[str],
+    samples_name: str,
+    samples: pd.DataFrame,
+    *,
+    partial: str = "",
+    cases: int | None = None,
 ) -> Provenance:
     """provenance.kind measured: the GPU as NVML names it, driver, CUDA, torch, date, clocks and
     clocks-event (throttle) reasons seen; no serial number, no UUID."""
@@ -215,7 +224,9 @@ def measured_provenance(
         f"throttled_rows_excluded_from_power={int(frame['throttled'].sum())}",
         f"slowed_timings_excluded={int(frame.drop_duplicates('case_id')['timing_throttled'].sum())}",
         f"skipped_cases={int((frame.drop_duplicates('case_id')['skipped_reason'] != '').sum())}",
-        f"grid={'quick' if settings.quick else 'full'}" + (f" (partial: {partial})" if partial else ""),
+        f"grid={'quick' if settings.quick else 'full'}"
+        + (f", {cases} cases" if cases is not None else "")
+        + (f" (partial: {partial})" if partial else ""),
         f"energy_windows={settings.windows}x{settings.window_s:g}s",
         "self_check=" + ("ok" if not problems else " | ".join(problems)),
     ]

@@ -267,8 +267,9 @@ def fit_terms(
 def assemble_profile(terms: MeasuredTerms, base: CalibrationProfile, provenance: Provenance, name: str):
     """The profile: measured terms, the rest from `base` (the shipped published-fit profile), and
     notes naming where every term came from."""
-    compute = {**{d: c for d, c in base.compute.items() if d not in terms.compute}, **terms.compute}
-    kv = {**base.attention.kv_read_efficiency, **terms.kv_read_efficiency}
+    compute = {**terms.compute, **{d: c for d, c in base.compute.items() if d not in terms.compute}}
+    kv = {**terms.kv_read_efficiency}
+    kv.update({d: v for d, v in base.attention.kv_read_efficiency.items() if d not in kv})
     measured = ["memory", *(f"compute.{d}" for d in sorted(terms.compute))]
     copied = [
         "collectives (an all-reduce needs several GPUs)",
