@@ -22,8 +22,9 @@
 # profile, 2 a usage or environment problem (one line).
 #
 # Environment: PYTHON (python3), FLEETSIM_WHEELS (calibration/wheels), FLEETSIM_GPU (0),
-# FLEETSIM_BUDGET_S (seconds for the measurement; default what is left of 7 minutes after the
-# install, at most 390), FLEETSIM_SKIP_INSTALL=1 (use PYTHON as it is: fleetsim and its
+# FLEETSIM_BUDGET_S (seconds for the measurement; default what is left of 6.5 minutes after the
+# install, at most 360: with the report and the kill grace the whole run stays under 8 minutes),
+# FLEETSIM_SKIP_INSTALL=1 (use PYTHON as it is: fleetsim and its
 # dependencies already importable there).
 set -uo pipefail
 
@@ -155,8 +156,8 @@ PY
 ) || die "fleetsim does not import or \`fleetsim calibrate\` does not parse with $py (see $log)"
 checks=$(echo $checks) # one line
 
-budget=${FLEETSIM_BUDGET_S:-$((420 - SECONDS))}
-((budget > 390)) && budget=390
+budget=${FLEETSIM_BUDGET_S:-$((390 - SECONDS))}
+((budget > 360)) && budget=360
 ((budget < 60)) && budget=60
 run=(timeout -s TERM -k 30 "$budget" "$py" -m fleetsim calibrate --gpu "$gpu" --quick --out "$profile")
 writes="profile.yaml profile.samples.csv nvidia-smi.txt nvml-before.json nvml-after.json report.txt report.png device_run.log"
@@ -180,6 +181,7 @@ fi
 # ---- 4. measure -------------------------------------------------------------------------------------
 [[ $checks == *"torch=missing"* ]] && die "torch is not importable with $py: the measurement needs torch with CUDA"
 [[ $checks == *"pynvml=missing"* ]] && die "nvidia-ml-py (pynvml) is not importable with $py"
+[[ $checks == *"(cuda None)"* ]] && die "torch with $py is built without CUDA ($checks)"
 [[ -n $smi ]] || die "no nvidia-smi: is this the GPU machine?"
 nvidia-smi -q 2>&1 | grep -viE 'serial|uuid' >"$out/nvidia-smi.txt" || say "note: nvidia-smi -q failed (see $out/nvidia-smi.txt)"
 record() {
@@ -189,7 +191,10 @@ import sys
 
 from fleetsim.calibrate.energy import nvml_record, open_device
 
-device = open_device(int(sys.argv[1]))
+try:
+    device = open_device(int(sys.argv[1]))
+except Exception as error:  # one line: the measurement itself says more
+    sys.exit(f"device_run.sh: {error}")
 try:
     record = nvml_record(device)
 finally:
@@ -209,7 +214,7 @@ if [[ ! -f $profile ]]; then
     summary
     exit 1
 fi
-timeout 120 "$py" -m fleetsim calibrate --report "$profile" --plot "$out/report.png" >"$out/report.txt" 2>&1 ||
+timeout 60 "$py" -m fleetsim calibrate --report "$profile" --plot "$out/report.png" >"$out/report.txt" 2>&1 ||
     say "note: the report failed (see $out/report.txt)"
 say "done in $SECONDS s (fleetsim calibrate exit $rc)"
 summary
