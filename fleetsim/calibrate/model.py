@@ -261,7 +261,7 @@ def _fixed_only(measured: np.ndarray, busy: np.ndarray) -> float:
     """The fixed time minimising the loss of t = fixed + busy."""
     result = least_squares(
         lambda x: np.log((x[0] * 1e-6 + busy) / measured),
-        [max(0.0, float(np.min(measured - busy))) * 1e6],
+        [min(max(0.0, float(np.min(measured - busy))) * 1e6, 1e6 * (1 - 1e-9))],
         bounds=([0.0], [1e6]),
         **LOSS,
     )
