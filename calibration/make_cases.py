@@ -84,11 +84,21 @@ def source(entry: dict, note: str) -> dict:
     return {"entry": entry["id"], "reference": entry["source"], "note": note}
 
 
-def case(cid, overrides, metric, published, unit, src, *, statistic="mean", tolerance=15, window=None,
-         status="ok", reason=""):
-    c = {"id": cid, "base": "builtin", "overrides": overrides, "metric": metric, "statistic": statistic,
-         "published": round(float(published), 6), "unit": unit, "source": src, "tolerance_pct": tolerance,
-         "status": status}
+def case(
+    cid, overrides, metric, published, unit, src, *, statistic="mean", tolerance=15, window=None, status="ok", reason=""
+):
+    c = {
+        "id": cid,
+        "base": "builtin",
+        "overrides": overrides,
+        "metric": metric,
+        "statistic": statistic,
+        "published": round(float(published), 6),
+        "unit": unit,
+        "source": src,
+        "tolerance_pct": tolerance,
+        "status": status,
+    }
     if reason:
         c["reason"] = reason
     if window is not None:
@@ -101,8 +111,19 @@ def engine_overrides(cond: dict, name: str) -> dict:
     return {"engine": {k: v for k, v in e.items() if k in ("kind", "version", "profile", "async_scheduling")}}
 
 
-QUANTILES = {"min": 0.0, "p1": 0.01, "p5": 0.05, "p10": 0.10, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p90": 0.90,
-             "p95": 0.95, "p99": 0.99, "max": 1.0}
+QUANTILES = {
+    "min": 0.0,
+    "p1": 0.01,
+    "p5": 0.05,
+    "p10": 0.10,
+    "p25": 0.25,
+    "p50": 0.50,
+    "p75": 0.75,
+    "p90": 0.90,
+    "p95": 0.95,
+    "p99": 0.99,
+    "max": 1.0,
+}
 
 
 def quantile_lengths(percentiles: dict, scale: float = 1.0, cap: int | None = None) -> dict:
@@ -143,8 +164,10 @@ def vllm_itl(cases: Cases, public: dict, cond: dict) -> None:
             continue
         gpu = gpu_name(e["conditions"]["gpu"])
         rel = e.get("related_measurements", {})
-        lines = {"bf16": (e["value"]["intercept_ms"], e["value"]["slope_ms_per_token"]),
-                 "fp8": (rel["fp8_kv_intercept_ms"], rel["fp8_kv_slope_ms_per_token"])}
+        lines = {
+            "bf16": (e["value"]["intercept_ms"], e["value"]["slope_ms_per_token"]),
+            "fp8": (rel["fp8_kv_intercept_ms"], rel["fp8_kv_slope_ms_per_token"]),
+        }
         for kv, (a, b) in lines.items():
             for ctx in ITL_CONTEXTS:
                 ov = {
@@ -155,10 +178,17 @@ def vllm_itl(cases: Cases, public: dict, cond: dict) -> None:
                     "workload.classes.0.output_tokens": {"kind": "fixed", "tokens": 128},
                     "run.duration_s": 60,
                 }
-                note = (f"stated linear fit {a} ms + {b} ms/token x {ctx} tokens; Llama-3.1-8B, 1 GPU, "
-                        f"concurrency 1, 128 output tokens, {e['conditions']['framework']}, {kv} KV")
-                cases.add("vllm-itl", "vllm-itl", case(
-                    f"vllm-itl-{gpu}-{kv}kv-ctx{ctx}", ov, "itl_s", a + b * ctx, "ms", source(e, note), tolerance=10))
+                note = (
+                    f"stated linear fit {a} ms + {b} ms/token x {ctx} tokens; Llama-3.1-8B, 1 GPU, "
+                    f"concurrency 1, 128 output tokens, {e['conditions']['framework']}, {kv} KV"
+                )
+                cases.add(
+                    "vllm-itl",
+                    "vllm-itl",
+                    case(
+                        f"vllm-itl-{gpu}-{kv}kv-ctx{ctx}", ov, "itl_s", a + b * ctx, "ms", source(e, note), tolerance=10
+                    ),
+                )
 
 
 # --------------------------------------------------------------------------- ML.ENERGY
@@ -202,37 +232,76 @@ def mlenergy(cases: Cases, entries: list, cond: dict, file: str, group: str, mod
             "scheduler.max_batched_tokens": cond["mlenergy"]["max_num_batched_tokens"],
             "workload.arrival": {"kind": "closed", "users": bs},
             "workload.classes.0.input_tokens": ds["input_tokens"],
-            "workload.classes.0.output_tokens": {"kind": "lognormal", "mean_tokens": float(c["avg_output_len"]),
-                                                 "sigma": out["sigma"], "min_tokens": 1,
-                                                 "max_tokens": out["max_tokens"]},
+            "workload.classes.0.output_tokens": {
+                "kind": "lognormal",
+                "mean_tokens": float(c["avg_output_len"]),
+                "sigma": out["sigma"],
+                "min_tokens": 1,
+                "max_tokens": out["max_tokens"],
+            },
         }
         status, reason = "ok", ""
         if repeats is None:
-            status, reason = "unsupported", (
-                "num_request_repeats of this configuration is not in the benchmark's sweep files; the prompt-cache "
-                "hit fraction it implies cannot be set")
+            status, reason = (
+                "unsupported",
+                (
+                    "num_request_repeats of this configuration is not in the benchmark's sweep files; the prompt-cache "
+                    "hit fraction it implies cannot be set"
+                ),
+            )
         elif repeats > 1:
             ov["workload.classes.0.prompt_cache_hit_fraction"] = round(1.0 - 1.0 / repeats, 6)
         if e["id"] == "mlenergy_llama_3_1_8b_instruct_b200_tp1_bs128":
             status, reason = "unsupported", MLENERGY_HOST_STALL
         base = f"mlenergy-{gpu}-bs{bs}" if model == "llama-3.1-8b" else f"mlenergy-70b-{tag}-{gpu}-tp{tp}-bs{bs}"
-        note = (f"{c['model']} bf16, {c.get('num_gpus', 1)}x {c['gpu']} TP{tp}, {c['framework']}, lm-arena-chat, "
-                f"max_num_seqs {bs}, avg output {c['avg_output_len']} tokens, num_request_repeats {repeats}")
+        note = (
+            f"{c['model']} bf16, {c.get('num_gpus', 1)}x {c['gpu']} TP{tp}, {c['framework']}, lm-arena-chat, "
+            f"max_num_seqs {bs}, avg output {c['avg_output_len']} tokens, num_request_repeats {repeats}"
+        )
         win = [60, 240]
         per_gpu = float(c.get("watts_per_gpu", e["value"] / max(int(c.get("num_gpus", 1)), 1)))
         rows = [("power", "gpu_power_w", per_gpu, "W", "mean", "value / num_gpus (steady-state GPU power per GPU)")]
         if "output_throughput_tokens_per_s" in rel:
-            rows.append(("tps", "output_tokens_per_s", rel["output_throughput_tokens_per_s"], "tokens/s", "mean",
-                         "related_measurements.output_throughput_tokens_per_s"))
+            rows.append(
+                (
+                    "tps",
+                    "output_tokens_per_s",
+                    rel["output_throughput_tokens_per_s"],
+                    "tokens/s",
+                    "mean",
+                    "related_measurements.output_throughput_tokens_per_s",
+                )
+            )
         if "energy_per_token_J" in rel:
-            rows.append(("energy", "energy_per_output_token_j", rel["energy_per_token_J"], "J/token", "mean",
-                         "related_measurements.energy_per_token_J"))
+            rows.append(
+                (
+                    "energy",
+                    "energy_per_output_token_j",
+                    rel["energy_per_token_J"],
+                    "J/token",
+                    "mean",
+                    "related_measurements.energy_per_token_J",
+                )
+            )
         if "median_itl_ms" in rel:
             rows.append(("itl", "itl_s", rel["median_itl_ms"], "ms", "p50", "related_measurements.median_itl_ms"))
         for suffix, metric, value, unit, stat, what in rows:
-            cases.add(file, group, case(
-                f"{base}-{suffix}", ov, metric, value, unit, source(e, f"{what}; {note}"), statistic=stat,
-                window=None if metric == "itl_s" else win, status=status, reason=reason))
+            cases.add(
+                file,
+                group,
+                case(
+                    f"{base}-{suffix}",
+                    ov,
+                    metric,
+                    value,
+                    unit,
+                    source(e, f"{what}; {note}"),
+                    statistic=stat,
+                    window=None if metric == "itl_s" else win,
+                    status=status,
+                    reason=reason,
+                ),
+            )
 
 
 # --------------------------------------------------------------------------- Splitwise
@@ -264,16 +333,35 @@ def splitwise(cases: Cases, public: list, cond: dict) -> None:
         note = f"Llama-2-70B fp16, {gpu}, TP{tp}, batch {batch} x {prompt}-token prompts, 128 output tokens, 2023 stack"
         status, reason = "ok", ""
         if batch > 1:
-            status, reason = "unsupported", (
-                "batch-16 prefill on that 2023 stack costs more than a roofline of its batch tokens (its prompt "
-                "phase time grows 8.7x-14x from batch 1 to 16 at the same prompt length)")
+            status, reason = (
+                "unsupported",
+                (
+                    "batch-16 prefill on that 2023 stack costs more than a roofline of its batch tokens (its prompt "
+                    "phase time grows 8.7x-14x from batch 1 to 16 at the same prompt length)"
+                ),
+            )
         base = f"splitwise-{gpu}-tp{tp}-p{prompt}-b{batch}"
-        cases.add("splitwise", group, case(f"{base}-ttft", ov, "ttft_s", e["value"], "ms",
-                                           source(e, f"prompt_phase_time_ms; {note}"), status=status, reason=reason))
+        cases.add(
+            "splitwise",
+            group,
+            case(
+                f"{base}-ttft",
+                ov,
+                "ttft_s",
+                e["value"],
+                "ms",
+                source(e, f"prompt_phase_time_ms; {note}"),
+                status=status,
+                reason=reason,
+            ),
+        )
         token_ms = rel.get("token_phase_time_per_token_ms")
         if token_ms is not None:
-            cases.add("splitwise", group, case(f"{base}-tpot", ov, "tpot_s", token_ms, "ms",
-                                               source(e, f"token phase time per token; {note}")))
+            cases.add(
+                "splitwise",
+                group,
+                case(f"{base}-tpot", ov, "tpot_s", token_ms, "ms", source(e, f"token phase time per token; {note}")),
+            )
 
 
 # --------------------------------------------------------------------------- TensorRT-LLM perf tables
@@ -281,7 +369,9 @@ def _ceil_to(x: float, step: int) -> int:
     return int(step * math.ceil(x / step))
 
 
-def trtllm_bench_settings(model: str, gpu: str, tp: int, dtype: str, isl: int, osl: int, bench: dict) -> tuple[int, int]:
+def trtllm_bench_settings(
+    model: str, gpu: str, tp: int, dtype: str, isl: int, osl: int, bench: dict
+) -> tuple[int, int]:
     """(max_batch_size, max_num_tokens) as trtllm-bench's heuristic picks them (tuning.py
     calc_engine_setting): KV requests that fit 0.95 of the memory left after the weights, at
     ISL + OSL tokens each, capped at 4096; tokens = batch x (1 + ISL / OSL), capped at 32768;
@@ -347,12 +437,24 @@ def trtllm_perf(cases: Cases, calib: list, cond: dict) -> None:
             "run.max_requests": n,
             "run.duration_s": None,
         }
-        note = (f"Total Output Throughput; {c['model']} {dtype} on {c['num_gpus']}x {c['gpu']} TP{tp}, ISL/OSL "
-                f"{isl}/{osl}, {n} requests at once (trtllm-bench throughput, PyTorch backend; heuristic "
-                f"max_batch_size {bs}, max_num_tokens {tokens})")
-        cases.add("trtllm-perf", f"trtllm-perf-{size}", case(
-            f"trtllm-{size}-{gpu}-tp{tp}-{isl}-{osl}", ov, "output_tokens_per_s", e["value"], "tokens/s",
-            source(e, note), window="run"))
+        note = (
+            f"Total Output Throughput; {c['model']} {dtype} on {c['num_gpus']}x {c['gpu']} TP{tp}, ISL/OSL "
+            f"{isl}/{osl}, {n} requests at once (trtllm-bench throughput, PyTorch backend; heuristic "
+            f"max_batch_size {bs}, max_num_tokens {tokens})"
+        )
+        cases.add(
+            "trtllm-perf",
+            f"trtllm-perf-{size}",
+            case(
+                f"trtllm-{size}-{gpu}-tp{tp}-{isl}-{osl}",
+                ov,
+                "output_tokens_per_s",
+                e["value"],
+                "tokens/s",
+                source(e, note),
+                window="run",
+            ),
+        )
 
 
 # --------------------------------------------------------------------------- MLPerf Inference
@@ -366,8 +468,10 @@ def mlperf(cases: Cases, calib: list, cond: dict) -> None:
     mp = cond["mlperf"]
     common = mp["common"]
     catalog = _catalog_gpus()
-    datasets = {"llama-2-70b": cond["datasets"]["mlperf-llama2-openorca"],
-                "mixtral-8x7b": cond["datasets"]["mlperf-mixtral"]}
+    datasets = {
+        "llama-2-70b": cond["datasets"]["mlperf-llama2-openorca"],
+        "mixtral-8x7b": cond["datasets"]["mlperf-mixtral"],
+    }
     for e in calib:
         m = re.match(r"mlperf4[01]_", e["id"])
         c = e["conditions"]
@@ -405,16 +509,26 @@ def mlperf(cases: Cases, calib: list, cond: dict) -> None:
         if gpu not in catalog:
             status, reason = "unsupported", f"GPU {gpu} is not in fleetsim's catalog yet"
         if "MaxQ" in system or "CTS" in system:
-            status, reason = "unsupported", (
-                "a power-limited (MaxQ) or 1000 W (CTS) configuration: fleetsim does not model power limits yet")
+            status, reason = (
+                "unsupported",
+                ("a power-limited (MaxQ) or 1000 W (CTS) configuration: fleetsim does not model power limits yet"),
+            )
         if cfg is None:
             if status == "ok":
-                status, reason = "unsupported", f"no harness configuration for {model} on {gpu} in calibration/conditions.yaml"
+                status, reason = (
+                    "unsupported",
+                    f"no harness configuration for {model} on {gpu} in calibration/conditions.yaml",
+                )
             cfg = {"tp": 1, "offline_batch": 1, "server_batch": 1}
         tp = int(cfg["tp"])
         replicas = max(n_gpus // tp, 1)
         batch = int(cfg[f"{scenario}_batch"])
-        tokens = int(cfg.get(f"{scenario}_max_num_tokens", cfg.get("max_num_tokens", mp[model].get("max_num_tokens", common["max_num_tokens"]))))
+        tokens = int(
+            cfg.get(
+                f"{scenario}_max_num_tokens",
+                cfg.get("max_num_tokens", mp[model].get("max_num_tokens", common["max_num_tokens"])),
+            )
+        )
         ds = datasets[model]
         ov = {
             **engine_overrides(cond, engine),
@@ -432,23 +546,38 @@ def mlperf(cases: Cases, calib: list, cond: dict) -> None:
             "scheduler.chunked_prefill": common["chunked_prefill"],
             "scheduler.max_model_len": mp[model]["max_seq_len"],
             "workload.classes.0.input_tokens": quantile_lengths(ds["input_percentiles"]),
-            "workload.classes.0.output_tokens": scaled_to_mean(ds["output_shape_percentiles"], ds["output_mean"],
-                                                               ds["output_max"]),
+            "workload.classes.0.output_tokens": scaled_to_mean(
+                ds["output_shape_percentiles"], ds["output_mean"], ds["output_max"]
+            ),
         }
         rel = e.get("related_measurements", {})
         sysname = slug(system.replace("_TRT", ""))
         base = f"mlperf{round_[1:].replace('.', '')}-{slug(c.get('submitter', 'nvidia'))}-{sysname}-{slug(model)}-{scenario}"
-        note = (f"MLPerf Inference {round_} {c.get('submitter', 'NVIDIA')} {system}, {model} {scenario}; "
-                f"{n_gpus}x {c['gpu']} as {replicas} x TP{tp}, batch {batch}, max_num_tokens {tokens}; {framework}")
+        note = (
+            f"MLPerf Inference {round_} {c.get('submitter', 'NVIDIA')} {system}, {model} {scenario}; "
+            f"{n_gpus}x {c['gpu']} as {replicas} x TP{tp}, batch {batch}, max_num_tokens {tokens}; {framework}"
+        )
         if scenario == "offline":
             samples = 24576 if model == "llama-2-70b" else 15000
             ov["engine.streaming"] = False  # Offline returns whole responses
             ov["workload.arrival"] = {"kind": "offline", "requests": samples}
             ov["run.max_requests"] = samples
             ov["run.duration_s"] = None
-            cases.add("mlperf", group, case(f"{base}-tps", ov, "output_tokens_per_s", e["value"], "tokens/s",
-                                            source(e, f"Offline tokens/s; {note}"), window="run", status=status,
-                                            reason=reason))
+            cases.add(
+                "mlperf",
+                group,
+                case(
+                    f"{base}-tps",
+                    ov,
+                    "output_tokens_per_s",
+                    e["value"],
+                    "tokens/s",
+                    source(e, f"Offline tokens/s; {note}"),
+                    window="run",
+                    status=status,
+                    reason=reason,
+                ),
+            )
             continue
         qps = float(rel["target_qps"])
         ov["workload.arrival"] = {"kind": "poisson", "rate_per_s": qps}
@@ -462,11 +591,22 @@ def mlperf(cases: Cases, calib: list, cond: dict) -> None:
                 if key in rel:
                     rows.append((f"{lat}-{stat}", f"{lat}_s", rel[key], "ms", stat, f"{key} (mlperf_log_summary.txt)"))
         for suffix, metric, value, unit, stat, what in rows:
-            c = case(f"{base}-{suffix}", ov, metric, value, unit,
-                     source(e, f"{what}; MLPerf Server: the highest Poisson rate meeting p99 TTFT <= "
-                               f"{limits['ttft']} ms and p99 TPOT <= {limits['tpot']} ms (search from the "
-                               f"published target_qps {qps}); {note}"),
-                     statistic=stat, status=status, reason=reason)
+            c = case(
+                f"{base}-{suffix}",
+                ov,
+                metric,
+                value,
+                unit,
+                source(
+                    e,
+                    f"{what}; MLPerf Server: the highest Poisson rate meeting p99 TTFT <= "
+                    f"{limits['ttft']} ms and p99 TPOT <= {limits['tpot']} ms (search from the "
+                    f"published target_qps {qps}); {note}",
+                ),
+                statistic=stat,
+                status=status,
+                reason=reason,
+            )
             c["max_rate_within"] = {"ttft_p99_s": limits["ttft"] / 1e3, "tpot_p99_s": limits["tpot"] / 1e3}
             cases.add("mlperf", group, c)
 
@@ -505,12 +645,28 @@ def sglang_deepseek(cases: Cases, research: dict, cond: dict) -> None:
             "run.max_requests": batch,
             "run.duration_s": None,
         }
-        src = {"entry": it["id"], "reference": _research_source(it),
-               "note": (f"{key}; DeepSeek-V3 fp8, SGLang v0.4.1.post2, TP8 on {sg['gpu']} ({sg['assumption']}), "
-                        f"one batch of {batch} x 128-token prompts generating 256 tokens")}
-        cases.add("sglang", "sglang-deepseek-v3", case(f"sglang-deepseek-v3-{sg['gpu']}-tp8-b{batch}-tps", ov,
-                                                        "output_tokens_per_s", it["value"][key], "tokens/s", src,
-                                                        window="run", tolerance=25))
+        src = {
+            "entry": it["id"],
+            "reference": _research_source(it),
+            "note": (
+                f"{key}; DeepSeek-V3 fp8, SGLang v0.4.1.post2, TP8 on {sg['gpu']} ({sg['assumption']}), "
+                f"one batch of {batch} x 128-token prompts generating 256 tokens"
+            ),
+        }
+        cases.add(
+            "sglang",
+            "sglang-deepseek-v3",
+            case(
+                f"sglang-deepseek-v3-{sg['gpu']}-tp8-b{batch}-tps",
+                ov,
+                "output_tokens_per_s",
+                it["value"][key],
+                "tokens/s",
+                src,
+                window="run",
+                tolerance=25,
+            ),
+        )
 
 
 def nim_llama70b(cases: Cases, research: dict, cond: dict) -> None:
@@ -534,13 +690,17 @@ def nim_llama70b(cases: Cases, research: dict, cond: dict) -> None:
             "run.duration_s": 300,
             "run.warmup_s": 60,
         }
-        note = (f"NIM 1.8.0 Llama-3.3-70B-Instruct, 2x H100 80GB FP8 TP2, 5000 in / 500 out, AIPerf concurrency {n}; "
-                f"{nim['assumption']}")
+        note = (
+            f"NIM 1.8.0 Llama-3.3-70B-Instruct, 2x H100 80GB FP8 TP2, 5000 in / 500 out, AIPerf concurrency {n}; "
+            f"{nim['assumption']}"
+        )
         src = {"entry": it["id"], "reference": _research_source(it), "note": note}
         base = f"nim-llama-3.3-70b-h100-sxm-tp2-c{n}"
-        for suffix, metric, value, unit in (("tps", "output_tokens_per_s", row["throughput_tok_s"], "tokens/s"),
-                                            ("ttft", "ttft_s", row["ttft_ms"], "ms"),
-                                            ("itl", "tpot_s", row["itl_ms"], "ms")):
+        for suffix, metric, value, unit in (
+            ("tps", "output_tokens_per_s", row["throughput_tok_s"], "tokens/s"),
+            ("ttft", "ttft_s", row["ttft_ms"], "ms"),
+            ("itl", "tpot_s", row["itl_ms"], "ms"),
+        ):
             cases.add("nim", "nim-llama-3.3-70b", case(f"{base}-{suffix}", ov, metric, value, unit, src))
 
 

@@ -8,8 +8,8 @@ from fleetsim.memory import kv_footprint
 from fleetsim.perf import StepModel
 from fleetsim.power import gpu_power_w
 from fleetsim.profile import load_profile
-from fleetsim.spec.engine import EngineProfile
 from fleetsim.sim.decode_run import DecodeRun
+from fleetsim.spec.engine import EngineProfile
 from fleetsim.spec.kvcache import KvCacheSpec
 
 

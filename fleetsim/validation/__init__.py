@@ -13,11 +13,19 @@ from fleetsim.validation.table import ValidationResult
 
 
 def run_validation(
-    paths: list[Path] | None = None, *, groups: list[str] | None = None, workers: int | None = None
+    paths: list[Path] | None = None,
+    *,
+    groups: list[str] | None = None,
+    cases: set[str] | None = None,
+    workers: int | None = None,
 ) -> ValidationResult:
     """Run every case of the given files (default: the shipped fleetsim/validation/cases/*.yaml),
-    optionally only some groups, through fleetsim.simulate and compare with the published value."""
+    optionally only some groups or case ids, through fleetsim.simulate and compare with the
+    published value."""
     loaded = load_case_files(paths)
+    if cases is not None:
+        loaded = [(f, [c for c in cs if c.id in cases]) for f, cs in loaded]
+        loaded = [(f, cs) for f, cs in loaded if cs]
     if groups:
         wanted = {c.id for _, cs in loaded for c in cs if c.group in groups}
         loaded = [(f, [c for c in cs if c.id in wanted]) for f, cs in loaded]

@@ -51,7 +51,7 @@ def _set_dotted(data: dict, dotted: str, value: Any, where: str) -> None:
 
 
 def _shipped_gpu_profile(name: str) -> str | None:
-    f = resources.files("fleetsim.profiles").joinpath("gpus", f"{name}.yaml")
+    f = resources.files("fleetsim.profiles").joinpath("gpus").joinpath(f"{name}.yaml")
     return str(f) if f.is_file() else None
 
 
