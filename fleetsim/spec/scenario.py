@@ -74,6 +74,12 @@ class FleetSpec(Spec):
         description="Calibration profile: a path to a profile YAML (relative to the scenario file's folder), "
         "or null (default) for the GPU's shipped profile.",
     )
+    pods: Annotated[int, Field(ge=1, le=MAX_REPLICAS), INTEGER] = Field(
+        default=1,
+        description="Pods: the replicas split into this many groups, each behind its own router (several "
+        "gateways, as large fleets are deployed); requests are spread over pods, then over a pod's replicas. "
+        "1 to the number of replicas. Default 1 (one router over the whole fleet).",
+    )
 
     @model_validator(mode="after")
     def _gpu_count(self):
@@ -82,6 +88,8 @@ class FleetSpec(Spec):
                 f"replicas x tp = {self.replicas:,} x {self.tp} = {self.replicas * self.tp:,} GPUs; "
                 f"valid: at most {MAX_GPUS:,} GPUs"
             )
+        if self.pods > self.replicas:
+            raise ValueError(f"pods = {self.pods:,}; valid: 1 to the number of replicas ({self.replicas:,})")
         return self
 
 
