@@ -40,7 +40,7 @@ from fleetsim.spec.architecture import Architecture, AttentionLayers, MLALayers
 from fleetsim.spec.engine import EngineProfile
 from fleetsim.spec.hardware import GpuSpec
 from fleetsim.spec.kvcache import KvCacheSpec
-from fleetsim.spec.profile import CalibrationProfile
+from fleetsim.spec.profile import CalibrationProfile, PowerModel
 
 ACTIVATION_BYTES = 2.0  # bf16 activations in the all-reduce
 
@@ -107,7 +107,14 @@ class StepModel:
     kv: KvCacheSpec
     footprint: KvFootprint
     streaming: bool = True  # responses stream token by token (online serving)
+    # Per-GPU power of an iteration; None: the GPU profile's (a power limit or clock lock replaces it).
+    power_override: PowerModel | None = None
     _weights_cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def power(self) -> PowerModel:
+        """Per-GPU power model the simulator evaluates for each iteration."""
+        return self.power_override if self.power_override is not None else self.profile.power
 
     def __post_init__(self):
         p, e, g = self.profile, self.engine, self.gpu

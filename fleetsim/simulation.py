@@ -11,9 +11,10 @@ import pandas as pd
 
 from fleetsim.calibration_status import calibration_status
 from fleetsim.catalog import load_gpu, load_model
-from fleetsim.memory import MemoryPlan, plan_memory
+from fleetsim.memory import MemoryPlan
 from fleetsim.metrics import summarize
 from fleetsim.profile import load_engine_profile, load_profile
+from fleetsim.replica_model import memory_plan_of
 from fleetsim.scenario import load_scenario
 from fleetsim.sim.engine import Engine
 from fleetsim.spec.scenario import ScenarioSpec
@@ -64,33 +65,6 @@ def build(scenario: ScenarioSpec):
     plan = memory_plan_of(scenario, arch, gpu)
     check_run(scenario, arch, gpu, plan)
     return arch, gpu, profile, engine, plan
-
-
-def memory_plan_of(scenario: ScenarioSpec, arch, gpu) -> MemoryPlan:
-    """The replica's memory plan. With fleet.kv_cache_free_memory_fraction (TensorRT-LLM's sizing) the
-    pool is that fraction of what weights and workspace leave, i.e. the utilisation
-    (weights + workspace + f x (memory - weights - workspace)) / memory."""
-    s, fleet = scenario.scheduler, scenario.fleet
-
-    def plan(util: float) -> MemoryPlan:
-        return plan_memory(
-            arch,
-            gpu,
-            tp=fleet.tp,
-            weight_dtype=scenario.weight_dtype,
-            kv=scenario.kv_cache,
-            gpu_memory_utilization=util,
-            block_tokens=s.block_tokens,
-            max_batched_tokens=s.max_batched_tokens,
-            max_running_seqs=s.max_running_seqs,
-        )
-
-    f = fleet.kv_cache_free_memory_fraction
-    if f is None:
-        return plan(fleet.gpu_memory_utilization)
-    full = plan(1.0)
-    used = full.weights_bytes_per_gpu + full.workspace_bytes_per_gpu
-    return plan((used + f * (full.gpu_memory_bytes - used)) / full.gpu_memory_bytes)
 
 
 def simulate(

@@ -49,7 +49,7 @@ class DecodeRun:
         lines, f0, f1, m0, m1 = step_model.decode_run_lines(n, kv0, growth)
         self.k = k
         self.f0, self.f1, self.m0, self.m1 = f0, f1, m0, m1
-        self.power = step_model.profile.power
+        self.power = step_model.power
         self.peak_flops = step_model.peak_flops
         self.bw = step_model.bw
         self.segs = envelope_segments(lines, k)

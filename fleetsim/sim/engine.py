@@ -12,9 +12,9 @@ import pandas as pd
 import simpy
 
 from fleetsim.errors import SpecError
-from fleetsim.memory import MemoryPlan, kv_footprint, plan_memory
-from fleetsim.perf import StepModel
+from fleetsim.memory import MemoryPlan
 from fleetsim.profile import load_engine_profile
+from fleetsim.replica_model import replica_model
 from fleetsim.sim.replica import Replica
 from fleetsim.sim.router import make_router
 from fleetsim.sketch import LogHistogram
@@ -95,31 +95,10 @@ class Engine:
         self.tp = fleet.tp
         kv = scenario.kv_cache
         sched = scenario.scheduler
-        self.plan = plan or plan_memory(
-            arch,
-            gpu,
-            tp=fleet.tp,
-            weight_dtype=scenario.weight_dtype,
-            kv=kv,
-            gpu_memory_utilization=fleet.gpu_memory_utilization,
-            block_tokens=sched.block_tokens,
-            max_batched_tokens=sched.max_batched_tokens,
-            max_running_seqs=sched.max_running_seqs,
-        )
-        self.footprint = kv_footprint(arch, kv, fleet.tp)
-        self.step_model = StepModel(
-            arch,
-            gpu,
-            profile,
-            engine_profile,
-            fleet.tp,
-            scenario.weight_dtype,
-            kv,
-            self.footprint,
-            streaming=scenario.engine.streaming,
-        )
         if engine_profile is None:
             engine_profile = load_engine_profile(scenario.engine)
+        model = replica_model(scenario, arch, gpu, profile, engine_profile, plan)
+        self.plan, self.footprint, self.step_model = model.plan, model.footprint, model.step_model
         self.engine_profile = engine_profile
         self.prefix_caching = kv.prefix_caching
         self.reserve_full = self.engine_profile.batching.kv_admission == "reserve_full"

@@ -29,7 +29,7 @@ class Replica:
         self.index = index
         self.engine = engine
         self.step = engine.step_model
-        self.power = engine.profile.power
+        self.power = engine.step_model.power
         self.tp = engine.tp
         self.peak_flops = self.step.peak_flops
         self.bw = self.step.bw

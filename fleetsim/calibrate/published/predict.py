@@ -11,8 +11,8 @@ from fleetsim.catalog import load_gpu, load_model
 from fleetsim.memory import kv_footprint
 from fleetsim.perf import StepModel
 from fleetsim.profile import load_engine_profile
+from fleetsim.replica_model import memory_plan_of
 from fleetsim.scenario import scenario_from_dict
-from fleetsim.simulation import memory_plan_of
 from fleetsim.spec.engine import EngineProfile
 from fleetsim.spec.profile import CalibrationProfile
 from fleetsim.spec.workload import FixedLength
