@@ -215,6 +215,7 @@ class Engine:
         self.finish_s[rid] = now
         self.status[rid] = DONE
         self.pending -= 1
+        self.router.update(self.replicas[replica])
         if self.central:
             nxt = self.central.popleft()
             self.fleet.change(now, queued=-1)

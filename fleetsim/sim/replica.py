@@ -113,6 +113,7 @@ class Replica:
     def enqueue(self, rid: int) -> None:
         was_empty = not self.waiting
         self.waiting.append(rid)
+        self.engine.router.update(self)
         self.engine.fleet.change(self.env.now, queued=+1)
         if self.sleeping:
             self.sleeping = False
@@ -148,6 +149,7 @@ class Replica:
             else:
                 # Nothing admissible and nothing running: the head request can never fit.
                 rid = self.waiting.popleft()
+                self.engine.router.update(self)
                 self.engine.fleet.change(env.now, queued=-1)
                 self.engine.reject(rid)
 

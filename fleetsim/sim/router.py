@@ -1,15 +1,33 @@
-"""Routers spread arriving requests over replicas."""
+"""Routers spread arriving requests over replicas.
+
+Every pick is O(1) or O(log R) amortized (R replicas), with the same result and the same
+tie-breaking as a scan of the replicas in index order. A replica tells the router when its count
+of outstanding requests (queued, prefilling or running) changes: `update(replica)` right after an
+enqueue, a completion or a rejection from its queue, before anything else can pick.
+"""
 
 from __future__ import annotations
+
+import heapq
 
 import numpy as np
 
 from fleetsim.errors import SpecError
 
 
-class RoundRobin:
+class _Router:
+    central = False
+
     def __init__(self, replicas, rng):
         self.replicas = replicas
+
+    def update(self, replica) -> None:
+        """The replica's outstanding count changed (nothing to do for a router that ignores it)."""
+
+
+class RoundRobin(_Router):
+    def __init__(self, replicas, rng):
+        super().__init__(replicas, rng)
         self.next = 0
 
     def pick(self, rid):
@@ -18,9 +36,9 @@ class RoundRobin:
         return r
 
 
-class Random:
+class Random(_Router):
     def __init__(self, replicas, rng: np.random.Generator):
-        self.replicas = replicas
+        super().__init__(replicas, rng)
         self.rng = rng
         self.draws: list[int] = []
 
@@ -30,45 +48,77 @@ class Random:
         return self.replicas[self.draws.pop()]
 
 
-class LeastOutstanding:
-    """Fewest requests queued or running (ties: lowest index)."""
+class LeastOutstanding(_Router):
+    """Fewest requests queued or running (ties: lowest index).
+
+    A min-heap of (outstanding, index) with lazy deletion: each change pushes the replica's new
+    entry; an entry whose count is no longer the replica's is dropped when it reaches the top. The
+    top valid entry is then the scan's answer (smallest count, lowest index among equals)."""
 
     def __init__(self, replicas, rng):
-        self.replicas = replicas
+        super().__init__(replicas, rng)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.heap = [(r.outstanding, r.index) for r in self.replicas]
+        heapq.heapify(self.heap)
+        self.limit = 4 * len(self.replicas) + 64  # stale entries kept before a rebuild
+
+    def update(self, replica) -> None:
+        heapq.heappush(self.heap, (replica.outstanding, replica.index))
+        if len(self.heap) > self.limit:
+            self._rebuild()
 
     def pick(self, rid):
-        best, best_n = None, None
-        for r in self.replicas:
-            n = len(r.waiting) + len(r.prefilling) + len(r.running)
-            if best_n is None or n < best_n:
-                best, best_n = r, n
-        return best
+        heap, replicas = self.heap, self.replicas
+        while True:
+            n, i = heap[0]
+            r = replicas[i]
+            if r.outstanding == n:
+                return r
+            heapq.heappop(heap)
 
 
-class MostFreeKv:
-    """Most free KV memory, discounting what its queue will need."""
+class MostFreeKv(_Router):
+    """Most free KV memory, discounting what its queue will need (ties: lowest index).
 
-    def __init__(self, replicas, rng):
-        self.replicas = replicas
+    Still a scan (O(R)): free memory moves with every iteration of every replica, and the
+    discount depends on the arriving request."""
 
     def pick(self, rid):
         return max(self.replicas, key=lambda r: r.free_bytes() - len(r.waiting) * r.engine.kv_start[rid])
 
 
-class CentralQueue:
+class CentralQueue(_Router):
     """One fleet-wide FCFS queue: a request goes to a replica with a free running slot, else
     waits centrally until any replica finishes one (a global scheduler; with one slot per
-    replica this is exactly the M/M/c discipline)."""
+    replica this is exactly the M/M/c discipline).
+
+    The lowest-indexed replica with a free slot comes from a min-heap of indices holding every
+    replica with a free slot (and perhaps some that filled since: dropped when on top)."""
 
     central = True
 
     def __init__(self, replicas, rng):
-        self.replicas = replicas
+        super().__init__(replicas, rng)
+        self.heap = [r.index for r in replicas if r.outstanding < r.max_running_seqs]
+        self.listed = [False] * len(replicas)
+        for i in self.heap:
+            self.listed[i] = True
+
+    def update(self, replica) -> None:
+        i = replica.index
+        if not self.listed[i] and replica.outstanding < replica.max_running_seqs:
+            self.listed[i] = True
+            heapq.heappush(self.heap, i)
 
     def pick(self, rid):
-        for r in self.replicas:
+        heap, replicas = self.heap, self.replicas
+        while heap:
+            r = replicas[heap[0]]
             if r.outstanding < r.max_running_seqs:
                 return r
+            self.listed[heapq.heappop(heap)] = False
         return None
 
 
