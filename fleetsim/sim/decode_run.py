@@ -74,9 +74,10 @@ class DecodeRun:
 
     def steps_started_by(self, elapsed_s: float) -> int:
         """Number of iterations that have begun by elapsed_s (the one in progress included)."""
-        for (s0, s1, c0, c1), before in zip(self.segs, self.cum):
-            seg_total = _series(c0, c1, s1) - _series(c0, c1, s0)
-            if elapsed_s < before + seg_total:
+        cum = self.cum
+        for i, (s0, s1, c0, c1) in enumerate(self.segs):
+            if elapsed_s < cum[i + 1]:  # cum[i + 1] = cum[i] + this segment's time
+                before = cum[i]
                 # Solve base(s) <= target for the largest s: quadratic in s.
                 target = elapsed_s - before + _series(c0, c1, s0)
                 if c1 == 0:

@@ -15,7 +15,7 @@ from fleetsim.errors import SpecError
 from fleetsim.memory import MemoryPlan
 from fleetsim.profile import load_engine_profile
 from fleetsim.replica_model import replica_model
-from fleetsim.sim.replica import Replica
+from fleetsim.sim.replica import Replica, fleet_meters
 from fleetsim.sim.router import make_router
 from fleetsim.sketch import LogHistogram
 from fleetsim.spec.architecture import Architecture
@@ -278,18 +278,8 @@ class Engine:
         env = self.env
         pool_total = self.pool_bytes * len(self.replicas)
         while True:
-            held = sum(r.held_bytes() for r in self.replicas)
-            rows.append(
-                (
-                    env.now,
-                    self.fleet.running,
-                    self.fleet.queued,
-                    held / pool_total,
-                    sum(r.current_power_w for r in self.replicas),
-                    sum(r.energy_at(env.now) for r in self.replicas),
-                    sum(r.tokens_at(env.now) for r in self.replicas),
-                )
-            )
+            held, power_w, energy_j, tokens = fleet_meters(self.replicas, env.now)
+            rows.append((env.now, self.fleet.running, self.fleet.queued, held / pool_total, power_w, energy_j, tokens))
             if self.progress is not None:
                 self.progress(min(env.now / end_s, 1.0) if end_s else 1.0)
             if env.now >= end_s and self.pending == 0:

@@ -153,21 +153,6 @@ class Replica:
                 self.engine.fleet.change(env.now, queued=-1)
                 self.engine.reject(rid)
 
-    def energy_at(self, now: float) -> float:
-        """GPU energy of the replica up to `now` (J): what is accounted, plus the idle gap or the
-        iteration in progress at its current power."""
-        if self.sleeping:
-            return self.energy_j + (now - self._idle_since) * self.power.idle_w * self.tp
-        return self.energy_j + max(now - self._seg_start, 0.0) * self.current_power_w
-
-    def tokens_at(self, now: float) -> int:
-        """Output tokens emitted up to `now`: the iterations finished, plus those of a decode run in
-        progress that have finished by now."""
-        if self._run is None:
-            return self.tokens_out
-        done = max(self._run.steps_started_by(now - self._seg_start) - 1, 0)
-        return self.tokens_out + done * self._run_n
-
     def _account_idle(self, gap_s: float) -> None:
         self.energy_j += gap_s * self.power.idle_w * self.tp
         self.kv_byte_s += gap_s * self.held_bytes()
@@ -399,3 +384,24 @@ class Replica:
         u_c = flops / (t * self.peak_flops)
         u_m = moved / (t * self.bw)
         return gpu_power_w(self.power, u_c, u_m)
+
+
+def fleet_meters(replicas, now: float) -> tuple[float, float, float, int]:
+    """The fleet's meters at `now`, summed over the replicas in index order (one pass): KV bytes
+    held per GPU, power (W), GPU energy (J: what is accounted, plus the idle gap or the iteration
+    in progress at its current power) and output tokens emitted (the iterations finished, plus
+    those of a decode run in progress that have finished by now)."""
+    held, power, energy = [], [], []
+    tokens = 0
+    for r in replicas:
+        held.append(r.mem_a + r.mem_g * r.it + r.prefix_bytes)
+        power.append(r.current_power_w)
+        if r.sleeping:
+            energy.append(r.energy_j + (now - r._idle_since) * r.power.idle_w * r.tp)
+        else:
+            energy.append(r.energy_j + max(now - r._seg_start, 0.0) * r.current_power_w)
+        tokens += r.tokens_out
+        run = r._run
+        if run is not None:
+            tokens += max(run.steps_started_by(now - r._seg_start) - 1, 0) * r._run_n
+    return sum(held), sum(power), sum(energy), tokens
