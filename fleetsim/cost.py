@@ -142,3 +142,103 @@ def split_input_output_cost(usd_total: float, prefill_gpu_s: float, decode_gpu_s
         return 0.0, usd_total
     input_usd = usd_total * (prefill_gpu_s / total_s)
     return input_usd, usd_total - input_usd
+
+
+# --------------------------------------------------------------------------- buyable fleets
+@dataclass(frozen=True)
+class RentalOffer:
+    """How one provider rents a GPU: whole instances of `gpus_per_instance` GPUs (per-instance price)."""
+
+    gpu: str
+    provider: str
+    gpus_per_instance: int
+    usd_per_instance_hour: float
+    source: str = ""
+    date: str = ""
+
+    @property
+    def usd_per_gpu_hour(self) -> float:
+        return self.usd_per_instance_hour / self.gpus_per_instance
+
+
+@dataclass(frozen=True)
+class RentalCost:
+    offer: RentalOffer
+    instances: int
+    billed_gpus: int  # instances x GPUs per instance (>= the GPUs the fleet uses)
+    usd_per_hour: float
+
+
+def rental_fleet_cost(num_gpus: int, offer: RentalOffer) -> RentalCost:
+    """Rent whole instances: ceil(num_gpus / gpus_per_instance) x the instance price."""
+    if num_gpus < 0:
+        raise ValueError(f"num_gpus must be >= 0, got {num_gpus}")
+    n = -(-num_gpus // offer.gpus_per_instance)
+    return RentalCost(offer, n, n * offer.gpus_per_instance, n * offer.usd_per_instance_hour)
+
+
+def cheapest_rental(num_gpus: int, offers: list[RentalOffer]) -> RentalCost | None:
+    costs = [rental_fleet_cost(num_gpus, o) for o in offers]
+    return min(costs, key=lambda c: (c.usd_per_hour, c.billed_gpus)) if costs else None
+
+
+@dataclass(frozen=True)
+class OwnedCost:
+    """Owned TCO per hour of a buyable fleet: per-GPU parts (capex) in GPUs bought, per-server
+    parts (non-GPU power, colocation of it) in servers (whole, or a rack-scale fraction)."""
+
+    servers: float
+    billed_gpus: int  # GPUs bought: whole servers' worth, or the GPUs themselves in a rack-scale system
+    capex_usd: float
+    capex_usd_per_hour: float
+    energy_usd_per_hour: float
+    colocation_usd_per_hour: float
+    provisioned_it_kw: float
+
+    @property
+    def usd_per_hour(self) -> float:
+        return self.capex_usd_per_hour + self.energy_usd_per_hour + self.colocation_usd_per_hour
+
+    @property
+    def running_usd_per_hour(self) -> float:
+        """What owning costs per hour on top of the purchase: energy and colocation."""
+        return self.energy_usd_per_hour + self.colocation_usd_per_hour
+
+
+def owned_fleet_cost(
+    spec: CostSpec, gpu: GpuSpec, num_gpus: int, it_kw_mean: float, pue: float, overhead_w: float
+) -> OwnedCost:
+    """TCO per hour of owning the servers `num_gpus` GPUs need (facility.servers_for)."""
+    from fleetsim.facility import is_rack_scale, servers_for
+
+    capex_per_gpu = _price(spec.capex_usd_per_gpu, gpu.capex_usd_per_gpu, "capex_usd_per_gpu", gpu)
+    servers = servers_for(num_gpus, gpu)
+    billed = num_gpus if is_rack_scale(gpu) else round(servers) * gpu.gpus_per_server
+    capex_usd = billed * capex_per_gpu
+    crf = capital_recovery_factor(spec.interest_rate, spec.amortization_years)
+    prov_kw = (billed * gpu.tdp_w + servers * overhead_w) / 1000.0
+    return OwnedCost(
+        servers=servers,
+        billed_gpus=billed,
+        capex_usd=capex_usd,
+        capex_usd_per_hour=capex_usd * crf / HOURS_PER_YEAR,
+        energy_usd_per_hour=it_kw_mean * pue * spec.electricity_usd_per_kwh,
+        colocation_usd_per_hour=prov_kw * spec.colocation_usd_per_kw_month / HOURS_PER_MONTH,
+        provisioned_it_kw=prov_kw,
+    )
+
+
+def break_even_utilization(rental_usd_per_hour: float, owned: OwnedCost) -> float | None:
+    """Fraction of hours the fleet must be needed for owning to cost no more than renting it only
+    then: rent x u = capex + colocation (paid every hour) + energy x u  =>  u = fixed / (rent - energy).
+    None when renting never costs more (rent <= energy per hour)."""
+    fixed = owned.capex_usd_per_hour + owned.colocation_usd_per_hour
+    margin = rental_usd_per_hour - owned.energy_usd_per_hour
+    return fixed / margin if margin > 0 else None
+
+
+def break_even_hours(rental_usd_per_hour: float, owned: OwnedCost) -> float | None:
+    """Hours of continuous use after which the purchase price is repaid by not renting:
+    capex / (rent - running costs). None when owning never catches up."""
+    margin = rental_usd_per_hour - owned.running_usd_per_hour
+    return owned.capex_usd / margin if margin > 0 else None

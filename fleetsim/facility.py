@@ -70,9 +70,59 @@ def num_servers(num_gpus: int, gpus_per_server: int) -> int:
     return -(-num_gpus // gpus_per_server)
 
 
+# A catalog "server" with more GPUs than an 8-GPU HGX board is a rack-scale system (GB200 NVL72:
+# the 72-GPU rack is the catalog's server): a fleet takes a fraction of it, not a whole one.
+RACK_SCALE_MIN_GPUS = 9
+# Air-cooled rack density ceiling used for the density class: ~30-40 kW (rack_air_cooling_ceiling).
+AIR_COOLED_MAX_RACK_KW = 40.0
+
+
+def is_rack_scale(gpu: GpuSpec) -> bool:
+    return gpu.gpus_per_server >= RACK_SCALE_MIN_GPUS
+
+
+def servers_for(num_gpus: int, gpu: GpuSpec) -> float:
+    """Servers a fleet of `num_gpus` occupies, the unit non-GPU power and per-server costs are
+    counted in: a fraction of a rack-scale system (8 GB200 = 8/72 of an NVL72 rack), whole servers
+    otherwise (2 H100 SXM = one 8-GPU server). The one place this is decided (to be replaced by
+    fleetsim.server_power.servers_for when it lands)."""
+    if num_gpus < 0:
+        raise ValueError(f"num_gpus must be >= 0, got {num_gpus}")
+    if is_rack_scale(gpu):
+        return num_gpus / gpu.gpus_per_server
+    return float(num_servers(num_gpus, gpu.gpus_per_server))
+
+
 def provisioned_it_kw(gpu: GpuSpec, num_gpus: int, overhead_w: float) -> float:
-    """IT capacity to provision: every GPU at TDP plus every (partly used) server's overhead."""
-    return (num_gpus * gpu.tdp_w + num_servers(num_gpus, gpu.gpus_per_server) * overhead_w) / 1000.0
+    """IT capacity to provision: every GPU at TDP plus the non-GPU power of the servers it takes
+    (whole servers; the fraction of a rack-scale system)."""
+    return (num_gpus * gpu.tdp_w + servers_for(num_gpus, gpu) * overhead_w) / 1000.0
+
+
+def density_class(gpu: GpuSpec, overhead_w: float, rack_power_kw: float) -> tuple[str, str]:
+    """('air' | 'liquid', warning or ''): rack-scale systems and servers whose full-load power
+    packs a rack past the air-cooled ceiling are liquid-cooled; a system whose own power exceeds
+    the rack budget gets a warning naming both."""
+    kw = server_power_kw(gpu, overhead_w)
+    cls = "liquid" if is_rack_scale(gpu) or kw > AIR_COOLED_MAX_RACK_KW else "air"
+    warn = ""
+    if kw > rack_power_kw:
+        warn = (
+            f"one {gpu.name} system draws {kw:,.1f} kW at full load, above the {rack_power_kw:g} kW rack "
+            f"budget (facility.rack_power_kw): it needs a {cls}-cooled rack of at least {kw:,.0f} kW"
+        )
+    return cls, warn
+
+
+def carbon_g_per_million_tokens(facility_kw: float, tokens_per_s: float, grid_g_per_kwh: float) -> float | None:
+    """Location-based operational CO2: facility kWh per million tokens x grid g CO2/kWh."""
+    if tokens_per_s <= 0:
+        return None
+    return facility_kw * 1e6 / (tokens_per_s * 3600.0) * grid_g_per_kwh
+
+
+def tokens_per_s_per_mw(tokens_per_s: float, facility_kw: float) -> float | None:
+    return tokens_per_s / (facility_kw / 1000.0) if facility_kw > 0 else None
 
 
 def it_power_kw(gpu_power_w: float, servers: int, overhead_w: float) -> float:

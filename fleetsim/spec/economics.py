@@ -23,6 +23,7 @@ MAX_AMORTIZATION_YEARS = 100.0
 MAX_INTEREST_RATE = 1.0
 MAX_USD_PER_KWH = 100.0
 MAX_COLOCATION_USD_PER_KW_MONTH = 100_000.0
+MAX_GRID_CARBON_G_PER_KWH = 2_000.0
 
 
 class FacilitySpec(Spec):
@@ -60,6 +61,14 @@ class FacilitySpec(Spec):
         default=None,
         description=f"Non-GPU power per server at full load (CPUs, fans, NICs, PSU losses), W; 0 to "
         f"{MAX_SERVER_OVERHEAD_W:,.0f}. Default null: the catalog server's power minus its GPUs' TDP (else 0).",
+    )
+
+    # Location-based grid carbon intensity, g CO2 per kWh consumed: 367 = US average 2023, EIA FAQ
+    # "0.81 lb CO2 per kWh" (grid_carbon_us_eia_2023 in catalog/citations.yaml; catalog/carbon.yaml).
+    grid_carbon_g_per_kwh: Annotated[float, Field(ge=0.0, le=MAX_GRID_CARBON_G_PER_KWH), NUMBER] = Field(
+        default=367.0,
+        description=f"Grid carbon intensity, g CO2 per kWh of facility energy (location-based); 0 to "
+        f"{MAX_GRID_CARBON_G_PER_KWH:,.0f}. Default 367 (US average 2023, EIA).",
     )
 
 
