@@ -1,0 +1,176 @@
+"""Admission control, class priorities and goodput: pure objects the scheduler calls, and metrics
+of a request table.
+
+- Token bucket: `rate_per_s` tokens a second refill a bucket holding at most `burst`; a request
+  takes one token or is refused. Kept in exact rational arithmetic (fractions.Fraction of the
+  float inputs), so admitting at exactly the refill instant never depends on rounding.
+- Queue limit: a request arriving to `max_queue` waiting requests is refused.
+- Timeout: a request still waiting `queue_timeout_s` after its arrival is refused then.
+- Priorities: higher `priority` is scheduled first (ties: earlier arrival, then lower request
+  id) and preempted last (within a priority the most recently scheduled goes first, as vLLM's
+  recompute preemption takes the newest running request). vLLM's own `--scheduling-policy
+  priority` orders by a lower value first; fleetsim's field reads the other way, higher first.
+- Goodput: output tokens of completed requests that met their class's TTFT and TPOT targets
+  (a one-token output has no TPOT), in total, per class, and per second of a window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import pandas as pd
+
+from fleetsim.errors import SpecError
+from fleetsim.spec.dynamics import AdmissionSpec, ClassPolicySpec, TokenBucketSpec
+
+
+class TokenBucket:
+    """A token bucket, full at the first request."""
+
+    def __init__(self, spec: TokenBucketSpec) -> None:
+        self.rate_per_s = Fraction(spec.rate_per_s)
+        self.burst = Fraction(spec.burst)
+        self._tokens = self.burst
+        self._last_s: Fraction | None = None
+
+    def tokens_at(self, now_s: float) -> Fraction:
+        """Tokens in the bucket at now_s (no request taken)."""
+        now = Fraction(now_s)
+        if self._last_s is None:
+            return self._tokens
+        if now < self._last_s:
+            raise SpecError(f"token bucket: time {now_s!r} is before the last request at {float(self._last_s)!r}")
+        return min(self.burst, self._tokens + (now - self._last_s) * self.rate_per_s)
+
+    def admit(self, now_s: float) -> bool:
+        """Take a token at now_s if there is one."""
+        tokens = self.tokens_at(now_s)
+        self._last_s = Fraction(now_s)
+        if tokens >= 1:
+            self._tokens = tokens - 1
+            return True
+        self._tokens = tokens
+        return False
+
+
+class Admission:
+    """The door of one fleet queue: `check(now_s, queued)` says whether an arrival is admitted,
+    and if not why ('queue_full' or 'rate_limited'); `expired(arrival_s, now_s)` whether a
+    waiting request has timed out."""
+
+    def __init__(self, spec: AdmissionSpec) -> None:
+        self.spec = spec
+        self.bucket = TokenBucket(spec.token_bucket) if spec.token_bucket is not None else None
+
+    def check(self, now_s: float, queued: int) -> str | None:
+        """None when admitted, else the reason. The queue limit is checked first, so a request
+        refused for a full queue takes no token."""
+        if self.spec.max_queue is not None and queued >= self.spec.max_queue:
+            return "queue_full"
+        if self.bucket is not None and not self.bucket.admit(now_s):
+            return "rate_limited"
+        return None
+
+    def deadline_s(self, arrival_s: float) -> float:
+        """When a request arriving at arrival_s is refused if still waiting (inf without a timeout)."""
+        timeout = self.spec.queue_timeout_s
+        return math.inf if timeout is None else arrival_s + timeout
+
+    def expired(self, arrival_s: float, now_s: float) -> bool:
+        return now_s >= self.deadline_s(arrival_s)
+
+
+# --------------------------------------------------------------------------- priorities
+
+
+@dataclass(frozen=True)
+class ClassTargets:
+    priority: int
+    ttft_s: float
+    tpot_s: float
+
+
+class ClassPolicies:
+    """Priorities and latency targets per class; a class not listed gets priority 0 and the
+    scenario's SLO."""
+
+    def __init__(self, policies: Sequence[ClassPolicySpec], default_ttft_s: float, default_tpot_s: float) -> None:
+        names = [p.name for p in policies]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise SpecError(f"classes: {dupes[0]!r} is listed twice; valid: each class once")
+        self.default = ClassTargets(0, default_ttft_s, default_tpot_s)
+        self.by_name = {
+            p.name: ClassTargets(
+                p.priority,
+                p.ttft_s if p.ttft_s is not None else default_ttft_s,
+                p.tpot_s if p.tpot_s is not None else default_tpot_s,
+            )
+            for p in policies
+        }
+
+    def of(self, name: str) -> ClassTargets:
+        return self.by_name.get(name, self.default)
+
+    def schedule_key(self, name: str, arrival_s: float, request_id: int) -> tuple[int, float, int]:
+        """Sort key of the waiting queue (smallest first): higher priority, earlier arrival, lower id."""
+        return (-self.of(name).priority, arrival_s, request_id)
+
+    def preemption_order(self, running: Iterable[tuple[str, float, int]]) -> list[int]:
+        """Request ids of (class, scheduled_s, request_id) running requests in the order they are
+        preempted: lowest priority first, within it the most recently scheduled first."""
+        return [rid for _, _, rid in sorted(running, key=lambda r: (self.of(r[0]).priority, -r[1], -r[2]))]
+
+
+# --------------------------------------------------------------------------- goodput
+
+
+def slo_met(requests: pd.DataFrame, policies: ClassPolicies) -> pd.Series:
+    """True where a request completed within its class's TTFT and TPOT targets."""
+    cls = requests["class"].astype(str)
+    ttft_target = cls.map(lambda c: policies.of(c).ttft_s).astype(float)
+    tpot_target = cls.map(lambda c: policies.of(c).tpot_s).astype(float)
+    done = requests["status"].astype(str) == "completed"
+    tpot_ok = requests["tpot_s"].isna() | (requests["tpot_s"] <= tpot_target)
+    return done & (requests["ttft_s"] <= ttft_target) & tpot_ok
+
+
+def goodput(requests: pd.DataFrame, policies: ClassPolicies, window_s: tuple[float, float] | None = None) -> dict:
+    """Goodput of a request table (the simulator's per-request columns): over the requests that
+    arrived in `window_s` (all of them when None), per class and in total: arrived, completed,
+    rejected, met (completed within their class's targets), output_tokens (of completed ones),
+    goodput_tokens (output tokens of those that met), and goodput_tokens_per_s over the window
+    (null without one)."""
+    req = requests
+    if window_s is not None:
+        a, b = window_s
+        if not b > a:
+            raise SpecError(f"window_s = {window_s!r}; valid: (start, end) with end > start")
+        req = req[(req["arrival_s"] >= a) & (req["arrival_s"] < b)]
+    met = slo_met(req, policies)
+    status = req["status"].astype(str)
+    frame = pd.DataFrame(
+        {
+            "class": req["class"].astype(str),
+            "arrived": 1,
+            "completed": (status == "completed").astype(int),
+            "rejected": (status == "rejected").astype(int),
+            "met": met.astype(int),
+            "output_tokens": req["output_tokens"].where(status == "completed", 0),
+            "goodput_tokens": req["output_tokens"].where(met, 0),
+        }
+    )
+    span = (window_s[1] - window_s[0]) if window_s is not None else None
+
+    def row(g: pd.DataFrame) -> dict:
+        out = {
+            k: int(g[k].sum()) for k in ("arrived", "completed", "rejected", "met", "output_tokens", "goodput_tokens")
+        }
+        out["goodput_tokens_per_s"] = out["goodput_tokens"] / span if span else None
+        return out
+
+    by_class = {str(name): row(g) for name, g in frame.groupby("class", sort=True)}
+    return {"total": row(frame), "by_class": by_class}
