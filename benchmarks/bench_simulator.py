@@ -1,55 +1,134 @@
-"""Simulator speed and memory: 1,000,000 requests on 16 llama-3-8b h100-sxm replicas at ~70% load.
+"""Simulator speed and memory at 16, 128 and 1,024 replicas (Llama 3 8B on H100 SXM, ~65% load).
 
-Capacity of this fleet on the h100_llama3 traffic is ~268 requests/s (measured by overloading it:
-completions saturate there), so 190 requests/s is ~70%. Prints simulated requests per wall-clock
-second (one core) and the process's peak resident memory.
+The machine this runs on is shared and its speed varies, so speed is also given as a ratio to bare
+SimPy measured in the same process just before the simulation: 50 processes x 4,000
+env.timeout(1) (200,000 events), in events per CPU-second. Each fleet size runs in a fresh child
+process, so its peak resident memory is its own; bytes per request = (peak RSS - RSS before the
+simulation) / requests.
 
-    .venv/bin/python benchmarks/bench_simulator.py [--requests N] [--rate R]
+Load: 16 replicas of this fleet saturate at ~268 requests/s on the h100_llama3 traffic (measured
+by overloading it: completions level off there), ~16.75 requests/s per replica; 65% is 10.9/s
+per replica.
+
+    .venv/bin/python benchmarks/bench_simulator.py [--sizes 16,128,1024] [--requests N ...]
 """
 
+from __future__ import annotations
+
 import argparse
+import json
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import fleetsim
-
 ROOT = Path(__file__).resolve().parents[1]
+PER_REPLICA_RATE_PER_S = 0.65 * 16.75
+TARGETS = {16: 0.06, 1024: 0.05}  # issue 12: ratio to bare SimPy
+TARGET_BYTES_PER_REQUEST = 150
+
+
+def bare_simpy_events_per_cpu_s(processes: int = 50, timeouts: int = 4000) -> float:
+    import simpy
+
+    env = simpy.Environment()
+
+    def proc():
+        for _ in range(timeouts):
+            yield env.timeout(1)
+
+    for _ in range(processes):
+        env.process(proc())
+    t0 = time.process_time()
+    env.run()
+    return processes * timeouts / (time.process_time() - t0)
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def one(replicas: int, requests: int, pods: int) -> dict:
+    """Child: bare SimPy, then the simulation; one JSON line on stdout."""
+    import fleetsim
+
+    bare = bare_simpy_events_per_cpu_s()
+    overrides = {
+        "fleet.replicas": replicas,
+        "workload.arrival.rate_per_s": PER_REPLICA_RATE_PER_S * replicas,
+        "run.duration_s": None,
+        "run.max_requests": requests,
+    }
+    if pods > 1:
+        overrides["fleet.pods"] = pods
+    rss0 = rss_kib()
+    w0, c0 = time.perf_counter(), time.process_time()
+    result = fleetsim.simulate(ROOT / "scenarios" / "h100_llama3.yaml", overrides)
+    wall_s, cpu_s = time.perf_counter() - w0, time.process_time() - c0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s += children.ru_utime + children.ru_stime  # pod workers, if any
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    s = result.summary
+    n = s["requests"]["arrived"]
+    return {
+        "replicas": replicas,
+        "requests": n,
+        "wall_s": wall_s,
+        "cpu_s": cpu_s,
+        "requests_per_cpu_s": n / cpu_s,
+        "bare_simpy_events_per_cpu_s": bare,
+        "ratio": n / cpu_s / bare,
+        "peak_rss_mb": peak_kib / 1024,
+        "bytes_per_request": (peak_kib - rss0) * 1024 / n,
+        "simulated_s": s["simulated_s"],
+        "mean_running": s["concurrency"]["mean_running"],
+        "ttft_p99_s": s["latency_s"]["ttft"]["p99"],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=1_000_000)
-    ap.add_argument("--rate", type=float, default=190.0)
-    ap.add_argument("--replicas", type=int, default=16)
+    ap.add_argument("--sizes", default="16,128,1024", help="replica counts, comma-separated")
+    ap.add_argument("--requests", default="200000,200000,200000", help="requests per size, comma-separated")
+    ap.add_argument("--pods", type=int, default=1, help="fleet.pods for every size (default 1)")
+    ap.add_argument("--one", nargs=2, type=int, metavar=("REPLICAS", "REQUESTS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    t0 = time.perf_counter()
-    result = fleetsim.simulate(
-        ROOT / "scenarios" / "h100_llama3.yaml",
-        {
-            "fleet.replicas": args.replicas,
-            "workload.arrival.rate_per_s": args.rate,
-            "run.duration_s": None,
-            "run.max_requests": args.requests,
-        },
-    )
-    wall_s = time.perf_counter() - t0
-    s = result.summary
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    if args.one:
+        print(json.dumps(one(args.one[0], args.one[1], args.pods)))
+        return
+    sizes = [int(x) for x in args.sizes.split(",")]
+    counts = [int(x) for x in args.requests.split(",")]
+    counts += [counts[-1]] * (len(sizes) - len(counts))
     print(
-        f"requests: {s['requests']['arrived']:,} simulated in {wall_s:.1f} s wall ({s['simulated_s']:,.0f} s simulated)"
+        f"{'replicas':>8} {'requests':>10} {'wall s':>8} {'CPU s':>8} {'req/CPU-s':>10} "
+        f"{'bare SimPy ev/CPU-s':>19} {'ratio':>6} {'peak RSS MB':>11} {'B/request':>9}"
     )
-    print(f"speed: {s['requests']['arrived'] / wall_s:,.0f} simulated requests per wall-clock second (one core)")
-    print(f"peak memory: {peak_mb:,.0f} MB (max resident set)")
-    print(
-        f"load: mean running {s['concurrency']['mean_running']:.0f}, "
-        f"p99 TTFT {s['latency_s']['ttft']['p99']:.3f} s, p99 TPOT {s['latency_s']['tpot']['p99']:.4f} s, "
-        f"KV utilization {s['kv_cache']['mean_utilization']:.1%}"
-    )
-    target_ok = s["requests"]["arrived"] / wall_s >= 20_000 and peak_mb < 2048
-    print(f"target (>= 20,000 req/s, < 2 GB): {'met' if target_ok else 'NOT met'}")
-    sys.exit(0)
+    rows = []
+    for replicas, n in zip(sizes, counts):
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", str(replicas), str(n), "--pods", str(args.pods)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        rows.append(r)
+        print(
+            f"{r['replicas']:>8,} {r['requests']:>10,} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} "
+            f"{r['requests_per_cpu_s']:>10,.0f} {r['bare_simpy_events_per_cpu_s']:>19,.0f} {r['ratio']:>6.3f} "
+            f"{r['peak_rss_mb']:>11,.0f} {r['bytes_per_request']:>9,.0f}",
+            flush=True,
+        )
+    for r in rows:
+        target = TARGETS.get(r["replicas"])
+        if target is not None:
+            print(f"target ratio >= {target} at {r['replicas']:,} replicas: {'met' if r['ratio'] >= target else 'NOT met'}")
+    worst = max(r["bytes_per_request"] for r in rows)
+    print(f"target <= {TARGET_BYTES_PER_REQUEST} B/request: {'met' if worst <= TARGET_BYTES_PER_REQUEST else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,9 @@ class SimulationResult:
     timeseries: pd.DataFrame
     replicas: pd.DataFrame
     plan: MemoryPlan = field(repr=False)
+    # CPU seconds of each stage of simulate(): build (catalog, memory plan), run (the event loop),
+    # summary (metrics). Not part of the result: it varies from machine to machine.
+    cpu_s: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
 
     def to_json(self) -> str:
         """The summary as JSON through the one writer (fleetsim.output.json_text): an undefined
@@ -78,11 +83,15 @@ def simulate(
     simulate(path, fleet__replicas=8) (double underscore for a dot)."""
     merged = dict(overrides or {})
     merged.update({k.replace("__", "."): v for k, v in kw_overrides.items()})
+    t0 = time.process_time()
     scenario = load_scenario(scenario_or_path, merged)
     arch, gpu, profile, engine_profile, plan = build(scenario)
     engine = Engine(scenario, arch, gpu, profile, plan, engine_profile)
     engine.progress = progress
+    t1 = time.process_time()
     raw = engine.run()
+    t2 = time.process_time()
     status = calibration_status(profile, engine_profile, engine.step_model)
     summary = summarize(raw, scenario, arch, gpu, plan, calibration=status)
-    return SimulationResult(scenario, summary, raw.requests, raw.timeseries, raw.replicas, plan)
+    cpu_s = {"build_s": t1 - t0, "run_s": t2 - t1, "summary_s": time.process_time() - t2}
+    return SimulationResult(scenario, summary, raw.requests, raw.timeseries, raw.replicas, plan, cpu_s)
