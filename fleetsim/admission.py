@@ -166,10 +166,10 @@ def goodput(requests: pd.DataFrame, policies: ClassPolicies, window_s: tuple[flo
     span = (window_s[1] - window_s[0]) if window_s is not None else None
 
     def row(g: pd.DataFrame) -> dict:
-        out = {
+        out: dict[str, float | None] = {
             k: int(g[k].sum()) for k in ("arrived", "completed", "rejected", "met", "output_tokens", "goodput_tokens")
         }
-        out["goodput_tokens_per_s"] = out["goodput_tokens"] / span if span else None
+        out["goodput_tokens_per_s"] = int(g["goodput_tokens"].sum()) / span if span else None
         return out
 
     by_class = {str(name): row(g) for name, g in frame.groupby("class", sort=True)}
