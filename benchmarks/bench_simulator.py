@@ -126,9 +126,13 @@ def main() -> None:
     for r in rows:
         target = TARGETS.get(r["replicas"])
         if target is not None:
-            print(f"target ratio >= {target} at {r['replicas']:,} replicas: {'met' if r['ratio'] >= target else 'NOT met'}")
+            print(
+                f"target ratio >= {target} at {r['replicas']:,} replicas: {'met' if r['ratio'] >= target else 'NOT met'}"
+            )
     worst = max(r["bytes_per_request"] for r in rows)
-    print(f"target <= {TARGET_BYTES_PER_REQUEST} B/request: {'met' if worst <= TARGET_BYTES_PER_REQUEST else 'NOT met'}")
+    print(
+        f"target <= {TARGET_BYTES_PER_REQUEST} B/request: {'met' if worst <= TARGET_BYTES_PER_REQUEST else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

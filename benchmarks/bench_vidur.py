@@ -47,8 +47,12 @@ def main() -> None:
         "tpot_p50_s": lat["tpot"]["p50"],
         "output_tokens_per_s": s["throughput"]["whole_run_output_tokens_per_s"],
     }
-    print(f"{s['requests']['completed']:,} of {s['requests']['arrived']:,} requests completed; {s['simulated_s']:,.0f} s simulated")
-    print(f"CPU s: simulation {sim_cpu_s:.2f}, build {result.cpu_s['build_s']:.2f}, summary {result.cpu_s['summary_s']:.2f}")
+    print(
+        f"{s['requests']['completed']:,} of {s['requests']['arrived']:,} requests completed; {s['simulated_s']:,.0f} s simulated"
+    )
+    print(
+        f"CPU s: simulation {sim_cpu_s:.2f}, build {result.cpu_s['build_s']:.2f}, summary {result.cpu_s['summary_s']:.2f}"
+    )
     print(f"{'':24} {'fleetsim':>10} {'Vidur':>10}")
     labels = {
         "simulation_s": "simulation CPU s",
