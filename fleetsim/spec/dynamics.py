@@ -227,21 +227,22 @@ class BillingSpec(Spec):
     )
     reserved_discount: Fraction = Field(
         default=0.35,
-        description="Reserved price = on-demand x (1 - this); 0 to 1. Default 0.35 (1-year GPU reservation, "
-        "catalog/billing.yaml).",
+        description="Reserved price = on-demand x (1 - this); 0 to 1. Default 0.35 (1-year GPU reservation, 35-40% "
+        "off, catalog/billing.yaml).",
     )
     spot_discount: Fraction = Field(
         default=0.6,
-        description="Spot price = on-demand x (1 - this); 0 to 1. Default 0.6 (catalog/billing.yaml).",
+        description="Spot price = on-demand x (1 - this); 0 to 1. Default 0.6 (GPU spot 50-65% off, "
+        "catalog/billing.yaml).",
     )
     spot_interruptions_per_instance_hour: Annotated[float, Field(ge=0, le=100), NUMBER] = Field(
         default=0.0,
         description="Spot reclaims per instance-hour; each costs one cold start of re-billed time; >= 0. Default 0.",
     )
     carbon_g_per_kwh: Annotated[float, Field(ge=0, le=MAX_CARBON_G_PER_KWH), NUMBER] = Field(
-        default=400.0,
-        description="Grid carbon intensity, gCO2 per facility kWh; 0 to 2000. Default 400 (assumption: near the "
-        "2023 US average; set the site's).",
+        default=367.0,
+        description="Grid carbon intensity, gCO2 per facility kWh; 0 to 2000. Default 367 (US average 2023, EIA; "
+        "catalog/billing.yaml). Set the site's.",
     )
     growth_per_month: Annotated[float, Field(ge=-1, le=MAX_GROWTH_PER_MONTH), NUMBER] = Field(
         default=0.0,
