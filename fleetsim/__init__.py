@@ -1,22 +1,82 @@
-"""fleetsim: capacity planning and cost simulation for GPU fleets serving LLMs."""
+"""fleetsim: capacity planning and cost simulation for GPU fleets serving LLMs.
+
+Names are imported on first use (PEP 562 module __getattr__), so `import fleetsim` and a
+command that needs one part of it do not pay for the rest (pandas, SimPy, plotting)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from fleetsim.api import (  # noqa: E402
-    SimulationResult,
-    gpu_table,
-    kv_cache_spec,
-    kv_report,
-    kv_table,
-    load_scenario,
-    memory_plan,
-    model_table,
-    simulate,
-)
-from fleetsim.errors import CapacityError, CatalogError, FleetsimError, SpecError  # noqa: E402
-from fleetsim.plan import PlanResult, plan_fleet  # noqa: E402
-from fleetsim.sweep import load_sweep, parse_grid, run_sweep  # noqa: E402
-from fleetsim.validation import run_validation  # noqa: E402
+# public name -> the module that defines it
+_LAZY = {
+    "SimulationResult": "fleetsim.api",
+    "gpu_table": "fleetsim.api",
+    "kv_cache_spec": "fleetsim.api",
+    "kv_report": "fleetsim.api",
+    "kv_table": "fleetsim.api",
+    "load_scenario": "fleetsim.api",
+    "memory_plan": "fleetsim.api",
+    "model_table": "fleetsim.api",
+    "simulate": "fleetsim.api",
+    "CapacityError": "fleetsim.errors",
+    "CatalogError": "fleetsim.errors",
+    "FleetsimError": "fleetsim.errors",
+    "SpecError": "fleetsim.errors",
+    "PlanResult": "fleetsim.plan",
+    "plan_fleet": "fleetsim.plan",
+    "load_sweep": "fleetsim.sweep",
+    "parse_grid": "fleetsim.sweep",
+    "run_sweep": "fleetsim.sweep",
+    "run_validation": "fleetsim.validation",
+}
+_ALIASES = {"validate": ("fleetsim.validation", "run_validation")}
+
+if TYPE_CHECKING:
+    from fleetsim.api import (
+        SimulationResult,
+        gpu_table,
+        kv_cache_spec,
+        kv_report,
+        kv_table,
+        load_scenario,
+        memory_plan,
+        model_table,
+        simulate,
+    )
+    from fleetsim.errors import CapacityError, CatalogError, FleetsimError, SpecError
+    from fleetsim.plan import PlanResult, plan_fleet
+    from fleetsim.sweep import load_sweep, parse_grid, run_sweep
+    from fleetsim.validation import run_validation
+
+    validate = run_validation
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _ALIASES:
+        module, attr = _ALIASES[name]
+        value = getattr(importlib.import_module(module), attr)
+    elif not name.startswith("__"):
+        # A submodule (fleetsim.sweep, fleetsim.plan, fleetsim.report, ...), as before when this
+        # package imported them eagerly.
+        try:
+            value = importlib.import_module(f"fleetsim.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"fleetsim.{name}":
+                raise
+            raise AttributeError(f"module 'fleetsim' has no attribute '{name}'") from None
+    else:
+        raise AttributeError(f"module 'fleetsim' has no attribute '{name}'")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_ALIASES))
 
 
 def write_report(source, output, overrides=None):
@@ -29,7 +89,6 @@ def write_report(source, output, overrides=None):
 
 # `fleetsim.sweep`, `fleetsim.plan` and `fleetsim.report` stay the submodules (their names
 # would be shadowed by function aliases); the functions are run_sweep, plan_fleet, write_report.
-validate = run_validation
 
 __all__ = [
     "PlanResult",

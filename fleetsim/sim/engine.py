@@ -23,7 +23,6 @@ from fleetsim.spec.engine import EngineProfile
 from fleetsim.spec.hardware import GpuSpec
 from fleetsim.spec.profile import CalibrationProfile
 from fleetsim.spec.scenario import ScenarioSpec
-from fleetsim.steady import max_output_tokens
 from fleetsim.workload import LengthSampler, generate_requests, load_trace, think_time_sampler
 
 # request status codes
@@ -103,7 +102,11 @@ class Engine:
         self.prefix_caching = kv.prefix_caching
         self.reserve_full = self.engine_profile.batching.kv_admission == "reserve_full"
         self.kv_reserve: list[float] = []
-        self.class_max_output = [max_output_tokens(c.output_tokens) for c in scenario.workload.classes]
+        self.class_max_output: list[float] = []
+        if self.reserve_full:
+            from fleetsim.steady import max_output_tokens  # on use: fleetsim.steady imports scipy
+
+            self.class_max_output = [max_output_tokens(c.output_tokens) for c in scenario.workload.classes]
         self.rng = np.random.default_rng(scenario.run.seed)
         self.fleet = FleetLevels()
         self.max_len = sched.max_model_len or arch.max_context_tokens
