@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fleetsim.dvfs import ClockSetting
 from fleetsim.memory import KvFootprint, active_weight_bytes
 from fleetsim.precision import bytes_per_element
 from fleetsim.spec.architecture import Architecture, AttentionLayers, MLALayers
@@ -109,6 +110,8 @@ class StepModel:
     streaming: bool = True  # responses stream token by token (online serving)
     # Per-GPU power of an iteration; None: the GPU profile's (a power limit or clock lock replaces it).
     power_override: PowerModel | None = None
+    # A power limit or clock lock (fleetsim.dvfs): compute-bound time scales with the SM clock.
+    clock: ClockSetting | None = None
     _weights_cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -272,12 +275,11 @@ class StepModel:
             return StepCost(0.0, 0.0, 0.0)
         if prefill_tokens and not prefill_seqs:
             prefill_seqs = 1
-        logits = decode_seqs + prefill_seqs
-        weights = self.weight_bytes_per_gpu(tokens)
-        ctx = prefill_pair_bytes / prefill_tokens if prefill_tokens else 0.0
-        write = tokens * self.kv_write_bytes_per_token
-        dec_flops = self.decode_flops_per_kv_byte * kv_read_bytes
-        pre_flops = self.prefill_flops_per_kv_byte * prefill_pair_bytes
+        if self.clock is not None:
+            return self._clocked(decode_seqs, kv_read_bytes, prefill_tokens, prefill_pair_bytes, prefill_seqs)[1]
+        logits, weights, ctx, write, dec_flops, pre_flops = self._work(
+            decode_seqs, kv_read_bytes, prefill_tokens, prefill_pair_bytes, prefill_seqs
+        )
         gpu = (
             self.dense_time_s(tokens, logits)
             + max(kv_read_bytes / self.kv_rate, dec_flops / self.attn_flop_rate)
@@ -289,18 +291,70 @@ class StepModel:
         flops = self.linear_flops(tokens, logits) + dec_flops + pre_flops
         return StepCost(t, flops, weights + kv_read_bytes + ctx + write)
 
+    def _work(self, decode_seqs, kv_read_bytes, prefill_tokens, prefill_pair_bytes, prefill_seqs):
+        """(logit tokens, weight bytes, context bytes per prefill token, KV bytes written, decode and
+        prefill attention FLOPs) of an iteration."""
+        tokens = decode_seqs + prefill_tokens
+        weights = self.weight_bytes_per_gpu(tokens)
+        ctx = prefill_pair_bytes / prefill_tokens if prefill_tokens else 0.0
+        write = tokens * self.kv_write_bytes_per_token
+        dec_flops = self.decode_flops_per_kv_byte * kv_read_bytes
+        pre_flops = self.prefill_flops_per_kv_byte * prefill_pair_bytes
+        return decode_seqs + prefill_seqs, weights, ctx, write, dec_flops, pre_flops
+
+    # ------------------------------------------------------------------ under a clock setting
+    def _clocked(self, decode_seqs, kv_read_bytes, prefill_tokens, prefill_pair_bytes, prefill_seqs):
+        """(clock fraction, StepCost, dense (memory, compute-at-boost) times) of an iteration under
+        the clock setting: each roofline term max(memory time, compute time / s), the rest unscaled."""
+        tokens = decode_seqs + prefill_tokens
+        logits, weights, ctx, write, dec_flops, pre_flops = self._work(
+            decode_seqs, kv_read_bytes, prefill_tokens, prefill_pair_bytes, prefill_seqs
+        )
+        flops = self.linear_flops(tokens, logits) + dec_flops + pre_flops
+        moved = weights + kv_read_bytes + ctx + write
+        dense = (
+            (weights + self.mem_half) / self.mem_rate,
+            (self.linear_flops(tokens, logits) + self.flop_half) / self.flop_rate,
+        )
+        pairs = [dense, (kv_read_bytes / self.kv_rate, dec_flops / self.attn_flop_rate)]
+        if prefill_tokens:
+            pairs.append((ctx / self.kv_rate, pre_flops / self.attn_flop_rate))
+        fixed = write / self.mem_rate + self.comm_time_s(tokens)
+        seqs, graph = decode_seqs + prefill_seqs, self._graph(decode_seqs, prefill_tokens)
+
+        def time_at(s: float) -> float:
+            return self._combine(sum(max(m, c / s) for m, c in pairs) + fixed, seqs, graph)
+
+        assert self.clock is not None
+        s = self.clock.clock_for(time_at, flops, moved, self.peak_flops, self.bw)
+        return s, StepCost(time_at(s), flops, moved), dense
+
+    def clock_fraction(self, decode_seqs: int, kv_read_bytes: float, *prefill) -> float:
+        """SM clock (fraction of boost) an iteration (`iteration`'s arguments) runs at: 1 without a
+        power limit or clock lock."""
+        prefill_tokens, pair_bytes, prefill_seqs = (tuple(prefill) + (0, 0.0, 0)[len(prefill) :])[:3]
+        if self.clock is None or decode_seqs + prefill_tokens == 0:
+            return 1.0
+        prefill_seqs = prefill_seqs or (1 if prefill_tokens else 0)
+        return self._clocked(decode_seqs, kv_read_bytes, prefill_tokens, pair_bytes, prefill_seqs)[0]
+
     # ------------------------------------------------------------------ decode-only runs
     def decode_run_lines(self, decode_seqs: int, kv_read_bytes0: float, kv_growth_per_step: float):
         """Consecutive decode-only iterations of `decode_seqs` sequences whose KV read grows by
         kv_growth_per_step bytes per iteration, as lines in the step index j: t_j is the maximum
         of the returned (a, b) lines a + b j; FLOPs are f0 + f1 j and bytes m0 + m1 j. Lets a run
-        of any length be summed in closed form (fleetsim.sim.decode_run)."""
+        of any length be summed in closed form (fleetsim.sim.decode_run). Under a power limit the
+        run keeps the clock of its first iteration."""
         n = decode_seqs
         weights = self.weight_bytes_per_gpu(n)
         write = n * self.kv_write_bytes_per_token
-        fixed = self.dense_time_s(n, n) + write / self.mem_rate + self.comm_time_s(n) + self.layer_fixed_s
+        s = 1.0
+        if self.clock is not None:
+            s, _, (m, c) = self._clocked(n, kv_read_bytes0, 0, 0.0, 0)
+        dense = self.dense_time_s(n, n) if s == 1.0 else max(m, c / s)
+        fixed = dense + write / self.mem_rate + self.comm_time_s(n) + self.layer_fixed_s
         mem = (kv_read_bytes0 / self.kv_rate, kv_growth_per_step / self.kv_rate)
-        q = self.decode_flops_per_kv_byte / self.attn_flop_rate
+        q = self.decode_flops_per_kv_byte / self.attn_flop_rate / s
         cmp = (kv_read_bytes0 * q, kv_growth_per_step * q)
         graph = self._graph(n, 0)
         gpu = [(fixed + mem[0], mem[1]), (fixed + cmp[0], cmp[1])]

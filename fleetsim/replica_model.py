@@ -5,15 +5,21 @@ one change in one place, below the simulator."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 
+from fleetsim.dvfs import ClockSetting, clocked_power_model, hbm_share
+from fleetsim.errors import FleetsimWarning, SpecError
 from fleetsim.memory import KvFootprint, MemoryPlan, kv_footprint, plan_memory
 from fleetsim.perf import StepModel
 from fleetsim.spec.architecture import Architecture
 from fleetsim.spec.engine import EngineProfile
 from fleetsim.spec.hardware import GpuSpec
-from fleetsim.spec.profile import CalibrationProfile, PowerModel
+from fleetsim.spec.profile import CalibrationProfile, ClockModel, PowerModel
 from fleetsim.spec.scenario import ScenarioSpec
+from fleetsim.spec.yaml_file import read_mapping
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ def replica_model(
 ) -> ReplicaModel:
     """Build one replica of the scenario's fleet (plan given: reuse it, else plan it here)."""
     fleet = scenario.fleet
+    clock = clock_setting(scenario, gpu, profile)
     footprint = kv_footprint(arch, scenario.kv_cache, fleet.tp)
     step_model = StepModel(
         arch,
@@ -76,5 +83,61 @@ def replica_model(
         scenario.kv_cache,
         footprint,
         streaming=scenario.engine.streaming,
+        power_override=clocked_power_model(clock) if clock is not None else None,
+        clock=clock,
     )
     return ReplicaModel(plan or memory_plan_of(scenario, arch, gpu), footprint, step_model)
+
+
+@cache
+def clock_model(gpu_name: str) -> ClockModel:
+    """The DVFS figures of a GPU (fleetsim/profiles/dvfs.yaml: its own entry, else `default`)."""
+    path = resources.files("fleetsim.profiles").joinpath("dvfs.yaml")
+    with resources.as_file(path) as f:
+        data = read_mapping(f, "DVFS data")
+    entry = data.get(gpu_name, data["default"])
+    return ClockModel.model_validate(entry)
+
+
+def clock_setting(scenario: ScenarioSpec, gpu: GpuSpec, profile: CalibrationProfile) -> ClockSetting | None:
+    """The fleet's power limit and clock lock on one GPU, checked against the GPU (None: neither set).
+    A limit below the GPU's minimum power limit (GpuSpec.min_power_limit_w, else the profile's idle
+    power) or a clock below the model's lowest is one line; a limit at or above the TDP does nothing."""
+    fleet = scenario.fleet
+    limit, lock = fleet.power_limit_w, fleet.clock_fraction
+    if limit is None and lock is None:
+        return None
+    power = profile.power
+    model = clock_model(gpu.name)
+    if limit is not None:
+        floor = getattr(gpu, "min_power_limit_w", None)
+        what = "minimum power limit" if floor is not None else "idle power"
+        if floor is None:
+            floor = power.idle_w
+        top = getattr(gpu, "max_power_limit_w", None) or power.cap_w
+        if limit < floor:
+            raise SpecError(
+                f"fleet.power_limit_w: {limit:g} W is below the {gpu.name}'s {what} ({floor:g} W); "
+                f"valid: {floor:g} to {top:g} W"
+            )
+        if limit > power.cap_w:
+            warnings.warn(
+                f"fleet.power_limit_w: {limit:g} W is above the {gpu.name}'s board limit "
+                f"({power.cap_w:g} W TDP): no effect",
+                FleetsimWarning,
+                stacklevel=2,
+            )
+        if limit >= power.cap_w and lock is None:
+            return None  # the board limit already applies: exactly the default model
+    if lock is not None and lock < model.min_clock_fraction:
+        raise SpecError(
+            f"fleet.clock_fraction: {lock:g} is below the lowest clock modelled for the {gpu.name}; "
+            f"valid: {model.min_clock_fraction:g} to 1"
+        )
+    return ClockSetting(
+        model=model,
+        power=power,
+        limit_w=min(limit, power.cap_w) if limit is not None else power.cap_w,
+        lock_fraction=1.0 if lock is None else lock,
+        hbm_share=hbm_share(model, power, gpu.hbm_bandwidth_bytes_per_s),
+    )

@@ -121,10 +121,8 @@ class SteadyEstimate:
 
 def _power(step: StepModel, cost) -> float:
     if cost.time_s <= 0:
-        return step.profile.power.idle_w
-    return gpu_power_w(
-        step.profile.power, cost.flops / (cost.time_s * step.peak_flops), cost.bytes / (cost.time_s * step.bw)
-    )
+        return step.power.idle_w
+    return gpu_power_w(step.power, cost.flops / (cost.time_s * step.peak_flops), cost.bytes / (cost.time_s * step.bw))
 
 
 def single_request(

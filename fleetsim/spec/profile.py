@@ -86,6 +86,32 @@ class PowerModel(Spec):
     parked_w: Watts | None = Field(default=None, description="Power with no work queued, W; null: idle_w.")
 
 
+class ClockModel(Spec):
+    """How an SM clock below boost changes time and power (DVFS; fleetsim.dvfs). Data:
+    fleetsim/profiles/dvfs.yaml, with sources."""
+
+    min_clock_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = Field(
+        description="Lowest SM clock the model runs at, as a fraction of the boost clock."
+    )
+    voltage_floor_fraction: Fraction01 = Field(
+        description="Core voltage at and below voltage_floor_clock_fraction, relative to the boost voltage."
+    )
+    voltage_floor_clock_fraction: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = Field(
+        description="Clock fraction below which the voltage stays at its floor (linear in clock above it)."
+    )
+    hbm_energy_pj_per_bit: NonNeg = Field(
+        description="HBM energy per bit moved, pJ: the part of memory power the SM clock does not scale."
+    )
+    sources: dict[str, str] = Field(default_factory=dict, description="Where each figure comes from.")
+
+    def voltage_fraction(self, clock_fraction: float) -> float:
+        """Core voltage at an SM clock, relative to the boost voltage (1 at the boost clock)."""
+        knee, floor = self.voltage_floor_clock_fraction, self.voltage_floor_fraction
+        if clock_fraction <= knee:
+            return floor
+        return floor + (1.0 - floor) * (clock_fraction - knee) / (1.0 - knee)
+
+
 class Provenance(Spec):
     kind: Literal["measured", "fitted_to_published", "transferred", "prior"]
     date: str

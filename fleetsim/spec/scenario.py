@@ -80,6 +80,18 @@ class FleetSpec(Spec):
         "gateways, as large fleets are deployed); requests are spread over pods, then over a pod's replicas. "
         "1 to the number of replicas. Default 1 (one router over the whole fleet).",
     )
+    power_limit_w: Annotated[float, Field(gt=0, le=20_000), NUMBER] | None = Field(
+        default=None,
+        description="Board power limit of every GPU, W (nvidia-smi -pl; MLPerf MaxQ): an iteration runs at the "
+        "highest SM clock whose power is within it, so compute-bound work slows (fleetsim.dvfs). At least the "
+        "GPU's minimum power limit; at or above its TDP it has no effect. Default null: the TDP.",
+    )
+    clock_fraction: Annotated[float, Field(gt=0, le=1), NUMBER] | None = Field(
+        default=None,
+        description="Locked SM clock as a fraction of the boost clock (nvidia-smi -lgc MHz / boost MHz), in "
+        "(0, 1]: compute-bound time scales by 1 / fraction, power by the voltage curve (fleetsim.dvfs). "
+        "A fraction, not MHz, so one value sweeps across GPUs. Default null: boost clocks.",
+    )
 
     @model_validator(mode="after")
     def _gpu_count(self):
