@@ -24,14 +24,16 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from fleetsim.catalog import load_gpu, load_model
-from fleetsim.cost import hourly_cost_usd
+from fleetsim.catalog import gpu_names, load_gpu, load_model
 from fleetsim.errors import CapacityError, FleetsimError, SpecError
 from fleetsim.memory import valid_tp_degrees
 from fleetsim.precision import KV_DTYPES, WEIGHT_DTYPES
 from fleetsim.scenario import load_scenario
 from fleetsim.simulation import build, simulate
 from fleetsim.spec.scenario import ScenarioSpec
+from fleetsim.study.economics import fleet_economics, floor_usd_per_hour
+from fleetsim.study.replicates import check_seeds, replicate
+from fleetsim.study.sources import rental_offers
 
 __all__ = ["PlanResult", "plan_fleet", "describe_load"]
 
@@ -60,6 +62,61 @@ TABLE_COLUMNS = (
     "met_one_fewer",
     "simulations",
     "reason",
+)
+# Interval columns (95% Student-t over seeds: <figure>_lo, <figure>_hi), the ranking and ties,
+# rent vs own in buyable units, headroom and the facility on peak power.
+EXTRA_COLUMNS = (
+    "seeds",
+    "rank",
+    "tie_with_best",
+    "usd_per_million_tokens_lo",
+    "usd_per_million_tokens_hi",
+    "slo_attainment_lo",
+    "slo_attainment_hi",
+    "ttft_at_percentile_s_lo",
+    "ttft_at_percentile_s_hi",
+    "tpot_at_percentile_s_lo",
+    "tpot_at_percentile_s_hi",
+    "slo_attainment_one_fewer_hi",
+    "met_with_confidence",
+    "it_kw_lo",
+    "it_kw_hi",
+    "it_peak_kw",
+    "facility_peak_kw",
+    "cooling_tons_at_mean",
+    "cooling_class",
+    "rack_warning",
+    "water_l_per_h",
+    "carbon_g_per_million_tokens",
+    "carbon_g_per_million_tokens_lo",
+    "carbon_g_per_million_tokens_hi",
+    "tokens_per_s",
+    "tokens_per_s_per_mw",
+    "cost_mode",
+    "rental_provider",
+    "rental_source",
+    "rental_gpus_per_instance",
+    "rental_instances",
+    "rental_billed_gpus",
+    "rental_usd_per_hour",
+    "rental_usd_per_million_tokens",
+    "rental_usd_per_million_tokens_lo",
+    "rental_usd_per_million_tokens_hi",
+    "rental_reason",
+    "owned_billed_gpus",
+    "owned_capex_usd",
+    "owned_usd_per_hour",
+    "owned_usd_per_million_tokens",
+    "owned_usd_per_million_tokens_lo",
+    "owned_usd_per_million_tokens_hi",
+    "owned_reason",
+    "break_even_utilization",
+    "break_even_months",
+    "usd_per_million_input_tokens_by_gpu_time",
+    "usd_per_million_output_tokens_by_gpu_time",
+    "spares",
+    "replicas_with_spares",
+    "gpus_with_spares",
 )
 
 
@@ -98,6 +155,13 @@ def _kv_pair(kv: Any) -> tuple[str, str]:
     return str(k), str(v)
 
 
+def _range(row: Mapping, col: str, fmt: str) -> str:
+    lo, hi = row.get(f"{col}_lo"), row.get(f"{col}_hi")
+    if lo is None or hi is None or (row.get("seeds") or 1) < 2:
+        return ""
+    return f" (95% CI {fmt.format(lo)}-{fmt.format(hi)})"
+
+
 def _clean(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
@@ -117,16 +181,27 @@ class PlanResult:
     options: pd.DataFrame
     evaluations: pd.DataFrame
     max_replicas: int = 256
+    seeds: int = 1
+    spares: int = 0
     files: list = field(default_factory=list)
 
     # ------------------------------------------------------------------ views
     def best(self) -> dict | None:
-        """The cheapest row that meets the SLO (by $/hour, then $/Mtok), or None."""
+        """The cheapest row that meets the SLO (by mean $/Mtok over the seeds, then $/hour), or None."""
         met = self.table[self.table["met"]]
         if met.empty:
             return None
-        met = met.sort_values(["usd_per_hour", "usd_per_million_tokens", "gpus"], kind="stable")
+        met = met.sort_values(["rank"], kind="stable")
         return {k: _clean(v) for k, v in met.iloc[0].to_dict().items()}
+
+    def runner_up(self) -> dict | None:
+        met = self.table[self.table["met"]].sort_values(["rank"], kind="stable")
+        return {k: _clean(v) for k, v in met.iloc[1].to_dict().items()} if len(met) > 1 else None
+
+    def ties(self) -> list[str]:
+        """GPU types whose $/Mtok interval overlaps the best one's (a tie within noise)."""
+        t = self.table
+        return [str(g) for g, tie, r in zip(t["gpu"], t["tie_with_best"], t["rank"]) if tie is True and r != 1]
 
     def fleet_overrides(self, row: Mapping) -> dict:
         """The overrides (on top of the plan's own) that reproduce a row's fleet with simulate()."""
@@ -156,13 +231,22 @@ class PlanResult:
             why = "; ".join(f"{r.gpu}: {r.reason}" for r in self.table.itertuples())
             return f"No GPU type meets the SLO ({self.slo_text()}) within {self.max_replicas} replicas: {why}."
         n, g = int(b["replicas"]), int(b["gpus"])
-        return (
-            f"Cheapest: {n} {b['gpu']} replica{'s' if n != 1 else ''} at tp={int(b['tp'])} "
+        ties = self.ties()
+        word = "Tie for cheapest" if ties else "Cheapest"
+        text = (
+            f"{word}: {n} {b['gpu']} replica{'s' if n != 1 else ''} at tp={int(b['tp'])} "
             f"({g} GPU{'s' if g != 1 else ''}, {b['weight_dtype']} weights, KV {b['key_dtype']}/{b['value_dtype']}) "
-            f"for ${b['usd_per_hour']:,.2f}/hour, ${b['usd_per_million_tokens']:,.4f} per million tokens, "
-            f"meeting the SLO with {b['slo_attainment']:.2%} attainment "
+            f"for ${b['usd_per_hour']:,.2f}/hour, ${b['usd_per_million_tokens']:,.4f} per million tokens"
+            f"{_range(b, 'usd_per_million_tokens', '{:,.4f}')}, "
+            f"meeting the SLO with {b['slo_attainment']:.2%} attainment{_range(b, 'slo_attainment', '{:.2%}')} "
             f"({n - 1} replica{'s' if n - 1 != 1 else ''}: {b['slo_attainment_one_fewer']:.2%})."
         )
+        if ties:
+            text += (
+                f" Tie: {', '.join(ties)} {'is' if len(ties) == 1 else 'are'} within the {self.seeds}-seed "
+                "95% interval of its $/Mtok; the difference is noise, not a recommendation."
+            )
+        return text
 
     def display_table(self) -> pd.DataFrame:
         """The table for a terminal: short headings, the first clause of each note."""
@@ -184,6 +268,23 @@ class PlanResult:
         df = self.table[list(cols)].rename(columns=cols).copy()
         for c in ("tp", "replicas", "GPUs", "racks"):
             df[c] = [("-" if pd.isna(v) else str(int(v))) for v in df[c]]
+        if self.seeds > 1:
+            df.insert(
+                df.columns.get_loc("$/Mtok") + 1,
+                "95% CI",
+                [
+                    "-" if pd.isna(lo) else f"{lo:.4f}-{hi:.4f}"
+                    for lo, hi in zip(self.table["usd_per_million_tokens_lo"], self.table["usd_per_million_tokens_hi"])
+                ],
+            )
+        df.insert(
+            df.columns.get_loc("met") + 1,
+            "rank",
+            [
+                "-" if pd.isna(r) else (f"{int(r)} (tie)" if t is True and r != 1 else str(int(r)))
+                for r, t in zip(self.table["rank"], self.table["tie_with_best"])
+            ],
+        )
         df["note"] = [str(v).split(";")[0] for v in df["note"].fillna("")]
         return df.round({"IT kW": 2, "cooling t": 2, "$/hour": 2, "$/Mtok": 4, "SLO attain.": 4, "one fewer": 4})
 
@@ -200,8 +301,13 @@ class PlanResult:
             "slo": s.slo.model_dump(mode="json"),
             "overrides": self.overrides,
             "max_replicas": self.max_replicas,
+            "seeds": self.seeds,
+            "interval": f"95% Student-t over {self.seeds} seed(s) (run.seed + 0..{self.seeds - 1})",
+            "spares": self.spares,
             "recommendation": self.recommendation(),
             "best": self.best(),
+            "runner_up": self.runner_up(),
+            "ties": self.ties(),
             "rows": records(self.table),
             "options": records(self.options),
             "evaluations": records(self.evaluations),
@@ -236,6 +342,24 @@ class _Search:
         self.base, self.config, self.max_replicas = base, config, max_replicas
         self.evaluations, self.note = evaluations, note
         self.results: dict[int, dict] = {}
+        self.gpu = load_gpu(config["fleet.gpu"])
+        self.seed_runs = 0  # runs at other seeds than the scenario's (intervals)
+
+    def replicate(self, replicas: int, seeds: int):
+        cache = {self.base.run.seed: self.results[replicas]} if replicas in self.results else {}
+        self.seed_runs += seeds - len(cache)
+        self.note(f"{self.config['fleet.gpu']} tp={self.config['fleet.tp']}: {replicas} replica(s) x {seeds} seeds")
+        reps = replicate(self.spec(replicas), seeds=seeds, cache=cache)
+        self.results.setdefault(replicas, reps.summaries[0])
+        return reps
+
+    def spec(self, replicas: int) -> ScenarioSpec:
+        return load_scenario(self.base, {**self.config, "fleet.replicas": replicas})
+
+    def usd_per_hour(self, replicas: int) -> float:
+        """The buyable fleet's cost per hour (whole instances or servers) of a simulated count."""
+        c = fleet_economics(self.spec(replicas), self.gpu, [self.results[replicas]])["usd_per_hour"]
+        return math.inf if c is None else float(c)
 
     def evaluate(self, replicas: int) -> dict:
         if replicas not in self.results:
@@ -251,6 +375,7 @@ class _Search:
                     "key_dtype": self.config["kv_cache.key_dtype"],
                     "value_dtype": self.config["kv_cache.value_dtype"],
                     "replicas": replicas,
+                    "seed": s["seed"],
                     "met": s["slo"]["met"],
                     "slo_attainment": s["slo"]["attainment"],
                     "usd_per_hour": s["cost"]["usd_per_hour"],
@@ -272,7 +397,7 @@ class _Search:
             if s["slo"]["met"]:
                 hi = r
                 break
-            if s["cost"]["usd_per_hour"] >= best_usd:
+            if self.usd_per_hour(r) >= best_usd:
                 return None, "dearer than a cheaper configuration before it meets the SLO"
             lo = r
             if r >= self.max_replicas:
@@ -290,7 +415,9 @@ class _Search:
         return hi, ""
 
 
-def _configs(base: ScenarioSpec, gpu_name: str, tp_options, weight_dtypes, kv_dtypes) -> tuple[list[dict], list[dict]]:
+def _configs(
+    base: ScenarioSpec, gpu_name: str, tp_options, weight_dtypes, kv_dtypes, price: float | None = None
+) -> tuple[list[dict], list[dict]]:
     """Configurations of one GPU type that fit in memory, and those that do not (with why)."""
     arch = load_model(base.model)
     gpu = load_gpu(gpu_name)
@@ -310,18 +437,13 @@ def _configs(base: ScenarioSpec, gpu_name: str, tp_options, weight_dtypes, kv_dt
                     "kv_cache.key_dtype": kd,
                     "kv_cache.value_dtype": vd,
                 }
+                if price is not None:
+                    cfg["cost.rental_usd_per_gpu_hour"] = price
                 try:
                     spec = load_scenario(base, {**cfg, "fleet.replicas": 1})
                     build(spec)
                     # A price is needed to compare fleets: a GPU without one is a row with the reason.
-                    hourly_cost_usd(
-                        spec.cost,
-                        gpu,
-                        int(tp),
-                        0.0,
-                        spec.facility.pue,
-                        server_overhead_w=spec.facility.server_overhead_w,
-                    )
+                    _check_price(spec, gpu)
                 except FleetsimError as exc:
                     misfits.append({**cfg, "reason": str(exc), "capacity": isinstance(exc, CapacityError)})
                     continue
@@ -329,36 +451,91 @@ def _configs(base: ScenarioSpec, gpu_name: str, tp_options, weight_dtypes, kv_dt
     return fits, misfits
 
 
-def _row_from(search: _Search, replicas: int) -> dict:
-    s = search.results[replicas]
-    fewer = search.results.get(replicas - 1)
-    q = s["slo"]["percentile"]
+def _check_price(spec: ScenarioSpec, gpu) -> None:
+    if spec.cost.mode == "rental" and not rental_offers(gpu, spec.cost.rental_usd_per_gpu_hour):
+        raise SpecError(
+            f"no rental price for {gpu.name}: give --price {gpu.name}=USD_PER_GPU_HOUR "
+            "(or set cost.rental_usd_per_gpu_hour)"
+        )
+    if spec.cost.mode == "owned" and spec.cost.capex_usd_per_gpu is None and gpu.capex_usd_per_gpu is None:
+        raise SpecError(f"no purchase price for {gpu.name}: set cost.capex_usd_per_gpu")
+
+
+def _confirm(search: _Search, replicas: int, seeds: int) -> tuple[int, Any]:
+    """Re-run the found fleet over `seeds` seeds (the search's run is seed 0); while the lower
+    bound of attainment's interval misses the target, add a replica (up to max_replicas)."""
+    while True:
+        reps = search.replicate(replicas, seeds)
+        if reps.met_with_confidence() or replicas >= search.max_replicas:
+            return replicas, reps
+        replicas += 1
+
+
+def _row_from(search: _Search, replicas: int, seeds: int, spares: int) -> dict:
+    replicas, reps = _confirm(search, replicas, seeds)
+    s = reps.summaries[0]
+    fewer_reps = None
+    if replicas > 1:
+        fewer_reps = search.replicate(replicas - 1, seeds)
+    econ = fleet_economics(search.spec(replicas), search.gpu, reps.summaries, spares=spares)
+    iv = reps.columns()
+    fewer_att = fewer_reps.interval("slo_attainment") if fewer_reps else None
     return {
+        **econ,
         "met": True,
+        "seeds": seeds,
+        "met_with_confidence": reps.met_with_confidence(),
         "replicas": replicas,
         "gpus": s["fleet"]["gpus"],
-        "servers": s["fleet"]["servers"],
-        "racks": s["fleet"]["racks"],
-        "it_kw": s["power"]["it_mean_kw"],
-        "facility_kw": s["power"]["facility_mean_kw"],
-        "cooling_tons": s["cooling"]["tons"],
-        "usd_per_hour": s["cost"]["usd_per_hour"],
-        "usd_per_million_tokens": s["cost"]["usd_per_million_tokens"],
-        "usd_per_million_output_tokens": s["cost"]["usd_per_million_output_tokens"],
-        "slo_attainment": s["slo"]["attainment"],
-        "ttft_at_percentile_s": s["slo"][f"ttft_p{q:g}_s"],
-        "tpot_at_percentile_s": s["slo"][f"tpot_p{q:g}_s"],
+        "slo_attainment": iv["slo_attainment"],
+        "slo_attainment_lo": iv["slo_attainment_lo"],
+        "slo_attainment_hi": iv["slo_attainment_hi"],
+        "ttft_at_percentile_s": iv["ttft_at_percentile_s"],
+        "ttft_at_percentile_s_lo": iv["ttft_at_percentile_s_lo"],
+        "ttft_at_percentile_s_hi": iv["ttft_at_percentile_s_hi"],
+        "tpot_at_percentile_s": iv["tpot_at_percentile_s"],
+        "tpot_at_percentile_s_lo": iv["tpot_at_percentile_s_lo"],
+        "tpot_at_percentile_s_hi": iv["tpot_at_percentile_s_hi"],
         "replicas_one_fewer": replicas - 1,
         # Zero replicas serve nothing: attainment 0 by definition.
-        "slo_attainment_one_fewer": fewer["slo"]["attainment"] if fewer else 0.0,
-        "met_one_fewer": bool(fewer["slo"]["met"]) if fewer else False,
+        "slo_attainment_one_fewer": fewer_att.mean if fewer_att else 0.0,
+        "slo_attainment_one_fewer_hi": fewer_att.hi if fewer_att else 0.0,
+        "met_one_fewer": bool(fewer_reps.met_with_confidence()) if fewer_reps else False,
         "reason": "",
     }
 
 
+def _rank(table: pd.DataFrame) -> pd.DataFrame:
+    """Rank the rows that meet the SLO by mean $/Mtok; a row whose interval overlaps the best's is a tie."""
+    table["rank"] = None
+    table["tie_with_best"] = None
+    met = table[table["met"]].sort_values(["usd_per_million_tokens", "usd_per_hour"], kind="stable")
+    if met.empty:
+        return table
+    b = met.iloc[0]
+    for rank, (idx, r) in enumerate(met.iterrows(), start=1):
+        table.at[idx, "rank"] = rank
+        tie = (
+            r["usd_per_million_tokens_lo"] <= b["usd_per_million_tokens_hi"]
+            and b["usd_per_million_tokens_lo"] <= r["usd_per_million_tokens_hi"]
+        )
+        table.at[idx, "tie_with_best"] = bool(tie)
+    return table
+
+
+def peak_overrides(spec: ScenarioSpec) -> dict:
+    """Overrides that replace a time-varying (diurnal) load by a steady Poisson load at its peak
+    rate, to size for the peak rather than the day's mean; {} for other arrival kinds."""
+    a = spec.workload.arrival
+    if a.kind != "diurnal":
+        return {}
+    peak = max(a.rates_per_s) if a.is_piecewise else a.mean_rate_per_s * (a.peak_to_mean or 1.0)
+    return {"workload.arrival": {"kind": "poisson", "rate_per_s": float(peak)}}
+
+
 def plan_fleet(
     scenario: Any,
-    gpus: Iterable[str],
+    gpus: Iterable[str] | None = None,
     *,
     overrides: Mapping[str, Any] | None = None,
     out_dir: str | Path | None = None,
@@ -367,21 +544,37 @@ def plan_fleet(
     weight_dtypes: Iterable[str] | None = None,
     kv_dtypes: Iterable[Any] | None = None,
     max_replicas: int = 256,
+    seeds: int = 1,
+    prices: Mapping[str, float] | None = None,
+    spares: int = 0,
+    size_for_peak: bool = False,
 ) -> PlanResult:
     """The cheapest fleet of each GPU type meeting the scenario's SLO at its load.
 
     tp_options: tensor-parallel degrees to try (default: every valid degree of the model up to the
     GPUs of one server, that fits); weight_dtypes / kv_dtypes: precisions to try (default: the
     scenario's; a KV entry is 'fp8' for keys and values or 'q8_0/q4_0' for keys/values).
-    A GPU type where nothing fits or nothing meets the SLO is a row with met=False and a reason.
+    A GPU type where nothing fits, has no price or meets no SLO is a row with met=False and a reason.
+    gpus: default every catalog GPU. seeds: the found fleet (and one fewer) re-run over R seeds;
+    the SLO is met when attainment's 95% lower bound reaches the target (else a replica is added),
+    and rows whose $/Mtok intervals overlap the cheapest's are ties. prices: {gpu: USD per
+    GPU-hour} for rental (a 1-GPU offer replacing catalog/offers.yaml). spares: N+k hot-spare
+    replicas priced and powered like the rest. size_for_peak: a diurnal load is planned as a
+    steady Poisson load at its peak rate.
     """
-    gpus = [g for g in dict.fromkeys(gpus)]
+    gpus = [g for g in dict.fromkeys(gpu_names() if gpus is None else gpus)]
     if not gpus:
         raise SpecError("plan: no GPU types given (--gpus h100-sxm,h200,...)")
     if max_replicas < 1:
         raise SpecError(f"plan: max_replicas must be >= 1 (got {max_replicas})")
+    check_seeds(seeds)
+    if isinstance(spares, bool) or not isinstance(spares, int) or not 0 <= spares <= 1024:
+        raise SpecError(f"plan: spares {spares!r} is not valid; give a whole number of spare replicas from 0 to 1024")
     overrides = dict(overrides or {})
+    if size_for_peak:
+        overrides.update(peak_overrides(load_scenario(scenario, overrides)))
     base = load_scenario(scenario, overrides)
+    prices = {load_gpu(g).name: float(v) for g, v in (prices or {}).items()}
     for g in gpus:
         load_gpu(g)  # an unknown name is a typo: one clear error, before any simulation
 
@@ -409,7 +602,7 @@ def plan_fleet(
     try:
         for gpu_name in gpus:
             gpu = load_gpu(gpu_name)
-            fits, misfits = _configs(base, gpu_name, tp_options, weight_dtypes, kv_dtypes)
+            fits, misfits = _configs(base, gpu_name, tp_options, weight_dtypes, kv_dtypes, prices.get(gpu.name))
             for m in misfits:
                 options.append(
                     {
@@ -430,15 +623,8 @@ def plan_fleet(
                 spec1 = load_scenario(base, {**cfg, "fleet.replicas": 1})
 
                 def lower_bound(r: int, cfg=cfg, spec1=spec1, gpu=gpu) -> float:
-                    # GPUs alone (no energy): a floor under any fleet of r replicas.
-                    return hourly_cost_usd(
-                        spec1.cost,
-                        gpu,
-                        r * cfg["fleet.tp"],
-                        0.0,
-                        spec1.facility.pue,
-                        server_overhead_w=spec1.facility.server_overhead_w,
-                    ).usd_per_hour
+                    # GPUs alone (no energy, no rounding up): a floor under any fleet of r replicas.
+                    return floor_usd_per_hour(spec1, gpu, r * cfg["fleet.tp"])
 
                 try:
                     replicas, why = search.run(lower_bound, best_usd)
@@ -459,7 +645,8 @@ def plan_fleet(
                         }
                     )
                     continue
-                row = {**_option_cols(cfg), **_row_from(search, replicas), "simulations": sims}
+                row = {**_option_cols(cfg), **_row_from(search, replicas, 1, spares), "simulations": sims}
+                row["_search"] = search
                 options.append(
                     {
                         **_option_cols(cfg),
@@ -499,15 +686,22 @@ def plan_fleet(
                     }
                 )
             else:
-                best["simulations"] = sum(o.get("simulations") or 0 for o in options if o["gpu"] == gpu_name)
+                search = best.pop("_search")
+                if seeds > 1:  # the winner of this GPU type, re-run over the seeds
+                    best = {**best, **_row_from(search, int(best["replicas"]), seeds, spares)}
+                searched = sum(o.get("simulations") or 0 for o in options if o["gpu"] == gpu_name)
+                best["simulations"] = searched + search.seed_runs
                 rows.append(best)
     finally:
         if bar is not None:
             bar.stop()
 
-    table = pd.DataFrame(rows).reindex(columns=list(TABLE_COLUMNS))
+    for r in rows:
+        r.pop("_search", None)
+    table = pd.DataFrame(rows).reindex(columns=list(TABLE_COLUMNS) + list(EXTRA_COLUMNS))
     table["met"] = table["met"].astype(bool)
     table["reason"] = table["reason"].fillna("")
+    table = _rank(table)
     result = PlanResult(
         scenario=base,
         overrides=overrides,
@@ -544,6 +738,8 @@ def plan_fleet(
             ]
         ),
         max_replicas=max_replicas,
+        seeds=seeds,
+        spares=spares,
     )
     if out_dir is not None:
         result.save(out_dir)

@@ -68,7 +68,12 @@ def test_cli_plan_finds_a_fleet_that_meets_the_slo_and_one_fewer_misses(tmp_path
     assert found.summary["cost"]["usd_per_hour"] == pytest.approx(row["usd_per_hour"])
     assert found.summary["cost"]["usd_per_million_tokens"] == pytest.approx(row["usd_per_million_tokens"])
     assert found.summary["fleet"]["gpus"] == row["gpus"] == row["replicas"] * row["tp"]
-    assert found.summary["cooling"]["tons"] == pytest.approx(row["cooling_tons"])
+    # Cooling is sized on peak IT power: every GPU at the highest power a replica reached, plus the
+    # DGX H100's non-GPU power (10,200 W - 8 x 700 W = 4,600 W, power_dgx_h100_system) per server.
+    p = found.summary["power"]
+    peak_kw = (row["gpus"] * max(p["gpu_peak_w"], p["gpu_mean_w"]) + 4600 * row["servers"]) / 1000
+    assert row["cooling_tons"] == pytest.approx(peak_kw / 3.517)
+    assert row["cooling_tons"] >= found.summary["cooling"]["tons"] * (1 - 1e-9)
 
     # The plan's files: JSON, the table as CSV, and the scenario it planned for.
     assert (tmp_path / "plan.json").is_file() and json.loads((tmp_path / "plan.json").read_text()) == plan
@@ -129,3 +134,54 @@ def test_bad_input_is_one_clear_error():
         plan_fleet(SCENARIO, ["h100-sxm"], overrides=LOAD, progress=False, kv_dtypes=["fp9"])
     with pytest.raises(SpecError, match="no GPU types"):
         plan_fleet(SCENARIO, [], overrides=LOAD, progress=False)
+
+
+def test_options_within_each_others_interval_are_a_tie_and_plan_json_carries_the_intervals():
+    # One H100 and one H200 each serve 20 req/s of chat; priced a cent apart per GPU-hour they
+    # cost the same per million tokens within noise (a tie); at $8.00 the H200 is plainly dearer.
+    short = {"run.duration_s": 15}
+    tie = plan_fleet(
+        SCENARIO,
+        ["h100-sxm", "h200"],
+        overrides=short,
+        progress=False,
+        tp_options=[1],
+        seeds=3,
+        prices={"h100-sxm": 2.69, "h200": 2.70},
+    )
+    d = tie.to_dict()
+    rows = {r["gpu"]: r for r in d["rows"]}
+    for r in rows.values():
+        assert (
+            r["seeds"] == 3
+            and r["usd_per_million_tokens_lo"] <= r["usd_per_million_tokens"] <= r["usd_per_million_tokens_hi"]
+        )
+        assert r["slo_attainment_lo"] <= r["slo_attainment"] <= r["slo_attainment_hi"]
+    assert d["ties"] and "Tie" in d["recommendation"] and "95%" in d["interval"]
+    apart = plan_fleet(
+        SCENARIO,
+        ["h100-sxm", "h200"],
+        overrides=short,
+        progress=False,
+        tp_options=[1],
+        seeds=3,
+        prices={"h200": 8.00},
+    )
+    assert apart.ties() == [] and apart.best()["gpu"] == "h100-sxm" and "Tie" not in apart.recommendation()
+    assert apart.runner_up()["gpu"] == "h200"
+    # Same seeds, same runs: the H100 rows of both plans agree.
+    assert apart.best()["usd_per_million_tokens"] == pytest.approx(rows["h100-sxm"]["usd_per_million_tokens"])
+
+
+def test_every_catalog_gpu_is_a_row_and_one_without_a_price_says_how_to_give_one():
+    r = plan_fleet(
+        SCENARIO,
+        None,
+        overrides={"run.duration_s": 10, "workload.arrival.rate_per_s": 5},
+        progress=False,
+        tp_options=[1],
+        max_replicas=1,
+    )
+    assert sorted(r.table["gpu"]) == sorted(fleetsim.gpu_table()["gpu"])
+    row = r.table.set_index("gpu").loc["a100-80gb"]
+    assert not row["met"] and "--price a100-80gb=" in row["reason"]

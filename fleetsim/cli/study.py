@@ -10,6 +10,25 @@ import typer
 from fleetsim.cli.options import DIR, FILE, json_option, set_option
 from fleetsim.cli.terminal import fail, note_line, out, overrides, print_frame, print_json, say
 
+PRICE_OPTION = typer.Option(
+    None,
+    "--price",
+    metavar="GPU=USD",
+    help="Rental price per GPU-hour for one GPU type (repeat, or comma-separate): --price h100-sxm=2.10. "
+    "Replaces that GPU's offers (catalog/offers.yaml) with one per-GPU offer.",
+)
+SEEDS_OPTION = typer.Option(
+    5,
+    "--seeds",
+    metavar="R",
+    help="Seeds each fleet found is re-run over (run.seed + 0..R-1): figures are means with 95% Student-t "
+    "intervals; options whose $/Mtok intervals overlap are ties. Default 5.",
+)
+
+
+def _gpu_list(text: str | None) -> list[str] | None:
+    return None if text is None else [g.strip() for g in text.split(",") if g.strip()]
+
 
 def sweep(
     scenario: Path = typer.Argument(..., metavar="SCENARIO", help="Base scenario YAML file."),
@@ -88,11 +107,22 @@ def plan(
     scenario: Path = typer.Argument(
         ..., metavar="SCENARIO", help="Scenario YAML file: its workload and SLOs are the requirement."
     ),
-    gpus_: str = typer.Option(
-        "h100-sxm,h200,b200,a100-80gb",
+    gpus_: str | None = typer.Option(
+        None,
         "--gpus",
         metavar="GPU[,GPU...]",
-        help="GPU types to compare, comma-separated catalog names (fleetsim gpus).",
+        help="GPU types to compare, comma-separated catalog names (fleetsim gpus). Default: every catalog GPU "
+        "(one without a price is a row with the reason).",
+    ),
+    price: list[str] | None = PRICE_OPTION,
+    seeds: int = SEEDS_OPTION,
+    spares: int = typer.Option(
+        0, "--spares", metavar="K", help="N+K: K hot-spare replicas on top of the fleet found, priced and powered."
+    ),
+    peak: bool = typer.Option(
+        False,
+        "--peak",
+        help="Size a diurnal load for its peak rate (a steady Poisson load at the peak) instead of the day.",
     ),
     set_: list[str] | None = set_option(),
     out_dir: Path | None = typer.Option(
@@ -112,6 +142,7 @@ def plan(
     \b
     Examples:
       fleetsim plan scenarios/h100_llama3.yaml
+      fleetsim plan scenarios/h100_llama3.yaml --price a100-80gb=1.40 --seeds 10
       fleetsim plan scenarios/h100_llama3.yaml --gpus h100-sxm,h200 --set workload.arrival.rate_per_s=60
       fleetsim plan my.yaml --out runs/plan && fleetsim report runs/plan -o plan.html
     """
@@ -120,11 +151,17 @@ def plan(
 
     if out_dir is not None:
         check_output_dir(out_dir, "--out")
+    from fleetsim.study.sources import parse_prices
+
     result = plan_fleet(
         scenario,
-        [g.strip() for g in gpus_.split(",") if g.strip()],
+        _gpu_list(gpus_),
         overrides=overrides(set_),
         progress=not json_out and sys.stderr.isatty(),
+        seeds=seeds,
+        prices=parse_prices(price),
+        spares=spares,
+        size_for_peak=peak,
     )
     if out_dir is not None:
         with output_directory(out_dir, "--out", scenario=result.scenario) as tmp:

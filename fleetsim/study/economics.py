@@ -48,8 +48,10 @@ def _interval_cols(name: str, values: Sequence[float | None], confidence: float)
 
 
 def fleet_it_kw(summary: dict, gpu: GpuSpec, num_gpus: int, overhead_w: float, *, peak: bool = False) -> float:
-    """IT power in the fleet's units: GPUs' mean (or peak) power plus servers_for x non-GPU power."""
-    gpu_w = summary["power"]["gpu_peak_w" if peak else "gpu_mean_w"]
+    """IT power in the fleet's units: GPUs' mean (or peak) power plus servers_for x non-GPU power.
+    The peak is the highest per-GPU power any replica reached (never below the mean)."""
+    p = summary["power"]
+    gpu_w = max(p["gpu_peak_w"], p["gpu_mean_w"]) if peak else p["gpu_mean_w"]
     return (gpu_w * num_gpus + servers_for(num_gpus, gpu) * overhead_w) / 1000.0
 
 
