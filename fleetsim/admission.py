@@ -4,7 +4,8 @@ of a request table.
 - Token bucket: `rate_per_s` tokens a second refill a bucket holding at most `burst`; a request
   takes one token or is refused. Kept in exact rational arithmetic (fractions.Fraction of the
   float inputs), so admitting at exactly the refill instant never depends on rounding.
-- Queue limit: a request arriving to `max_queue` waiting requests is refused.
+- Queue limit: a request arriving to `max_queue` waiting requests is refused (the scenario's
+  scheduler.max_queue: one field, read here and by the simulator).
 - Timeout: a request still waiting `queue_timeout_s` after its arrival is refused then.
 - Priorities: higher `priority` is scheduled first (ties: earlier arrival, then lower request
   id) and preempted last (within a priority the most recently scheduled goes first, as vLLM's
@@ -57,18 +58,21 @@ class TokenBucket:
 
 
 class Admission:
-    """The door of one fleet queue: `check(now_s, queued)` says whether an arrival is admitted,
-    and if not why ('queue_full' or 'rate_limited'); `expired(arrival_s, now_s)` whether a
-    waiting request has timed out."""
+    """The door of one queue: `check(now_s, queued)` says whether an arrival is admitted, and if
+    not why ('queue_full' or 'rate_limited'); `expired(arrival_s, now_s)` whether a waiting
+    request has timed out. `max_queue` is scheduler.max_queue (None: unbounded)."""
 
-    def __init__(self, spec: AdmissionSpec) -> None:
+    def __init__(self, spec: AdmissionSpec, max_queue: int | None = None) -> None:
+        if max_queue is not None and max_queue < 0:
+            raise SpecError(f"scheduler.max_queue = {max_queue!r}; valid: an integer >= 0 or null")
         self.spec = spec
+        self.max_queue = max_queue
         self.bucket = TokenBucket(spec.token_bucket) if spec.token_bucket is not None else None
 
     def check(self, now_s: float, queued: int) -> str | None:
         """None when admitted, else the reason. The queue limit is checked first, so a request
         refused for a full queue takes no token."""
-        if self.spec.max_queue is not None and queued >= self.spec.max_queue:
+        if self.max_queue is not None and queued >= self.max_queue:
             return "queue_full"
         if self.bucket is not None and not self.bucket.admit(now_s):
             return "rate_limited"

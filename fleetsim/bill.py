@@ -143,6 +143,7 @@ class Bill:
     rent_usd: dict[str, float]
     own_usd: dict[str, float]
     attribution: str
+    unpriced: dict[str, str] = field(default_factory=dict)  # 'rent'/'own': why it has no price
     by_class: dict[str, dict[str, float]] = field(default_factory=dict)
     month: dict[str, float] = field(default_factory=dict)
     year: dict[str, float] = field(default_factory=dict)
@@ -203,36 +204,49 @@ def bill(
     facility_kwh = facility_power_kw(it_kw_mean, facility.pue) * hours
     water_l = water_l_per_h(it_kw_mean, facility.wue_l_per_kwh) * hours
 
-    rental = CostSpec(mode="rental", rental_usd_per_gpu_hour=cost.rental_usd_per_gpu_hour)
-    price = hourly_cost_usd(rental, gpu, 1, 0.0, facility.pue).rental_usd_per_hour
-    spot_price = price * (1 - billing.spot_discount)
-    interruptions = billing.spot_interruptions_per_instance_hour * float(span.sum()) / 3600.0
-    rent = {
-        "usd_per_gpu_hour": price,
-        "on_demand_usd": billed_gpu_h * price,
-        "reserved_usd": peak * tp * hours * price * (1 - billing.reserved_discount),
-        "spot_usd": billed_gpu_h * spot_price + interruptions * cold_start_s / 3600.0 * tp * spot_price,
-        "spot_interruptions": interruptions,
-    }
-    owned_spec = cost.model_copy(update={"mode": "owned"})
-    owned = hourly_cost_usd(
-        owned_spec, gpu, peak * tp, it_kw_mean, facility.pue, server_overhead_w=facility.server_overhead_w
-    )
-    own = {
-        "capex_usd": owned.capex_usd_per_hour * hours,
-        "energy_usd": owned.energy_usd_per_hour * hours,
-        "colocation_usd": owned.colocation_usd_per_hour * hours,
-        "total_usd": owned.usd_per_hour * hours,
-    }
+    unpriced: dict[str, str] = {}
+    rent: dict[str, float] = {}
+    try:
+        rental = CostSpec(mode="rental", rental_usd_per_gpu_hour=cost.rental_usd_per_gpu_hour)
+        price = hourly_cost_usd(rental, gpu, 1, 0.0, facility.pue).rental_usd_per_hour
+    except SpecError as exc:  # a GPU file without a rental price: the rest of the bill stands
+        unpriced["rent"] = str(exc)
+    else:
+        spot_price = price * (1 - billing.spot_discount)
+        interruptions = billing.spot_interruptions_per_instance_hour * float(span.sum()) / 3600.0
+        rent = {
+            "usd_per_gpu_hour": price,
+            "on_demand_usd": billed_gpu_h * price,
+            "reserved_usd": peak * tp * hours * price * (1 - billing.reserved_discount),
+            "spot_usd": billed_gpu_h * spot_price + interruptions * cold_start_s / 3600.0 * tp * spot_price,
+            "spot_interruptions": interruptions,
+        }
+    own: dict[str, float] = {}
+    try:
+        owned = hourly_cost_usd(
+            cost.model_copy(update={"mode": "owned"}),
+            gpu,
+            peak * tp,
+            it_kw_mean,
+            facility.pue,
+            server_overhead_w=facility.server_overhead_w,
+        )
+    except SpecError as exc:  # no capex for the GPU
+        unpriced["own"] = str(exc)
+    else:
+        own = {
+            "capex_usd": owned.capex_usd_per_hour * hours,
+            "energy_usd": owned.energy_usd_per_hour * hours,
+            "colocation_usd": owned.colocation_usd_per_hour * hours,
+            "total_usd": owned.usd_per_hour * hours,
+        }
     totals = {
         "gpu_hours_billed": billed_gpu_h,
         "facility_kwh": facility_kwh,
         "carbon_kg": facility_kwh * billing.carbon_g_per_kwh / 1000.0,
         "water_l": water_l,
-        "on_demand_usd": rent["on_demand_usd"],
-        "reserved_usd": rent["reserved_usd"],
-        "spot_usd": rent["spot_usd"],
-        "own_usd": own["total_usd"],
+        **{k: rent[k] for k in ("on_demand_usd", "reserved_usd", "spot_usd") if k in rent},
+        **({"own_usd": own["total_usd"]} if own else {}),
     }
     shares = class_shares(requests, billing.attribution)
     by_class = {c: {"share": s, **{k: s * x for k, x in totals.items()}} for c, s in shares.items()}
@@ -256,6 +270,7 @@ def bill(
         rent_usd=rent,
         own_usd=own,
         attribution=billing.attribution,
+        unpriced=unpriced,
         by_class=by_class,
         month={k: x * scale for k, x in totals.items()},
         year={k: x * scale * year_factor for k, x in totals.items()},

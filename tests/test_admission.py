@@ -37,7 +37,7 @@ def test_token_bucket_refuses_time_going_back():
 
 
 def test_queue_limit_is_checked_before_the_bucket_and_timeout():
-    door = Admission(AdmissionSpec(max_queue=2, queue_timeout_s=30.0, token_bucket=TokenBucketSpec(rate_per_s=1.0)))
+    door = Admission(AdmissionSpec(queue_timeout_s=30.0, token_bucket=TokenBucketSpec(rate_per_s=1.0)), max_queue=2)
     assert door.check(0.0, queued=2) == "queue_full"
     assert door.check(0.0, queued=1) is None  # the one token was still there
     assert door.check(0.5, queued=0) == "rate_limited"

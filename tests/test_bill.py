@@ -155,3 +155,11 @@ def test_bill_of_a_fixed_fleet_run_of_the_shipped_scenario():
     assert b.gpu_kwh == pytest.approx(r.summary["power"]["gpu_energy_kwh"], rel=1e-9)
     assert b.rent_usd["on_demand_usd"] == pytest.approx(r.summary["cost"]["usd_per_hour"] * math.ceil(sim_s) / 3600)
     assert set(b.by_class) == {"chat"} and b.by_class["chat"]["share"] == 1.0
+
+
+def test_a_gpu_without_prices_still_gets_its_energy_and_gpu_hours():
+    bare = H100.model_copy(update={"rental_usd_per_gpu_hour": None, "capex_usd_per_gpu": None})
+    b = bill(SERIES, flat_power(1000.0), horizon_s=3600.0, gpu=bare, tp=2, cost=CostSpec(), facility=FacilitySpec())
+    assert b.rent_usd == {} and b.own_usd == {}
+    assert "cost.rental_usd_per_gpu_hour" in b.unpriced["rent"] and "cost.capex_usd_per_gpu" in b.unpriced["own"]
+    assert b.gpu_kwh == pytest.approx(1.0) and "on_demand_usd" not in b.month

@@ -172,12 +172,9 @@ class TokenBucketSpec(Spec):
 
 
 class AdmissionSpec(Spec):
-    """What is refused at the door: a queue limit, a wait timeout, a token bucket (each optional)."""
+    """What is refused at the door beyond scheduler.max_queue (the queue limit the simulator
+    already applies, passed to fleetsim.admission.Admission): a wait timeout and a token bucket."""
 
-    max_queue: Annotated[int, Field(ge=0, le=MAX_REQUESTS), INTEGER] | None = Field(
-        default=None,
-        description="Requests waiting beyond this are rejected at arrival; 0 to 1e9. Default null: unbounded.",
-    )
     queue_timeout_s: Duration | None = Field(
         default=None,
         description="A request still waiting (not scheduled) this many seconds after arrival is rejected; > 0. "
