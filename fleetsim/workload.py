@@ -60,6 +60,8 @@ class RequestBatch:
     are the leading part of its ``input_tokens`` shared with every request of its class.
     ``dropped_after_duration`` counts the trace requests left out because they arrive after
     ``duration_s`` (0 for every other kind; a FleetsimWarning says so when it is not 0).
+    ``session_id`` and ``turn`` place a request in a multi-turn conversation (session ids from 0,
+    turns from 0); a request outside any session has session_id -1 and turn 0.
     """
 
     arrival_s: np.ndarray  # float64, seconds from the start of the run, non-decreasing
@@ -68,10 +70,16 @@ class RequestBatch:
     class_index: np.ndarray  # int32
     shared_prefix_tokens: np.ndarray  # int64, 0 <= prefix < input_tokens
     dropped_after_duration: int = 0
+    session_id: np.ndarray | None = None  # int64, -1: no session (filled in when not given)
+    turn: np.ndarray | None = None  # int32, 0-based turn within the session
 
     def __post_init__(self):
         n = len(self.arrival_s)
-        for name in ("input_tokens", "output_tokens", "class_index", "shared_prefix_tokens"):
+        if self.session_id is None:
+            object.__setattr__(self, "session_id", np.full(n, -1, dtype=np.int64))
+        if self.turn is None:
+            object.__setattr__(self, "turn", np.zeros(n, dtype=np.int32))
+        for name in ("input_tokens", "output_tokens", "class_index", "shared_prefix_tokens", "session_id", "turn"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"RequestBatch.{name} has {len(getattr(self, name))} rows, not {n}")
 
@@ -88,6 +96,8 @@ class TraceTable:
     arrival_s: np.ndarray  # float64
     input_tokens: np.ndarray  # int64, >= 1
     output_tokens: np.ndarray  # int64, >= 1
+    session_id: np.ndarray | None = None  # int64, from optional session_id/turn columns
+    turn: np.ndarray | None = None  # int32
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -101,7 +111,9 @@ _TRACE_FORMATS = (
     ("azure", "TIMESTAMP", "ContextTokens", "GeneratedTokens", True),
     ("vidur", "arrived_at", "num_prefill_tokens", "num_decode_tokens", False),
 )
-_TRACE_COLUMNS = frozenset(c for fmt in _TRACE_FORMATS for c in fmt[1:4])
+#: Optional columns of any format: a request's conversation and its turn in it (whole numbers >= 0).
+_SESSION_COLUMNS = ("session_id", "turn")
+_TRACE_COLUMNS = frozenset([*(c for fmt in _TRACE_FORMATS for c in fmt[1:4]), *_SESSION_COLUMNS])
 #: Largest trace file read, bytes (the Azure 2023 conversation trace is ~1 MB).
 MAX_TRACE_BYTES = 1024**3
 #: Largest |arrival time| in a seconds column (31.7 million years: epoch seconds fit, spans stay finite).
@@ -173,6 +185,8 @@ def load_trace(path: str | os.PathLike, *, field: str = _PATH_FIELD) -> TraceTab
     inputs = _parse_token_column(frame[in_col].to_numpy(), in_col, where)
     outputs = _parse_token_column(frame[out_col].to_numpy(), out_col, where)
 
+    sessions = _session_columns(frame, columns, where)
+
     order = np.argsort(times, kind="stable")
     times = times[order]
     arrival_s = times - times[0]
@@ -182,7 +196,30 @@ def load_trace(path: str | os.PathLike, *, field: str = _PATH_FIELD) -> TraceTab
         arrival_s=arrival_s,
         input_tokens=inputs[order],
         output_tokens=outputs[order],
+        session_id=None if sessions is None else sessions[0][order],
+        turn=None if sessions is None else sessions[1][order],
     )
+
+
+def _session_columns(frame, columns: list[str], where: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The optional session_id and turn columns (both or neither), as whole numbers >= 0."""
+    present = [c for c in _SESSION_COLUMNS if c in columns]
+    if not present:
+        return None
+    if len(present) == 1:
+        missing = next(c for c in _SESSION_COLUMNS if c not in columns)
+        raise SpecError(f"{where}: column {present[0]} needs column {missing} too; valid: both or neither")
+    out = []
+    for col in _SESSION_COLUMNS:
+        values = frame[col].to_numpy()
+        as_float, parsed = _as_float(values)
+        with np.errstate(invalid="ignore"):
+            ok = parsed & np.isfinite(as_float) & (as_float >= 0) & (as_float <= MAX_TRACE_TIME_S)
+            ok &= as_float == np.floor(as_float)
+        if not ok.all():
+            raise _bad_value(where, col, values, ok, "a whole number >= 0")
+        out.append(as_float.astype(np.int64))
+    return out[0], out[1].astype(np.int32)
 
 
 def trace_requests_after(spec: WorkloadSpec, duration_s: float | None, max_requests: int | None = None) -> int:
@@ -530,6 +567,10 @@ def generate_requests(
         raise SpecError(f"workload.arrival.kind: '{kind}' is not supported")
 
     inputs, outputs, class_index, prefix = _sample_requests(spec, rng, len(arrival_s))
+    if any(c.session is not None for c in spec.classes):
+        from fleetsim.sessions import expand_sessions
+
+        return expand_sessions(spec, rng, arrival_s, inputs, outputs, class_index, duration_s, max_requests)
     return RequestBatch(arrival_s, inputs, outputs, class_index, prefix)
 
 
@@ -556,6 +597,8 @@ def _trace_requests(spec, arrival: TraceArrival, rng, duration_s, max_requests) 
         class_index,
         prefix,
         dropped_after_duration=dropped,
+        session_id=None if table.session_id is None else table.session_id[:n].copy(),
+        turn=None if table.turn is None else table.turn[:n].copy(),
     )
 
 
@@ -614,8 +657,18 @@ def mean_arrival_rate_per_s(spec: WorkloadSpec) -> float | None:
     """Long-run mean arrival rate; None for closed (set by the loop) and offline (all at t = 0).
 
     Diurnal: the mean over a whole period. Trace: 1 / mean inter-arrival time after speedup
-    (None for a single-request or zero-span trace); this reads the file.
+    (None for a single-request or zero-span trace); this reads the file. Classes that open
+    multi-turn sessions bring E[turns] requests per arrival (fleetsim.sessions).
     """
+    rate = _arrival_rate_per_s(spec)
+    if rate is not None and any(c.session is not None for c in spec.classes):
+        from fleetsim.sessions import session_mean_lengths
+
+        return rate * session_mean_lengths(spec)[0]
+    return rate
+
+
+def _arrival_rate_per_s(spec: WorkloadSpec) -> float | None:
     arrival = spec.arrival
     if arrival.kind in ("poisson", "gamma"):
         return float(arrival.rate_per_s)
@@ -640,12 +693,17 @@ def mean_lengths(spec: WorkloadSpec) -> tuple[float, float]:
 
     Exact for fixed, uniform and empirical, and for lognormal with rounding and clipping (summed
     over whole tokens up to 2,000,000 above min_tokens; a continuous closed form past that).
-    A trace returns the file's means (this reads the file).
+    A trace returns the file's means (this reads the file). With multi-turn sessions: the means
+    over requests, prompts grown by the conversation (fleetsim.sessions.session_mean_lengths).
     """
     if spec.arrival.kind == "trace":
         table = load_trace(spec.arrival.path)
         n = len(table) if spec.arrival.max_requests is None else spec.arrival.max_requests
         return float(np.mean(table.input_tokens[:n])), float(np.mean(table.output_tokens[:n]))
+    if any(c.session is not None for c in spec.classes):
+        from fleetsim.sessions import session_mean_lengths
+
+        return session_mean_lengths(spec)[1:]
     weights = spec.class_weights
     mean_in = sum(w * length_mean(c.input_tokens) for w, c in zip(weights, spec.classes))
     mean_out = sum(w * length_mean(c.output_tokens) for w, c in zip(weights, spec.classes))

@@ -353,6 +353,35 @@ ArrivalProcess = Annotated[
 OPEN_LOOP_KINDS = ("poisson", "gamma", "diurnal", "trace", "offline")
 
 
+# --------------------------------------------------------------------------- multi-turn sessions
+
+TurnCount = Annotated[
+    FixedLength | UniformLength | EmpiricalLength,
+    Field(discriminator="kind"),
+]
+
+
+class SessionSpec(Spec):
+    """Multi-turn conversations: each arrival of the class opens a session of `turns` requests.
+
+    Turn 1's prompt is a draw of the class's ``input_tokens`` (its shared prefix included); turn
+    j's prompt is the conversation so far (turn j-1's prompt and answer) plus a new draw of
+    ``input_tokens``, so the prompt grows by the conversation. Turn j + 1 arrives ``think_time``
+    after turn j arrived (open loop: the answer's own time is the simulator's to add when it
+    drives sessions); turns after run.duration_s are left out. A prompt is capped at 10,000,000
+    tokens.
+    """
+
+    turns: TurnCount = Field(
+        description="Requests per session, by `kind` (fixed, uniform, empirical; each >= 1). Required."
+    )
+    think_time: ThinkTime | None = Field(
+        default=None,
+        description="Time from one turn's arrival to the next's, by `kind` (fixed, exponential). "
+        "Default null: 0 (every turn at once).",
+    )
+
+
 # --------------------------------------------------------------------------- request classes
 
 
@@ -396,6 +425,11 @@ class RequestClass(Spec):
     )
     slo_class: Name | None = Field(
         default=None, description="Label for grouping results (e.g. interactive, batch). Default null: no label."
+    )
+    session: SessionSpec | None = Field(
+        default=None,
+        description="Multi-turn sessions: each arrival of the class opens a conversation whose prompt grows "
+        "turn by turn. Default null: single requests.",
     )
 
     @model_validator(mode="after")
@@ -447,6 +481,11 @@ class WorkloadSpec(Spec):
                 raise ValueError(
                     f"classes['{c.name}']: a trace workload takes lengths from the trace; "
                     "leave out input_tokens and output_tokens"
+                )
+            if c.session is not None and self.arrival.kind not in ("poisson", "gamma", "diurnal", "offline"):
+                raise ValueError(
+                    f"classes['{c.name}']: sessions open on an open-loop arrival (poisson, gamma, diurnal, "
+                    f"offline), not {self.arrival.kind}; a trace gives session_id and turn columns instead"
                 )
             if not trace and not all(given):
                 raise ValueError(
