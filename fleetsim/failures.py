@@ -229,3 +229,27 @@ def fleet_availability(
 def downtime_s(outages: pd.DataFrame, horizon_s: float) -> float:
     """Replica-seconds down within [0, horizon_s) of a replica_outages timeline."""
     return float((outages["up_s"].clip(upper=horizon_s) - outages["down_s"]).clip(lower=0).sum())
+
+
+def spot_reclaim_process(reclaims_per_instance_hour: float, cold_start_s: float) -> FailureProcess | None:
+    """Spot reclaims as a failure process of whole instances (one per replica): a reclaim every
+    1 / rate hours on average, the replica back after a cold start on a fresh instance. None at
+    rate 0. Feed it to replica_outages as the `server` process with gpus_per_server = tp."""
+    if reclaims_per_instance_hour < 0 or not math.isfinite(reclaims_per_instance_hour):
+        raise SpecError(f"billing.spot_interruptions_per_instance_hour = {reclaims_per_instance_hour!r}; valid: >= 0")
+    if reclaims_per_instance_hour == 0:
+        return None
+    return FailureProcess(HOUR_S / reclaims_per_instance_hour, max(cold_start_s, 1e-9), repair_distribution="fixed")
+
+
+def outage_summary(outages: pd.DataFrame, replicas: int, horizon_s: float) -> dict:
+    """Measured availability of a replica_outages timeline over [0, horizon_s): outages (count,
+    and by cause), replica-hours down, and the fraction of replica-time up."""
+    inside = outages[outages["down_s"] < horizon_s]
+    down = downtime_s(inside, horizon_s)
+    return {
+        "outages": int(len(inside)),
+        "by_cause": {str(k): int(v) for k, v in inside["cause"].value_counts().sort_index().items()},
+        "replica_hours_down": down / HOUR_S,
+        "availability": 1.0 - down / (replicas * horizon_s) if replicas and horizon_s > 0 else 1.0,
+    }

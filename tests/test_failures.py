@@ -112,3 +112,19 @@ def test_same_seed_same_timeline():
 def test_bad_process_is_one_line():
     with pytest.raises(SpecError, match="mtbf_s"):
         FailureProcess(mtbf_s=0.0, repair_s=1.0)
+
+
+def test_spot_reclaims_as_a_whole_instance_process():
+    from fleetsim.failures import outage_summary, spot_reclaim_process
+
+    p = spot_reclaim_process(0.05, 300.0)  # one reclaim per 20 instance-hours, back after 5 minutes
+    assert p is not None and p.mtbf_s == 20 * H and p.repair_s == 300.0
+    assert spot_reclaim_process(0.0, 300.0) is None
+    horizon = 20000 * H
+    out = replica_outages(np.random.default_rng(2), None, p, replicas=4, tp=8, gpus_per_server=8, horizon_s=horizon)
+    s = outage_summary(out, 4, horizon)
+    # 4 instances x 20,000 h / (20 h + 5 min) ~ 3,988 reclaims; Poisson count: 5 sigma ~ 316.
+    assert abs(s["outages"] - 4 * horizon / (p.mtbf_s + p.repair_s)) < 5 * math.sqrt(4 * 20000 / 20)
+    assert s["by_cause"] == {"server": s["outages"]}
+    # Down fraction = reclaims x 300 s / (4 T): its sigma ~ sqrt(3,988) x 300 / (4 T) ~ 6.6e-5; 5 sigma.
+    assert s["availability"] == pytest.approx(p.availability, abs=3.3e-4)
