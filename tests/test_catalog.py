@@ -58,6 +58,8 @@ REQUIRED_MODELS = {
     "gemma-4-26b-a4b",
 }
 REQUIRED_GPUS = {"h100-sxm", "h100-pcie", "h200", "b200", "gb200", "a100-80gb", "a100-40gb", "l40s", "mi300x"}
+# Issue 11: the hardware people buy.
+REQUIRED_GPUS |= {"h100-nvl", "h200-nvl", "gh200", "gh200-144gb", "gb300", "b300", "mi325x", "mi355x"}
 
 # Published parameter counts: (total, active or None, where it is published).
 PUBLISHED = {

@@ -75,7 +75,7 @@ def gpus(json_out: bool = json_option("one JSON array, a record per GPU")):
 
     df = gpu_table()
     if json_out:
-        print_json(df.to_dict(orient="records"))
+        print_json([{**row, **_gpu_details(row["gpu"])} for row in df.to_dict(orient="records")])
         return
     t = Table(title="GPUs (dense peaks)")
     for col, _ in _GPU_COLUMNS:
@@ -83,6 +83,29 @@ def gpus(json_out: bool = json_option("one JSON array, a record per GPU")):
     for r in df.to_dict(orient="records"):
         t.add_row(*(cell(r[col], fmt) for col, fmt in _GPU_COLUMNS))
     out.print(t)
+
+
+def _gpu_details(name: str) -> dict:
+    """What `fleetsim gpus --json` adds to a table row: power limits, the server, every source."""
+    from fleetsim.catalog import load_gpu
+    from fleetsim.server_power import non_gpu_power_w
+
+    g = load_gpu(name)
+    server = g.server
+    return {
+        "min_power_limit_w": g.min_power_limit_w,
+        "max_power_limit_w": g.max_power_limit_w,
+        "gpus_per_server": g.gpus_per_server,
+        "server_kind": server.kind if server else None,
+        "rack_scale": bool(server and server.rack_scale),
+        "server_non_gpu_idle_w": non_gpu_power_w(g, 0.0) if server else None,
+        "server_non_gpu_max_w": non_gpu_power_w(g, 1.0) if server else None,
+        "psu_efficiency": server.psu_efficiency if server else None,
+        "host_memory_gb": g.host_memory_bytes / 1e9 if g.host_memory_bytes else None,
+        "host_link_gb_per_s": g.host_link_bandwidth_bytes_per_s / 1e9 if g.host_link_bandwidth_bytes_per_s else None,
+        "sources": dict(g.sources),
+        "server_sources": dict(server.sources) if server else {},
+    }
 
 
 # ---------------------------------------------------------------------------- fleetsim inspect
