@@ -141,7 +141,6 @@ def plan(
 
     \b
     Examples:
-      fleetsim plan scenarios/h100_llama3.yaml
       fleetsim plan scenarios/h100_llama3.yaml --price a100-80gb=1.40 --seeds 10
       fleetsim plan scenarios/h100_llama3.yaml --gpus h100-sxm,h200 --set workload.arrival.rate_per_s=60
       fleetsim plan my.yaml --out runs/plan && fleetsim report runs/plan -o plan.html
