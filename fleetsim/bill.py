@@ -277,10 +277,19 @@ def bill(
     )
 
 
-def bill_of(result, billing: BillingSpec = BillingSpec(), *, cold_start_s: float = 0.0) -> Bill:
-    """The bill of a fixed-fleet simulate() result: fleet.replicas for the whole simulated
-    period, GPU energy from the run's cumulative meter (timeseries gpu_energy_j, the step power
-    whose integral is that meter), the request table for the per-class split."""
+def bill_of(
+    result,
+    billing: BillingSpec = BillingSpec(),
+    *,
+    replicas: pd.DataFrame | None = None,
+    lifetimes: pd.DataFrame | None = None,
+    cold_start_s: float = 0.0,
+) -> Bill:
+    """The bill of a simulate() result: GPU energy from the run's cumulative meter (timeseries
+    gpu_energy_j, the step power whose integral is that meter), the request table for the
+    per-class split, and the fleet: fleet.replicas for the whole simulated period (a fixed fleet,
+    what simulate() runs today), or the `replicas` step series / instance `lifetimes` an
+    autoscaled run records."""
     from fleetsim.catalog import load_gpu
 
     scenario = result.scenario
@@ -290,7 +299,8 @@ def bill_of(result, billing: BillingSpec = BillingSpec(), *, cold_start_s: float
     energy_j = np.append(ts["gpu_energy_j"].to_numpy(dtype=float), float(result.replicas["energy_j"].sum()))
     keep = np.append(np.diff(time_s) > 0, True)  # the meter's last sample at the end, once
     power = power_from_energy(time_s[keep], energy_j[keep])
-    replicas = pd.DataFrame({"time_s": [0.0], "replicas": [scenario.fleet.replicas]})
+    if replicas is None:
+        replicas = pd.DataFrame({"time_s": [0.0], "replicas": [scenario.fleet.replicas]})
     return bill(
         replicas,
         power,
@@ -300,6 +310,7 @@ def bill_of(result, billing: BillingSpec = BillingSpec(), *, cold_start_s: float
         cost=scenario.cost,
         facility=scenario.facility,
         billing=billing,
+        lifetimes=lifetimes,
         requests=result.requests,
         cold_start_s=cold_start_s,
     )
