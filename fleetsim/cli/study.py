@@ -15,7 +15,7 @@ PRICE_OPTION = typer.Option(
     "--price",
     metavar="GPU=USD",
     help="Rental price per GPU-hour for one GPU type (repeat, or comma-separate): --price h100-sxm=2.10. "
-    "Replaces that GPU's offers (catalog/offers.yaml) with one per-GPU offer.",
+    "Replaces that GPU's offers (catalog/offers.yaml) with one per-GPU offer. Default: the offers and catalog prices.",
 )
 SEEDS_OPTION = typer.Option(
     5,
