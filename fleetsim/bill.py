@@ -295,9 +295,11 @@ def bill_of(
     scenario = result.scenario
     horizon_s = float(result.summary["simulated_s"])
     ts = result.timeseries
-    time_s = np.append(ts["time_s"].to_numpy(dtype=float), horizon_s)
-    energy_j = np.append(ts["gpu_energy_j"].to_numpy(dtype=float), float(result.replicas["energy_j"].sum()))
-    keep = np.append(np.diff(time_s) > 0, True)  # the meter's last sample at the end, once
+    time_s = np.concatenate([[0.0], ts["time_s"].to_numpy(dtype=float), [horizon_s]])
+    energy_j = np.concatenate(
+        [[0.0], ts["gpu_energy_j"].to_numpy(dtype=float), [float(result.replicas["energy_j"].sum())]]
+    )
+    keep = np.append(np.diff(time_s) > 0, True)  # each time once, the later sample kept
     power = power_from_energy(time_s[keep], energy_j[keep])
     if replicas is None:
         replicas = pd.DataFrame({"time_s": [0.0], "replicas": [scenario.fleet.replicas]})
