@@ -79,17 +79,25 @@ def test_kwh_is_the_integrated_power():
 
 
 def test_facility_water_carbon_rent_and_own_by_hand():
-    # One TP-8 replica (one DGX H100: 10,200 W, 8 x 700 W GPUs -> 4,600 W of server overhead) at
-    # 4,000 W of GPU power for one hour.
+    # One TP-8 replica (one DGX H100: 10,200 W, 8 x 700 W GPUs -> 4,600 W of server overhead, set
+    # explicitly) at 4,000 W of GPU power for one hour, $2.69/GPU-hour rented or $32,500 a GPU owned.
     one = pd.DataFrame({"time_s": [0.0], "replicas": [1]})
     billing = BillingSpec(spot_interruptions_per_instance_hour=0.5, carbon_g_per_kwh=367.0)
-    b = run_bill(billing, series=one, power=flat_power(4000.0), tp=8, cold_start_s=600.0)
+    b = run_bill(
+        billing,
+        series=one,
+        power=flat_power(4000.0),
+        tp=8,
+        cold_start_s=600.0,
+        cost=CostSpec(rental_usd_per_gpu_hour=2.69, capex_usd_per_gpu=32500.0),
+        facility=FacilitySpec(server_overhead_w=4600.0),
+    )
     assert b.gpu_kwh == pytest.approx(4.0)
     assert b.it_kwh == pytest.approx(8.6)
     assert b.facility_kwh == pytest.approx(8.6 * 1.3)
     assert b.water_l == pytest.approx(8.6 * 1.8)
     assert b.carbon_kg == pytest.approx(8.6 * 1.3 * 0.367)
-    price = 2.69  # catalog h100-sxm on-demand $/GPU-hour
+    price = 2.69
     assert b.rent_usd["on_demand_usd"] == pytest.approx(8 * price)
     assert b.rent_usd["reserved_usd"] == pytest.approx(8 * price * 0.65)
     # Spot: 8 GPU-hours at 40% of the price, plus 0.5 interruptions x 600 s of 8 GPUs re-billed.
