@@ -12,7 +12,9 @@ left at the current count while |signal / target - 1| <= tolerance, then clamped
 "configurable HPA scale velocity"; HPAScalingRules.stabilizationWindowSeconds): the scale-up
 candidate is the LOWEST recommendation of the last ``scale_up_stabilization_s`` and the scale-down
 candidate the HIGHEST of the last ``scale_down_stabilization_s`` (the current one included, older
-ones kept when newer than now - window), so a dip shorter than the window never removes a replica.
+ones kept when newer than now - window), so a dip shorter than the window never removes a replica;
+optional rate limits cap a scrape's scale-up at the larger of a percent and a count (the HPA's
+scaleUp policies, selectPolicy Max, one scrape per period).
 
 A scale-up launches instances at once (billed from then) that serve after the cold start:
 
@@ -150,12 +152,23 @@ class Autoscaler:
         down_recs = [r for t, r in self._history if t > now_s - spec.scale_down_stabilization_s] + [rec]
         current = self.committed()
         target = max(current, min(up_recs))
-        target = min(target, max(down_recs))
+        target = min(target, max(down_recs), self._up_limit(current))
         if target > current:
             return [self._launch(now_s) for _ in range(target - current)]
         if target < current:
             return self._remove(now_s, current - target)
         return []
+
+    def _up_limit(self, current: int) -> int:
+        """Most replicas after one scrape's scale-up: the larger of the percent and count limits
+        (HPA behavior.scaleUp policies with selectPolicy Max); no limit when neither is set."""
+        spec = self.spec
+        limits = []
+        if spec.scale_up_max_percent is not None:
+            limits.append(math.floor(current * (1 + spec.scale_up_max_percent / 100)))
+        if spec.scale_up_max_replicas is not None:
+            limits.append(current + spec.scale_up_max_replicas)
+        return max(limits) if limits else spec.max_replicas
 
     def _launch(self, now_s: float) -> ScaleDecision:
         inst = Instance(len(self.instances), now_s, now_s + self.cold_start_s)

@@ -112,3 +112,15 @@ def test_queue_signal_and_bounds():
 def test_spec_refuses_min_above_max():
     with pytest.raises(ValueError, match="min_replicas"):
         AutoscalingSpec(min_replicas=5, max_replicas=2)
+
+
+def test_scale_up_rate_limits_as_the_hpa_default_policies():
+    # HPA's default scale-up: the larger of +100% and +4 pods per period (15 s). From 2 replicas
+    # at 5x the target: desired ceil(2 x 5) = 10, limited to max(2 x 2, 2 + 4) = 6; then
+    # max(12, 10) caps at the desired 10 on the next scrape.
+    spec = AutoscalingSpec(target=0.5, tolerance=0.0, scale_up_max_percent=100.0, scale_up_max_replicas=4)
+    scaler = Autoscaler(spec, 2, cold_start_s=0.0)
+    assert len(scaler.observe(0.0, Signals(utilization=2.5))) == 4
+    assert scaler.committed() == 6
+    scaler.observe(15.0, Signals(utilization=2.5 * 2 / 6))  # the same load over 6 replicas
+    assert scaler.committed() == 10

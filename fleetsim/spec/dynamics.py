@@ -79,6 +79,17 @@ class AutoscalingSpec(Spec):
         description="Scale-up uses the lowest recommendation of this many past seconds; >= 0. Default 0 (HPA: "
         "scale up at once).",
     )
+    scale_up_max_percent: Annotated[float, Field(gt=0, le=1e6), NUMBER] | None = Field(
+        default=None,
+        description="At most this percent of the current replicas added per scrape (with scale_up_max_replicas, "
+        "the larger limit applies, as the HPA's selectPolicy Max); > 0. Default null: no limit. The HPA's own "
+        "default is 100 (with 4 replicas) per 15 s.",
+    )
+    scale_up_max_replicas: Annotated[int, Field(ge=1, le=MAX_REPLICAS), INTEGER] | None = Field(
+        default=None,
+        description="At most this many replicas added per scrape (see scale_up_max_percent); >= 1. Default null: "
+        "no limit.",
+    )
     min_replicas: Replicas = Field(default=1, description="Fewest replicas; 0 to 100,000. Default 1.")
     max_replicas: Annotated[int, Field(ge=1, le=MAX_REPLICAS), INTEGER] = Field(
         default=64, description="Most replicas; 1 to 100,000, at least min_replicas. Default 64 (assumption)."
