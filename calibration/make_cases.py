@@ -28,10 +28,12 @@ HEADER = (
 
 # Reference names of GPUs -> catalog names.
 GPU_NAMES = [
+    (r"GH200.*144", "gh200-144gb"),
     (r"GH200", "gh200"),
     (r"GB200", "gb200"),
     (r"B200", "b200"),
     (r"H200.*CTS", "h200"),
+    (r"H200.*NVL", "h200-nvl"),
     (r"H200", "h200"),
     (r"H100.*NVL", "h100-nvl"),
     (r"H100.*PCIe", "h100-pcie"),
