@@ -24,18 +24,20 @@ from functools import cache
 from importlib import resources
 
 from fleetsim.errors import SpecError
-from fleetsim.memory import kv_footprint
+from fleetsim.memory import MemoryPlan, kv_footprint
 from fleetsim.spec.architecture import Architecture
 from fleetsim.spec.kvcache import KvCacheSpec
-from fleetsim.spec.topology import LinkSpec
+from fleetsim.spec.topology import DisaggregationSpec, LinkSpec
 from fleetsim.spec.yaml_file import loads
 
 __all__ = [
+    "DisaggregationPlan",
     "KvTransfer",
     "Link",
     "kv_transfer",
     "link_names",
     "load_link",
+    "plan_disaggregation",
     "resolve_link",
     "transfer_time_s",
 ]
@@ -164,3 +166,53 @@ def kv_transfer(
         time_s=time_s,
         exposed_s=exposed_s,
     )
+
+
+@dataclass(frozen=True)
+class DisaggregationPlan:
+    """Both pools' memory plans and the KV handoff of one prompt of `context_tokens`."""
+
+    prefill: MemoryPlan
+    decode: MemoryPlan
+    transfer: KvTransfer
+
+    def as_dict(self) -> dict:
+        return {"prefill": self.prefill.as_dict(), "decode": self.decode.as_dict(), "transfer": self.transfer.as_dict()}
+
+
+def plan_disaggregation(
+    model: str,
+    spec: DisaggregationSpec,
+    *,
+    context_tokens: int,
+    weight_dtype: str = "bf16",
+    kv: KvCacheSpec = KvCacheSpec(),
+    gpu_memory_utilization: float = 0.9,
+) -> DisaggregationPlan:
+    """Check a P/D topology before any clock starts: each pool's GPU and TP hold the model, the
+    decode pool holds one sequence of context_tokens, and the link exists; every problem is one
+    line naming the pool (disaggregation.prefill / disaggregation.decode / disaggregation.link)."""
+    from fleetsim.catalog import load_gpu, load_model
+    from fleetsim.errors import CapacityError, FleetsimError
+    from fleetsim.memory import plan_memory
+
+    arch = load_model(model)
+    link = resolve_link(spec.link, "disaggregation.link")
+    plans = {}
+    for role, pool, ctx in (("prefill", spec.prefill, 1), ("decode", spec.decode, context_tokens)):
+        try:
+            plans[role] = plan_memory(
+                arch,
+                load_gpu(pool.gpu),
+                tp=pool.tp,
+                weight_dtype=weight_dtype,
+                kv=kv,
+                context_tokens=ctx,
+                gpu_memory_utilization=gpu_memory_utilization,
+            )
+        except CapacityError as exc:
+            raise CapacityError(f"disaggregation.{role}: {exc}") from None
+        except FleetsimError as exc:
+            raise type(exc)(f"disaggregation.{role}.{exc}") from None
+    transfer = kv_transfer(arch, context_tokens, link, kv=kv, prefill_tp=spec.prefill.tp, decode_tp=spec.decode.tp)
+    return DisaggregationPlan(plans["prefill"], plans["decode"], transfer)

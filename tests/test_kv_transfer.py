@@ -4,10 +4,18 @@
 import pytest
 
 from fleetsim.catalog import load_model
-from fleetsim.errors import SpecError
-from fleetsim.kv_transfer import Link, kv_transfer, link_names, load_link, resolve_link, transfer_time_s
+from fleetsim.errors import FleetsimError, SpecError
+from fleetsim.kv_transfer import (
+    Link,
+    kv_transfer,
+    link_names,
+    load_link,
+    plan_disaggregation,
+    resolve_link,
+    transfer_time_s,
+)
 from fleetsim.spec.kvcache import KvCacheSpec
-from fleetsim.spec.topology import LinkSpec
+from fleetsim.spec.topology import DisaggregationSpec, LinkSpec
 
 PER_TOKEN_BYTES = 80 * 8 * 128 * 2 * 2  # 327,680
 BARE = Link("bare", "inter_node", bandwidth_bytes_per_s=50e9, latency_s=5e-6)  # NDR, no overhead
@@ -71,3 +79,37 @@ def test_bad_link_and_tp_are_one_line():
         kv_transfer(load_model("llama-3-70b"), 10, BARE, prefill_tp=3)
     with pytest.raises(ValueError, match="catalog name or bandwidth"):
         LinkSpec()
+
+
+def pd(prefill_tp=2, decode_tp=4, **extra):
+    return DisaggregationSpec.model_validate(
+        {
+            "prefill": {"gpu": "h100-sxm", "tp": prefill_tp, "replicas": 3},
+            "decode": {"gpu": "h100-sxm", "tp": decode_tp},
+            **extra,
+        }
+    )
+
+
+def test_llama3_70b_pd_plan():
+    plan = plan_disaggregation("llama-3-70b", pd(), context_tokens=8192)
+    assert plan.prefill.tp == 2 and plan.decode.tp == 4
+    # 8,192 tokens x 327,680 B = 2.68 GB; the two prefill ranks each send half over NDR (0.9 x 50 GB/s)
+    assert plan.transfer.model_bytes == 8192 * PER_TOKEN_BYTES
+    ndr = load_link("infiniband-ndr")
+    assert plan.transfer.time_s == pytest.approx(ndr.latency_s + 8192 * PER_TOKEN_BYTES / 2 / (0.9 * 50e9))
+
+
+@pytest.mark.parametrize(
+    "spec,context,match",
+    [
+        (pd(prefill_tp=3), 8192, r"^disaggregation.prefill.tp: 3 does not divide the 64 attention heads"),
+        (pd(prefill_tp=1), 8192, r"^disaggregation.prefill: llama-3-70b \(bf16\) does not fit on h100-sxm at tp=1"),
+        (pd(decode_tp=2), 1_000_000, r"^disaggregation.decode: .* cannot hold one sequence of 1000000 tokens"),
+        (pd(link={"name": "infiniband-hdr"}), 8192, r"^disaggregation.link.name: 'infiniband-hdr' is not a known link"),
+    ],
+)
+def test_bad_topologies_are_one_line(spec, context, match):
+    with pytest.raises(FleetsimError, match=match) as e:
+        plan_disaggregation("llama-3-70b", spec, context_tokens=context)
+    assert "\n" not in str(e.value)

@@ -99,3 +99,17 @@ def test_draft_model_stops_paying_at_large_batch():
     # at batch 256 the verify of 5 x 256 tokens is compute-bound: 5x the GEMM FLOPs of a decode step
     assert not pays_large and large.speedup < 1.0
     assert large.verify_s > 2 * large.baseline_step_s
+
+
+def test_topology_specs_are_frozen_strict_and_described():
+    import fleetsim.spec.topology as topology
+    from fleetsim.spec.base import Spec
+
+    classes = [c for c in vars(topology).values() if isinstance(c, type) and issubclass(c, Spec) and c is not Spec]
+    assert len(classes) == 7
+    for cls in classes:
+        assert cls.model_config["frozen"] and cls.model_config["extra"] == "forbid", cls
+        for name, f in cls.model_fields.items():
+            assert f.description, f"{cls.__name__}.{name}"
+    with pytest.raises(ValueError, match="Extra inputs"):
+        SpeculativeSpec(method="mtp", draft_lenght=2)
