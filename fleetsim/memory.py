@@ -17,12 +17,13 @@ chunked local attention (one chunk held at most), and is further capped by the e
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import numpy as np
 
 from fleetsim.errors import CapacityError, SpecError
+from fleetsim.parallel import Layout, routed_bytes
 from fleetsim.precision import bytes_per_element
 from fleetsim.spec.architecture import (
     Architecture,
@@ -99,6 +100,9 @@ class KvFootprint:
     terms: tuple[KvTerm, ...]
     tp: int
     prefix_compression_ratio: float = 1.0
+    # Data-parallel attention ranks: bytes are a rank's average share (each sequence lives on one
+    # rank), and a shared prefix is held by every rank.
+    dp: int = 1
 
     # -- per rank (one GPU of the replica); multiply by tp for the replica
     def bytes_per_rank(self, prompt_tokens, generated_tokens=0, shared_prefix_tokens=0):
@@ -130,6 +134,8 @@ class KvFootprint:
         for t in self.terms:
             if t.shareable and t.bytes_per_token_per_rank:
                 total += min(shared_prefix_tokens, t.cap_tokens) * float(t.bytes_per_token_per_rank)
+        if self.dp > 1:
+            total *= self.dp
         return total / self.prefix_compression_ratio
 
     @property
@@ -145,7 +151,20 @@ class KvFootprint:
         return float(sum(t.bytes_per_token_per_rank for t in self.terms))
 
 
-def kv_footprint(arch: Architecture, kv: KvCacheSpec = KvCacheSpec(), tp: int = 1) -> KvFootprint:
+def kv_footprint(arch: Architecture, kv: KvCacheSpec = KvCacheSpec(), tp: int = 1, dp: int = 1) -> KvFootprint:
+    if dp > 1:
+        # DP attention: dp groups of tp / dp ranks each hold their own sequences; per GPU of the
+        # replica that is 1/dp of a sequence's bytes at attention TP tp / dp.
+        inner = kv_footprint(arch, kv, tp // dp)
+        shares = tuple(
+            replace(
+                t,
+                bytes_per_token_per_rank=t.bytes_per_token_per_rank / dp,
+                fixed_bytes_per_rank=t.fixed_bytes_per_rank / dp,
+            )
+            for t in inner.terms
+        )
+        return replace(inner, terms=shares, tp=tp, dp=dp)
     check_tp(arch, tp)
     kb = bytes_per_element(kv.key_dtype)
     vb = bytes_per_element(kv.value_dtype)
@@ -281,6 +300,13 @@ def active_weight_bytes(arch: Architecture, weight_dtype: str, tokens_in_step: f
     return dense * b + touched * m.params_per_expert * m.moe_layers * b + head
 
 
+def layout_weight_bytes(arch: Architecture, weight_dtype: str, layout: Layout) -> float:
+    """Weight bytes per GPU: routed experts split over all tp GPUs (ep ranks, each expert tp/ep
+    ways), everything else (attention, dense layers, shared experts, tables) split over attention TP."""
+    experts = routed_bytes(arch, float(bytes_per_element(weight_dtype)))
+    return (weight_bytes(arch, weight_dtype) - experts) / layout.attention_tp + experts / layout.tp
+
+
 # --------------------------------------------------------------------------- the plan
 @dataclass(frozen=True)
 class MemoryPlan:
@@ -304,6 +330,8 @@ class MemoryPlan:
     sequence_bytes_per_gpu: float  # one sequence of context_tokens, per GPU
     max_concurrent_sequences: int
     footprint: KvFootprint = field(repr=False, compare=False)
+    ep: int = 1  # expert-parallel degree
+    dp: int = 1  # data-parallel attention ranks
 
     def as_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "footprint"}
@@ -336,16 +364,22 @@ def plan_memory(
     max_running_seqs: int = 256,
     runtime_reserve_bytes: int = GIB,
     _suggest_tp: bool = True,
+    layout: Layout | None = None,
 ) -> MemoryPlan:
     """Split one GPU's memory; raise CapacityError (with the numbers) when nothing is left for KV."""
     if not 0 < gpu_memory_utilization <= 1:
         raise SpecError(f"gpu_memory_utilization: {gpu_memory_utilization} is not valid; it must be in (0, 1]")
     if block_tokens < 1:
         raise SpecError(f"block_tokens: {block_tokens} is not valid; it must be >= 1")
-    check_tp(arch, tp)
-    fp = kv_footprint(arch, kv, tp)
+    if layout is None or layout.plain:
+        check_tp(arch, tp)
+        fp = kv_footprint(arch, kv, tp)
+        weights = math.ceil(weight_bytes(arch, weight_dtype) / tp)
+        layout = Layout(tp)
+    else:
+        fp = kv_footprint(arch, kv, tp, layout.dp)
+        weights = math.ceil(layout_weight_bytes(arch, weight_dtype, layout))
     usable = int(gpu.memory_bytes * gpu_memory_utilization)
-    weights = math.ceil(weight_bytes(arch, weight_dtype) / tp)
     workspace = workspace_bytes(arch, tp, max_batched_tokens, max_running_seqs, runtime_reserve_bytes)
     pool = usable - weights - workspace
     if pool <= 0:
@@ -403,6 +437,8 @@ def plan_memory(
         sequence_bytes_per_gpu=seq_bytes,
         max_concurrent_sequences=max_seqs,
         footprint=fp,
+        ep=layout.ep,
+        dp=layout.dp,
     )
 
 

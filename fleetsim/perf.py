@@ -36,6 +36,7 @@ import numpy as np
 
 from fleetsim.dvfs import ClockSetting
 from fleetsim.memory import KvFootprint, active_weight_bytes
+from fleetsim.parallel import Layout, a2a_bytes_per_token, imbalance_factor, touched_experts
 from fleetsim.precision import bytes_per_element
 from fleetsim.spec.architecture import Architecture, AttentionLayers, MLALayers
 from fleetsim.spec.engine import EngineProfile
@@ -112,6 +113,8 @@ class StepModel:
     power_override: PowerModel | None = None
     # A power limit or clock lock (fleetsim.dvfs): compute-bound time scales with the SM clock.
     clock: ClockSetting | None = None
+    # Expert parallelism and DP attention (fleetsim.parallel); None: plain tensor parallelism.
+    layout: Layout | None = None
     _weights_cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -182,6 +185,28 @@ class StepModel:
         self.host_seq_s = (e.host.per_sequence_s + streamed) * p.host_time_scale
         self.overlap = e.host.overlap
         self.serial_fraction = e.host.serial_fraction
+        self._parallel = self.layout is not None and not self.layout.plain
+        if self._parallel:
+            self._setup_layout()
+
+    def _setup_layout(self) -> None:
+        """EP / DP-attention terms (fleetsim.parallel): per-rank expert bytes and FLOPs, the
+        all-to-all per MoE layer, all-reduces only inside attention-TP groups."""
+        assert self.layout is not None and self.arch.moe is not None
+        a, m, lay = self.arch, self.arch.moe, self.layout
+        self.expert_bytes = m.params_per_expert * m.moe_layers * float(bytes_per_element(self.weight_dtype))
+        self.expert_flops_per_token = 2.0 * m.experts_per_token * m.params_per_expert * m.moe_layers / self.tp
+        self.a2a_bytes_per_token = a2a_bytes_per_token(a, lay, ACTIVATION_BYTES)
+        self.moe_layers = m.moe_layers
+        at = lay.attention_tp
+        # Attention all-reduce in every layer and the dense-MLP one in non-MoE layers, over a DP
+        # group's share of the tokens, when attention is tensor-split.
+        self.comm_layers = (a.num_layers + a.num_layers - m.moe_layers) if at > 1 else 0
+        self.comm_bytes_per_token = 2.0 * (at - 1) / at * a.hidden_size * ACTIVATION_BYTES / lay.dp if at > 1 else 0.0
+        c = self.profile.collectives
+        self.comm_rate = c.allreduce_bus_bytes_per_s
+        lat = self.engine.allreduce_latency_s
+        self.comm_latency_s = lat if lat is not None else c.allreduce_latency_s
 
     # ------------------------------------------------------------------ named terms
     def weight_bytes_per_gpu(self, tokens: int) -> float:
@@ -191,8 +216,17 @@ class StepModel:
         w = self._weights_cache.get(tokens)
         if w is None:
             w = active_weight_bytes(self.arch, self.weight_dtype, tokens) / self.tp
+            if self._parallel:
+                assert self.layout is not None
+                experts = touched_experts(self.arch, tokens) * self.expert_bytes
+                total = w * self.tp
+                w = (total - experts) / self.layout.attention_tp + experts / self.tp
             self._weights_cache[tokens] = w
         return w
+
+    def moe_imbalance(self, tokens: float) -> float:
+        """Busiest expert-parallel rank's load over the mean (1 without EP)."""
+        return imbalance_factor(self.arch, self.layout, tokens) if self._parallel and self.layout else 1.0
 
     def linear_flops(self, tokens: float, logit_tokens: float) -> float:
         return tokens * self.body_flops_per_token + logit_tokens * self.lm_head_flops_per_token
@@ -201,13 +235,31 @@ class StepModel:
         """The GEMMs of an iteration over `tokens` tokens: weights streamed once against the linear FLOPs."""
         weights = self.weight_bytes_per_gpu(tokens)
         t_mem = (weights + self.mem_half) / self.mem_rate
-        t_cmp = (self.linear_flops(tokens, logit_tokens) + self.flop_half) / self.flop_rate
+        flops = self.linear_flops(tokens, logit_tokens)
+        if self._parallel:  # the expert GEMMs run at the busiest rank's pace
+            flops += (self.moe_imbalance(tokens) - 1.0) * tokens * self.expert_flops_per_token
+        t_cmp = (flops + self.flop_half) / self.flop_rate
         return max(t_mem, t_cmp)
 
     def comm_time_s(self, tokens: float) -> float:
+        if self._parallel:
+            return self.all_reduce_s(tokens) + self.all_to_all_s(tokens)
         if not self.comm_layers:
             return 0.0
         return self.comm_layers * (self.comm_latency_s + tokens * self.comm_bytes_per_token / self.comm_rate)
+
+    def all_reduce_s(self, tokens: float) -> float:
+        """Tensor-parallel all-reduces of an iteration (EP/DP layout: inside attention-TP groups)."""
+        if not self.comm_layers:
+            return 0.0
+        return self.comm_layers * (self.comm_latency_s + tokens * self.comm_bytes_per_token / self.comm_rate)
+
+    def all_to_all_s(self, tokens: float) -> float:
+        """Expert-parallel dispatch + combine, two all-to-alls per MoE layer (0 without EP)."""
+        if not self._parallel or not self.a2a_bytes_per_token:
+            return 0.0
+        per_way = self.moe_imbalance(tokens) * tokens * self.a2a_bytes_per_token / self.comm_rate
+        return 2 * self.moe_layers * (self.comm_latency_s + per_way)
 
     def host_time_s(self, sequences: int) -> float:
         return self.host_iter_s + self.host_seq_s * sequences

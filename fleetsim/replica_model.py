@@ -13,6 +13,7 @@ from importlib import resources
 from fleetsim.dvfs import ClockSetting, clocked_power_model, hbm_share
 from fleetsim.errors import FleetsimWarning, SpecError
 from fleetsim.memory import KvFootprint, MemoryPlan, kv_footprint, plan_memory
+from fleetsim.parallel import layout_of
 from fleetsim.perf import StepModel
 from fleetsim.spec.architecture import Architecture
 from fleetsim.spec.engine import EngineProfile
@@ -39,6 +40,7 @@ def memory_plan_of(scenario: ScenarioSpec, arch: Architecture, gpu: GpuSpec) -> 
     pool is that fraction of what weights and workspace leave, i.e. the utilisation
     (weights + workspace + f x (memory - weights - workspace)) / memory."""
     s, fleet = scenario.scheduler, scenario.fleet
+    layout = layout_of(arch, fleet.tp, fleet.ep, fleet.dp_attention)
 
     def plan(util: float) -> MemoryPlan:
         return plan_memory(
@@ -51,6 +53,7 @@ def memory_plan_of(scenario: ScenarioSpec, arch: Architecture, gpu: GpuSpec) -> 
             block_tokens=s.block_tokens,
             max_batched_tokens=s.max_batched_tokens,
             max_running_seqs=s.max_running_seqs,
+            layout=layout,
         )
 
     f = fleet.kv_cache_free_memory_fraction
@@ -72,7 +75,8 @@ def replica_model(
     """Build one replica of the scenario's fleet (plan given: reuse it, else plan it here)."""
     fleet = scenario.fleet
     clock = clock_setting(scenario, gpu, profile)
-    footprint = kv_footprint(arch, scenario.kv_cache, fleet.tp)
+    layout = layout_of(arch, fleet.tp, fleet.ep, fleet.dp_attention)
+    footprint = kv_footprint(arch, scenario.kv_cache, fleet.tp, layout.dp)
     step_model = StepModel(
         arch,
         gpu,
@@ -85,6 +89,7 @@ def replica_model(
         streaming=scenario.engine.streaming,
         power_override=clocked_power_model(clock) if clock is not None else None,
         clock=clock,
+        layout=None if layout.plain else layout,
     )
     return ReplicaModel(plan or memory_plan_of(scenario, arch, gpu), footprint, step_model)
 

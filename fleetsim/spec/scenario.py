@@ -92,6 +92,19 @@ class FleetSpec(Spec):
         "(0, 1]: compute-bound time scales by 1 / fraction, power by the voltage curve (fleetsim.dvfs). "
         "A fraction, not MHz, so one value sweeps across GPUs. Default null: boost clocks.",
     )
+    ep: Annotated[int, Field(ge=1, le=MAX_TP), INTEGER] | None = Field(
+        default=None,
+        description="Expert-parallel degree of a mixture-of-experts model (SGLang --ep-size, vLLM "
+        "--enable-expert-parallel): routed experts split over this many of the replica's tp GPUs, all-to-all "
+        "dispatch and combine per MoE layer instead of the MoE all-reduce. Divides tp and the routed experts. "
+        "Default null: 1 (experts tensor-split).",
+    )
+    dp_attention: bool = Field(
+        default=False,
+        description="Data-parallel attention over the replica's tp GPUs (SGLang --enable-dp-attention --dp tp, "
+        "vLLM --data-parallel-size): each GPU holds the attention weights whole and only its own sequences' KV "
+        "(the MLA latent is not replicated). Mixture-of-experts models only. Default false.",
+    )
 
     @model_validator(mode="after")
     def _gpu_count(self):
