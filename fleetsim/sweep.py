@@ -210,6 +210,12 @@ def _run_point(task: dict) -> dict:
     try:
         spec = ScenarioSpec.model_validate(task["scenario"])
         record["summary"] = plain(simulate(spec).summary)
+        seeds = int(task.get("seeds") or 1)
+        if seeds > 1:  # run.seed + 1 .. R-1 as well: headline figures with 95% Student-t intervals
+            from fleetsim.study.replicates import replicate
+
+            reps = replicate(spec, seeds=seeds, cache={spec.run.seed: record["summary"]})
+            record["intervals"] = plain(reps.columns())
     except Exception as exc:  # noqa: BLE001 - any failure is recorded, the sweep goes on
         record["status"] = "error"
         record["error"] = _error_text(exc)
@@ -287,6 +293,8 @@ def _row(record: dict) -> dict:
         if k != "scenario" and k not in row:  # a parameter wins over the metric it sets
             # a list (e.g. calibration.warnings) is one cell of JSON text, as points.parquet stores it
             row[k] = _canonical(v) if isinstance(v, (list, tuple)) else v
+    for k, v in (record.get("intervals") or {}).items():  # --seeds R: interval.<figure>[_lo|_hi]
+        row[f"interval.{k}"] = v
     row["elapsed_s"] = record.get("elapsed_s")
     row["run_id"] = record.get("run_id")
     return row
@@ -530,8 +538,13 @@ def run_sweep(
     workers: int | None = None,
     progress: bool = True,
     retry_failed: bool = False,
+    seeds: int = 1,
 ) -> pd.DataFrame:
     """Simulate every point of the grid's cartesian product; one row per point, in grid order.
+
+    seeds > 1: each point also runs at run.seed + 1 .. R-1 and its row carries interval.<figure>,
+    interval.<figure>_lo and _hi (95% Student-t over the seeds) for the headline figures (SLO
+    attainment, TTFT/TPOT at the SLO percentile, $/Mtok, IT kW, peak GPU W, tokens/s).
 
     scenario: a YAML path, a mapping or a ScenarioSpec; overrides apply to every point (a grid key
     wins over an override of the same path). Before anything runs: every grid key must be a field
@@ -553,10 +566,13 @@ def run_sweep(
     base = apply_overrides(base, dict(overrides or {}))
     for key in grid:
         check_grid_key(key, base)
+    from fleetsim.study.replicates import check_seeds
+
+    check_seeds(seeds)
     run_id = uuid.uuid4().hex[:12]
     params = list(grid)
     points = _points(grid)
-    ids = [point_id(base, p) for p in points]
+    ids = [point_id(base, p) + (f"-r{seeds}" if seeds > 1 else "") for p in points]
     points_dir = out / "points"
 
     # Resume: what is already on disk; then build every remaining point before running any.
@@ -585,7 +601,9 @@ def run_sweep(
         except Exception as exc:  # noqa: BLE001 - an unexpected failure is the point's result
             done[pid] = _failed(pid, p, run_id, exc)
             continue
-        tasks.append({"id": pid, "params": p, "run_id": run_id, "scenario": spec.model_dump(mode="json")})
+        tasks.append(
+            {"id": pid, "params": p, "run_id": run_id, "scenario": spec.model_dump(mode="json"), "seeds": seeds}
+        )
     bad = _bad_value(grid, points, invalid)
     if bad is not None:
         raise SpecError(bad)
@@ -675,6 +693,9 @@ _DISPLAY_METRICS = (
     "power.it_mean_kw",
     "cost.usd_per_hour",
     "cost.usd_per_million_tokens",
+    "interval.usd_per_million_tokens_lo",
+    "interval.usd_per_million_tokens_hi",
+    "interval.slo_attainment_lo",
 )
 
 

@@ -414,3 +414,25 @@ def test_pool_workers_die_with_a_sweep_killed_outright(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     _, alive = psutil.wait_procs(workers, timeout=60)
     assert not alive, f"workers outlived the sweep: {alive}"
+
+
+def test_seeds_give_each_point_interval_columns_from_its_seed_runs(tmp_path):
+    tiny = {"run.duration_s": 10, "workload.arrival.rate_per_s": 4}
+    df = run_sweep(
+        SCENARIO, {"fleet.replicas": [1, 2]}, tmp_path / "s", overrides=tiny, workers=1, progress=False, seeds=3
+    )
+    assert (df["status"] == "ok").all() and (df["interval.seeds"] == 3).all()
+    for col in ("usd_per_million_tokens", "slo_attainment", "ttft_at_percentile_s", "it_kw"):
+        assert (df[f"interval.{col}_lo"] <= df[f"interval.{col}"]).all()
+        assert (df[f"interval.{col}"] <= df[f"interval.{col}_hi"]).all()
+    # the interval is over run.seed + 0..2: recompute the mean TTFT of the 2-replica point by hand
+    import fleetsim
+
+    seed0 = fleetsim.load_scenario(SCENARIO, tiny).run.seed
+    q = [
+        fleetsim.simulate(SCENARIO, {**tiny, "fleet.replicas": 2, "run.seed": seed0 + i}).summary["slo"]["ttft_p99_s"]
+        for i in range(3)
+    ]
+    row = df[df["fleet.replicas"] == 2].iloc[0]
+    assert row["interval.ttft_at_percentile_s"] == pytest.approx(sum(q) / 3)
+    assert "interval.usd_per_million_tokens_lo" in display_columns(df)

@@ -61,6 +61,13 @@ def sweep(
         metavar="N",
         help="Processes of the local pool or LocalCluster. Default: the CPU count (pool), 2 (LocalCluster).",
     ),
+    seeds: int = typer.Option(
+        1,
+        "--seeds",
+        metavar="R",
+        help="Run each point at R seeds (run.seed + 0..R-1): interval.<figure>_lo/_hi columns hold 95% "
+        "Student-t intervals of the headline figures. Default 1 (no intervals).",
+    ),
     json_out: bool = json_option("the table as one JSON array (a record per point)"),
 ):
     """Run a grid of what-ifs, one simulation per point.
@@ -88,6 +95,7 @@ def sweep(
             scheduler=scheduler,
             workers=workers,
             progress=not json_out and sys.stderr.isatty(),
+            seeds=seeds,
         )
     except SweepInterrupted as exc:  # Ctrl-C or SIGTERM: one line, what was kept
         note_line(exc.message)
