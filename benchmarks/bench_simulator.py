@@ -65,6 +65,8 @@ def one(replicas: int, requests: int, pods: int) -> dict:
     }
     if pods > 1:
         overrides["fleet.pods"] = pods
+    import fleetsim.simulation  # noqa: F401  (the modules a run needs, loaded before the baseline RSS)
+
     rss0 = rss_kib()
     w0, c0 = time.perf_counter(), time.process_time()
     result = fleetsim.simulate(ROOT / "scenarios" / "h100_llama3.yaml", overrides)
