@@ -39,6 +39,7 @@ __all__ = [
     "PipelineStep",
     "StagePlan",
     "bubble_fraction",
+    "layer_weight_bytes",
     "multinode_allreduce_s",
     "pipeline_plan",
     "pipeline_step",
@@ -84,21 +85,26 @@ def stage_layers(arch: Architecture, stages: int, layers_per_stage: tuple[int, .
     return (n // stages,) * stages
 
 
-def stage_weight_bytes(arch: Architecture, layers: tuple[int, ...], weight_dtype: str = "bf16") -> list[float]:
-    """Weight bytes of each stage (whole stage, all its TP ranks)."""
-    b = float(bytes_per_element(weight_dtype))
-    table = arch.token_table_params * float(max(bytes_per_element(weight_dtype), bytes_per_element(TABLE_DTYPE)))
+def layer_weight_bytes(arch: Architecture, start: int, count: int, weight_dtype: str = "bf16") -> float:
+    """Weight bytes of layers [start, start + count) without the embedding and LM-head tables:
+    every non-routed parameter spread evenly over the layers, the routed experts over the MoE
+    layers (the last `moe_layers`)."""
     n = arch.num_layers
     routed = arch.moe.routed_params if arch.moe is not None else 0
     moe_layers = arch.moe.moe_layers if arch.moe is not None else 0
     per_layer = (arch.total_params - arch.table_params - routed) / n
-    routed_per_moe_layer = routed / moe_layers if moe_layers else 0.0
-    first_moe = n - moe_layers
+    moe_here = max(0, min(start + count, n) - max(start, n - moe_layers))
+    routed_here = routed / moe_layers * moe_here if moe_layers else 0.0
+    return (per_layer * count + routed_here) * float(bytes_per_element(weight_dtype))
+
+
+def stage_weight_bytes(arch: Architecture, layers: tuple[int, ...], weight_dtype: str = "bf16") -> list[float]:
+    """Weight bytes of each stage (whole stage, all its TP ranks)."""
+    table = arch.token_table_params * float(max(bytes_per_element(weight_dtype), bytes_per_element(TABLE_DTYPE)))
     out = []
     start = 0
     for i, count in enumerate(layers):
-        moe_here = max(0, min(start + count, n) - max(start, first_moe))
-        w = (per_layer * count + routed_per_moe_layer * moe_here) * b
+        w = layer_weight_bytes(arch, start, count, weight_dtype)
         if i == 0:
             w += table  # token embedding
         if i == len(layers) - 1 and (len(layers) > 1 or not arch.tie_word_embeddings):

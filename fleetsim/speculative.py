@@ -31,6 +31,7 @@ from fleetsim.spec.yaml_file import loads
 __all__ = [
     "SpeculativeStep",
     "build_step_model",
+    "draft_memory_per_gpu",
     "draft_time_s",
     "verify_time_s",
     "expected_tokens_per_step",
@@ -134,6 +135,9 @@ class SpeculativeStep:
     baseline_step_s: float  # a plain decode step of the same batch (no speculation)
     kv_growth_tokens_per_step: float  # mean tokens appended to each sequence's KV per step
     kv_lookahead_tokens: int  # slots held per sequence during the step (k)
+    kv_growth_bytes_per_step_per_gpu: float  # of one sequence, target layers (the paged-block unit)
+    draft_kv_bytes_per_token_per_gpu: float  # the draft's own cache (MTP head layers or draft model)
+    draft_weight_bytes_per_gpu: float  # resident next to the target's weights
 
     @property
     def step_s(self) -> float:
@@ -207,6 +211,22 @@ def draft_time_s(
     return sum(draft.iteration(batch, _kv_read_bytes(draft, batch, context_tokens + j)).time_s for j in range(k))
 
 
+def draft_memory_per_gpu(step: StepModel, spec: SpeculativeSpec, draft: StepModel | None = None) -> tuple[float, float]:
+    """(weight bytes, KV bytes per token) the drafter adds on each GPU. mtp: mtp_layers layers
+    like the model's last (an MoE layer for DeepSeek-V3; embedding and LM head shared with the
+    model), with their share of a token's KV. draft_model: its weights over its TP and its KV."""
+    from fleetsim.memory import weight_bytes
+    from fleetsim.pipeline import layer_weight_bytes
+
+    if spec.method == "mtp":
+        n, m = step.arch.num_layers, spec.mtp_layers
+        weights = layer_weight_bytes(step.arch, max(n - m, 0), m, step.weight_dtype) / step.tp
+        return weights, step.footprint.full_bytes_per_token_per_rank * m / n
+    if draft is None:
+        raise SpecError("speculative.draft_model: a draft_model step needs the draft model's StepModel")
+    return weight_bytes(draft.arch, draft.weight_dtype) / draft.tp, draft.footprint.full_bytes_per_token_per_rank
+
+
 def speculative_step(
     step: StepModel,
     spec: SpeculativeSpec,
@@ -224,6 +244,7 @@ def speculative_step(
     k = spec.draft_tokens
     tokens = expected_tokens_by_position(step_acceptance(spec, class_name))
     baseline = step.iteration(batch, _kv_read_bytes(step, batch, context_tokens)).time_s
+    draft_weights, draft_kv = draft_memory_per_gpu(step, spec, draft)
     return SpeculativeStep(
         batch=batch,
         context_tokens=context_tokens,
@@ -234,6 +255,9 @@ def speculative_step(
         baseline_step_s=baseline,
         kv_growth_tokens_per_step=tokens,
         kv_lookahead_tokens=k,
+        kv_growth_bytes_per_step_per_gpu=tokens * step.footprint.full_bytes_per_token_per_rank,
+        draft_kv_bytes_per_token_per_gpu=draft_kv,
+        draft_weight_bytes_per_gpu=draft_weights,
     )
 
 

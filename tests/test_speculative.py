@@ -113,3 +113,19 @@ def test_topology_specs_are_frozen_strict_and_described():
             assert f.description, f"{cls.__name__}.{name}"
     with pytest.raises(ValueError, match="Extra inputs"):
         SpeculativeSpec(method="mtp", draft_lenght=2)
+
+
+def test_draft_memory(deepseek):
+    s = speculative_step(deepseek, SpeculativeSpec(method="mtp"), 4, 1000)
+    # one MoE layer of DeepSeek-V3: 256 routed experts x 3 x 7168 x 2048 parameters plus its share of
+    # the rest, fp8 (1 B) over 8 GPUs; published: the MTP module is 14B of the 685B checkpoint
+    experts = 256 * 3 * 7168 * 2048
+    assert experts / 8 < s.draft_weight_bytes_per_gpu < 14e9 / 8
+    # its KV: one more MLA layer, (512 + 64) x 2 B per token (the latent whole on every rank)
+    assert s.draft_kv_bytes_per_token_per_gpu == pytest.approx(576 * 2)
+    assert s.kv_growth_bytes_per_step_per_gpu == pytest.approx(1.875 * 61 * 576 * 2)
+    target = build_step_model("llama-3-70b", "h100-sxm", tp=4)
+    draft = build_step_model("llama-3-8b", "h100-sxm", tp=4)
+    d = speculative_step(target, SpeculativeSpec(method="draft_model", draft_model="llama-3-8b"), 1, 100, draft=draft)
+    assert d.draft_weight_bytes_per_gpu == pytest.approx(8_030_261_248 * 2 / 4, rel=0.01)  # Llama-3-8B bf16 / 4
+    assert d.draft_kv_bytes_per_token_per_gpu == 32 * 2 * 128 * 4  # 8 KV heads over 4 ranks
