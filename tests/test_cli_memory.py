@@ -241,3 +241,24 @@ def test_memory_counts_sequences_at_a_typical_request_by_default(ok_json):
     small = ok_json("memory", "gpt2-xl", "--gpu", "h100-sxm")
     assert small["context_tokens"] == 1024
     assert small["max_concurrent_sequences"] == small["kv_blocks"] // 64
+
+
+def test_memory_shows_the_expert_parallel_layout(monkeypatch, capsys):
+    # DeepSeek-V3 fp8 on 8 H200 with EP 8 + DP attention: the routed experts, 256 x 3 x 7168 x
+    # 2048 parameters in 58 MoE layers (config.json), one byte each, over 8 GPUs; each GPU holds
+    # 1/8 of a sequence's MLA latent, 61 x (512 + 64) x 2 B per token (see tests/test_expert_parallel.py).
+    r = run_in_process(
+        monkeypatch, capsys, "memory", "deepseek-v3", "--gpu", "h200", "--tp", "8", "--ep", "8", "--dp-attention",
+        "--weight-dtype", "fp8", "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert (d["ep"], d["dp"], d["tp"]) == (8, 8, 8)
+    assert d["block_bytes_per_gpu"] == 16 * 61 * 576 * 2 / 8
+    text = run_in_process(
+        monkeypatch, capsys, "memory", "deepseek-v3", "--gpu", "h200", "--tp", "8", "--ep", "8", "--dp-attention",
+        "--weight-dtype", "fp8",
+    ).stdout  # fmt: skip
+    assert f"{256 * 3 * 7168 * 2048 * 58 / 8 / 1e9:.2f}" in text and "data-parallel attention ranks" in text
+    bad = run_in_process(monkeypatch, capsys, "memory", "deepseek-v3", "--gpu", "h200", "--tp", "8", "--ep", "7")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "does not divide the 256" in bad.stderr

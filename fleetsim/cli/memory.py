@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import typer
 from rich.table import Table
 
@@ -163,6 +165,18 @@ def memory(
     recent: int | None = tokens_option("--recent", _RECENT_HELP),
     sink: int = tokens_option("--sink", _SINK_HELP, 4),
     window: int | None = tokens_option("--window", _WINDOW_HELP),
+    ep: int | None = typer.Option(
+        None,
+        "--ep",
+        metavar="N",
+        help="Expert-parallel degree of a mixture-of-experts model (divides --tp and the routed experts).",
+    ),
+    dp_attention: bool = typer.Option(
+        False,
+        "--dp-attention",
+        help="Data-parallel attention over the --tp GPUs: attention weights whole per GPU, each GPU "
+        "holding only its own sequences' KV (SGLang --enable-dp-attention).",
+    ),
     json_out: bool = json_option(),
 ):
     """How one GPU's memory splits: weights, workspace, KV pool.
@@ -173,15 +187,14 @@ def memory(
     Examples:
       fleetsim memory llama-3-70b --gpu h100-sxm --tp 2 --context 8192
       fleetsim memory llama-3-8b --gpu h100-sxm --key-dtype fp8 --value-dtype fp8
+      fleetsim memory deepseek-v3 --gpu h200 --tp 8 --ep 8 --dp-attention --weight-dtype fp8
     """
     from fleetsim.api import memory_plan
 
     if context is None:
         context = _typical_context(model)
     spec = _kv_spec(key_dtype, value_dtype, eviction, budget, heavy, recent, sink, window, 4.0, 1.0)
-    plan = memory_plan(
-        model,
-        gpu,
+    options = dict(
         tp=tp,
         weight_dtype=weight_dtype,
         kv=spec,
@@ -189,6 +202,11 @@ def memory(
         gpu_memory_utilization=utilization,
         block_tokens=block_tokens,
     )
+    layout = None
+    if ep is not None or dp_attention:
+        plan, layout = _layout_plan(model, gpu, ep, dp_attention, options)
+    else:
+        plan = memory_plan(model, gpu, **options)
     d = plan.as_dict()
     if json_out:
         print_json(d)
@@ -199,9 +217,45 @@ def memory(
     t.add_row("memory", gb(plan.gpu_memory_bytes))
     t.add_row(f"usable (x{utilization})", gb(plan.usable_bytes_per_gpu))
     t.add_row("weights", gb(plan.weights_bytes_per_gpu))
+    if layout is not None:
+        t.add_row(f"  routed experts (over {layout.tp} GPUs, ep {layout.ep})", gb(layout.experts_bytes))
+        t.add_row(f"  attention, dense, tables (attention TP {layout.attention_tp})", gb(layout.rest_bytes))
     t.add_row("workspace (activations, runtime)", gb(plan.workspace_bytes_per_gpu))
     t.add_row("KV pool", gb(plan.kv_pool_bytes_per_gpu))
     out.print(t)
     cap = "no KV cache (state only)" if plan.kv_capacity_tokens is None else f"{plan.kv_capacity_tokens:,} tokens"
     out.print(f"KV capacity per replica: {cap} in {plan.kv_blocks:,} blocks of {block_tokens}")
     out.print(f"max concurrent sequences at {context:,} tokens: {plan.max_concurrent_sequences:,} per replica")
+    if layout is not None:
+        where = (
+            f"each of the {plan.dp} data-parallel attention ranks holds only its own sequences' KV"
+            if plan.dp > 1
+            else "the KV is split (or replicated) across the tensor-parallel ranks"
+        )
+        out.print(f"layout: tp {tp}, experts over ep {plan.ep} ranks; {where}")
+
+
+@dataclass(frozen=True)
+class _LayoutShown:
+    tp: int
+    ep: int
+    attention_tp: int
+    experts_bytes: float
+    rest_bytes: float
+
+
+def _layout_plan(model: str, gpu: str, ep: int | None, dp_attention: bool, options: dict):
+    """The memory plan under fleet.ep / fleet.dp_attention (fleetsim.parallel), and its weight split."""
+    from fleetsim.catalog import load_gpu, load_model
+    from fleetsim.memory import plan_memory, weight_bytes
+    from fleetsim.parallel import layout_of, routed_bytes
+    from fleetsim.precision import WEIGHT_DTYPES, bytes_per_element, check_dtype
+
+    check_dtype(options["weight_dtype"], WEIGHT_DTYPES, "weight_dtype")
+    arch = load_model(model)
+    layout = layout_of(arch, options["tp"], ep, dp_attention)
+    plan = plan_memory(arch, load_gpu(gpu), layout=layout, **options)
+    experts = routed_bytes(arch, float(bytes_per_element(options["weight_dtype"])))
+    rest = weight_bytes(arch, options["weight_dtype"]) - experts
+    shown = _LayoutShown(layout.tp, layout.ep, layout.attention_tp, experts / layout.tp, rest / layout.attention_tp)
+    return plan, shown
