@@ -13,7 +13,8 @@ pp > 1, as vLLM allocates it), split over tp. Stage KV: the layers' share of a t
 Pipeline schedule (GPipe-style per step: m micro-batches through pp stages, then the next step):
     step time = (m + pp - 1) x stage time,  bubble = (pp - 1) / (m + pp - 1)
 A stage's time is its layers' share of the GPU terms of the step plus the hand-off of the
-micro-batch's activations (tokens x hidden x 2 B) over the inter-stage link.
+micro-batch's activations (tokens x hidden x 2 B / tp per GPU) over the inter-stage link; the
+engine's host time is paid once per step (overlapped with the pipeline when the engine overlaps).
 
 TP across servers (tp > gpus_per_server): the two all-reduces per layer run as a ring whose
 slowest hop is the inter-node link, so the all-reduce bus bandwidth is that link's effective

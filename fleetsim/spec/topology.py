@@ -3,9 +3,12 @@ them, pipeline stages, speculative decoding / MTP, a host KV-offload tier and pr
 routing. Frozen, unknown keys refused, every field described (``fleetsim schema`` shows them).
 
 These specs are read by the pure models (fleetsim.kv_transfer, fleetsim.pipeline,
-fleetsim.speculative, fleetsim.prefix_cache); the scenario gains them as optional fields
-(``fleet.pp``/``fleet.pipeline``, ``fleet.disaggregation``, ``speculative``, ``kv_cache.offload``,
-``router``) when the simulator reads them.
+fleetsim.speculative, fleetsim.prefix_cache). They are NOT yet fields of ScenarioSpec; when the
+simulator reads them the scenario gains, all optional with today's behaviour as the default:
+``fleet.pipeline: PipelineSpec`` (default one stage), ``fleet.tp_link: LinkSpec | None`` (the
+link an all-reduce crosses when tp exceeds a server), ``fleet.routing: RoutingSpec | None`` (with
+``prefix_aware`` added to ``fleet.router``), ``disaggregation: DisaggregationSpec | None``,
+``speculative: SpeculativeSpec | None`` and ``kv_cache.offload: KvOffloadSpec | None``.
 
 YAML shape::
 
