@@ -23,14 +23,13 @@ from fractions import Fraction
 import numpy as np
 
 from fleetsim.errors import CapacityError, SpecError
-from fleetsim.parallel import Layout, routed_bytes
+from fleetsim.parallel import Layout, check_tp, kv_heads_per_rank, routed_bytes, valid_tp_degrees
 from fleetsim.precision import bytes_per_element
 from fleetsim.spec.architecture import (
     Architecture,
     AttentionLayers,
     KVSharedAttentionLayers,
     LinearAttentionLayers,
-    MLALayers,
     SparseMLALayers,
     SSMLayers,
 )
@@ -39,43 +38,6 @@ from fleetsim.spec.kvcache import H2O, KvCacheSpec, PyramidKV, SnapKV, Streaming
 
 INF = math.inf
 GIB = 1 << 30
-
-
-# --------------------------------------------------------------------------- tensor parallel
-def _tp_problem(arch: Architecture, tp: int) -> str | None:
-    """Why tp cannot split this model (None when it can): query heads must split evenly, and
-    KV heads evenly or be replicated whole (tp a multiple of them); Gated DeltaNet key and value
-    heads must split evenly (their state is sharded by head, as vLLM does)."""
-    for g in arch.layers:
-        if isinstance(g, (AttentionLayers, KVSharedAttentionLayers, MLALayers, SparseMLALayers)) and g.q_heads % tp:
-            return f"does not divide the {g.q_heads} attention heads of {arch.name}"
-        if isinstance(g, (AttentionLayers, KVSharedAttentionLayers)):
-            if tp > g.kv_heads and tp % g.kv_heads:
-                return f"neither divides nor is a multiple of the {g.kv_heads} KV heads of {arch.name}"
-            if tp <= g.kv_heads and g.kv_heads % tp:
-                return f"does not divide the {g.kv_heads} KV heads of {arch.name}"
-        if isinstance(g, LinearAttentionLayers):
-            for heads, what in ((g.key_heads, "key"), (g.value_heads, "value")):
-                if heads % tp:
-                    return f"does not divide the {heads} linear-attention {what} heads of {arch.name}"
-    return None
-
-
-def check_tp(arch: Architecture, tp: int) -> None:
-    if tp < 1:
-        raise SpecError(f"tp: {tp} is not valid; tensor-parallel degree must be >= 1")
-    problem = _tp_problem(arch, tp)
-    if problem:
-        raise SpecError(f"tp: {tp} {problem}; valid: {', '.join(str(t) for t in valid_tp_degrees(arch))}")
-
-
-def valid_tp_degrees(arch: Architecture, limit: int = 64) -> list[int]:
-    return [tp for tp in (1, 2, 4, 8, 16, 32, 64) if tp <= limit and _tp_problem(arch, tp) is None]
-
-
-def _kv_heads_per_rank(kv_heads: int, tp: int) -> int:
-    # vLLM replicates KV heads when tp > kv_heads: each rank still holds one whole head.
-    return kv_heads // tp if tp <= kv_heads else 1
 
 
 # --------------------------------------------------------------------------- KV footprint
@@ -224,7 +186,7 @@ def kv_footprint(arch: Architecture, kv: KvCacheSpec = KvCacheSpec(), tp: int = 
 def _cached_per_token(g, tp: int, kb: Fraction, vb: Fraction) -> tuple[str, Fraction, float]:
     """(term kind, bytes per cached token per rank in one layer, cached-token cap) of a KV layer."""
     if isinstance(g, AttentionLayers):
-        per_token = _kv_heads_per_rank(g.kv_heads, tp) * g.head_dim * (kb + vb)
+        per_token = kv_heads_per_rank(g.kv_heads, tp) * g.head_dim * (kb + vb)
         if g.window_tokens:
             return "attention_window", per_token, float(g.window_tokens)
         if g.chunk_tokens:
