@@ -27,6 +27,8 @@ from fleetsim.sweep import run_sweep
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "h100_llama3.yaml"
 SHORT = {"run.duration_s": 30}
+# The right-sizing a scenario report runs, kept small: two GPU types, two seeds, tp 1.
+STUDY = {"gpus": ["h100-sxm", "h200"], "seeds": 2, "tp_options": [1]}
 SECTIONS = (
     "question",
     "recommendation",
@@ -333,18 +335,64 @@ def _check_kv_and_assumptions(report: _Report, spec) -> None:
 
 # --------------------------------------------------------------------------- the three sources
 def test_scenario_report_is_self_contained_and_every_table_number_matches_the_runs(tmp_path):
-    out = write_report(SCENARIO, tmp_path / "report.html", overrides=SHORT)
+    out = write_report(
+        SCENARIO, tmp_path / "report.html", overrides=SHORT, study_options=STUDY, csv_dir=tmp_path / "csv"
+    )
     report = _check_structure_and_text(out)
     assert report.tables["t-comparison"]["source"] == "growth"
     assert [r["key"] for r in report.tables["t-sens-load"]["rows"]] == ["1", "1.25", "1.5", "2"]
     sims = _Sims(SCENARIO)
     _check_summary_tables(report, sims, SHORT)
-    spec = fleetsim.load_scenario(SCENARIO, SHORT)
-    flat = sims.flat(SHORT)
+    ref = json.loads(report.tables["t-run"]["overrides"])
+    spec = fleetsim.load_scenario(SCENARIO, {**SHORT, **ref})
+    flat = sims.flat({**SHORT, **ref})
     _check_derived_tables(report, spec, flat)
-    _check_kv_and_assumptions(report, spec)
+    _check_kv_and_assumptions(report, fleetsim.load_scenario(SCENARIO, SHORT))
     html = out.read_text()
-    assert f"${flat['cost.usd_per_million_tokens']:,.4f} per million tokens" in html  # the recommendation
+
+    # The lead: a right-sized fleet (fewer than the scenario's 4 H100), two GPU types compared.
+    options = {r["key"]: r for r in report.tables["t-options-gpu"]["rows"]}
+    assert set(options) == {"h100-sxm", "h200"}
+    best = report.tables["t-slide"]["rows"][0]
+    assert best["key"] == "best"
+    gpus = int(_value(options[ref["fleet.gpu"]]["cells"]["gpus"]))
+    assert ref["fleet.replicas"] * ref["fleet.tp"] == gpus
+    if ref["fleet.gpu"] == "h100-sxm":
+        assert gpus < 4
+    assert html.index("Rent ") < html.index("Summary for a slide")
+    # $/Mtok of the recommended fleet, by hand from two independent runs (seeds 42, 43): the rental
+    # price x GPUs (RunPod per-GPU offers, catalog/offers.yaml) over the tokens each run served.
+    price = {"h100-sxm": 2.69, "h200": 3.59}[ref["fleet.gpu"]]
+    per_seed = []
+    for seed in (42, 43):
+        f = sims.flat({**SHORT, **ref, "run.seed": seed})
+        tps = f["throughput.output_tokens_per_s"] + f["throughput.input_tokens_per_s"]
+        per_seed.append(price * gpus * 1e6 / (tps * 3600))
+    row = options[ref["fleet.gpu"]]["cells"]
+    assert _close(_value(row["usd_per_million_tokens"]), sum(per_seed) / 2)
+    lo, hi = _value(row["usd_per_million_tokens_lo"]), _value(row["usd_per_million_tokens_hi"])
+    assert lo < min(per_seed) <= max(per_seed) < hi  # t(0.975, 1) = 12.7: wide with two seeds
+    rent_own = {r["key"]: r["cells"] for r in report.tables["t-rent-own"]["rows"]}
+    assert _value(rent_own[ref["fleet.gpu"]]["rental_usd_per_million_tokens"]) > 0
+    assert _value(rent_own[ref["fleet.gpu"]]["owned_usd_per_million_tokens"]) > 0
+    # Sources are citations (title, URL or path, date), not keys.
+    assert 'id="sources"' in html and "price_runpod_2026" not in html and "deploybase.ai" in html
+    # Every table is a CSV too.
+    assert {p.stem for p in (tmp_path / "csv").glob("*.csv")} == set(report.tables) | {"t-assumptions"}
+
+
+def test_a_scenario_named_like_a_script_renders_as_text(tmp_path):
+    import yaml
+
+    data = yaml.safe_load(SCENARIO.read_text())
+    data["name"] = "<script>alert(1)</script>"
+    data["run"]["duration_s"] = 10
+    path = tmp_path / "evil.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = write_report(path, tmp_path / "r.html", study_options={"gpus": ["h100-sxm"], "seeds": 1, "tp_options": [1]})
+    html = out.read_text()
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "script" not in _read(out).tags
 
 
 def test_sweep_report_tables_match_points_parquet(tmp_path):

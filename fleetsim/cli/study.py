@@ -193,21 +193,64 @@ def report(
         metavar=FILE,
         help="HTML file to write (replaced whole; checked before any work).",
     ),
+    gpus_: str | None = typer.Option(
+        None,
+        "--gpus",
+        metavar="GPU[,GPU...]",
+        help="A scenario SOURCE: GPU types the right-sizing compares. Default: the scenario's GPU and every "
+        "catalog GPU with a price.",
+    ),
+    seeds: int = SEEDS_OPTION,
+    price: list[str] | None = PRICE_OPTION,
+    spares: int = typer.Option(0, "--spares", metavar="K", help="N+K hot-spare replicas in the plan. Default 0."),
+    peak: bool = typer.Option(False, "--peak", help="Size a diurnal load for its peak rate. Default: off."),
+    pdf: bool = typer.Option(
+        False,
+        "--pdf",
+        help="Also print the page to PDF beside the HTML (OUTPUT with .pdf; needs Chromium). Default: off.",
+    ),
+    csv_dir: Path | None = typer.Option(
+        None, "--csv", metavar=DIR, help="Also write every table as DIR/<table id>.csv. Default: none."
+    ),
     set_: list[str] | None = set_option("a scenario SOURCE"),
 ):
     """Write a self-contained HTML procurement report.
 
-    One file that opens offline in any browser: the question, recommendation, assumptions,
-    comparison tables and figures.
+    From a scenario: right-sizes the fleet over its GPU and comparable catalog GPUs (R seeds, 95%
+    intervals) and leads with what to rent or buy, rent vs own, the runner-up and the margin.
 
     \b
     Examples:
-      fleetsim report scenarios/h100_llama3.yaml -o report.html
+      fleetsim report scenarios/h100_llama3.yaml -o report.html --pdf
+      fleetsim report scenarios/h100_llama3.yaml --gpus h100-sxm,h200 --price h200=3.00 --csv tables
       fleetsim report runs/sweep -o sweep.html
     """
     from fleetsim.output import output_file
     from fleetsim.report.html import write_report
+    from fleetsim.study.sources import parse_prices
 
+    study_options: dict = {}
+    if gpus_ is not None:
+        study_options["gpus"] = _gpu_list(gpus_)
+    if price:
+        study_options["prices"] = parse_prices(price)
+    if spares:
+        study_options["spares"] = spares
+    if peak:
+        study_options["size_for_peak"] = True
+    if (
+        source.is_file()
+        and source.suffix in (".yaml", ".yml", ".json")
+        and source.name not in ("plan.json", "sweep.json")
+    ):
+        study_options["seeds"] = seeds
     with output_file(output, "-o") as tmp:
-        write_report(source, tmp, overrides=overrides(set_))
+        write_report(source, tmp, overrides=overrides(set_), study_options=study_options or None, csv_dir=csv_dir)
     say(f"wrote {output}")
+    if csv_dir is not None:
+        say(f"wrote {csv_dir}/ (one CSV per table)")
+    if pdf:
+        from fleetsim.report.pdf import print_pdf
+
+        target = print_pdf(output, output.with_suffix(".pdf"))
+        say(f"wrote {target}")

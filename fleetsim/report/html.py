@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,11 @@ from fleetsim.memory import valid_tp_degrees
 from fleetsim.plan import describe_load
 from fleetsim.profile import load_profile
 from fleetsim.report import plots
+from fleetsim.report.tables import Cell, Row, Table, _py, cell
 from fleetsim.scenario import load_scenario, scenario_from_dict
-from fleetsim.simulation import SimulationResult, simulate
 from fleetsim.spec.economics import CostSpec, FacilitySpec
 from fleetsim.spec.scenario import ScenarioSpec
+from fleetsim.study.reference import GROWTH_FACTORS, Reference, load_growth_overrides, offered_rate, reference_runs
 from fleetsim.sweep import flatten_summary, load_sweep
 
 __all__ = [
@@ -46,7 +46,6 @@ __all__ = [
     "KV_CONTEXT_TOKENS",
 ]
 
-GROWTH_FACTORS = (1.0, 1.25, 1.5, 2.0)
 KV_MODELS = ("gpt2-xl", "llama-3-8b", "llama-3-70b", "gemma-3-27b", "deepseek-v3", "mamba-2.8b")
 KV_CONTEXT_TOKENS = 4096
 ELECTRICITY_USD_PER_KWH = (0.04, 0.06, 0.10, 0.15, 0.20)
@@ -68,133 +67,6 @@ DEFAULT_SOURCES = {
     "cost.amortization_years": "fleetsim default: assumption (common 4-5 year server depreciation)",
     "cost.interest_rate": "fleetsim default: assumption (a typical corporate WACC)",
 }
-
-
-# --------------------------------------------------------------------------- table model
-def fmt_number(x: float) -> str:
-    """A readable fixed-point rendering (never exponent notation) with about 4 significant digits."""
-    if x == 0:
-        return "0"
-    a = abs(x)
-    if a >= 1000:
-        return f"{x:,.0f}"
-    decimals = 1 if a >= 100 else 2 if a >= 10 else 3 if a >= 1 else min(12, 3 - math.floor(math.log10(a)))
-    text = f"{x:,.{decimals}f}".rstrip("0").rstrip(".")
-    return text if text not in ("-0", "") else "0"
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
-
-
-def _py(v: Any) -> Any:
-    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
-        v = v.item()
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    return v
-
-
-@dataclass
-class Cell:
-    text: str
-    col: str = ""
-    value: str | None = None  # raw value as written in data-value
-    scale: float | None = None
-    numeric: bool = False
-    css: str = ""
-
-
-@dataclass
-class Row:
-    key: str
-    cells: list[Cell]
-    overrides: str | None = None  # JSON: the overrides that reproduce a re-simulated row
-    css: str = ""
-
-
-@dataclass
-class Table:
-    id: str
-    caption: str
-    source: str
-    columns: list[tuple[str, str]]  # (col key, heading)
-    rows: list[Row] = field(default_factory=list)
-    note: str = ""
-    overrides: str | None = None
-
-
-def cell(col: str, value: Any, kind: str = "num") -> Cell:
-    """kind: num, int, pct (value is a fraction, shown x100 with %), bool, text, mb (bytes shown as MB)."""
-    v = _py(value)
-    if kind == "note":
-        return Cell("" if v is None else str(v), col, css="src")
-    if kind == "text" or isinstance(v, str):
-        return Cell("" if v is None else str(v), col)
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return Cell("–", col, css="na")
-    if kind == "bool" or isinstance(v, bool):
-        return Cell("yes" if v else "no", col, value="true" if v else "false", css="ok" if v else "miss")
-    if kind == "int":
-        return Cell(f"{int(round(v)):,}", col, value=repr(v), numeric=True)
-    if kind == "pct":
-        return Cell(f"{100 * v:.2f}%", col, value=repr(float(v)), scale=100.0, numeric=True)
-    if kind == "mb":
-        return Cell(fmt_number(v / 1e6), col, value=repr(v), scale=1e-6, numeric=True)
-    return Cell(fmt_number(float(v)), col, value=repr(float(v)) if isinstance(v, float) else repr(v), numeric=True)
-
-
-# --------------------------------------------------------------------------- load growth
-def load_growth_overrides(spec: ScenarioSpec, factor: float) -> dict | None:
-    """Overrides that multiply the offered load by `factor` (None: the arrival kind has no rate)."""
-    a = spec.workload.arrival
-    if a.kind in ("poisson", "gamma"):
-        return {"workload.arrival.rate_per_s": a.rate_per_s * factor}
-    if a.kind == "diurnal":
-        if a.is_piecewise:
-            return {"workload.arrival.rates_per_s": [r * factor for r in a.rates_per_s]}
-        return {"workload.arrival.mean_rate_per_s": a.mean_rate_per_s * factor}
-    if a.kind == "trace":
-        return {"workload.arrival.speedup": a.speedup * factor}
-    if a.kind == "closed":
-        return {"workload.arrival.users": max(1, round(a.users * factor))}
-    if a.kind == "offline":
-        return {"workload.arrival.requests": max(1, round(a.requests * factor))}
-    return None
-
-
-def _offered_rate(spec: ScenarioSpec) -> float | None:
-    a = spec.workload.arrival
-    if a.kind in ("poisson", "gamma"):
-        return a.rate_per_s
-    if a.kind == "diurnal":
-        return (sum(a.rates_per_s) / len(a.rates_per_s)) if a.is_piecewise else a.mean_rate_per_s
-    return None
-
-
-@dataclass
-class Reference:
-    """The run the report looks inside (timeseries, latency distribution, sensitivity), re-simulated
-    at growing load. overrides are relative to the report's scenario (`spec` = scenario + them)."""
-
-    label: str
-    overrides: dict
-    result: SimulationResult
-    growth: list[tuple[float, dict, dict]]  # (factor, overrides, summary)
-
-
-def _reference(base: ScenarioSpec, overrides: dict, label: str, result: SimulationResult | None = None) -> Reference:
-    spec = load_scenario(base, overrides) if overrides else base
-    if result is None:
-        result = simulate(spec)
-    growth = [(1.0, dict(overrides), result.summary)]
-    for f in GROWTH_FACTORS[1:]:
-        g = load_growth_overrides(spec, f)
-        if g is None:
-            break
-        ov = {**overrides, **g}
-        growth.append((f, ov, simulate(load_scenario(base, ov)).summary))
-    return Reference(label, dict(overrides), result, growth)
 
 
 # --------------------------------------------------------------------------- sensitivity
@@ -346,7 +218,7 @@ def _growth_table(ref: Reference, spec: ScenarioSpec) -> tuple[Table, list]:
         ],
     )
     xs, ys = [], []
-    base_rate = _offered_rate(spec)
+    base_rate = offered_rate(spec)
     for f, ov, s in ref.growth:
         flat = flatten_summary(s)
         rate = None if base_rate is None else base_rate * f
@@ -634,7 +506,7 @@ def _power_table(rows: list[tuple[str, str, dict, str | None]], source: str) -> 
 
 
 def _latency_from_growth(ref: Reference, spec: ScenarioSpec) -> dict[str, pd.DataFrame]:
-    rate = _offered_rate(spec)
+    rate = offered_rate(spec)
     rows = []
     for f, _, s in ref.growth:
         lat = s["latency_s"]
@@ -658,7 +530,7 @@ def _common_sections(ctx: dict, spec: ScenarioSpec, ref: Reference, latency_seri
     ctx["tables"]["run"] = _run_table(ref)
     if latency_series is None:
         latency_series = _latency_from_growth(ref, ref_spec)
-        latency_xlabel = "offered load (requests/s)" if _offered_rate(ref_spec) else "load (x today)"
+        latency_xlabel = "offered load (requests/s)" if offered_rate(ref_spec) else "load (x today)"
     ctx["figures"]["latency_load"] = plots.latency_vs_load(latency_series, slo.ttft_s, slo.tpot_s, latency_xlabel)
     ctx["figures"]["latency_dist"] = plots.latency_distribution(ref.result.requests, slo.ttft_s, slo.tpot_s)
     ctx["figures"]["utilization"] = plots.utilization_over_time(ref.result.timeseries, ref_spec.fleet.replicas)
@@ -680,35 +552,26 @@ def _fleet_words(spec: ScenarioSpec) -> str:
     return f"{f.replicas} × {f.gpu} replica{'s' if f.replicas != 1 else ''} (tp={f.tp}, {f.replicas * f.tp} GPUs)"
 
 
-def _from_scenario(path: Any, overrides: dict) -> dict:
+def _from_scenario(path: Any, overrides: dict, study_options: Mapping[str, Any] | None = None) -> dict:
+    from fleetsim.report.procurement import add_procurement
+    from fleetsim.study.procurement import procurement_study
+
     base = load_scenario(path, overrides)
-    result = simulate(base)
-    s = result.summary
-    ref = _reference(base, {}, _fleet_words(base), result)
-    ctx = _context("scenario", base, [base.fleet.gpu])
-    ctx["title"] = f"{base.name}: {base.model} on {_fleet_words(base)}"
+    study = procurement_study(base, **dict(study_options or {}))
+    ref = study.reference
+    gpus = [str(g) for g in study.plan.table["gpu"]]
+    ctx = _context("scenario", base, [base.fleet.gpu, *gpus])
+    ctx["title"] = f"{base.name}: {base.model} at {describe_load(base)}"
     ctx["question"] = (
-        f"Can {_fleet_words(base)} serve {base.model} at {describe_load(base)} within "
-        f"{_slo_words(base)} — and what does it cost per million tokens, how many kW does it draw, "
-        f"how much heat must be removed? And how does the answer move with prices, PUE and load?"
+        f"How many of which GPU ({', '.join(gpus)}) are needed to serve {base.model} at {describe_load(base)} "
+        f"within {_slo_words(base)} — rented or owned, at what cost per million tokens, how many kW and how much "
+        f"cooling? (The scenario's own fleet, {_fleet_words(base)}, is shown for contrast.)"
     )
-    met = s["slo"]["met"]
-    holds = [f for f, _, g in ref.growth if g["slo"]["met"]]
-    growth_txt = ""
-    if len(ref.growth) > 1:
-        growth_txt = f" It still meets the SLO at up to {max(holds):g}× today's load." if met and holds else ""
-    ctx["verdict"] = "met" if met else "missed"
-    ctx["recommendation"] = (
-        f"{'Yes' if met else 'No'}: {_fleet_words(base)} {'meets' if met else 'misses'} the SLO "
-        f"({s['slo']['attainment']:.2%} of requests within both targets, target {base.slo.attainment_target:.0%}) "
-        f"at ${s['cost']['usd_per_hour']:,.2f}/hour, ${s['cost']['usd_per_million_tokens']:,.4f} per million tokens, "
-        f"{s['power']['it_mean_kw']:,.1f} kW IT ({s['power']['facility_mean_kw']:,.1f} kW facility) and "
-        f"{s['cooling']['tons']:,.2f} tons of cooling.{growth_txt}"
-    )
+    add_procurement(ctx, study)
     g_rows = [(f"{f:g}", f"{f:g}× load", flatten_summary(g), json.dumps(ov, sort_keys=True)) for f, ov, g in ref.growth]
     comp = Table(
         "t-comparison",
-        "The fleet at today's load and at growing load (re-simulated)",
+        f"The recommended fleet ({ref.label}) at today's load and at growing load (re-simulated)",
         "growth",
         [
             ("option", "load"),
@@ -736,7 +599,7 @@ def _from_scenario(path: Any, overrides: dict) -> dict:
         [r[1] for r in g_rows],
         [r[2].get("cost.usd_per_million_tokens") for r in g_rows],
         [r[2].get("slo.met") for r in g_rows],
-        "Cost per million tokens at today's and growing load",
+        f"Cost per million tokens of {ref.label} at today's and growing load",
     )
     ctx["figures"]["power"] = plots.power_cooling(
         [r[1] for r in g_rows],
@@ -772,7 +635,7 @@ def _from_sweep(directory: Path) -> dict:
         )
     best_params = {k: _py(best[k]) for k in params}
     gpus = list(dict.fromkeys([base.fleet.gpu, *[g for g in ok.get("fleet.gpu", pd.Series(dtype=str)).unique()]]))
-    ref = _reference(base, best_params, _label(best_params))
+    ref = reference_runs(base, best_params, _label(best_params))
     ctx = _context("sweep", base, gpus)
     n, n_ok = len(df), len(ok)
     ctx["title"] = f"Sweep of {base.name}: {n} points over {', '.join(params)}"
@@ -1000,7 +863,7 @@ def _from_plan(directory: Path) -> dict:
         "kv_cache.key_dtype": str(ref_row["key_dtype"]),
         "kv_cache.value_dtype": str(ref_row["value_dtype"]),
     }
-    ref = _reference(base, ov, _fleet_words(load_scenario(base, ov)))
+    ref = reference_runs(base, ov, _fleet_words(load_scenario(base, ov)))
     _common_sections(ctx, base, ref)
     return ctx
 
@@ -1040,18 +903,41 @@ def _source_kind(source: Path) -> tuple[str, Path]:
     raise SpecError(f"report: '{source}' does not exist")
 
 
-def build_report(source: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
-    """The report's content (tables, figures, text) from a scenario, sweep or plan."""
+def build_report(
+    source: str | Path, overrides: Mapping[str, Any] | None = None, study_options: Mapping[str, Any] | None = None
+) -> dict:
+    """The report's content (tables, figures, text) from a scenario, sweep or plan. study_options
+    (a scenario source): procurement_study's gpus, seeds, prices, spares, size_for_peak, tp_options."""
     kind, path = _source_kind(Path(source))
     overrides = dict(overrides or {})
-    if kind != "scenario" and overrides:
+    if kind != "scenario" and (overrides or study_options):
         raise SpecError(
-            f"report: --set applies to a scenario source; {source} is a {kind} directory "
-            "(its results were computed with their own settings)"
+            f"report: --set, --gpus, --seeds, --price, --spares and --peak apply to a scenario source; {source} is a "
+            f"{kind} directory (its results were computed with their own settings)"
         )
     if kind == "scenario":
-        return _from_scenario(path, overrides)
-    return _from_sweep(path) if kind == "sweep" else _from_plan(path)
+        ctx = _from_scenario(path, overrides, study_options)
+    else:
+        ctx = _from_sweep(path) if kind == "sweep" else _from_plan(path)
+    _cite_sources(ctx)
+    return ctx
+
+
+def _all_tables(ctx: dict) -> list[Table]:
+    return [ctx["assumptions"], *ctx["tables"].values(), *ctx.get("sensitivity", [])]
+
+
+def _cite_sources(ctx: dict) -> None:
+    """Citation keys in source cells become [n], listed with title, URL or repository path and date."""
+    from fleetsim.study.sources import cite, reference_list
+
+    refs: dict[str, int] = {}
+    for t in _all_tables(ctx):
+        for r in t.rows:
+            for c in r.cells:
+                if c.col == "source" or "src" in c.css:
+                    c.text = cite(c.text, refs)
+    ctx["references"] = reference_list(refs)
 
 
 def render(ctx: dict) -> str:
@@ -1064,16 +950,33 @@ def render(ctx: dict) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    ctx.setdefault("lead_tables", [])
+    ctx.setdefault("references", [])
     return env.get_template("report.html.j2").render(**ctx)
 
 
-def write_report(source: str | Path, output: str | Path, overrides: Mapping[str, Any] | None = None) -> Path:
-    """Write the self-contained HTML report of a scenario YAML, a sweep directory or a plan directory."""
-    ctx = build_report(source, overrides)
+def write_report(
+    source: str | Path,
+    output: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    study_options: Mapping[str, Any] | None = None,
+    csv_dir: str | Path | None = None,
+) -> Path:
+    """Write the self-contained HTML report of a scenario YAML, a sweep directory or a plan
+    directory; csv_dir: every table also as <csv_dir>/<table id>.csv."""
+    ctx = build_report(source, overrides, study_options)
     ctx["source"] = str(source)
     ctx["overrides"] = json.dumps(dict(overrides or {}), sort_keys=True)
     out = Path(output)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(ctx), encoding="utf-8")
+    if csv_dir is not None:
+        from fleetsim.report.tables import write_csv
+
+        d = Path(csv_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        for t in _all_tables(ctx):
+            write_csv(t, d / f"{t.id}.csv")
     return out
