@@ -14,6 +14,10 @@ Per rank and iteration of T tokens (the replica's batch; each rank serves T / dp
 - MoE load imbalance: the busiest of ep ranks gets 1 + sqrt(2 ln(ep) / mu) times the mean load
   mu = T k / ep token-expert pairs (the expected maximum of ep balanced-random loads, mu +
   sqrt(2 mu ln ep); at most ep): expert GEMMs and the all-to-all run at the busiest rank's pace;
+- DP attention: decode sequences spread evenly over the dp ranks (KV read and attention FLOPs
+  per rank are the replica's mean), but a request's prefill runs its attention and dense layers
+  on the one rank that holds it, so the busiest rank does dp / min(prefill sequences, dp) times the
+  mean prefill share, and every rank waits for it at the MoE all-to-alls;
 - all-to-all dispatch and combine per MoE layer over NVLink, replacing the MoE all-reduce: each
   way T/tp x k x hidden x 2 B x (ep - 1)/ep per rank at the profile's achieved bus bandwidth,
   plus its small-message latency; attention (and dense MLP) all-reduces only when attention TP > 1.

@@ -231,15 +231,32 @@ class StepModel:
     def linear_flops(self, tokens: float, logit_tokens: float) -> float:
         return tokens * self.body_flops_per_token + logit_tokens * self.lm_head_flops_per_token
 
-    def dense_time_s(self, tokens: float, logit_tokens: float) -> float:
+    def dense_time_s(self, tokens: float, logit_tokens: float, prefill_tokens: int = 0, prefill_seqs: int = 0) -> float:
         """The GEMMs of an iteration over `tokens` tokens: weights streamed once against the linear FLOPs."""
         weights = self.weight_bytes_per_gpu(tokens)
         t_mem = (weights + self.mem_half) / self.mem_rate
         flops = self.linear_flops(tokens, logit_tokens)
-        if self._parallel:  # the expert GEMMs run at the busiest rank's pace
-            flops += (self.moe_imbalance(tokens) - 1.0) * tokens * self.expert_flops_per_token
+        if self._parallel:
+            flops += self.busiest_rank_extra_flops(tokens, prefill_tokens, prefill_seqs)
         t_cmp = (flops + self.flop_half) / self.flop_rate
         return max(t_mem, t_cmp)
+
+    def busiest_rank_extra_flops(self, tokens: float, prefill_tokens: int = 0, prefill_seqs: int = 0) -> float:
+        """GEMM FLOPs the busiest rank does above the mean (EP/DP layouts): its extra share of the
+        expert work (MoE imbalance) and, with DP attention, of a prefill: a request's tokens run the
+        attention projections and dense layers on the one DP rank that holds it."""
+        extra = (self.moe_imbalance(tokens) - 1.0) * tokens * self.expert_flops_per_token
+        skew = self.dp_prefill_skew(prefill_tokens, prefill_seqs)
+        if skew > 1.0:
+            extra += (skew - 1.0) * prefill_tokens * (self.body_flops_per_token - self.expert_flops_per_token)
+        return extra
+
+    def dp_prefill_skew(self, prefill_tokens: int, prefill_seqs: int) -> float:
+        """Busiest DP rank's prefill tokens over the mean: dp / min(prefill sequences, dp), each
+        request on one rank (1 without DP attention or prefill)."""
+        if not self._parallel or not prefill_tokens or self.layout is None or self.layout.dp <= 1:
+            return 1.0
+        return self.layout.dp / min(max(prefill_seqs, 1), self.layout.dp)
 
     def comm_time_s(self, tokens: float) -> float:
         if self._parallel:
@@ -295,8 +312,10 @@ class StepModel:
         write = tokens * self.kv_write_bytes_per_token
         dec_flops = self.decode_flops_per_kv_byte * kv_read_bytes
         pre_flops = self.prefill_flops_per_kv_byte * prefill_pair_bytes
+        skew = self.dp_prefill_skew(prefill_tokens, prefill_seqs)
+        ctx, pre_flops = ctx * skew, pre_flops * skew
         terms = {
-            "dense_s": self.dense_time_s(tokens, logits) if tokens else 0.0,
+            "dense_s": self.dense_time_s(tokens, logits, prefill_tokens, prefill_seqs) if tokens else 0.0,
             "attention_decode_s": max(kv_read_bytes / self.kv_rate, dec_flops / self.attn_flop_rate),
             "attention_prefill_s": max(ctx / self.kv_rate, pre_flops / self.attn_flop_rate) if prefill_tokens else 0.0,
             "kv_write_s": write / self.mem_rate,
@@ -327,8 +346,8 @@ class StepModel:
             return StepCost(0.0, 0.0, 0.0)
         if prefill_tokens and not prefill_seqs:
             prefill_seqs = 1
-        if self.clock is not None:
-            return self._clocked(decode_seqs, kv_read_bytes, prefill_tokens, prefill_pair_bytes, prefill_seqs)[1]
+        if self.clock is not None or self._parallel:
+            return self._roofline(decode_seqs, kv_read_bytes, prefill_tokens, prefill_pair_bytes, prefill_seqs)[1]
         logits, weights, ctx, write, dec_flops, pre_flops = self._work(
             decode_seqs, kv_read_bytes, prefill_tokens, prefill_pair_bytes, prefill_seqs
         )
@@ -355,30 +374,35 @@ class StepModel:
         return decode_seqs + prefill_seqs, weights, ctx, write, dec_flops, pre_flops
 
     # ------------------------------------------------------------------ under a clock setting
-    def _clocked(self, decode_seqs, kv_read_bytes, prefill_tokens, prefill_pair_bytes, prefill_seqs):
+    def _roofline(self, decode_seqs, kv_read_bytes, prefill_tokens, prefill_pair_bytes, prefill_seqs):
         """(clock fraction, StepCost, dense (memory, compute-at-boost) times) of an iteration under
-        the clock setting: each roofline term max(memory time, compute time / s), the rest unscaled."""
+        the clock setting (s = 1 without one: EP/DP layouts) and the busiest rank of an EP/DP
+        layout: each roofline term max(memory time, compute time / s), the rest unscaled."""
         tokens = decode_seqs + prefill_tokens
         logits, weights, ctx, write, dec_flops, pre_flops = self._work(
             decode_seqs, kv_read_bytes, prefill_tokens, prefill_pair_bytes, prefill_seqs
         )
         flops = self.linear_flops(tokens, logits) + dec_flops + pre_flops
         moved = weights + kv_read_bytes + ctx + write
+        busiest = 0.0
+        skew = 1.0
+        if self._parallel:
+            busiest = self.busiest_rank_extra_flops(tokens, prefill_tokens, prefill_seqs)
+            skew = self.dp_prefill_skew(prefill_tokens, prefill_seqs)
         dense = (
             (weights + self.mem_half) / self.mem_rate,
-            (self.linear_flops(tokens, logits) + self.flop_half) / self.flop_rate,
+            (self.linear_flops(tokens, logits) + busiest + self.flop_half) / self.flop_rate,
         )
         pairs = [dense, (kv_read_bytes / self.kv_rate, dec_flops / self.attn_flop_rate)]
         if prefill_tokens:
-            pairs.append((ctx / self.kv_rate, pre_flops / self.attn_flop_rate))
+            pairs.append((ctx * skew / self.kv_rate, pre_flops * skew / self.attn_flop_rate))
         fixed = write / self.mem_rate + self.comm_time_s(tokens)
         seqs, graph = decode_seqs + prefill_seqs, self._graph(decode_seqs, prefill_tokens)
 
         def time_at(s: float) -> float:
             return self._combine(sum(max(m, c / s) for m, c in pairs) + fixed, seqs, graph)
 
-        assert self.clock is not None
-        s = self.clock.clock_for(time_at, flops, moved, self.peak_flops, self.bw)
+        s = 1.0 if self.clock is None else self.clock.clock_for(time_at, flops, moved, self.peak_flops, self.bw)
         return s, StepCost(time_at(s), flops, moved), dense
 
     def clock_fraction(self, decode_seqs: int, kv_read_bytes: float, *prefill) -> float:
@@ -388,7 +412,7 @@ class StepModel:
         if self.clock is None or decode_seqs + prefill_tokens == 0:
             return 1.0
         prefill_seqs = prefill_seqs or (1 if prefill_tokens else 0)
-        return self._clocked(decode_seqs, kv_read_bytes, prefill_tokens, pair_bytes, prefill_seqs)[0]
+        return self._roofline(decode_seqs, kv_read_bytes, prefill_tokens, pair_bytes, prefill_seqs)[0]
 
     # ------------------------------------------------------------------ decode-only runs
     def decode_run_lines(self, decode_seqs: int, kv_read_bytes0: float, kv_growth_per_step: float):
@@ -402,7 +426,7 @@ class StepModel:
         write = n * self.kv_write_bytes_per_token
         s = 1.0
         if self.clock is not None:
-            s, _, (m, c) = self._clocked(n, kv_read_bytes0, 0, 0.0, 0)
+            s, _, (m, c) = self._roofline(n, kv_read_bytes0, 0, 0.0, 0)
         dense = self.dense_time_s(n, n) if s == 1.0 else max(m, c / s)
         fixed = dense + write / self.mem_rate + self.comm_time_s(n) + self.layer_fixed_s
         mem = (kv_read_bytes0 / self.kv_rate, kv_growth_per_step / self.kv_rate)

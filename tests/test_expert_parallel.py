@@ -100,3 +100,17 @@ def test_bad_layouts_are_one_line(path, overrides, message):
     with pytest.raises(SpecError, match=message) as e:
         _replica(path, overrides)
     assert "\n" not in str(e.value)
+
+
+def test_a_prefill_runs_its_attention_and_dense_layers_on_one_dp_rank():
+    # Each request lives on one DP rank (SGLang's DP controller assigns it), and the MoE layers'
+    # all-to-alls make every rank wait for the busiest: one 4,096-token prompt puts all its
+    # non-expert work on one of 8 ranks, eight 512-token prompts spread it.
+    sm = _replica(EP8).step_model
+    assert (sm.dp_prefill_skew(4096, 1), sm.dp_prefill_skew(4096, 2), sm.dp_prefill_skew(4096, 16)) == (8, 4, 1)
+    pair = 4096 * sm.footprint.full_bytes_per_token_per_rank * 256
+    one, spread = sm.iteration(0, 0.0, 4096, pair, 1), sm.iteration(0, 0.0, 4096, pair, 8)
+    assert one.time_s > 3 * spread.time_s
+    # The mean work (what power sees) is the same but for the logits of 1 against 8 sequences.
+    assert one.flops == pytest.approx(spread.flops - 7 * sm.lm_head_flops_per_token)
+    assert _replica(TP8).step_model.dp_prefill_skew(4096, 1) == 1.0
