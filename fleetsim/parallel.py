@@ -21,6 +21,13 @@ Per rank and iteration of T tokens (the replica's batch; each rank serves T / dp
 - all-to-all dispatch and combine per MoE layer over NVLink, replacing the MoE all-reduce: each
   way T/tp x k x hidden x 2 B x (ep - 1)/ep per rank at the profile's achieved bus bandwidth,
   plus its small-message latency; attention (and dense MLP) all-reduces only when attention TP > 1.
+Sources: the SGLang v0.4 release notes (lmsys.org/blog/2024-12-04-sglang-v0-4, "Data parallelism
+attention for DeepSeek models": TP on 8 GPUs duplicates the single-head MLA cache, DP attention
+does not); SGLang server_args.py: with --enable-dp-attention, chunked_prefill_size and
+max_running_requests are divided by dp_size, i.e. they stay replica-wide budgets as fleetsim's
+scheduler keeps them. Not modelled: SGLang caps one rank's prefill per step at that per-rank
+share (chunked_prefill_size / dp), where fleetsim's one scheduler lets a single request take the
+whole budget on its rank; decode sequences are taken as evenly spread over DP ranks.
 Pure: no simpy, no I/O.
 """
 
