@@ -76,10 +76,13 @@ def simulate(
     overrides: dict | None = None,
     *,
     progress: Callable[[float], None] | None = None,
+    workers: int | None = None,
     **kw_overrides,
 ) -> SimulationResult:
     """Run one scenario. Overrides are dotted paths: simulate(path, {"fleet.replicas": 8}) or
-    simulate(path, fleet__replicas=8) (double underscore for a dot)."""
+    simulate(path, fleet__replicas=8) (double underscore for a dot). A fleet of fleet.pods > 1
+    runs one pod per process, on `workers` processes (default: one per CPU, at most one per pod;
+    1: all in this process, the same result); fleet.pods = 1 runs here."""
     merged = dict(overrides or {})
     merged.update({k.replace("__", "."): v for k, v in kw_overrides.items()})
     t0 = time.process_time()
@@ -88,7 +91,12 @@ def simulate(
     engine = Engine(scenario, arch, gpu, profile, plan, engine_profile)
     engine.progress = progress
     t1 = time.process_time()
-    raw = engine.run()
+    if scenario.fleet.pods > 1:
+        from fleetsim.sim.pods import run_pods
+
+        raw = run_pods(scenario, arch, gpu, profile, engine_profile, plan, workers)
+    else:
+        raw = engine.run()
     t2 = time.process_time()
     status = calibration_status(profile, engine_profile, engine.step_model)
     summary = summarize(raw, scenario, arch, gpu, plan, calibration=status)

@@ -71,6 +71,15 @@ def run(
         help=f"Folder to write the run into, whole ({_RUN_FILES}); a rerun replaces it. "
         "Checked before the simulation starts. Default: nothing written.",
     ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        max=1024,
+        metavar="N",
+        help="Processes for a fleet in pods (fleet.pods > 1: one pod per process); the result does not depend "
+        "on it. Default: one per CPU, at most one per pod. A one-pod fleet runs in this process.",
+    ),
     json_out: bool = json_option("exactly one JSON object, the summary"),
 ):
     """Simulate a scenario: latency, power, cooling and cost.
@@ -102,7 +111,7 @@ def run(
         bar.start()
         progress = lambda f: bar.update(task, completed=f)  # noqa: E731
     try:
-        result = simulate(scenario, changes, progress=progress)
+        result = simulate(scenario, changes, progress=progress, workers=workers)
     finally:
         if progress is not None:
             bar.stop()

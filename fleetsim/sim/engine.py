@@ -23,7 +23,7 @@ from fleetsim.spec.engine import EngineProfile
 from fleetsim.spec.hardware import GpuSpec
 from fleetsim.spec.profile import CalibrationProfile
 from fleetsim.spec.scenario import ScenarioSpec
-from fleetsim.workload import LengthSampler, generate_requests, load_trace, think_time_sampler
+from fleetsim.workload import LengthSampler, RequestBatch, generate_requests, load_trace, think_time_sampler
 
 # request status codes
 PENDING, DONE, REJECTED = 0, 1, 2
@@ -295,7 +295,9 @@ class Engine:
             yield env.timeout(interval_s)
 
     # ------------------------------------------------------------------ run
-    def run(self) -> RawRun:
+    def run(self, batch: RequestBatch | None = None, end_s: float | None = None) -> RawRun:
+        """Run the scenario. A pod of a larger fleet (fleetsim.sim.pods) is handed its share of the
+        fleet's arrivals (`batch`, perhaps empty) and the fleet's end of arrivals (`end_s`)."""
         sc = self.scenario
         run = sc.run
         wl = sc.workload
@@ -318,9 +320,11 @@ class Engine:
                 self._issue(user)
             end_s = duration
         else:
-            batch = generate_requests(wl, self.rng, duration_s=duration, max_requests=run.max_requests)
+            pod = batch is not None
+            if batch is None:
+                batch = generate_requests(wl, self.rng, duration_s=duration, max_requests=run.max_requests)
             self.trace_dropped_after_duration = batch.dropped_after_duration
-            if len(batch) == 0:
+            if len(batch) == 0 and not pod:
                 raise SpecError(
                     "workload: the arrival process produced no requests in the run; "
                     "raise run.duration_s or the arrival rate"
@@ -329,7 +333,8 @@ class Engine:
                 batch.arrival_s, batch.input_tokens, batch.output_tokens, batch.class_index, batch.shared_prefix_tokens
             )
             env.process(self._open_loop(batch.arrival_s.tolist()))
-            end_s = duration if duration is not None else float(batch.arrival_s[-1])
+            if end_s is None:
+                end_s = duration if duration is not None else float(batch.arrival_s[-1])
         interval = run.timeseries_interval_s or max(end_s / 400.0, 1e-3)
         rows: list = []
         env.process(self._sample(interval, rows, end_s))

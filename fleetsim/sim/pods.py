@@ -1,0 +1,185 @@
+"""A fleet in pods: `fleet.pods` groups of replicas, each behind its own router (several gateways,
+as large fleets are deployed), each run in its own process and merged.
+
+How arrivals are split: the fleet's arrivals are generated once, from the run's seed, as a
+one-pod run would generate them; each request then goes to pod k with probability
+replicas_k / replicas (pods as equal as whole replicas allow: sizes differ by at most one), drawn
+from a generator seeded by (seed, "pods"). A closed loop splits its users the same way, user u to
+pod u mod pods. Each pod runs with its own generator, seeded by (seed, pod), for what it draws
+itself (cached prompts, random routing, closed-loop lengths and think times).
+
+How results are merged: the request table is the pods' tables in the fleet's request order (a
+closed loop: pod by pod, then by arrival), replica numbers offset by the pods before; the replica
+table concatenated; time integrals summed; the ITL histograms merged; the time series summed
+sample by sample (pods sample at the same times; a pod that has finished holds its meters, its
+replicas idle). A pod that drains early idles until the fleet's last pod is done: its idle
+energy up to then is added. max_running and max_queued are sums of the pods' maxima (an upper
+bound of the fleet's; exact with one pod). fleet.pods = 1 never comes here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pandas as pd
+
+from fleetsim.sim.engine import Engine, RawRun
+from fleetsim.sketch import LogHistogram
+from fleetsim.workload import RequestBatch, generate_requests
+
+POD_SEED_TAG = 0x706F6473  # "pods"
+
+
+def pod_sizes(replicas: int, pods: int) -> list[int]:
+    base, extra = divmod(replicas, pods)
+    return [base + (1 if k < extra else 0) for k in range(pods)]
+
+
+def _pod_scenario(scenario, replicas: int, users: int | None):
+    fleet = scenario.fleet.model_copy(update={"replicas": replicas, "pods": 1})
+    update: dict = {"fleet": fleet}
+    if users is not None:
+        arrival = scenario.workload.arrival.model_copy(update={"users": users})
+        update["workload"] = scenario.workload.model_copy(update={"arrival": arrival})
+    return scenario.model_copy(update=update)
+
+
+def _subset(batch: RequestBatch, mask: np.ndarray) -> RequestBatch:
+    values = {}
+    for f in dataclasses.fields(batch):
+        v = getattr(batch, f.name)
+        values[f.name] = v[mask] if isinstance(v, np.ndarray) else v
+    values["dropped_after_duration"] = 0
+    return RequestBatch(**values)
+
+
+def _run_pod(task) -> tuple[RawRun, float, list[float]]:
+    """Worker: one pod's run; with its replicas' idle power (W) and KV bytes held at the end."""
+    scenario, arch, gpu, profile, engine_profile, plan, pod, batch, end_s = task
+    engine = Engine(scenario, arch, gpu, profile, plan, engine_profile)
+    engine.rng = np.random.default_rng([scenario.run.seed, pod])
+    raw = engine.run(batch, end_s)
+    idle_w = engine.step_model.power.idle_w * engine.tp
+    return raw, idle_w, [r.held_bytes() for r in engine.replicas]
+
+
+def run_pods(scenario, arch, gpu, profile, engine_profile, plan, workers: int | None = None) -> RawRun:
+    pods = scenario.fleet.pods
+    sizes = pod_sizes(scenario.fleet.replicas, pods)
+    wl, run = scenario.workload, scenario.run
+    tasks: list[tuple] = []
+    order: list[np.ndarray] | None = None
+    dropped = 0
+    if wl.arrival.kind == "closed":
+        users = [len(range(k, wl.arrival.users, pods)) for k in range(pods)]
+        for k in range(pods):
+            sc = _pod_scenario(scenario, sizes[k], users[k])
+            tasks.append((sc, arch, gpu, profile, engine_profile, plan, k, None, None))
+    else:
+        batch = generate_requests(
+            wl, np.random.default_rng(run.seed), duration_s=run.duration_s, max_requests=run.max_requests
+        )
+        dropped = batch.dropped_after_duration
+        if len(batch) == 0:
+            from fleetsim.errors import SpecError
+
+            raise SpecError(
+                "workload: the arrival process produced no requests in the run; raise run.duration_s or the arrival rate"
+            )
+        end_s = run.duration_s if run.duration_s is not None else float(batch.arrival_s[-1])
+        share = np.array(sizes, dtype=np.float64) / scenario.fleet.replicas
+        assign = np.random.default_rng([run.seed, POD_SEED_TAG]).choice(pods, size=len(batch), p=share)
+        order = [np.flatnonzero(assign == k) for k in range(pods)]
+        for k in range(pods):
+            sc = _pod_scenario(scenario, sizes[k], None)
+            tasks.append((sc, arch, gpu, profile, engine_profile, plan, k, _subset(batch, assign == k), end_s))
+    results = _map(tasks, workers)
+    return _merge(results, sizes, order, dropped)
+
+
+def _map(tasks, workers: int | None):
+    n = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    if n == 1:
+        return [_run_pod(t) for t in tasks]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from fleetsim.sweep import _die_with, _parent_warning_hook
+
+    # As the sweep's local pool: spawn (safe with threads, identical on every platform); workers
+    # ignore Ctrl-C, show warnings as this process does and exit when it goes away.
+    with ProcessPoolExecutor(
+        max_workers=n,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_die_with,
+        initargs=(os.getpid(), _parent_warning_hook()),
+    ) as ex:
+        return list(ex.map(_run_pod, tasks))
+
+
+def _merge(results, sizes: list[int], order: list[np.ndarray] | None, dropped: int) -> RawRun:
+    raws = [r for r, _, _ in results]
+    end = max(r.simulated_s for r in raws)
+    offsets = np.cumsum([0] + sizes[:-1])
+    # requests
+    frames = []
+    for k, raw in enumerate(raws):
+        df = raw.requests.copy()
+        df["replica"] = np.where(df["replica"] >= 0, df["replica"] + offsets[k], -1).astype(np.int32)
+        if order is not None:
+            df.index = pd.Index(order[k], name="request_id")
+        frames.append(df)
+    requests = pd.concat(frames)
+    if order is not None:
+        requests = requests.sort_index()
+    else:
+        requests = requests.sort_values("arrival_s", kind="stable")
+        requests.index = pd.RangeIndex(len(requests), name="request_id")
+    # replicas: a pod done early idles until the end
+    rep_frames = []
+    for k, (raw, idle_w, held_end) in enumerate(results):
+        df = raw.replicas.copy()
+        df["replica"] = df["replica"] + offsets[k]
+        gap = end - raw.simulated_s
+        if gap > 0:
+            df["energy_j"] = df["energy_j"] + gap * idle_w
+            df["kv_byte_s"] = df["kv_byte_s"] + gap * np.array(held_end)
+        rep_frames.append(df)
+    replicas = pd.concat(rep_frames, ignore_index=True)
+    # time series on the longest pod's sample times
+    grid = max((r.timeseries for r in raws), key=len)["time_s"].to_numpy()
+    cols = {"time_s": grid}
+    total = float(sum(sizes))
+    for name in ("running", "queued", "kv_used_fraction", "power_w", "gpu_energy_j", "output_tokens"):
+        acc = np.zeros(len(grid))
+        for k, (raw, idle_w, _) in enumerate(results):
+            ts = raw.timeseries
+            v = np.interp(grid, ts["time_s"].to_numpy(), ts[name].to_numpy(dtype=np.float64))
+            if name == "kv_used_fraction":
+                v = v * sizes[k] / total
+            elif name == "gpu_energy_j":
+                v = v + np.maximum(grid - raw.simulated_s, 0.0) * idle_w * sizes[k]
+            acc += v
+        cols[name] = acc
+    timeseries = pd.DataFrame(cols)
+    for name in ("running", "queued", "output_tokens"):
+        timeseries[name] = np.rint(timeseries[name]).astype(np.int64)
+    itl = LogHistogram(raws[0].itl.since_s, raws[0].itl.until_s)
+    for raw in raws:
+        itl.merge(raw.itl)
+    return RawRun(
+        arrivals_end_s=raws[0].arrivals_end_s,
+        warmup_s=raws[0].warmup_s,
+        itl=itl,
+        requests=requests,
+        timeseries=timeseries,
+        replicas=replicas,
+        simulated_s=end,
+        running_area=sum(r.running_area for r in raws),
+        queued_area=sum(r.queued_area for r in raws),
+        max_running=sum(r.max_running for r in raws),
+        max_queued=sum(r.max_queued for r in raws),
+        trace_dropped_after_duration=dropped,
+    )
