@@ -6,7 +6,6 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -470,15 +469,39 @@ def test_report_rejects_what_it_cannot_read(tmp_path):
 
 # --------------------------------------------------------------------------- a real browser
 def _chromium():
-    for c in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(c):
-            return shutil.which(c)
-    return "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+    from fleetsim.report.pdf import find_browser
+
+    return find_browser()
 
 
-@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed")
-def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
-    out = write_report(SCENARIO, tmp_path / "report.html", overrides={"run.duration_s": 20})
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium found (chromium, chromium-browser, google-chrome)")
+def test_report_renders_in_headless_chromium_without_console_errors_and_prints_to_pdf(tmp_path):
+    out = tmp_path / "report.html"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fleetsim.cli",
+            "report",
+            str(SCENARIO),
+            "-o",
+            str(out),
+            "--pdf",
+            "--gpus",
+            "h100-sxm,h200",
+            "--seeds",
+            "2",
+            "--set",
+            "run.duration_s=20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    pdf = out.with_suffix(".pdf")
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 50_000
     shot = tmp_path / "report.png"
     r = subprocess.run(
         [

@@ -595,11 +595,14 @@ def _from_scenario(path: Any, overrides: dict, study_options: Mapping[str, Any] 
         )
     ctx["tables"]["comparison"] = comp
     ctx["tables"]["power"] = _power_table(g_rows, "growth")
+    prow = study.plan.to_dict()["rows"]
     ctx["figures"]["cost"] = plots.cost_by_option(
-        [r[1] for r in g_rows],
-        [r[2].get("cost.usd_per_million_tokens") for r in g_rows],
-        [r[2].get("slo.met") for r in g_rows],
-        f"Cost per million tokens of {ref.label} at today's and growing load",
+        [r["gpu"] for r in prow],
+        [r.get("usd_per_million_tokens") for r in prow],
+        [True if r.get("met") else (False if r.get("simulations") else None) for r in prow],
+        f"Cost per million tokens of the cheapest fleet per GPU type (95% intervals, {study.seeds} seeds)",
+        [r.get("usd_per_million_tokens_lo") for r in prow],
+        [r.get("usd_per_million_tokens_hi") for r in prow],
     )
     ctx["figures"]["power"] = plots.power_cooling(
         [r[1] for r in g_rows],
@@ -790,13 +793,10 @@ def _from_plan(directory: Path) -> dict:
     )
     power_rows = []
     for r in rows:
-        comp.rows.append(
-            Row(
-                r["gpu"],
-                [cell(c, r.get(c), kind) for c, _, kind in cols],
-                css="best" if best and r["gpu"] == best["gpu"] else "",
-            )
-        )
+        cells = [cell(c, r.get(c), kind) for c, _, kind in cols]
+        if not r.get("met") and not r.get("simulations"):
+            cells[1] = Cell("not simulated", "met", css="na")  # its reason is in the note, not a red "no"
+        comp.rows.append(Row(r["gpu"], cells, css="best" if best and r["gpu"] == best["gpu"] else ""))
     ctx["tables"]["comparison"] = comp
     pcols = [
         ("it_kw", "IT kW", "num"),
@@ -828,14 +828,19 @@ def _from_plan(directory: Path) -> dict:
     ]
     ot = Table("t-options", "Every configuration tried", "plan:options", [(c, h) for c, h, _ in ocols])
     for i, r in enumerate(data.get("options", [])):
-        ot.rows.append(Row(str(i), [cell(c, r.get(c), kind) for c, _, kind in ocols]))
+        cells = [cell(c, r.get(c), kind) for c, _, kind in ocols]
+        if not r.get("met") and not r.get("simulations"):
+            cells[6] = Cell("not simulated", "met", css="na")
+        ot.rows.append(Row(str(i), cells))
     ctx["tables"]["options"] = ot
     labels = [r["gpu"] for r in rows]
     ctx["figures"]["cost"] = plots.cost_by_option(
         labels,
         [r.get("usd_per_million_tokens") for r in rows],
-        [bool(r.get("met")) for r in rows],
+        [True if r.get("met") else (False if r.get("simulations") else None) for r in rows],
         "Cost per million tokens of the cheapest fleet per GPU type",
+        [r.get("usd_per_million_tokens_lo") for r in rows],
+        [r.get("usd_per_million_tokens_hi") for r in rows],
     )
     if power_rows:
         ctx["figures"]["power"] = plots.power_cooling(

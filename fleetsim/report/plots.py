@@ -49,18 +49,33 @@ def cost_by_option(
     usd_per_mtok: Sequence[float | None],
     met: Sequence[bool | None],
     title: str = "Cost per million tokens by option",
+    lo: Sequence[float | None] | None = None,
+    hi: Sequence[float | None] | None = None,
 ) -> str:
+    """Horizontal bars (95% intervals as error bars when lo/hi are given). Values spanning more
+    than 20x go on a log axis so the small ones stay visible."""
     fig = _figure(7.5, max(2.6, 0.32 * len(labels) + 1.5))
     ax = fig.add_subplot()
     y = np.arange(len(labels))
     vals = [float(v) if _finite(v) else 0.0 for v in usd_per_mtok]
     colors = [OK if m else (MISS if m is not None else GREY) for m in met]
+    pos = [v for v in vals if v > 0]
+    log = bool(pos) and max(pos) / min(pos) > 20
     ax.barh(y, vals, color=colors)
+    if lo is not None and hi is not None:
+        err = [
+            [max(0.0, v - float(a)) if _finite(a) else 0.0 for v, a in zip(vals, lo)],
+            [max(0.0, float(b) - v) if _finite(b) else 0.0 for v, b in zip(vals, hi)],
+        ]
+        ax.errorbar(vals, y, xerr=err, fmt="none", ecolor="#333333", capsize=3, lw=1)
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlim(left=min(pos) / 2)
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
     for yi, v, raw in zip(y, vals, usd_per_mtok):
         ax.text(v, yi, f" ${v:,.4g}" if _finite(raw) else " n/a", va="center", fontsize=7)
-    ax.set_xlabel("$ per million tokens (input + output)")
+    ax.set_xlabel("$ per million tokens (input + output)" + (", log scale" if log else ""))
     ax.set_title(title, fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)
     from matplotlib.patches import Patch
