@@ -113,11 +113,23 @@ def _window_metrics(spec, window: tuple[float, float]) -> dict:
     energy = float(np.diff(np.interp([a, b], times, ts["gpu_energy_j"]))[0])
     gpus = int(res.summary["fleet"]["gpus"])
     span = b - a
+    gpu_w = energy / (span * gpus)
     return {
         "output_tokens_per_s": tokens / span,
-        "gpu_power_w": energy / (span * gpus),
+        "gpu_power_w": gpu_w,
+        "server_wall_kw": _server_wall_kw(res.summary, gpu_w),
         "energy_per_output_token_j": energy / tokens if tokens > 0 else math.nan,
     }
+
+
+def _server_wall_kw(summary: dict, gpu_w: float) -> float:
+    """Whole-server wall power of the run's servers with every GPU at `gpu_w` (fleetsim.server_power)."""
+    from fleetsim.catalog import load_gpu
+    from fleetsim.server_power import fleet_wall_kw
+
+    if not math.isfinite(gpu_w):
+        return math.nan
+    return fleet_wall_kw(int(summary["fleet"]["gpus"]), load_gpu(summary["fleet"]["gpu"]), gpu_w)
 
 
 def _run_metrics(res) -> dict:
@@ -127,9 +139,11 @@ def _run_metrics(res) -> dict:
     energy = float(res.replicas["energy_j"].sum())
     tokens = float(done["output_tokens"].sum())
     gpus = int(res.summary["fleet"]["gpus"])
+    gpu_w = energy / (sim_s * gpus) if sim_s > 0 else math.nan
     return {
         "output_tokens_per_s": tokens / sim_s if sim_s > 0 else math.nan,
-        "gpu_power_w": energy / (sim_s * gpus) if sim_s > 0 else math.nan,
+        "gpu_power_w": gpu_w,
+        "server_wall_kw": _server_wall_kw(res.summary, gpu_w),
         "energy_per_output_token_j": energy / tokens if tokens > 0 else math.nan,
     }
 
@@ -144,9 +158,11 @@ def _latencies(summary: dict) -> dict:
 
 def _summary_metrics(summary: dict) -> dict:
     ept = summary["power"]["joules_per_output_token"]
+    wall_kw = summary["power"].get("server_wall_kw")  # the summary's own once metrics.py has it
     return {
         "output_tokens_per_s": summary["throughput"]["output_tokens_per_s"],
         "gpu_power_w": summary["power"]["gpu_mean_w"],
+        "server_wall_kw": _server_wall_kw(summary, summary["power"]["gpu_mean_w"]) if wall_kw is None else wall_kw,
         "energy_per_output_token_j": math.nan if ept is None else ept,
     }
 
