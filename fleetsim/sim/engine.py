@@ -3,6 +3,7 @@ starts; the run itself records flat per-request rows and time-weighted fleet lev
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,11 @@ from fleetsim.workload import LengthSampler, RequestBatch, generate_requests, lo
 
 # request status codes
 PENDING, DONE, REJECTED = 0, 1, 2
+
+
+def _append(column: array, values, dtype) -> None:
+    """Append numpy values to a typed column (same machine type: a byte copy, no Python objects)."""
+    column.frombytes(np.ascontiguousarray(values, dtype=dtype).tobytes())
 
 
 class FleetLevels:
@@ -101,7 +107,7 @@ class Engine:
         self.engine_profile = engine_profile
         self.prefix_caching = kv.prefix_caching
         self.reserve_full = self.engine_profile.batching.kv_admission == "reserve_full"
-        self.kv_reserve: list[float] = []
+        self.kv_reserve: array[float] = array("d")
         self.class_max_output: list[float] = []
         if self.reserve_full:
             from fleetsim.steady import max_output_tokens  # on use: fleetsim.steady imports scipy
@@ -118,26 +124,27 @@ class Engine:
         ]
         if scenario.workload.arrival.kind == "trace":
             load_trace(scenario.workload.arrival.path)  # fail before the clock starts
-        # per-request columns (python lists: scalar access in the hot path is cheapest)
-        self.arrival_s: list[float] = []
-        self.input_tokens: list[int] = []
-        self.output_tokens: list[int] = []
-        self.req_class: list[int] = []
-        self.prefix_tokens: list[int] = []
-        self.hit_tokens: list[int] = []  # prompt tokens found in the prefix cache (repeats)
+        # Per-request columns, typed (array module: 8 bytes a value or less, not a Python object
+        # each; scalar access in the hot path stays cheap).
+        self.arrival_s: array[float] = array("d")
+        self.input_tokens: array[int] = array("q")
+        self.output_tokens: array[int] = array("q")
+        self.req_class: array[int] = array("q")
+        self.prefix_tokens: array[int] = array("q")
+        self.hit_tokens: array[int] = array("q")  # prompt tokens found in the prefix cache (repeats)
         self.hit_fraction = [c.prompt_cache_hit_fraction if kv.prefix_caching else 0.0 for c in classes]
-        self.kv_start: list[float] = []
-        self.kv_growth: list[float] = []
-        self.kv_end: list[float] = []
-        self.prefix_read: list[float] = []
-        self.held_base: list[float] = []
-        self.generated: list[int] = []
-        self.scheduled_s: list[float] = []
-        self.first_token_s: list[float] = []
-        self.finish_s: list[float] = []
-        self.replica_of: list[int] = []
-        self.preemptions: list[int] = []
-        self.status: list[int] = []
+        self.kv_start: array[float] = array("d")
+        self.kv_growth: array[float] = array("d")
+        self.kv_end: array[float] = array("d")
+        self.prefix_read: array[float] = array("d")
+        self.held_base: array[float] = array("d")
+        self.generated: array[int] = array("q")
+        self.scheduled_s: array[float] = array("d")
+        self.first_token_s: array[float] = array("d")
+        self.finish_s: array[float] = array("d")
+        self.replica_of: array[int] = array("i")
+        self.preemptions: array[int] = array("i")
+        self.status: array[int] = array("b")
         self.user_of: dict[int, int] = {}
         self.pending = 0
         self.progress: Callable[[float], None] | None = None
@@ -173,7 +180,7 @@ class Engine:
             # largest possible output (the client's max tokens: the class's length bound) fit.
             cap = np.array(self.class_max_output, dtype=np.float64)[cls] if len(cls) else np.zeros(0)
             reserve = np.atleast_1d(fp.bytes_per_rank(inputs, np.maximum(outputs, cap), held_shared))
-            self.kv_reserve.extend(reserve.tolist())
+            _append(self.kv_reserve, reserve, np.float64)
         decode_steps = np.maximum(outputs - 1, 1)
         growth = (end - start) / decode_steps
         pread = np.array(self.class_prefix_bytes, dtype=np.float64)[cls] if len(cls) else np.zeros(0)
@@ -182,25 +189,25 @@ class Engine:
             hit_read = np.atleast_1d(fp.bytes_per_rank(hits, 0)) * (hits > 0)
             pread = np.maximum(pread, hit_read)
         n = len(inputs)
-        self.arrival_s.extend(np.asarray(arrival_s, dtype=np.float64).tolist())
-        self.input_tokens.extend(inputs.tolist())
-        self.output_tokens.extend(outputs.tolist())
-        self.req_class.extend(cls.tolist())
-        self.prefix_tokens.extend(shared.tolist())
-        self.hit_tokens.extend(hits.tolist())
-        self.kv_start.extend(start.tolist())
-        self.kv_growth.extend(growth.tolist())
-        self.kv_end.extend(end.tolist())
-        self.prefix_read.extend(pread.tolist())
-        self.held_base.extend([0.0] * n)
-        self.generated.extend([0] * n)
+        _append(self.arrival_s, arrival_s, np.float64)
+        _append(self.input_tokens, inputs, np.int64)
+        _append(self.output_tokens, outputs, np.int64)
+        _append(self.req_class, cls, np.int64)
+        _append(self.prefix_tokens, shared, np.int64)
+        _append(self.hit_tokens, hits, np.int64)
+        _append(self.kv_start, start, np.float64)
+        _append(self.kv_growth, growth, np.float64)
+        _append(self.kv_end, end, np.float64)
+        _append(self.prefix_read, pread, np.float64)
+        self.held_base.extend(array("d", [0.0]) * n)
+        self.generated.extend(array("q", [0]) * n)
         nan = float("nan")
-        self.scheduled_s.extend([nan] * n)
-        self.first_token_s.extend([nan] * n)
-        self.finish_s.extend([nan] * n)
-        self.replica_of.extend([-1] * n)
-        self.preemptions.extend([0] * n)
-        self.status.extend([PENDING] * n)
+        self.scheduled_s.extend(array("d", [nan]) * n)
+        self.first_token_s.extend(array("d", [nan]) * n)
+        self.finish_s.extend(array("d", [nan]) * n)
+        self.replica_of.extend(array("i", [-1]) * n)
+        self.preemptions.extend(array("i", [0]) * n)
+        self.status.extend(array("b", [PENDING]) * n)
         return first
 
     # ------------------------------------------------------------------ callbacks from replicas
@@ -264,12 +271,17 @@ class Engine:
         self.replica_of[rid] = replica.index
         replica.enqueue(rid)
 
-    def _open_loop(self, times):
+    def _open_loop(self, times: np.ndarray, chunk: int = 65536):
+        """Dispatch each request at its arrival time, read from the numpy column a chunk at a time
+        (Python floats for the clock, never a list of every arrival)."""
         env = self.env
-        for rid, t in enumerate(times):
-            if t > env.now:
-                yield env.timeout(t - env.now)
-            self.dispatch(rid)
+        rid = 0
+        for first in range(0, len(times), chunk):
+            for t in times[first : first + chunk].tolist():
+                if t > env.now:
+                    yield env.timeout(t - env.now)
+                self.dispatch(rid)
+                rid += 1
 
     def _issue(self, user: int) -> None:
         i, o, c, p = self.sampler.next()
@@ -332,7 +344,7 @@ class Engine:
             self._add_requests(
                 batch.arrival_s, batch.input_tokens, batch.output_tokens, batch.class_index, batch.shared_prefix_tokens
             )
-            env.process(self._open_loop(batch.arrival_s.tolist()))
+            env.process(self._open_loop(batch.arrival_s))
             if end_s is None:
                 end_s = duration if duration is not None else float(batch.arrival_s[-1])
         interval = run.timeseries_interval_s or max(end_s / 400.0, 1e-3)
