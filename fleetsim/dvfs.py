@@ -21,8 +21,9 @@ runs its SM clock at a fraction s of the boost clock, s in [s_min, 1]. The model
   c: the compute share of the linear dynamic power at boost, h: the HBM share of memory power
   (energy per bit x bandwidth / memory_w). The profile's efficiencies were fitted at the default
   limit (TDP), so a limit at or above P0 changes nothing, and without a limit or lock nothing moves.
-- A limited iteration runs at the highest clock whose P(s) <= limit (P is increasing in s: a
-  bisection of 24 halvings, ~1e-7 in s; a decode run solves once, at its first step). A locked
+- A limited iteration runs at the highest clock whose P(s) <= limit (P is increasing in s: an
+  Illinois regula-falsi solve, a handful of evaluations to 1e-7 of the limit; a decode run
+  solves once, at its first step). A locked
   clock is an upper bound on s. The GPU's reported power is the simulator's usual
   min(cap, idle + a_c u_c + a_m u_m) with cap = the limit and the coefficients scaled to the locked
   clock: exactly the limit when it binds (the linear form is >= P(s)), P0 when it does not.
@@ -38,7 +39,9 @@ from dataclasses import dataclass
 from fleetsim.power import gpu_power_w
 from fleetsim.spec.profile import ClockModel, PowerModel
 
-BISECTION_STEPS = 24
+MAX_SOLVER_STEPS = 60
+CLOCK_TOLERANCE = 1e-7  # in clock fraction
+POWER_TOLERANCE = 1e-7  # relative to the limit
 
 
 @dataclass(frozen=True)
@@ -84,14 +87,29 @@ class ClockSetting:
         if power(hi) <= self.limit_w:
             return hi
         lo = self.model.min_clock_fraction
-        if power(lo) > self.limit_w:
+        f_lo, f_hi = power(lo) - self.limit_w, power(hi) - self.limit_w
+        if f_lo > 0:
             return lo  # the limit cannot be met by clocks alone: reported power is clipped to it
-        for _ in range(BISECTION_STEPS):
-            mid = 0.5 * (lo + hi)
-            if power(mid) <= self.limit_w:
-                lo = mid
+        # Illinois (regula falsi with halving): P is smooth and increasing in s, so a few
+        # evaluations reach the limit; `lo` always keeps P(lo) <= limit.
+        side = 0
+        for _ in range(MAX_SOLVER_STEPS):
+            if hi - lo <= CLOCK_TOLERANCE or f_lo > -POWER_TOLERANCE * self.limit_w:
+                break
+            x = hi - f_hi * (hi - lo) / (f_hi - f_lo)
+            if not lo < x < hi:
+                x = 0.5 * (lo + hi)
+            f_x = power(x) - self.limit_w
+            if f_x <= 0:
+                lo, f_lo = x, f_x
+                if side == -1:
+                    f_hi *= 0.5
+                side = -1
             else:
-                hi = mid
+                hi, f_hi = x, f_x
+                if side == 1:
+                    f_lo *= 0.5
+                side = 1
         return lo
 
 
