@@ -113,11 +113,12 @@ def main() -> None:
     for replicas, n in zip(sizes, counts):
         out = subprocess.run(
             [sys.executable, __file__, "--one", str(replicas), str(n), "--pods", str(args.pods)],
-            check=True,
             capture_output=True,
             text=True,
-        ).stdout
-        r = json.loads(out.strip().splitlines()[-1])
+        )
+        if out.returncode != 0:
+            sys.exit(f"{replicas} replicas failed:\n{out.stderr[-2000:]}")
+        r = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(r)
         print(
             f"{r['replicas']:>8,} {r['requests']:>10,} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} "

@@ -347,6 +347,7 @@ class Engine:
             env.process(self._open_loop(batch.arrival_s))
             if end_s is None:
                 end_s = duration if duration is not None else float(batch.arrival_s[-1])
+            del batch  # its columns are copied; the open loop holds the arrival times
         interval = run.timeseries_interval_s or max(end_s / 400.0, 1e-3)
         rows: list = []
         env.process(self._sample(interval, rows, end_s))
@@ -384,7 +385,8 @@ class Engine:
 
     def _request_frame(self) -> pd.DataFrame:
         status = np.array(self.status, dtype=np.int8)
-        names = np.array(["in_flight", "completed", "rejected"])[status]
+        # status codes PENDING, DONE, REJECTED -> the categories' codes (no string per request)
+        codes = np.array([2, 0, 1], dtype=np.int8)[status]
         classes = [c.name for c in self.scenario.workload.classes]
         df = pd.DataFrame(
             {
@@ -395,7 +397,7 @@ class Engine:
                 "shared_prefix_tokens": np.array(self.prefix_tokens, dtype=np.int64),
                 "cached_prompt_tokens": np.array(self.hit_tokens, dtype=np.int64),
                 "replica": np.array(self.replica_of, dtype=np.int32),
-                "status": pd.Categorical(names, categories=["completed", "rejected", "in_flight"]),
+                "status": pd.Categorical.from_codes(codes, categories=["completed", "rejected", "in_flight"]),
                 "scheduled_s": np.array(self.scheduled_s),
                 "first_token_s": np.array(self.first_token_s),
                 "finish_s": np.array(self.finish_s),
