@@ -187,3 +187,21 @@ def test_every_catalog_gpu_is_a_row_and_one_without_a_price_says_how_to_give_one
     assert sorted(r.table["gpu"]) == sorted(fleetsim.gpu_table()["gpu"])
     row = r.table.set_index("gpu").loc["a100-80gb"]
     assert not row["met"] and "--price a100-80gb=" in row["reason"]
+
+
+def test_spares_are_priced_on_top_and_a_diurnal_load_can_be_sized_for_its_peak():
+    r = plan_fleet(SCENARIO, ["h100-sxm"], overrides={"run.duration_s": 15}, progress=False, tp_options=[1], spares=1)
+    row = r.best()
+    n = row["replicas"]
+    assert row["replicas_with_spares"] == n + 1 and row["gpus_with_spares"] == n + 1
+    # RunPod's per-GPU H100 offer (catalog/offers.yaml): $2.69 per GPU-hour, spares included
+    assert row["rental_usd_per_hour"] == pytest.approx(2.69 * (n + 1))
+    from fleetsim.plan import peak_overrides
+
+    spec = fleetsim.load_scenario(
+        SCENARIO,
+        {"workload.arrival": {"kind": "diurnal", "mean_rate_per_s": 20.0, "peak_to_mean": 1.5, "period_s": 60.0}},
+    )
+    # sinusoidal rate: mean x peak_to_mean at the peak = 30 req/s
+    assert peak_overrides(spec) == {"workload.arrival": {"kind": "poisson", "rate_per_s": 30.0}}
+    assert peak_overrides(fleetsim.load_scenario(SCENARIO)) == {}
