@@ -101,3 +101,17 @@ def test_a_run_on_a_new_gpu_says_its_profile_is_transferred(name):
     assert summary["fleet"]["gpu"] == name
     assert summary["throughput"]["output_tokens_per_s"] > 0
     assert any(f"transferred from {SOURCE[name]}" in w for w in summary["calibration"]["warnings"])
+
+
+def test_shipped_transferred_profiles_are_the_transfer_of_their_shipped_sources():
+    """calibration/research/transfer_profiles.py --check: every shipped transferred profile (the
+    fit's own and issue 11's) equals the fit's transfer of its source's shipped profile, to 0.1%."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "calibration" / "research" / "transfer_profiles.py"
+    spec = importlib.util.spec_from_file_location("transfer_profiles", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--check"]) == 0
