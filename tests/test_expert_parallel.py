@@ -114,3 +114,14 @@ def test_a_prefill_runs_its_attention_and_dense_layers_on_one_dp_rank():
     # The mean work (what power sees) is the same but for the logits of 1 against 8 sequences.
     assert one.flops == pytest.approx(spread.flops - 7 * sm.lm_head_flops_per_token)
     assert _replica(TP8).step_model.dp_prefill_skew(4096, 1) == 1.0
+
+
+def test_the_ep_scenario_runs_and_holds_more_kv_than_tp8():
+    from fleetsim import simulate
+
+    short = {"run.duration_s": 10}
+    tp, ep = (simulate(load_scenario(p, short)).summary for p in (TP8, EP8))
+    assert ep["requests"]["completed"] == ep["requests"]["arrived"] > 0
+    cap = ep["kv_cache"]["capacity_tokens_per_replica"] / tp["kv_cache"]["capacity_tokens_per_replica"]
+    assert cap == pytest.approx(_replica(EP8).plan.kv_capacity_tokens / _replica(TP8).plan.kv_capacity_tokens)
+    assert ep["kv_cache"]["mean_utilization"] < tp["kv_cache"]["mean_utilization"]
