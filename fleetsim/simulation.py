@@ -52,10 +52,37 @@ class SimulationResult:
         with output_directory(out_dir, scenario=self.scenario) as tmp:
             write_json(tmp / "summary.json", self.summary, reasons=summary_null_reasons(self.summary))
             write_json(tmp / "scenario.json", self.scenario)
-            self.requests.to_parquet(tmp / "requests.parquet")
+            write_requests_parquet(self.requests, tmp / "requests.parquet")
             self.timeseries.to_parquet(tmp / "timeseries.parquet", index=False)
             self.replicas.to_parquet(tmp / "replicas.parquet", index=False)
         return Path(out_dir)
+
+
+REQUEST_ROWS_PER_CHUNK = 1_000_000
+
+
+def write_requests_parquet(requests: pd.DataFrame, path: Path, rows: int = REQUEST_ROWS_PER_CHUNK) -> None:
+    """The per-request table as parquet; a table of more than `rows` rows is written a row group of
+    `rows` at a time, so no Arrow copy of the whole table is made (request_id is then stored as a
+    column-backed index rather than a range: the same values)."""
+    if len(requests) <= rows:
+        requests.to_parquet(path)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for start in range(0, len(requests), rows):
+            chunk = requests.iloc[start : start + rows]
+            chunk = chunk.set_axis(pd.Index(chunk.index.to_numpy(), name=requests.index.name))
+            table = pa.Table.from_pandas(chunk, preserve_index=True)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def build(scenario: ScenarioSpec):
