@@ -121,3 +121,21 @@ def test_prices_on_the_command_line_and_citations():
     (first, second) = reference_list(refs)
     assert first["url"].startswith("https://deploybase.ai") and first["title"] and first["date"]
     assert second["key"] == "pue_uptime_2024"
+
+
+def test_tornado_moves_one_input_at_a_time_by_hand():
+    from fleetsim.study.tornado import tornado
+
+    spec = fleetsim.load_scenario(SCENARIO, TINY)
+    s = fleetsim.simulate(spec).summary
+    bars = tornado(spec, load_gpu("h100-sxm"), [s], None)
+    tps = s["throughput"]["output_tokens_per_s"] + s["throughput"]["input_tokens_per_s"]
+    base = 2.69 * 1e6 / (tps * 3600)  # one H100 rented at RunPod's $2.69/GPU-h (catalog/offers.yaml)
+    assert bars["base"]["rental"] == pytest.approx(base)
+    rental = {name: (lo, hi) for name, lo, hi in bars["rental"]}
+    assert rental["rental price x0.75-x1.25"] == pytest.approx((0.75 * base, 1.25 * base))
+    # 6.7%: hold-out median error of predicted tokens/s (README validation table)
+    assert rental["profile calibration error ±6.7% tokens/s"] == pytest.approx((base / 1.067, base / 0.933))
+    owned = {name.split(" ")[0]: (lo, hi) for name, lo, hi in bars["owned"]}
+    assert owned["utilization"] == pytest.approx((bars["base"]["owned"], 2 * bars["base"]["owned"]))
+    assert owned["electricity"][0] < bars["base"]["owned"] < owned["electricity"][1]

@@ -274,3 +274,26 @@ def attainment_vs_replicas(evaluations: pd.DataFrame, target: float) -> str:
     _style(ax)
     ax.legend(fontsize=7)
     return to_data_uri(fig)
+
+
+def tornado(panels: dict) -> str:
+    """panels: {'rental': [(input, $/Mtok low, high)], 'owned': [...], 'base': {mode: $/Mtok}}:
+    one horizontal bar per input from its low to its high value, around today's (the line)."""
+    modes = [m for m in ("rental", "owned") if panels.get(m)]
+    fig = _figure(7.5, 1.2 + 0.32 * max((len(panels[m]) for m in modes), default=1) * max(1, len(modes)))
+    axes = fig.subplots(len(modes), 1, squeeze=False).ravel() if modes else []
+    for ax, mode in zip(axes, modes):
+        base = panels["base"][mode]
+        bars = panels[mode]
+        y = np.arange(len(bars))
+        for yi, (_, lo, hi) in zip(y, bars):
+            a, b = (lo if _finite(lo) else base), (hi if _finite(hi) else base)
+            ax.barh(yi, max(a, b) - min(a, b), left=min(a, b), color=BLUE if mode == "rental" else ORANGE)
+            ax.text(max(a, b), yi, f" \\${min(a, b):,.4g}-\\${max(a, b):,.4g}", va="center", fontsize=7)
+        ax.axvline(base, color="#333333", lw=1)
+        ax.set_yticks(y, [b[0].replace("$", "\\$") for b in bars], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"{mode}: \\$/Mtok today \\${base:,.4g}", fontsize=9)
+        ax.margins(x=0.3)
+        _style(ax)
+    return to_data_uri(fig)

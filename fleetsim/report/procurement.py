@@ -259,3 +259,7 @@ def add_procurement(ctx: dict, study: ProcurementStudy) -> None:
     ):
         ctx["tables"][t.id.removeprefix("t-")] = t
     ctx["lead_tables"] = ["slide", "options-gpu", "rent-own", "split", "facility"]
+    if study.tornado:
+        from fleetsim.report import plots
+
+        ctx["figures"]["tornado"] = plots.tornado(study.tornado)

@@ -20,6 +20,7 @@ from fleetsim.study.economics import fleet_economics
 from fleetsim.study.reference import Reference, reference_runs
 from fleetsim.study.replicates import DEFAULT_SEEDS, replicate
 from fleetsim.study.sources import rental_offers
+from fleetsim.study.tornado import ranges, tornado
 
 
 def comparable_gpus(spec: ScenarioSpec, prices: Mapping[str, float] | None = None) -> list[str]:
@@ -46,6 +47,7 @@ class ProcurementStudy:
     as_written: dict  # the scenario's own fleet over the same seeds: interval and economics columns
     reference: Reference  # the recommended fleet (or the scenario's, if nothing met) and its growth runs
     seeds: int
+    tornado: dict  # study.tornado.tornado of the recommended fleet ({} when nothing met)
 
     @property
     def best(self) -> dict | None:
@@ -118,7 +120,10 @@ def procurement_study(
         f = spec.fleet
         label = f"{f.replicas} × {f.gpu} replica{'s' if f.replicas != 1 else ''} (tp={f.tp}, {f.replicas * f.tp} GPUs)"
         ref = reference_runs(base, ov, label)
+        growth = next((g for fct, _, g in ref.growth if fct == ranges()["load_growth"]), None)
+        bars = tornado(spec, load_gpu(spec.fleet.gpu), [ref.result.summary], growth)
     else:
+        bars = {}
         f = base.fleet
         ref = reference_runs(base, own_ov, f"{f.replicas} × {f.gpu} (the scenario's fleet)")
-    return ProcurementStudy(base, overrides, plan, as_written, ref, seeds)
+    return ProcurementStudy(base, overrides, plan, as_written, ref, seeds, bars)
