@@ -334,20 +334,28 @@ def _check_kv_and_assumptions(report: _Report, spec) -> None:
 
 # --------------------------------------------------------------------------- the three sources
 def test_scenario_report_is_self_contained_and_every_table_number_matches_the_runs(tmp_path):
+    # The shipped scenario under a name that is markup: it must render as text.
+    import yaml
+
+    data = yaml.safe_load(SCENARIO.read_text())
+    data["name"] = "<script>alert(1)</script>"
+    scenario = tmp_path / "h100_llama3.yaml"
+    scenario.write_text(yaml.safe_dump(data))
     out = write_report(
-        SCENARIO, tmp_path / "report.html", overrides=SHORT, study_options=STUDY, csv_dir=tmp_path / "csv"
+        scenario, tmp_path / "report.html", overrides=SHORT, study_options=STUDY, csv_dir=tmp_path / "csv"
     )
     report = _check_structure_and_text(out)
+    html = out.read_text()
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert report.tables["t-comparison"]["source"] == "growth"
     assert [r["key"] for r in report.tables["t-sens-load"]["rows"]] == ["1", "1.25", "1.5", "2"]
-    sims = _Sims(SCENARIO)
+    sims = _Sims(scenario)
     _check_summary_tables(report, sims, SHORT)
     ref = json.loads(report.tables["t-run"]["overrides"])
-    spec = fleetsim.load_scenario(SCENARIO, {**SHORT, **ref})
+    spec = fleetsim.load_scenario(scenario, {**SHORT, **ref})
     flat = sims.flat({**SHORT, **ref})
     _check_derived_tables(report, spec, flat)
-    _check_kv_and_assumptions(report, fleetsim.load_scenario(SCENARIO, SHORT))
-    html = out.read_text()
+    _check_kv_and_assumptions(report, fleetsim.load_scenario(scenario, SHORT))
 
     # The lead: a right-sized fleet (fewer than the scenario's 4 H100), two GPU types compared.
     options = {r["key"]: r for r in report.tables["t-options-gpu"]["rows"]}
@@ -378,20 +386,6 @@ def test_scenario_report_is_self_contained_and_every_table_number_matches_the_ru
     assert 'id="sources"' in html and "price_runpod_2026" not in html and "deploybase.ai" in html
     # Every table is a CSV too.
     assert {p.stem for p in (tmp_path / "csv").glob("*.csv")} == set(report.tables) | {"t-assumptions"}
-
-
-def test_a_scenario_named_like_a_script_renders_as_text(tmp_path):
-    import yaml
-
-    data = yaml.safe_load(SCENARIO.read_text())
-    data["name"] = "<script>alert(1)</script>"
-    data["run"]["duration_s"] = 10
-    path = tmp_path / "evil.yaml"
-    path.write_text(yaml.safe_dump(data))
-    out = write_report(path, tmp_path / "r.html", study_options={"gpus": ["h100-sxm"], "seeds": 1, "tp_options": [1]})
-    html = out.read_text()
-    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "script" not in _read(out).tags
 
 
 def test_sweep_report_tables_match_points_parquet(tmp_path):

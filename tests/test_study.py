@@ -24,7 +24,7 @@ from fleetsim.study import replicate, t_interval, wilson_interval
 from fleetsim.study.sources import cite, parse_prices, reference_list
 
 SCENARIO = "scenarios/h100_llama3.yaml"
-TINY = {"run.duration_s": 20, "fleet.replicas": 1, "workload.arrival.rate_per_s": 4}
+TINY = {"run.duration_s": 10, "fleet.replicas": 1, "workload.arrival.rate_per_s": 4}
 
 
 def test_student_t_interval_covers_a_normal_mean_95_percent_of_the_time():
