@@ -289,20 +289,41 @@ class Engine:
         self.user_of[rid] = user
         self.dispatch(rid)
 
-    def _sample(self, interval_s: float, rows: list, end_s: float):
-        env = self.env
+    def _sample_row(self, rows: list) -> None:
+        now = self.env.now
+        held, power_w, energy_j, tokens = fleet_meters(self.replicas, now)
         pool_total = self.pool_bytes * len(self.replicas)
+        rows.append((now, self.fleet.running, self.fleet.queued, held / pool_total, power_w, energy_j, tokens))
+
+    def _sample(self, interval_s: float, rows: list, end_s: float):
+        """Sample the fleet's meters every interval_s up to the end of arrivals (the planned
+        points). A drain after it is not sampled: the sampler keeps its clock (it ends the run at
+        the same sample time as ever) and takes one last row there. An offline batch (all drain)
+        or an explicit run.timeseries_interval_s is sampled throughout."""
+        env = self.env
+        explicit = bool(self.scenario.run.timeseries_interval_s)
+        planned_only = end_s > 0 and not explicit
+        draining = False
+        n = 0  # rows a sampler through the drain would hold: its thinning sets the clock
         while True:
-            held, power_w, energy_j, tokens = fleet_meters(self.replicas, env.now)
-            rows.append((env.now, self.fleet.running, self.fleet.queued, held / pool_total, power_w, energy_j, tokens))
+            if not draining:
+                self._sample_row(rows)
+            n += 1
             if self.progress is not None:
                 self.progress(min(env.now / end_s, 1.0) if end_s else 1.0)
             if env.now >= end_s and self.pending == 0:
+                if draining:
+                    self._sample_row(rows)  # the end of the drain
                 return
-            if len(rows) >= MAX_SAMPLES and not self.scenario.run.timeseries_interval_s:
-                # A run longer than planned (an offline batch, a long drain): keep every other
-                # sample and sample half as often, so a run of any length keeps <= MAX_SAMPLES.
-                rows[:] = rows[::2]
+            if env.now >= end_s and planned_only:
+                draining = True
+            if n >= MAX_SAMPLES and not explicit:
+                # A run longer than planned (an offline batch, a long drain): sample half as often
+                # (and, for an offline batch, keep every other sample), so a run of any length
+                # keeps <= MAX_SAMPLES.
+                if not draining:
+                    rows[:] = rows[::2]
+                n = (n + 1) // 2
                 interval_s *= 2.0
             yield env.timeout(interval_s)
 
