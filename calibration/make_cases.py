@@ -519,10 +519,17 @@ def mlperf(cases: Cases, calib: list, cond: dict) -> dict:
         status, reason = "ok", ""
         if gpu not in catalog:
             status, reason = "unsupported", f"GPU {gpu} is not in fleetsim's catalog yet"
-        if "MaxQ" in system or "CTS" in system:
+        maxq_limit_w = None
+        if "MaxQ" in system:
+            # Power-limited runs: a hold-out group of their own, run at the GPUs' MaxQ power limit.
+            group = "mlperf41-maxq"
+            maxq_limit_w = cond["mlperf_power"]["maxq_power_limit_w"][gpu]
+            if not cond["mlperf_power"]["power_limit_supported"]:
+                status, reason = "unsupported", "a power-limited (MaxQ) run: needs fleet.power_limit_w"
+        if "CTS" in system:
             status, reason = (
                 "unsupported",
-                ("a power-limited (MaxQ) or 1000 W (CTS) configuration: fleetsim does not model power limits yet"),
+                "a 1000 W (CTS) H200 configuration: the catalog's h200 is the 700 W part",
             )
         if cfg is None:
             if status == "ok":
@@ -552,6 +559,7 @@ def mlperf(cases: Cases, calib: list, cond: dict) -> dict:
             "fleet.replicas": replicas,
             "fleet.kv_cache_free_memory_fraction": common["kv_cache_free_memory_fraction"],
             "fleet.router": "least_outstanding",
+            **({"fleet.power_limit_w": maxq_limit_w} if maxq_limit_w else {}),
             "scheduler.max_running_seqs": batch,
             "scheduler.max_batched_tokens": tokens,
             "scheduler.chunked_prefill": common["chunked_prefill"],
@@ -632,6 +640,7 @@ def mlperf_power(cases: Cases, calib: list, cond: dict, built: dict) -> None:
     sets the GPUs' power limit (fleet.power_limit_w), so its case waits until conditions.yaml says
     fleetsim models power limits (mlperf_power.power_limit_supported)."""
     supported = bool(cond["mlperf_power"]["power_limit_supported"])
+    limits = cond["mlperf_power"]["maxq_power_limit_w"]
     for e in calib:
         if not e["id"].startswith("mlperf41_power_") or e["unit"] != "W":
             continue
@@ -642,7 +651,8 @@ def mlperf_power(cases: Cases, calib: list, cond: dict, built: dict) -> None:
         limit = re.search(r"power_limit=(\d+)\s*W", str(c.get("notes", "")))
         status, reason = "ok", ""
         if limit:
-            ov["fleet.power_limit_w"] = float(limit.group(1))
+            if float(limit.group(1)) != ov.get("fleet.power_limit_w", limits.get(ov["fleet.gpu"])):
+                raise ValueError(f"{e['id']}: power limit {limit.group(1)} W differs from conditions.yaml")
             if not supported:
                 status, reason = "unsupported", "a power-limited (MaxQ) run: needs fleet.power_limit_w"
         src = source(e, f"mean AC wall power of the performance run (1 Hz PTDaemon samples); {c['notes']}; {note}")
