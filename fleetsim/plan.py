@@ -241,6 +241,9 @@ class PlanResult:
             f"meeting the SLO with {b['slo_attainment']:.2%} attainment{_range(b, 'slo_attainment', '{:.2%}')} "
             f"({n - 1} replica{'s' if n - 1 != 1 else ''}: {b['slo_attainment_one_fewer']:.2%})."
         )
+        unpriced = [str(r.gpu) for r in self.table.itertuples() if str(r.reason).startswith("no rental price")]
+        if unpriced:
+            text += f" Not priced: {', '.join(unpriced)} (give --price GPU=USD_PER_GPU_HOUR)."
         if ties:
             text += (
                 f" Tie: {', '.join(ties)} {'is' if len(ties) == 1 else 'are'} within the {self.seeds}-seed "
@@ -454,8 +457,7 @@ def _configs(
 def _check_price(spec: ScenarioSpec, gpu) -> None:
     if spec.cost.mode == "rental" and not rental_offers(gpu, spec.cost.rental_usd_per_gpu_hour):
         raise SpecError(
-            f"no rental price for {gpu.name}: give --price {gpu.name}=USD_PER_GPU_HOUR "
-            "(or set cost.rental_usd_per_gpu_hour)"
+            f"no rental price; give --price {gpu.name}=USD_PER_GPU_HOUR (or set cost.rental_usd_per_gpu_hour)"
         )
     if spec.cost.mode == "owned" and spec.cost.capex_usd_per_gpu is None and gpu.capex_usd_per_gpu is None:
         raise SpecError(f"no purchase price for {gpu.name}: set cost.capex_usd_per_gpu")

@@ -940,7 +940,7 @@ def _cite_sources(ctx: dict) -> None:
     for t in _all_tables(ctx):
         for r in t.rows:
             for c in r.cells:
-                if c.col == "source" or "src" in c.css:
+                if isinstance(c.text, str) and (c.col == "source" or "src" in c.css):
                     c.text = cite(c.text, refs)
     ctx["references"] = reference_list(refs)
 
