@@ -78,19 +78,20 @@ AIR_COOLED_MAX_RACK_KW = 40.0
 
 
 def is_rack_scale(gpu: GpuSpec) -> bool:
+    """A rack-scale system (GB200 NVL72: the catalog's "server" is the 72-GPU rack): the catalog's
+    server.rack_scale where given, else more GPUs than an 8-GPU board."""
+    if gpu.server is not None:
+        return bool(gpu.server.rack_scale)
     return gpu.gpus_per_server >= RACK_SCALE_MIN_GPUS
 
 
 def servers_for(num_gpus: int, gpu: GpuSpec) -> float:
     """Servers a fleet of `num_gpus` occupies, the unit non-GPU power and per-server costs are
     counted in: a fraction of a rack-scale system (8 GB200 = 8/72 of an NVL72 rack), whole servers
-    otherwise (2 H100 SXM = one 8-GPU server). The one place this is decided (to be replaced by
-    fleetsim.server_power.servers_for when it lands)."""
-    if num_gpus < 0:
-        raise ValueError(f"num_gpus must be >= 0, got {num_gpus}")
-    if is_rack_scale(gpu):
-        return num_gpus / gpu.gpus_per_server
-    return float(num_servers(num_gpus, gpu.gpus_per_server))
+    otherwise (2 H100 SXM = one 8-GPU server). fleetsim.server_power decides it."""
+    from fleetsim.server_power import servers_for as server_units
+
+    return server_units(num_gpus, gpu)
 
 
 def provisioned_it_kw(gpu: GpuSpec, num_gpus: int, overhead_w: float) -> float:
