@@ -262,3 +262,21 @@ def test_memory_shows_the_expert_parallel_layout(monkeypatch, capsys):
     assert f"{256 * 3 * 7168 * 2048 * 58 / 8 / 1e9:.2f}" in text and "data-parallel attention ranks" in text
     bad = run_in_process(monkeypatch, capsys, "memory", "deepseek-v3", "--gpu", "h200", "--tp", "8", "--ep", "7")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "does not divide the 256" in bad.stderr
+
+
+def test_memory_pp_shows_each_stage_of_405b_on_two_h100_servers(ok_json):
+    # Llama-3.1-405B: 405,853,388,800 parameters (Hugging Face model card / safetensors index);
+    # bf16 over pp 2 x tp 8 = 16 GPUs: 405.853e9 x 2 B / 16 = 50.73 GB per GPU (the embedding on
+    # stage 0 and the LM head on stage 1 are the same size, so both stages hold the same bytes).
+    d = ok_json("memory", "llama-3.1-405b", "--gpu", "h100-sxm", "--pp", "2", "--tp", "8")
+    assert (d["pp"], d["tp"], d["gpus"], d["servers"]) == (2, 8, 16, 2)
+    hand = 405_853_388_800 * 2 / 16
+    for stage in d["stages"]:
+        assert stage["layers"] == 63  # 126 layers / 2
+        assert abs(stage["weights_bytes_per_gpu"] / hand - 1) < 0.01
+
+
+def test_memory_pp_that_does_not_divide_the_layers_is_one_line(fleetsim):
+    r = fleetsim("memory", "deepseek-v3", "--gpu", "h200", "--tp", "8", "--pp", "2")
+    assert r.returncode == 2
+    assert "61 layers" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from fleetsim.cli.options import eviction_option, json_option, key_dtype_option, tokens_option, value_dtype_option
 from fleetsim.cli.terminal import fail, gb, out, print_json
+from fleetsim.errors import SpecError
 
 # `fleetsim memory` counts concurrent sequences at this length unless --context is given: a
 # typical chat request (prompt + output), capped by the model's context limit.
@@ -177,6 +178,20 @@ def memory(
         help="Data-parallel attention over the --tp GPUs: attention weights whole per GPU, each GPU "
         "holding only its own sequences' KV (SGLang --enable-dp-attention).",
     ),
+    pp: int = typer.Option(
+        1,
+        "--pp",
+        metavar="N",
+        help="Pipeline-parallel stages (a replica is pp x tp GPUs, possibly across servers); "
+        "the plan is shown per stage.",
+    ),
+    layers_per_stage: str | None = typer.Option(
+        None,
+        "--layers-per-stage",
+        metavar="N,N,...",
+        help="Layers of each pipeline stage when --pp does not divide the layers, e.g. 31,30.",
+        show_default=False,
+    ),
     json_out: bool = json_option(),
 ):
     """How one GPU's memory splits: weights, workspace, KV pool.
@@ -188,12 +203,18 @@ def memory(
       fleetsim memory llama-3-70b --gpu h100-sxm --tp 2 --context 8192
       fleetsim memory llama-3-8b --gpu h100-sxm --key-dtype fp8 --value-dtype fp8
       fleetsim memory deepseek-v3 --gpu h200 --tp 8 --ep 8 --dp-attention --weight-dtype fp8
+      fleetsim memory llama-3.1-405b --gpu h100-sxm --pp 2 --tp 8
     """
     from fleetsim.api import memory_plan
 
     if context is None:
         context = _typical_context(model)
     spec = _kv_spec(key_dtype, value_dtype, eviction, budget, heavy, recent, sink, window, 4.0, 1.0)
+    if pp > 1 or layers_per_stage is not None:
+        if ep is not None or dp_attention:
+            raise SpecError("--pp: pipeline stages with --ep/--dp-attention are not modelled yet; use one or the other")
+        _show_pipeline(model, gpu, pp, tp, weight_dtype, spec, context, utilization, layers_per_stage, json_out)
+        return
     options = dict(
         tp=tp,
         weight_dtype=weight_dtype,
@@ -259,3 +280,54 @@ def _layout_plan(model: str, gpu: str, ep: int | None, dp_attention: bool, optio
     rest = weight_bytes(arch, options["weight_dtype"]) - experts
     shown = _LayoutShown(layout.tp, layout.ep, layout.attention_tp, experts / layout.tp, rest / layout.attention_tp)
     return plan, shown
+
+
+def _stage_layers(text: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isascii() and p.isdigit() and len(p) <= 9 for p in parts):
+        raise SpecError(f"--layers-per-stage: {text[:60]!r}; valid: layer counts separated by commas, e.g. 31,30")
+    return tuple(int(p) for p in parts)
+
+
+def _show_pipeline(model, gpu, pp, tp, weight_dtype, spec, context, utilization, layers_per_stage, json_out):
+    """The per-stage memory plan of a pp x tp replica (fleetsim.pipeline)."""
+    from fleetsim.pipeline import pipeline_plan
+
+    split = _stage_layers(layers_per_stage) if layers_per_stage is not None else None
+    plan = pipeline_plan(
+        model,
+        gpu,
+        pp=len(split) if split is not None and pp == 1 else pp,
+        tp=tp,
+        weight_dtype=weight_dtype,
+        kv=spec,
+        context_tokens=context,
+        gpu_memory_utilization=utilization,
+        layers_per_stage=split,
+    )
+    if json_out:
+        print_json(plan.as_dict())
+        return
+    where = "across servers" if plan.tp_crosses_servers else "within a server"
+    t = Table(
+        title=f"{plan.model} on {plan.gpu}: pp {plan.pp} x tp {plan.tp} = {plan.gpus} GPUs "
+        f"({plan.servers} servers, TP {where}), weights {weight_dtype}"
+    )
+    for name in ("stage", "layers", "weights GB/GPU", "workspace GB/GPU", "KV pool GB/GPU", "KV tokens"):
+        t.add_column(name, justify="right")
+    for st in plan.stages:
+        cap = "state only" if st.kv_capacity_tokens is None else f"{st.kv_capacity_tokens:,}"
+        t.add_row(
+            str(st.index),
+            str(st.layers),
+            gb(st.weights_bytes_per_gpu),
+            gb(st.workspace_bytes_per_gpu),
+            gb(st.kv_pool_bytes_per_gpu),
+            cap,
+        )
+    out.print(t)
+    cap = "no KV cache (state only)" if plan.kv_capacity_tokens is None else f"{plan.kv_capacity_tokens:,} tokens"
+    out.print(f"KV capacity per replica (tightest stage): {cap}")
+    out.print(f"max concurrent sequences at {context:,} tokens: {plan.max_concurrent_sequences:,} per replica")
+    for note in plan.notes:
+        out.print(f"note: {note}")
