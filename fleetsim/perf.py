@@ -288,7 +288,9 @@ class StepModel:
             return False
         return decode_seqs + prefill_tokens <= self.graph_max_batch
 
-    def _combine(self, gpu_s: float, sequences: int, graph: bool) -> float:
+    def iteration_time_s(self, gpu_s: float, sequences: int, graph: bool) -> float:
+        """An iteration's time from its GPU kernel time: fixed per-layer kernels, graph replay or the eager
+        launch floor, then host time (overlapped or not) for `sequences` running sequences."""
         gpu_s += self.layer_fixed_s
         gpu_s = gpu_s + self.graph_s if graph else max(gpu_s, self.eager_floor_s)
         host = self.host_time_s(sequences)
@@ -327,7 +329,7 @@ class StepModel:
         terms["launch_s"] = self.graph_s if graph else max(self.eager_floor_s - gpu - self.layer_fixed_s, 0.0)
         terms["host_s"] = self.host_time_s(decode_seqs + prefill_seqs)
         terms["overlap"] = float(self.overlap)
-        terms["time_s"] = self._combine(gpu, decode_seqs + prefill_seqs, graph) if tokens else 0.0
+        terms["time_s"] = self.iteration_time_s(gpu, decode_seqs + prefill_seqs, graph) if tokens else 0.0
         return terms
 
     def iteration(
@@ -358,7 +360,7 @@ class StepModel:
             + write / self.mem_rate
             + self.comm_time_s(tokens)
         )
-        t = self._combine(gpu, decode_seqs + prefill_seqs, self._graph(decode_seqs, prefill_tokens))
+        t = self.iteration_time_s(gpu, decode_seqs + prefill_seqs, self._graph(decode_seqs, prefill_tokens))
         flops = self.linear_flops(tokens, logits) + dec_flops + pre_flops
         return StepCost(t, flops, weights + kv_read_bytes + ctx + write)
 
@@ -400,7 +402,7 @@ class StepModel:
         seqs, graph = decode_seqs + prefill_seqs, self._graph(decode_seqs, prefill_tokens)
 
         def time_at(s: float) -> float:
-            return self._combine(sum(max(m, c / s) for m, c in pairs) + fixed, seqs, graph)
+            return self.iteration_time_s(sum(max(m, c / s) for m, c in pairs) + fixed, seqs, graph)
 
         s = 1.0 if self.clock is None else self.clock.clock_for(time_at, flops, moved, self.peak_flops, self.bw)
         return s, StepCost(time_at(s), flops, moved), dense

@@ -187,7 +187,7 @@ def verify_time_s(step: StepModel, batch: int, context_tokens: int, draft_tokens
     # The engine's launch and host terms as StepModel combines them (graphs captured up to
     # graph_max_batch tokens; host cost per sequence, not per verified position).
     graph = step.graphs and tokens <= step.graph_max_batch
-    return step._combine(gpu_s, batch, graph)
+    return step.iteration_time_s(gpu_s, batch, graph)
 
 
 def _decode_gpu_s(step: StepModel, batch: int, context_tokens: int) -> float:
