@@ -71,6 +71,7 @@ EXTRA_COLUMNS = (
     "tie_with_best",
     "usd_per_million_tokens_lo",
     "usd_per_million_tokens_hi",
+    "usd_per_million_tokens_by_seed",
     "slo_attainment_lo",
     "slo_attainment_hi",
     "ttft_at_percentile_s_lo",

@@ -71,6 +71,12 @@ def _ci(r: dict, col: str, digits: int = 4) -> str:
     return f" (95% CI {_money(lo, digits)}–{_money(hi, digits)})"
 
 
+def _paired(m: dict) -> str:
+    if m.get("paired_lo") is None:
+        return ""
+    return f" (same seeds, paired 95% CI of the difference {_money(m['paired_lo'])}–{_money(m['paired_hi'])}/Mtok)"
+
+
 def _lower_bound(r: dict) -> str:
     if (r.get("seeds") or 1) < 2 or r.get("slo_attainment_lo") is None:
         return ""
@@ -116,7 +122,7 @@ def recommendation(study: ProcurementStudy) -> tuple[str, str]:
     if runner is not None and m is not None:
         text += (
             f" Runner-up: {_fleet_words(runner)} at {_money(runner['usd_per_million_tokens'])}/Mtok"
-            f"{_ci(runner, 'usd_per_million_tokens')}, {m['fraction']:+.1%} "
+            f"{_ci(runner, 'usd_per_million_tokens')}, {m['fraction']:+.1%}{_paired(m)} "
             + ("— a tie within the intervals (noise, not a difference)." if m["tie"] else "— outside the intervals.")
         )
     fewer = mine["gpus"] - int(b["gpus"])

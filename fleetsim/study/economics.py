@@ -123,6 +123,7 @@ def fleet_economics(
         )
     )
 
+    by_seed: dict[str, list[float]] = {}  # $/Mtok per seed, for paired comparisons of options
     # rent: whole instances of the cheapest offer
     offers = rental_offers(gpu, spec.cost.rental_usd_per_gpu_hour)
     rent = cheapest_rental(n, offers)
@@ -140,11 +141,8 @@ def fleet_economics(
             rental_billed_gpus=rent.billed_gpus,
             rental_usd_per_hour=rent.usd_per_hour,
         )
-        cols.update(
-            _interval_cols(
-                "rental_usd_per_million_tokens", [usd_per_million_tokens(rent.usd_per_hour, t) for t in tps], confidence
-            )
-        )
+        by_seed["rental"] = [usd_per_million_tokens(rent.usd_per_hour, t) for t in tps]
+        cols.update(_interval_cols("rental_usd_per_million_tokens", by_seed["rental"], confidence))
     # own: whole servers (a rack-scale fraction)
     owned_cost = spec.cost.model_copy(update={"mode": "owned"})
     try:
@@ -161,13 +159,8 @@ def fleet_economics(
             owned_usd_per_hour=sum(x.usd_per_hour for x in owned) / len(owned),
             owned_provisioned_it_kw=o.provisioned_it_kw,
         )
-        cols.update(
-            _interval_cols(
-                "owned_usd_per_million_tokens",
-                [usd_per_million_tokens(x.usd_per_hour, t) for x, t in zip(owned, tps)],
-                confidence,
-            )
-        )
+        by_seed["owned"] = [usd_per_million_tokens(x.usd_per_hour, t) for x, t in zip(owned, tps)]
+        cols.update(_interval_cols("owned_usd_per_million_tokens", by_seed["owned"], confidence))
     else:
         cols.update({k: None for k in ("owned_usd_per_hour", "owned_capex_usd", "owned_billed_gpus")})
         cols.update(_interval_cols("owned_usd_per_million_tokens", [], confidence))
@@ -185,6 +178,7 @@ def fleet_economics(
     cols["usd_per_hour"] = cols.get(f"{mode}_usd_per_hour")
     for suffix in ("", "_lo", "_hi"):
         cols[f"usd_per_million_tokens{suffix}"] = cols.get(f"{mode}_usd_per_million_tokens{suffix}")
+    cols["usd_per_million_tokens_by_seed"] = by_seed.get(mode)
     # input vs output $/Mtok, attributed by the GPU time spent in prefill vs decode
     share = [x for x in in_share if x is not None]
     usd_h = cols["usd_per_hour"]

@@ -17,6 +17,7 @@ from fleetsim.plan import PlanResult, plan_fleet
 from fleetsim.scenario import load_scenario
 from fleetsim.spec.scenario import ScenarioSpec
 from fleetsim.study.economics import fleet_economics
+from fleetsim.study.intervals import t_interval
 from fleetsim.study.reference import Reference, reference_runs
 from fleetsim.study.replicates import DEFAULT_SEEDS, replicate
 from fleetsim.study.sources import rental_offers
@@ -64,11 +65,20 @@ class ProcurementStudy:
         if b is None or r is None:
             return None
         d = r["usd_per_million_tokens"] - b["usd_per_million_tokens"]
-        return {
+        out = {
             "usd_per_million_tokens": d,
             "fraction": d / b["usd_per_million_tokens"] if b["usd_per_million_tokens"] else None,
             "tie": bool(r.get("tie_with_best")),
+            "paired_lo": None,
+            "paired_hi": None,
         }
+        # Both options ran on the same seeds (the same arrivals and request sizes): the per-seed
+        # difference has a much tighter interval than the two intervals side by side.
+        xs, ys = b.get("usd_per_million_tokens_by_seed"), r.get("usd_per_million_tokens_by_seed")
+        if xs and ys and len(xs) == len(ys) and len(xs) > 1:
+            iv = t_interval([y - x for x, y in zip(xs, ys)])
+            out["paired_lo"], out["paired_hi"] = iv.lo, iv.hi
+        return out
 
 
 def procurement_study(
