@@ -201,7 +201,6 @@ def memory(
     \b
     Examples:
       fleetsim memory llama-3-70b --gpu h100-sxm --tp 2 --context 8192
-      fleetsim memory llama-3-8b --gpu h100-sxm --key-dtype fp8 --value-dtype fp8
       fleetsim memory deepseek-v3 --gpu h200 --tp 8 --ep 8 --dp-attention --weight-dtype fp8
       fleetsim memory llama-3.1-405b --gpu h100-sxm --pp 2 --tp 8
     """
