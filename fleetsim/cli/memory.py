@@ -170,7 +170,8 @@ def memory(
         None,
         "--ep",
         metavar="N",
-        help="Expert-parallel degree of a mixture-of-experts model (divides --tp and the routed experts).",
+        help="Expert-parallel degree of a mixture-of-experts model (divides --tp and the routed experts). "
+        "Default: no expert parallelism (experts split like every other weight, by --tp).",
     ),
     dp_attention: bool = typer.Option(
         False,
@@ -189,7 +190,8 @@ def memory(
         None,
         "--layers-per-stage",
         metavar="N,N,...",
-        help="Layers of each pipeline stage when --pp does not divide the layers, e.g. 31,30.",
+        help="Layers of each pipeline stage when --pp does not divide the layers, e.g. 31,30. "
+        "Default: the layers split evenly over --pp stages.",
         show_default=False,
     ),
     json_out: bool = json_option(),
