@@ -139,3 +139,15 @@ def test_tornado_moves_one_input_at_a_time_by_hand():
     owned = {name.split(" ")[0]: (lo, hi) for name, lo, hi in bars["owned"]}
     assert owned["utilization"] == pytest.approx((bars["base"]["owned"], 2 * bars["base"]["owned"]))
     assert owned["electricity"][0] < bars["base"]["owned"] < owned["electricity"][1]
+
+
+def test_attainment_every_seed_gives_alike_falls_back_to_wilson_over_the_pooled_requests():
+    reps = replicate(SCENARIO, TINY, seeds=3)
+    assert set(reps.frame["slo_attainment"]) == {1.0}  # a lightly loaded replica: every request on time
+    iv = reps.interval("slo_attainment")
+    from fleetsim.study.replicates import judged_requests
+
+    n = sum(judged_requests(s) for s in reps.summaries)
+    # Wilson at p = 1: lower bound n / (n + z^2), z = 1.959964 (closed form)
+    assert iv.method.startswith("wilson") and iv.hi == 1.0
+    assert iv.lo == pytest.approx(n / (n + 1.959964**2), rel=1e-6)

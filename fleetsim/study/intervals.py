@@ -73,4 +73,6 @@ def wilson_interval(successes: int, trials: int, confidence: float = DEFAULT_CON
     denom = 1.0 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), trials, confidence, "wilson over requests")
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends at 0 and 1 (no rounding below p)
+    hi = 1.0 if successes == trials else min(1.0, centre + half)
+    return Interval(p, lo, hi, trials, confidence, "wilson over requests")

@@ -22,7 +22,7 @@ import pandas as pd
 from fleetsim.errors import SpecError
 from fleetsim.scenario import load_scenario
 from fleetsim.simulation import simulate
-from fleetsim.study.intervals import DEFAULT_CONFIDENCE, Interval, t_interval
+from fleetsim.study.intervals import DEFAULT_CONFIDENCE, Interval, t_interval, wilson_interval
 
 DEFAULT_SEEDS = 5
 MAX_SEEDS = 1000
@@ -74,9 +74,20 @@ class Replicates:
         return len(self.summaries)
 
     def interval(self, column: str) -> Interval | None:
-        """Student-t interval over seeds of a headline column (None: no finite value)."""
+        """Student-t interval over seeds of a headline column (None: no finite value). Attainment
+        that every seed gives alike (e.g. 100% each time) has no spread to estimate: its interval
+        is then Wilson's over every judged request of every seed, which says how many it rests on."""
         vals = [v for v in self.frame[column].tolist() if v is not None and v == v]
-        return t_interval(vals, self.confidence) if vals else None
+        if not vals:
+            return None
+        iv = t_interval(vals, self.confidence)
+        if column == "slo_attainment" and iv.n > 1 and iv.hi == iv.lo:
+            n = sum(judged_requests(s) for s in self.summaries)
+            ok = sum(round(s["slo"]["attainment"] * judged_requests(s)) for s in self.summaries)
+            if n > 0:
+                w = wilson_interval(ok, n, self.confidence)
+                return Interval(iv.mean, w.lo, w.hi, iv.n, self.confidence, "wilson over requests (seeds agree)")
+        return iv
 
     def met_with_confidence(self) -> bool:
         """The SLO is met when the lower bound of attainment's interval reaches the target."""
@@ -93,6 +104,15 @@ class Replicates:
             out[f"{c}_lo"] = iv.lo if iv else None
             out[f"{c}_hi"] = iv.hi if iv else None
         return out
+
+
+def judged_requests(summary: Mapping[str, Any]) -> int:
+    """Requests SLO attainment was judged over: arrivals in the steady-state window (offered rate x
+    window length), or every arrival when the run has no window."""
+    w, thr = summary["window"], summary["throughput"]
+    if w.get("basis") == "steady_state" and thr.get("offered_requests_per_s") is not None:
+        return round(thr["offered_requests_per_s"] * (w["end_s"] - w["start_s"]))
+    return int(summary["requests"]["arrived"])
 
 
 def check_seeds(seeds: int) -> int:
