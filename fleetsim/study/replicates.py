@@ -5,10 +5,10 @@
     reps.frame                            # one row per seed
 
 Seed i runs with run.seed = the scenario's seed + i, so seeds=1 is the scenario's own run and a
-larger R only adds runs. DEFAULT_SEEDS = 5: on the shipped h100_llama3 scenario (300 s, ~6,000
-requests a run) five seeds put the 95% interval of $/Mtok within about +-1% and that of attainment
-within a few tenths of a percent near the 99% target, which separates options that differ by more
-than that and calls the rest ties (see intervals.py for which interval and why).
+larger R only adds runs. DEFAULT_SEEDS = 5: measured on the shipped h100_llama3 scenario (300 s,
+~6,000 requests a run; fleetsim plan, 2026-12-01) it gives 1 x H100 $0.02983/Mtok with a 95%
+interval of $0.02948-0.03018 (+-1.2%), and H200 $0.03982 (0.03935-0.04029): options more than
+~2.5% apart separate, closer ones are called ties (see intervals.py for which interval and why).
 """
 
 from __future__ import annotations
