@@ -178,3 +178,26 @@ def goodput(requests: pd.DataFrame, policies: ClassPolicies, window_s: tuple[flo
 
     by_class = {str(name): row(g) for name, g in frame.groupby("class", sort=True)}
     return {"total": row(frame), "by_class": by_class}
+
+
+def class_summary(
+    requests: pd.DataFrame,
+    scenario,
+    window_s: tuple[float, float] | None = None,
+    rejected_by_reason: dict[str, dict[str, int]] | None = None,
+) -> dict:
+    """The per-class block of a run's summary: goodput (see `goodput`) with each class's
+    priority and targets, its SLO attainment (met / arrived, so a rejection counts as a miss)
+    and, given the run's rejected_by_reason (RawRun), its rejections by reason over the whole
+    run. `scenario` is the ScenarioSpec (its workload classes, `classes` policies and slo)."""
+    policies = ClassPolicies(scenario.classes, scenario.slo.ttft_s, scenario.slo.tpot_s)
+    out = goodput(requests, policies, window_s)
+    for name, row in out["by_class"].items():
+        targets = policies.of(name)
+        row.update(priority=targets.priority, ttft_target_s=targets.ttft_s, tpot_target_s=targets.tpot_s)
+    for row in (out["total"], *out["by_class"].values()):
+        row["slo_attainment"] = row["met"] / row["arrived"] if row["arrived"] else None
+    if rejected_by_reason is not None:
+        for name, row in out["by_class"].items():
+            row["rejected_by_reason"] = dict(rejected_by_reason.get(name, {}))
+    return out

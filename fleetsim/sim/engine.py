@@ -6,16 +6,18 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import simpy
 
+from fleetsim.admission import Admission, ClassPolicies
 from fleetsim.errors import SpecError
 from fleetsim.memory import MemoryPlan
 from fleetsim.profile import load_engine_profile
 from fleetsim.replica_model import replica_model
+from fleetsim.sim.queues import PriorityQueue
 from fleetsim.sim.replica import Replica, fleet_meters
 from fleetsim.sim.router import make_router
 from fleetsim.sketch import LogHistogram
@@ -82,6 +84,10 @@ class RawRun:
     max_running: int
     max_queued: int
     trace_dropped_after_duration: int = 0  # trace requests left out: they arrive after run.duration_s
+    # requests rejected, per class name and reason: too_large (never fits the model length or the KV
+    # pool), queue_full (scheduler.max_queue), rate_limited (admission.token_bucket), timeout
+    # (admission.queue_timeout_s)
+    rejected_by_reason: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class Engine:
@@ -147,6 +153,11 @@ class Engine:
         self.status: array[int] = array("b")
         self.user_of: dict[int, int] = {}
         self.pending = 0
+        self.policies = ClassPolicies(scenario.classes, scenario.slo.ttft_s, scenario.slo.tpot_s)
+        self.class_priority = [self.policies.of(c.name).priority for c in classes]
+        # Priority scheduling only when classes differ: equal priorities are FCFS, the deque path.
+        self.prioritized = len(set(self.class_priority)) > 1
+        self.rejections: dict[tuple[int, str], int] = {}
         self.progress: Callable[[float], None] | None = None
 
     # ------------------------------------------------------------------ request table
@@ -210,6 +221,13 @@ class Engine:
         self.status.extend(array("b", [PENDING]) * n)
         return first
 
+    def new_queue(self) -> deque[int] | PriorityQueue:
+        """A waiting queue: FCFS, or by class priority then arrival when classes differ in priority."""
+        if not self.prioritized:
+            return deque()
+        prio, cls, arrival = self.class_priority, self.req_class, self.arrival_s
+        return PriorityQueue(lambda rid: (-prio[cls[rid]], arrival[rid], rid))
+
     # ------------------------------------------------------------------ callbacks from replicas
     def mark_scheduled(self, rid: int, now: float) -> None:
         if self.scheduled_s[rid] != self.scheduled_s[rid]:  # NaN: first admission
@@ -233,7 +251,9 @@ class Engine:
             self.replicas[replica].enqueue(nxt)
         self._after(rid)
 
-    def reject(self, rid: int) -> None:
+    def reject(self, rid: int, reason: str = "too_large") -> None:
+        key = (self.req_class[rid], reason)
+        self.rejections[key] = self.rejections.get(key, 0) + 1
         self.status[rid] = REJECTED
         self.finish_s[rid] = self.env.now
         self.pending -= 1
@@ -258,18 +278,32 @@ class Engine:
             self.reject(rid)
             return
         replica = self.router.pick(rid)
-        if replica is None:  # central queue: every replica is full
-            if self.max_queue is not None and len(self.central) >= self.max_queue:
-                self.reject(rid)
-                return
+        queue = self.central if replica is None else replica.waiting  # None: every replica is full
+        refused = self.admission.check(self.env.now, len(queue))
+        if refused is not None:
+            self.reject(rid, refused)
+            return
+        if self.queue_timeout_s is not None:
+            self.env.timeout(self.queue_timeout_s).callbacks.append(lambda _ev, r=rid: self._expire(r))
+        if replica is None:
             self.central.append(rid)
             self.fleet.change(self.env.now, queued=+1)
             return
-        if self.max_queue is not None and len(replica.waiting) >= self.max_queue:
-            self.reject(rid)
-            return
         self.replica_of[rid] = replica.index
         replica.enqueue(rid)
+
+    def _expire(self, rid: int) -> None:
+        """admission.queue_timeout_s after its arrival: a request never scheduled is rejected (one
+        preempted and re-queued has been scheduled: it stays)."""
+        if self.status[rid] != PENDING or self.scheduled_s[rid] == self.scheduled_s[rid]:
+            return
+        replica = self.replica_of[rid]
+        if replica < 0:
+            self.central.remove(rid)
+            self.fleet.change(self.env.now, queued=-1)
+        else:
+            self.replicas[replica].drop_waiting(rid)
+        self.reject(rid, "timeout")
 
     def _open_loop(self, times: np.ndarray, chunk: int = 65536):
         """Dispatch each request at its arrival time, read from the numpy column a chunk at a time
@@ -336,10 +370,11 @@ class Engine:
         wl = sc.workload
         self.env = env = simpy.Environment()
         self.pool_bytes = float(self.plan.kv_pool_bytes_per_gpu)
-        self.max_queue = sc.scheduler.max_queue
+        self.admission = Admission(sc.admission, sc.scheduler.max_queue)
+        self.queue_timeout_s = sc.admission.queue_timeout_s
         self.replicas = [Replica(env, i, self, self.pool_bytes) for i in range(sc.fleet.replicas)]
         self.router = make_router(sc.fleet.router, self.replicas, self.rng)
-        self.central: deque[int] = deque()
+        self.central = self.new_queue()
         duration = run.duration_s
         self.closed_until_s = -1.0
         self.trace_dropped_after_duration = 0  # a closed loop replays no trace
@@ -402,7 +437,15 @@ class Engine:
             max_running=self.fleet.max_running,
             max_queued=self.fleet.max_queued,
             trace_dropped_after_duration=self.trace_dropped_after_duration,
+            rejected_by_reason=self._rejected_by_reason(),
         )
+
+    def _rejected_by_reason(self) -> dict[str, dict[str, int]]:
+        names = [c.name for c in self.scenario.workload.classes]
+        out: dict[str, dict[str, int]] = {}
+        for (c, reason), n in sorted(self.rejections.items()):
+            out.setdefault(names[c], {})[reason] = n
+        return out
 
     def _request_frame(self) -> pd.DataFrame:
         status = np.array(self.status, dtype=np.int8)

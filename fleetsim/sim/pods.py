@@ -14,7 +14,9 @@ table concatenated; time integrals summed; the ITL histograms merged; the time s
 sample by sample (pods sample at the same times; a pod that has finished holds its meters, its
 replicas idle). A pod that drains early idles until the fleet's last pod is done: its idle
 energy up to then is added. max_running and max_queued are sums of the pods' maxima (an upper
-bound of the fleet's; exact with one pod). fleet.pods = 1 never comes here.
+bound of the fleet's; exact with one pod), rejections per class and reason summed. An admission
+token bucket is per gateway: each pod's refills at its share (replicas_k / replicas) of the
+fleet's rate, with that share of the burst (at least 1). fleet.pods = 1 never comes here.
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ def pod_sizes(replicas: int, pods: int) -> list[int]:
 def _pod_scenario(scenario, replicas: int, users: int | None):
     fleet = scenario.fleet.model_copy(update={"replicas": replicas, "pods": 1})
     update: dict = {"fleet": fleet}
+    bucket = scenario.admission.token_bucket
+    if bucket is not None:
+        # Each pod's gateway holds its own bucket: its share of the fleet's rate and burst.
+        share = replicas / scenario.fleet.replicas
+        pod_bucket = bucket.model_copy(
+            update={"rate_per_s": bucket.rate_per_s * share, "burst": max(bucket.burst * share, 1.0)}
+        )
+        update["admission"] = scenario.admission.model_copy(update={"token_bucket": pod_bucket})
     if users is not None:
         arrival = scenario.workload.arrival.model_copy(update={"users": users})
         update["workload"] = scenario.workload.model_copy(update={"arrival": arrival})
@@ -182,4 +192,15 @@ def _merge(results, sizes: list[int], order: list[np.ndarray] | None, dropped: i
         max_running=sum(r.max_running for r in raws),
         max_queued=sum(r.max_queued for r in raws),
         trace_dropped_after_duration=dropped,
+        rejected_by_reason=_merge_rejections(raws),
     )
+
+
+def _merge_rejections(raws) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for raw in raws:
+        for name, reasons in raw.rejected_by_reason.items():
+            into = out.setdefault(name, {})
+            for reason, n in reasons.items():
+                into[reason] = into.get(reason, 0) + n
+    return {name: dict(sorted(r.items())) for name, r in sorted(out.items())}

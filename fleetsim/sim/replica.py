@@ -1,7 +1,7 @@
 """One replica (a tensor-parallel group of GPUs) running vLLM-style continuous batching.
 
 Each scheduler iteration serves every running (decoding) sequence one token, and spends what is
-left of the token budget on prefill chunks, FCFS. KV memory is accounted in bytes per GPU:
+left of the token budget on prefill chunks, FCFS (or by class priority, then arrival). KV memory is accounted in bytes per GPU:
 a sequence holds footprint(prompt) after admission and grows linearly to footprint(prompt +
 output) over its decode steps (plus half a block of internal fragmentation on average).
 
@@ -15,7 +15,6 @@ An arrival that could be admitted interrupts a run at the next iteration boundar
 from __future__ import annotations
 
 import heapq
-from collections import deque
 
 import simpy
 
@@ -40,7 +39,7 @@ class Replica:
         self.pool_bytes = pool_bytes
         self.frag_bytes = 0.5 * engine.plan.block_bytes_per_gpu
 
-        self.waiting: deque[int] = deque()
+        self.waiting = engine.new_queue()  # FCFS deque, or by class priority
         self.prefilling: dict[int, list] = {}  # rid -> [tokens_left, tokens_done]
         self.running: dict[int, tuple] = {}  # rid -> (start_it, growth, base) in admission order
         self.heap: list[tuple[int, int]] = []  # (finish_iteration, rid)
@@ -111,19 +110,32 @@ class Replica:
 
     # ------------------------------------------------------------------ arrivals
     def enqueue(self, rid: int) -> None:
-        was_empty = not self.waiting
         self.waiting.append(rid)
         self.engine.router.update(self)
         self.engine.fleet.change(self.env.now, queued=+1)
         if self.sleeping:
             self.sleeping = False
             self.wakeup.succeed()
-        elif was_empty and (self.in_run or self.env.now < self.boundary_at) and self.can_admit(rid):
-            # A decode run, or an iteration planned to start at the next step boundary, would
-            # leave out a request vLLM's scheduler would take at that boundary: re-plan.
+        elif self.waiting[0] == rid:  # FCFS: the queue was empty; by priority: it went to the head
+            self._replan_for_head()
+
+    def _replan_for_head(self) -> None:
+        """The head of the queue changed: a decode run, or an iteration planned to start at the
+        next step boundary, would leave out a request vLLM's scheduler would take at that
+        boundary: re-plan."""
+        if (self.in_run or self.env.now < self.boundary_at) and self.can_admit(self.waiting[0]):
             self.in_run = False
             self.boundary_at = -1.0
             self.process.interrupt()
+
+    def drop_waiting(self, rid: int) -> None:
+        """Take a waiting request out of the queue (its wait timed out)."""
+        was_head = self.waiting[0] == rid
+        self.waiting.remove(rid)
+        self.engine.router.update(self)
+        self.engine.fleet.change(self.env.now, queued=-1)
+        if was_head and self.waiting:
+            self._replan_for_head()
 
     # ------------------------------------------------------------------ main loop
     def _loop(self):
@@ -158,7 +170,7 @@ class Replica:
         self.kv_byte_s += gap_s * self.held_bytes()
 
     def _schedule_admissions(self) -> None:
-        """FCFS: move waiting requests into prefill while slots and KV memory allow."""
+        """Move waiting requests into prefill, in queue order, while slots and KV memory allow."""
         if not self.waiting:
             return
         e = self.engine
@@ -354,12 +366,25 @@ class Replica:
             return
         self._complete_due(env.now)
 
-    def _preempt(self, now: float) -> None:
-        """Out of KV blocks: evict the most recently admitted sequence, as vLLM V1 pops the tail of
-        its running list (a request still prefilling included); it is recomputed later."""
+    def _victim(self) -> int:
+        """The sequence preempted: the tail of vLLM V1's running list (the last still prefilling,
+        else the last decoding); with class priorities the tail among the lowest priority's."""
         e = self.engine
-        if self.prefilling:
-            rid = next(reversed(self.prefilling))
+        if not e.prioritized:
+            return next(reversed(self.prefilling)) if self.prefilling else next(reversed(self.running))
+        prio, cls = e.class_priority, e.req_class
+        low = min(prio[cls[r]] for group in (self.prefilling, self.running) for r in group)
+        for group in (self.prefilling, self.running):
+            for r in reversed(group):
+                if prio[cls[r]] == low:
+                    return r
+        raise AssertionError("no sequence to preempt")
+
+    def _preempt(self, now: float) -> None:
+        """Out of KV blocks: evict a sequence (see _victim); it is recomputed later."""
+        e = self.engine
+        rid = self._victim()
+        if rid in self.prefilling:
             del self.prefilling[rid]
             self.mem_a -= e.held_base[rid] + self.frag_bytes
             self._unreserve(rid)
@@ -368,7 +393,6 @@ class Replica:
             self.waiting.appendleft(rid)
             e.fleet.change(now, running=-1, queued=+1)
             return
-        rid = next(reversed(self.running))
         start_it, g = self.running.pop(rid)
         self.heap = [(f, r) for f, r in self.heap if r != rid]
         heapq.heapify(self.heap)

@@ -1,8 +1,9 @@
 """Specs of the fleet over time: autoscaling, failures, admission control, class priorities, billing.
 
 The pure models that read them are fleetsim/autoscaler.py, fleetsim/failures.py,
-fleetsim/admission.py and fleetsim/bill.py. They are not yet fields of ScenarioSpec (the
-simulator does not read them yet); each is usable from the Python API on its own.
+fleetsim/admission.py and fleetsim/bill.py. AdmissionSpec and ClassPolicySpec are fields of
+ScenarioSpec (`admission`, `classes`) and the simulator applies them; the others are not yet
+(each is usable from the Python API on its own).
 
 Defaults carry their source: Kubernetes' HPA defaults (sync period 15 s, tolerance 0.1, scale-down
 stabilization 300 s, scale-up 0 s; kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale
@@ -197,7 +198,7 @@ class AdmissionSpec(Spec):
 class ClassPolicySpec(Spec):
     """One request class's priority and its own latency targets."""
 
-    name: Name = Field(description="The workload class (workload.classes[].name or slo_class) it applies to.")
+    name: Name = Field(description="The workload class (a workload.classes[].name) it applies to. Required.")
     priority: Annotated[int, Field(ge=0, le=MAX_PRIORITY), INTEGER] = Field(
         default=0,
         description="Higher is scheduled first and preempted last; 0 to 1000. Default 0.",

@@ -28,10 +28,11 @@ from fleetsim.spec.base import (
     Text,
     TokenCount,
 )
+from fleetsim.spec.dynamics import AdmissionSpec, ClassPolicySpec
 from fleetsim.spec.economics import CostSpec, FacilitySpec
 from fleetsim.spec.engine import EngineSpec
 from fleetsim.spec.kvcache import KvCacheSpec
-from fleetsim.spec.workload import WorkloadSpec
+from fleetsim.spec.workload import MAX_CLASSES, WorkloadSpec
 
 MAX_TP = 1024
 MAX_RUNNING_SEQS = 1_000_000
@@ -241,6 +242,32 @@ class ScenarioSpec(Spec):
     )
     cost: CostSpec = Field(default=CostSpec(), description="How the fleet is paid for: rental or owned (TCO).")
     run: RunSpec = Field(default=RunSpec(), description="Duration or request count, seed, drain, warm-up, sampling.")
+    admission: AdmissionSpec = Field(
+        default=AdmissionSpec(),
+        description="What is refused at arrival beyond scheduler.max_queue: a token-bucket rate limit and a "
+        "wait timeout (fleetsim.admission). Default: neither.",
+    )
+    classes: tuple[ClassPolicySpec, ...] = Field(
+        default=(),
+        max_length=MAX_CLASSES,
+        description="Per workload class: its scheduling priority (higher first; preempted last) and its own TTFT "
+        "and TPOT targets; each name a workload.classes[].name, each at most once. A class not listed has "
+        "priority 0 and the scenario's slo. Default empty: every class priority 0 (FCFS).",
+    )
+
+    @model_validator(mode="after")
+    def _class_policies(self):
+        names = [c.name for c in self.workload.classes]
+        seen: set[str] = set()
+        for policy in self.classes:
+            if policy.name not in names:
+                raise ValueError(
+                    f"classes: '{policy.name[:80]}' is not a workload class; valid: one of {', '.join(names)}"
+                )
+            if policy.name in seen:
+                raise ValueError(f"classes: '{policy.name[:80]}' is listed twice; valid: each class at most once")
+            seen.add(policy.name)
+        return self
 
     @field_validator("weight_dtype")
     @classmethod
