@@ -135,8 +135,9 @@ class ClassPolicies:
 def slo_met(requests: pd.DataFrame, policies: ClassPolicies) -> pd.Series:
     """True where a request completed within its class's TTFT and TPOT targets."""
     cls = requests["class"].astype(str)
-    ttft_target = cls.map(lambda c: policies.of(c).ttft_s).astype(float)
-    tpot_target = cls.map(lambda c: policies.of(c).tpot_s).astype(float)
+    names = cls.unique()
+    ttft_target = cls.map({c: policies.of(c).ttft_s for c in names}).astype(float)
+    tpot_target = cls.map({c: policies.of(c).tpot_s for c in names}).astype(float)
     done = requests["status"].astype(str) == "completed"
     tpot_ok = requests["tpot_s"].isna() | (requests["tpot_s"] <= tpot_target)
     return done & (requests["ttft_s"] <= ttft_target) & tpot_ok

@@ -183,6 +183,8 @@ def test_two_class_scenario_serves_chat_faster_than_fcfs():
         return req.loc[req["class"] == "chat", "ttft_s"].quantile(q)
 
     assert chat_ttft(prio, 0.99) < chat_ttft(flat, 0.5)  # by priority p99 beats FCFS's median
+    chat_preempted = [int(r.loc[r["class"] == "chat", "preemptions"].sum()) for r in (prio, flat)]
+    assert chat_preempted[0] < chat_preempted[1]  # batch requests are preempted first
     summary = class_summary(prio, sc)
     assert summary["by_class"]["chat"]["slo_attainment"] > class_summary(flat, sc)["by_class"]["chat"]["slo_attainment"]
 
