@@ -8,8 +8,8 @@ to the next; or the instance lifetimes the autoscaler records) and the fleet's G
   rounded up to the billing granularity, at least the minimum charge (a series without lifetimes
   is split into instances last-in first-out: a scale-down releases the newest).
 - GPU kWh = the integral of the power series (a step series, or trapezoids between samples).
-  IT kWh adds the servers' non-GPU power at full load for the servers the replicas occupy
-  (facility.it_power_kw); facility kWh = IT x PUE, water = WUE x IT kWh (facility.py),
+  IT kWh is wall power: the GPUs plus the charged servers' load-dependent host parts through the
+  PSUs (fleetsim.server_power; a scenario's facility.server_overhead_w is a constant instead); facility kWh = IT x PUE, water = WUE x IT kWh (facility.py),
   carbon = facility kWh x carbon_g_per_kwh.
 - Rent: on-demand = billed GPU-hours x the GPU-hour price (cost.py); reserved = the peak fleet's
   GPUs for the whole period at (1 - reserved_discount) of it (a reservation is paid whether used
@@ -38,6 +38,7 @@ import pandas as pd
 from fleetsim.cost import HOURS_PER_MONTH, hourly_cost_usd
 from fleetsim.errors import SpecError
 from fleetsim.facility import facility_power_kw, it_power_kw, num_servers, server_overhead_w, water_l_per_h
+from fleetsim.server_power import load_fraction, server_wall_w, servers_for
 from fleetsim.spec.dynamics import BillingSpec
 from fleetsim.spec.economics import CostSpec, FacilitySpec
 from fleetsim.spec.hardware import GpuSpec
@@ -194,12 +195,21 @@ def bill(
 
     integrate = step_integral if power_interpolation == "step" else trapezoid_integral
     gpu_kwh = integrate(power, "power_w", horizon_s) / 3.6e6
-    overhead_w = server_overhead_w(gpu, facility.server_overhead_w)
     t, v = _check_series(replicas, "replicas", horizon_s)
-    servers = pd.DataFrame({"time_s": t, "servers": [num_servers(int(n) * tp, gpu.gpus_per_server) for n in v]})
-    server_s = step_integral(servers, "servers", horizon_s)
-    # Mean IT power: the GPUs' mean plus the mean server count's non-GPU power.
-    it_kw_mean = it_power_kw(gpu_kwh * 3.6e6 / horizon_s, 1, overhead_w * server_s / horizon_s)
+    gpu_w_mean = gpu_kwh * 3.6e6 / horizon_s
+    if facility.server_overhead_w is None:
+        # Wall power (fleetsim.server_power): the GPUs plus the mean charged servers' host parts at the
+        # GPUs' mean load, through the PSUs; rack-scale systems charged their fraction of a rack.
+        servers = pd.DataFrame({"time_s": t, "servers": [servers_for(int(n) * tp, gpu) for n in v]})
+        servers_mean = step_integral(servers, "servers", horizon_s) / horizon_s
+        gpus_mean = replica_s * tp / horizon_s
+        load = load_fraction(gpu_w_mean / gpus_mean, gpu) if gpus_mean > 0 else 0.0
+        it_kw_mean = server_wall_w(gpu_w_mean, gpu, servers=servers_mean, load=load) / 1000.0
+    else:  # the scenario's constant non-GPU power per (partly) occupied server
+        overhead_w = server_overhead_w(gpu, facility.server_overhead_w)
+        servers = pd.DataFrame({"time_s": t, "servers": [num_servers(int(n) * tp, gpu.gpus_per_server) for n in v]})
+        server_s = step_integral(servers, "servers", horizon_s)
+        it_kw_mean = it_power_kw(gpu_w_mean, 1, overhead_w * server_s / horizon_s)
     it_kwh = it_kw_mean * hours
     facility_kwh = facility_power_kw(it_kw_mean, facility.pue) * hours
     water_l = water_l_per_h(it_kw_mean, facility.wue_l_per_kwh) * hours

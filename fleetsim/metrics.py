@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from fleetsim.cost import hourly_cost_usd, split_input_output_cost, usd_per_million_tokens
-from fleetsim.facility import facility_breakdown, it_power_kw, num_servers, server_overhead_w
+from fleetsim.facility import facility_breakdown, heat_load, it_power_kw, num_servers, server_overhead_w
 from fleetsim.memory import MemoryPlan, kv_size, sequences_that_fit
+from fleetsim.server_power import wall_power_summary
 from fleetsim.sim.engine import RawRun
 from fleetsim.spec.architecture import Architecture
 from fleetsim.spec.hardware import GpuSpec
@@ -180,9 +181,14 @@ def summarize(
     gpu_energy_j = float(raw.replicas["energy_j"].sum())
     gpu_mean_w = steady["gpu_power_w"]
     gpu_peak_w = float(raw.replicas["peak_power_w"].max()) if len(raw.replicas) else 0.0
-    overhead_w = server_overhead_w(gpu, scenario.facility.server_overhead_w)
-    servers = num_servers(n_gpus, gpu.gpus_per_server)
-    it_kw = it_power_kw(gpu_mean_w * n_gpus, servers, overhead_w)
+    wall = wall_power_summary(gpu, n_gpus, gpu_mean_w, gpu_peak_w)
+    if scenario.facility.server_overhead_w is None:
+        # IT power is what the servers draw at the wall: GPUs + load-dependent host parts, through
+        # the PSUs (fleetsim.server_power); rack-scale systems charged their fraction of a rack.
+        it_kw = wall["server_wall_kw"]
+    else:  # the scenario's own constant non-GPU power per server
+        overhead_w = server_overhead_w(gpu, scenario.facility.server_overhead_w)
+        it_kw = it_power_kw(gpu_mean_w * n_gpus, num_servers(n_gpus, gpu.gpus_per_server), overhead_w)
     fac = facility_breakdown(scenario.facility, gpu, n_gpus, it_kw)
     it_energy_kwh = it_kw * sim_s / 3600.0
     all_out = float(completed["output_tokens"].sum())
@@ -271,12 +277,16 @@ def summarize(
             "gpu_energy_kwh": gpu_energy_j / 3.6e6,
             "joules_per_output_token": steady["joules_per_output_token"],
             "whole_run_joules_per_output_token": _clean(gpu_energy_j / all_out) if all_out else None,
+            **wall,
         },
         "cooling": {
             "heat_load_kw": fac.heat_kw,
             "btu_per_h": fac.heat_btu_per_h,
             "tons": fac.heat_tons,
             "water_l_per_h": fac.water_l_per_h,
+            # What the plant must be sized for: every GPU at the run's peak power, at the wall.
+            "peak_heat_load_kw": wall["server_wall_peak_kw"],
+            "tons_at_peak": heat_load(wall["server_wall_peak_kw"])["tons"],
         },
         "fleet": {
             "gpu": gpu.name,

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from fleetsim.bill import bill_of
 from fleetsim.calibration_status import calibration_status
 from fleetsim.catalog import load_gpu, load_model
 from fleetsim.memory import MemoryPlan
@@ -127,5 +128,9 @@ def simulate(
     t2 = time.process_time()
     status = calibration_status(profile, engine_profile, engine.step_model)
     summary = summarize(raw, scenario, arch, gpu, plan, calibration=status)
-    cpu_s = {"build_s": t1 - t0, "run_s": t2 - t1, "summary_s": time.process_time() - t2}
-    return SimulationResult(scenario, summary, raw.requests, raw.timeseries, raw.replicas, plan, cpu_s)
+    result = SimulationResult(scenario, summary, raw.requests, raw.timeseries, raw.replicas, plan, {})
+    # The bill of the simulated period (GPU-hours, kWh, water, carbon; rent and own side by side,
+    # per class, extrapolated to a month and a year): fleetsim.bill.
+    summary["bill"] = bill_of(result).as_dict()
+    result.cpu_s.update(build_s=t1 - t0, run_s=t2 - t1, summary_s=time.process_time() - t2)
+    return result

@@ -82,6 +82,15 @@ def print_summary(console: Console, result) -> None:
     t.add_row(f"cost ({co['mode']}) $/hour", _f(co["usd_per_hour"], "{:,.2f}"))
     t.add_row("$ per million output tokens", cost("cost", "usd_per_million_output_tokens", "{:,.3f}"))
     t.add_row("$ per million tokens", cost("cost", "usd_per_million_tokens", "{:,.3f}"))
+    t.add_row("server wall power mean / peak (kW)", f"{p['server_wall_kw']:,.1f} / {p['server_wall_peak_kw']:,.1f}")
+    t.add_row("cooling sized at peak (tons)", f"{c['tons_at_peak']:,.2f}")
+    bill = s.get("bill")
+    if bill is not None:
+        month = bill["month"]
+        rent = _f(month.get("on_demand_usd"), "${:,.0f}")
+        own = _f(month.get("own_usd"), "${:,.0f}")
+        t.add_row("a month at this load: rent (on demand) / own", f"{rent} / {own}")
+        t.add_row("a month: facility kWh / kg CO2", f"{month['facility_kwh']:,.0f} / {month['carbon_kg']:,.0f}")
     console.print(t)
     verdict = "[green]met[/green]" if slo["met"] else "[red]missed[/red]"
     q = slo["percentile"]
