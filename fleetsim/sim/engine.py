@@ -17,7 +17,7 @@ from fleetsim.errors import SpecError
 from fleetsim.memory import MemoryPlan
 from fleetsim.profile import load_engine_profile
 from fleetsim.replica_model import replica_model
-from fleetsim.sim.queues import PriorityQueue
+from fleetsim.sim.queues import PriorityQueue, rejections_by_class
 from fleetsim.sim.replica import Replica, fleet_meters
 from fleetsim.sim.router import make_router
 from fleetsim.sketch import LogHistogram
@@ -441,15 +441,8 @@ class Engine:
             max_running=self.fleet.max_running,
             max_queued=self.fleet.max_queued,
             trace_dropped_after_duration=self.trace_dropped_after_duration,
-            rejected_by_reason=self._rejected_by_reason(),
+            rejected_by_reason=rejections_by_class(self.rejections, [c.name for c in wl.classes]),
         )
-
-    def _rejected_by_reason(self) -> dict[str, dict[str, int]]:
-        names = [c.name for c in self.scenario.workload.classes]
-        out: dict[str, dict[str, int]] = {}
-        for (c, reason), n in sorted(self.rejections.items()):
-            out.setdefault(names[c], {})[reason] = n
-        return out
 
     def _request_frame(self) -> pd.DataFrame:
         status = np.array(self.status, dtype=np.int8)

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from fleetsim.sim.engine import Engine, RawRun
+from fleetsim.sim.queues import merge_rejections
 from fleetsim.sketch import LogHistogram
 from fleetsim.workload import RequestBatch, generate_requests
 
@@ -192,15 +193,5 @@ def _merge(results, sizes: list[int], order: list[np.ndarray] | None, dropped: i
         max_running=sum(r.max_running for r in raws),
         max_queued=sum(r.max_queued for r in raws),
         trace_dropped_after_duration=dropped,
-        rejected_by_reason=_merge_rejections(raws),
+        rejected_by_reason=merge_rejections([r.rejected_by_reason for r in raws]),
     )
-
-
-def _merge_rejections(raws) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for raw in raws:
-        for name, reasons in raw.rejected_by_reason.items():
-            into = out.setdefault(name, {})
-            for reason, n in reasons.items():
-                into[reason] = into.get(reason, 0) + n
-    return {name: dict(sorted(r.items())) for name, r in sorted(out.items())}

@@ -1,6 +1,7 @@
 """Waiting queues of a replica (and of a central router): FCFS is a deque; with class priorities
 a heap ordered by fleetsim.admission.ClassPolicies.schedule_key (higher priority, then earlier
-arrival, then lower request id). Both answer the deque calls the scheduler makes."""
+arrival, then lower request id). Both answer the deque calls the scheduler makes. And the count
+of requests refused, per class and reason."""
 
 from __future__ import annotations
 
@@ -44,3 +45,22 @@ class PriorityQueue:
         if i < len(self.heap):
             self.heap[i] = last
             heapq.heapify(self.heap)
+
+
+def rejections_by_class(counts: dict[tuple[int, str], int], class_names: list[str]) -> dict[str, dict[str, int]]:
+    """{(class index, reason): n} as {class name: {reason: n}}, sorted."""
+    out: dict[str, dict[str, int]] = {}
+    for (c, reason), n in sorted(counts.items()):
+        out.setdefault(class_names[c], {})[reason] = n
+    return out
+
+
+def merge_rejections(parts: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    """Sum {class name: {reason: n}} tables (the pods of a fleet)."""
+    out: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for name, reasons in part.items():
+            into = out.setdefault(name, {})
+            for reason, n in reasons.items():
+                into[reason] = into.get(reason, 0) + n
+    return {name: dict(sorted(r.items())) for name, r in sorted(out.items())}
