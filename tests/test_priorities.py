@@ -80,6 +80,17 @@ def test_high_priority_overtakes_an_earlier_low_priority_request():
     assert fcfs.loc[1, "scheduled_s"] == fcfs.loc[0, "finish_s"] > 0
 
 
+def test_central_queue_hands_a_freed_slot_to_the_high_priority_request():
+    # central_queue, one replica with one slot: request 0 (low) takes it; 1 (low) and 2 (high)
+    # wait in the central queue; when 0 finishes, 2 goes first, then 1.
+    sc = _scenario(PRIORITIES)
+    sc = sc.model_copy(update={"fleet": sc.fleet.model_copy(update={"router": "central_queue"})})
+    req = _run(sc, [0.0, 0.0, 0.0], [0, 0, 1]).requests
+    assert req.loc[0, "scheduled_s"] == 0.0
+    assert req.loc[2, "scheduled_s"] == req.loc[0, "finish_s"]
+    assert req.loc[1, "scheduled_s"] == req.loc[2, "finish_s"]
+
+
 def test_equal_priorities_are_fcfs_bit_for_bit():
     sc = load_scenario(TWO_CLASS, {"run.duration_s": 10.0})
     same = sc.model_copy(update={"classes": tuple(c.model_copy(update={"priority": 7}) for c in sc.classes)})
