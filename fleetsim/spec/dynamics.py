@@ -189,10 +189,15 @@ class AdmissionSpec(Spec):
 
     queue_timeout_s: Duration | None = Field(
         default=None,
-        description="A request still waiting (not scheduled) this many seconds after arrival is rejected; > 0. "
-        "Default null: it waits.",
+        description="A request still waiting (never scheduled) this many seconds after arrival is rejected then; "
+        "one preempted and waiting again is not. > 0. Default null: it waits.",
     )
-    token_bucket: TokenBucketSpec | None = Field(default=None, description="Rate limit at arrival. Default null: none.")
+    token_bucket: TokenBucketSpec | None = Field(
+        default=None,
+        description="Rate limit at arrival, checked after the queue limit (a request refused for a full queue "
+        "takes no token). With fleet.pods > 1 each pod's gateway has its own bucket: its share of the replicas "
+        "times the rate and the burst (at least 1). Default null: none.",
+    )
 
 
 class ClassPolicySpec(Spec):
