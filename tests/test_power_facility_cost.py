@@ -367,3 +367,15 @@ def test_missing_price_names_the_field(mode, field):
     # Setting the price in the scenario fixes it.
     priced = CostSpec(mode=mode, **{field: 3.0})
     assert hourly_cost_usd(priced, MI300X, 8, 5.0, 1.3).usd_per_hour > 0
+
+
+def test_water_follows_the_cooling_type_unless_wue_is_given():
+    # The Green Grid WUE: litres of site water = WUE x IT kWh. A closed liquid loop on dry coolers
+    # evaporates nothing; air-cooled plants 0.2 L/kWh; cooling towers 1.8 (catalog/cooling.yaml).
+    from fleetsim.facility import water_l_per_h
+    from fleetsim.spec.economics import FacilitySpec
+
+    assert FacilitySpec().wue_l_per_kwh == 1.8  # evaporative, the default: today's figure
+    assert water_l_per_h(10.0, FacilitySpec(cooling="liquid_closed_loop").wue_l_per_kwh) == 0.0
+    assert water_l_per_h(10.0, FacilitySpec(cooling="air_cooled").wue_l_per_kwh) == pytest.approx(2.0)
+    assert FacilitySpec(cooling="air_cooled", wue_l_per_kwh=0.5).wue_l_per_kwh == 0.5  # a given WUE wins

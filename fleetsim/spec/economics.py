@@ -5,9 +5,12 @@ Every default carries its source: an entry id in the shared public-figures file
 these specs are fleetsim/facility.py and fleetsim/cost.py.
 """
 
+from functools import cache
+from importlib.resources import files
 from typing import Annotated, Literal
 
-from pydantic import Field
+import yaml
+from pydantic import Field, model_validator
 
 from fleetsim.spec.base import NUMBER, Spec
 
@@ -26,6 +29,12 @@ MAX_COLOCATION_USD_PER_KW_MONTH = 100_000.0
 MAX_GRID_CARBON_G_PER_KWH = 2_000.0
 
 
+@cache
+def cooling_types() -> dict[str, dict]:
+    """Water use by cooling type, with sources (fleetsim/catalog/cooling.yaml, shipped data)."""
+    return yaml.safe_load(files("fleetsim.catalog").joinpath("cooling.yaml").read_text(encoding="utf-8"))
+
+
 class FacilitySpec(Spec):
     """The building around the GPUs: power overhead, water, rack power budget."""
 
@@ -40,11 +49,28 @@ class FacilitySpec(Spec):
     # 1.8: industry average "1.8-1.9 L/kWh" (unanswered.io/guide/data-center-water-usage-effectiveness-wue,
     # low confidence, secondary); evaporative hyperscale 1.0-1.8 L/kWh, air-cooled 0.05-0.2 L/kWh
     # (miltonroy.com data-center-wue-sustainability). Not in public_figures.yaml.
+    cooling: Literal["evaporative", "air_cooled", "liquid_closed_loop"] = Field(
+        default="evaporative",
+        description="How heat leaves the building: evaporative (cooling towers, WUE 1.8 L/kWh), air_cooled "
+        "(dry coolers / air-cooled chillers, 0.2 L/kWh) or liquid_closed_loop (direct-to-chip liquid, dry "
+        "coolers, 0 L/kWh); sets wue_l_per_kwh unless given (fleetsim/catalog/cooling.yaml, sourced). "
+        "Default evaporative.",
+    )
     wue_l_per_kwh: Annotated[float, Field(ge=0.0, le=MAX_WUE_L_PER_KWH), NUMBER] = Field(
         default=1.8,
         description=f"Water usage effectiveness, litres of site water per kWh of IT energy; 0 to "
-        f"{MAX_WUE_L_PER_KWH:g}. Default 1.8 (industry average).",
+        f"{MAX_WUE_L_PER_KWH:g}. Default: the cooling type's (1.8, the industry average, for evaporative).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _water_from_cooling(cls, data):
+        if isinstance(data, dict) and "wue_l_per_kwh" not in data and isinstance(data.get("cooling"), str):
+            table = cooling_types()
+            if data["cooling"] in table:  # an unknown type is the Literal's own error
+                data = {**data, "wue_l_per_kwh": table[data["cooling"]]["wue_l_per_kwh"]}
+        return data
+
     # Power available per rack. 40 kW is an assumption for a GPU hall: above the practical
     # air-cooling ceiling of ~30 kW (rack_air_cooling_ceiling) and below a direct-liquid-cooled
     # HGX H100 rack (~60 kW, same entry) or a GB200 NVL72 rack (120 kW, power_gb200_nvl72_rack).
