@@ -31,6 +31,12 @@ _LAZY = {
     "parse_grid": "fleetsim.sweep",
     "run_sweep": "fleetsim.sweep",
     "run_validation": "fleetsim.validation",
+    # models below the simulator (not yet in a run: see README "Building blocks")
+    "bill_of": "fleetsim.bill",
+    "plan_disaggregation": "fleetsim.kv_transfer",
+    "pipeline_plan": "fleetsim.pipeline",
+    "mtp_pays_at_batch": "fleetsim.speculative",
+    "speculative_step": "fleetsim.speculative",
 }
 _ALIASES = {"validate": ("fleetsim.validation", "run_validation")}
 
@@ -46,8 +52,12 @@ if TYPE_CHECKING:
         model_table,
         simulate,
     )
+    from fleetsim.bill import bill_of
     from fleetsim.errors import CapacityError, CatalogError, FleetsimError, SpecError
+    from fleetsim.kv_transfer import plan_disaggregation
+    from fleetsim.pipeline import pipeline_plan
     from fleetsim.plan import PlanResult, plan_fleet
+    from fleetsim.speculative import mtp_pays_at_batch, speculative_step
     from fleetsim.sweep import load_sweep, parse_grid, run_sweep
     from fleetsim.validation import run_validation
 
@@ -91,6 +101,11 @@ def write_report(source, output, overrides=None):
 # would be shadowed by function aliases); the functions are run_sweep, plan_fleet, write_report.
 
 __all__ = [
+    "bill_of",
+    "mtp_pays_at_batch",
+    "pipeline_plan",
+    "plan_disaggregation",
+    "speculative_step",
     "PlanResult",
     "load_sweep",
     "parse_grid",
