@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from fleetsim.admission import ClassPolicies, class_summary, slo_met
 from fleetsim.cost import hourly_cost_usd, split_input_output_cost, usd_per_million_tokens
 from fleetsim.facility import facility_breakdown, heat_load, it_power_kw, num_servers, server_overhead_w
 from fleetsim.memory import MemoryPlan, kv_size, sequences_that_fit
@@ -205,7 +206,10 @@ def summarize(
     # --- SLO
     slo = scenario.slo
     arrived_measured = req[in_window]
-    ok = slo_mask(arrived_measured, slo.ttft_s, slo.tpot_s)
+    if scenario.classes:  # each class against its own targets (the scenario's slo for the others)
+        ok = slo_met(arrived_measured, ClassPolicies(scenario.classes, slo.ttft_s, slo.tpot_s))
+    else:
+        ok = slo_mask(arrived_measured, slo.ttft_s, slo.tpot_s)
     attainment = float(ok.mean()) if len(arrived_measured) else 0.0
     q = slo.percentile
     ttft_q = float(np.percentile(measured["ttft_s"].dropna(), q)) if len(measured) else math.inf
@@ -235,6 +239,11 @@ def summarize(
             "in_flight": int((status == "in_flight").sum()),
             "trace_dropped_after_duration": int(raw.trace_dropped_after_duration),
         },
+        # Per class: priority and targets, SLO attainment over arrivals (a rejection is a miss),
+        # goodput (output tokens of requests meeting their class's SLO), rejections by reason.
+        "classes": class_summary(
+            req, scenario, (a, b) if steady["basis"] == "steady_state" and b > a else None, raw.rejected_by_reason
+        ),
         "window": {
             "start_s": a,
             "end_s": b,

@@ -92,10 +92,24 @@ def print_summary(console: Console, result) -> None:
         t.add_row("a month at this load: rent (on demand) / own", f"{rent} / {own}")
         t.add_row("a month: facility kWh / kg CO2", f"{month['facility_kwh']:,.0f} / {month['carbon_kg']:,.0f}")
     console.print(t)
+    by_class = s.get("classes", {}).get("by_class", {})
+    if len(by_class) > 1:
+        for name, c in by_class.items():
+            rejected = ", ".join(f"{k} {v:,}" for k, v in c.get("rejected_by_reason", {}).items()) or "none"
+            console.print(
+                f"class {escape(name)} (priority {c['priority']}, TTFT <= {c['ttft_target_s']} s, TPOT <= "
+                f"{c['tpot_target_s']} s): SLO met by {_f(c['slo_attainment'], '{:.1%}')} of arrivals, goodput "
+                f"{_f(c['goodput_tokens_per_s'], '{:,.0f}')} tok/s, rejected: {rejected}"
+            )
     verdict = "[green]met[/green]" if slo["met"] else "[red]missed[/red]"
     q = slo["percentile"]
+    targets = (
+        "each class's TTFT and TPOT targets"
+        if result.scenario.classes
+        else f"TTFT <= {slo['ttft_s']} s and TPOT <= {slo['tpot_s']} s per request"
+    )
     console.print(
-        f"SLO (TTFT <= {slo['ttft_s']} s and TPOT <= {slo['tpot_s']} s per request): "
+        f"SLO ({targets}): "
         f"attainment {slo['attainment']:.2%} vs target {slo['attainment_target']:.0%}: {verdict}; "
         f"p{q:g} TTFT {_f(slo[f'ttft_p{q:g}_s'], '{:.3f}')} s, p{q:g} TPOT {_f(slo[f'tpot_p{q:g}_s'], '{:.4f}')} s"
     )
