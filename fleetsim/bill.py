@@ -10,7 +10,7 @@ to the next; or the instance lifetimes the autoscaler records) and the fleet's G
 - GPU kWh = the integral of the power series (a step series, or trapezoids between samples).
   IT kWh is wall power: the GPUs plus the charged servers' load-dependent host parts through the
   PSUs (fleetsim.server_power; a scenario's facility.server_overhead_w is a constant instead); facility kWh = IT x PUE, water = WUE x IT kWh (facility.py),
-  carbon = facility kWh x carbon_g_per_kwh.
+  carbon = facility kWh x facility.grid_carbon_g_per_kwh (one carbon intensity for run, plan and report).
 - Rent: on-demand = billed GPU-hours x the GPU-hour price (cost.py); reserved = the peak fleet's
   GPUs for the whole period at (1 - reserved_discount) of it (a reservation is paid whether used
   or not); spot = billed GPU-hours at (1 - spot_discount) of it, plus each interruption's
@@ -253,7 +253,7 @@ def bill(
     totals = {
         "gpu_hours_billed": billed_gpu_h,
         "facility_kwh": facility_kwh,
-        "carbon_kg": facility_kwh * billing.carbon_g_per_kwh / 1000.0,
+        "carbon_kg": facility_kwh * facility.grid_carbon_g_per_kwh / 1000.0,
         "water_l": water_l,
         **{k: rent[k] for k in ("on_demand_usd", "reserved_usd", "spot_usd") if k in rent},
         **({"own_usd": own["total_usd"]} if own else {}),

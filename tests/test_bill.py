@@ -82,7 +82,7 @@ def test_facility_water_carbon_rent_and_own_by_hand():
     # One TP-8 replica (one DGX H100: 10,200 W, 8 x 700 W GPUs -> 4,600 W of server overhead, set
     # explicitly) at 4,000 W of GPU power for one hour, $2.69/GPU-hour rented or $32,500 a GPU owned.
     one = pd.DataFrame({"time_s": [0.0], "replicas": [1]})
-    billing = BillingSpec(spot_interruptions_per_instance_hour=0.5, carbon_g_per_kwh=367.0)
+    billing = BillingSpec(spot_interruptions_per_instance_hour=0.5)
     b = run_bill(
         billing,
         series=one,

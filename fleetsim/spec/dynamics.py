@@ -34,7 +34,6 @@ from fleetsim.spec.base import (
 MAX_BANDWIDTH_BYTES_PER_S = 1e13  # 10 TB/s: above any storage or network path a replica loads from
 MAX_QUEUE_PER_REPLICA = 1e6
 MAX_PRIORITY = 1000
-MAX_CARBON_G_PER_KWH = 2000.0  # lignite is ~1,100 gCO2/kWh
 MAX_GROWTH_PER_MONTH = 10.0  # 1000 % a month
 Replicas = Annotated[int, Field(ge=0, le=MAX_REPLICAS), INTEGER]
 PositiveHours = Annotated[float, Field(gt=0, le=MAX_DURATION_S / 3600), NUMBER]
@@ -252,11 +251,6 @@ class BillingSpec(Spec):
     spot_interruptions_per_instance_hour: Annotated[float, Field(ge=0, le=100), NUMBER] = Field(
         default=0.0,
         description="Spot reclaims per instance-hour; each costs one cold start of re-billed time; >= 0. Default 0.",
-    )
-    carbon_g_per_kwh: Annotated[float, Field(ge=0, le=MAX_CARBON_G_PER_KWH), NUMBER] = Field(
-        default=367.0,
-        description="Grid carbon intensity, gCO2 per facility kWh; 0 to 2000. Default 367 (US average 2023, EIA; "
-        "catalog/billing.yaml). Set the site's.",
     )
     growth_per_month: Annotated[float, Field(ge=-1, le=MAX_GROWTH_PER_MONTH), NUMBER] = Field(
         default=0.0,
