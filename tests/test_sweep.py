@@ -353,6 +353,9 @@ def _start_sweep(out, *extra):
     return subprocess.Popen(
         [sys.executable, "-m", "fleetsim", "sweep", str(SCENARIO), *LONG_SWEEP, "--out", str(out), *extra],
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        # Ctrl-C as a terminal delivers it, even when this test runs under nohup or in a background
+        # job (which start children with SIGINT ignored, so Python would install no handler).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
