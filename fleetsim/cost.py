@@ -208,8 +208,8 @@ class OwnedCost:
 def owned_fleet_cost(
     spec: CostSpec, gpu: GpuSpec, num_gpus: int, it_kw_mean: float, pue: float, overhead_w: float
 ) -> OwnedCost:
-    """TCO per hour of owning the servers `num_gpus` GPUs need (facility.servers_for)."""
-    from fleetsim.facility import is_rack_scale, servers_for
+    """TCO per hour of owning the servers `num_gpus` GPUs need (server_power.servers_for)."""
+    from fleetsim.server_power import is_rack_scale, servers_for
 
     capex_per_gpu = _price(spec.capex_usd_per_gpu, gpu.capex_usd_per_gpu, "capex_usd_per_gpu", gpu)
     servers = servers_for(num_gpus, gpu)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from fleetsim.server_power import is_rack_scale, servers_for
 from fleetsim.spec.economics import FacilitySpec
 from fleetsim.spec.hardware import GpuSpec
 
@@ -70,28 +71,8 @@ def num_servers(num_gpus: int, gpus_per_server: int) -> int:
     return -(-num_gpus // gpus_per_server)
 
 
-# A catalog "server" with more GPUs than an 8-GPU HGX board is a rack-scale system (GB200 NVL72:
-# the 72-GPU rack is the catalog's server): a fleet takes a fraction of it, not a whole one.
-RACK_SCALE_MIN_GPUS = 9
 # Air-cooled rack density ceiling used for the density class: ~30-40 kW (rack_air_cooling_ceiling).
 AIR_COOLED_MAX_RACK_KW = 40.0
-
-
-def is_rack_scale(gpu: GpuSpec) -> bool:
-    """A rack-scale system (GB200 NVL72: the catalog's "server" is the 72-GPU rack): the catalog's
-    server.rack_scale where given, else more GPUs than an 8-GPU board."""
-    if gpu.server is not None:
-        return bool(gpu.server.rack_scale)
-    return gpu.gpus_per_server >= RACK_SCALE_MIN_GPUS
-
-
-def servers_for(num_gpus: int, gpu: GpuSpec) -> float:
-    """Servers a fleet of `num_gpus` occupies, the unit non-GPU power and per-server costs are
-    counted in: a fraction of a rack-scale system (8 GB200 = 8/72 of an NVL72 rack), whole servers
-    otherwise (2 H100 SXM = one 8-GPU server). fleetsim.server_power decides it."""
-    from fleetsim.server_power import servers_for as server_units
-
-    return server_units(num_gpus, gpu)
 
 
 def provisioned_it_kw(gpu: GpuSpec, num_gpus: int, overhead_w: float) -> float:

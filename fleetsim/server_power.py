@@ -56,9 +56,20 @@ def servers_for(num_gpus: int, gpu: GpuSpec) -> float:
     """
     if num_gpus < 0:
         raise ValueError(f"num_gpus must be >= 0, got {num_gpus}")
-    if gpu.server is not None and gpu.server.rack_scale:
+    if is_rack_scale(gpu):
         return num_gpus / gpu.gpus_per_server
     return float(-(-num_gpus // gpu.gpus_per_server))
+
+
+RACK_SCALE_MIN_GPUS = 9  # more GPUs than an 8-GPU board: one NVLink domain across trays
+
+
+def is_rack_scale(gpu: GpuSpec) -> bool:
+    """A rack-scale system (GB200 NVL72: the catalog's "server" is the 72-GPU rack): the catalog's
+    server.rack_scale where given, else more GPUs than an 8-GPU board."""
+    if gpu.server is not None:
+        return bool(gpu.server.rack_scale)
+    return gpu.gpus_per_server >= RACK_SCALE_MIN_GPUS
 
 
 def gpu_idle_w(gpu: GpuSpec) -> float:

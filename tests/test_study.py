@@ -18,7 +18,8 @@ from fleetsim.cost import (
     rental_fleet_cost,
 )
 from fleetsim.errors import SpecError
-from fleetsim.facility import density_class, provisioned_it_kw, servers_for
+from fleetsim.facility import density_class, provisioned_it_kw
+from fleetsim.server_power import servers_for
 from fleetsim.spec.economics import CostSpec
 from fleetsim.study import replicate, t_interval, wilson_interval
 from fleetsim.study.sources import cite, parse_prices, reference_list

@@ -28,9 +28,9 @@ from fleetsim.facility import (
     server_overhead_w,
     server_power_kw,
     servers_and_racks,
-    servers_for,
     tokens_per_s_per_mw,
 )
+from fleetsim.server_power import servers_for
 from fleetsim.spec.hardware import GpuSpec
 from fleetsim.spec.scenario import ScenarioSpec
 from fleetsim.study.intervals import t_interval
