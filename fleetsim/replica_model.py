@@ -18,7 +18,7 @@ from fleetsim.perf import StepModel
 from fleetsim.spec.architecture import Architecture
 from fleetsim.spec.engine import EngineProfile
 from fleetsim.spec.hardware import GpuSpec
-from fleetsim.spec.profile import CalibrationProfile, ClockModel, PowerModel
+from fleetsim.spec.profile import CalibrationProfile, ClockModel
 from fleetsim.spec.scenario import ScenarioSpec
 from fleetsim.spec.yaml_file import read_mapping
 
@@ -27,12 +27,7 @@ from fleetsim.spec.yaml_file import read_mapping
 class ReplicaModel:
     plan: MemoryPlan
     footprint: KvFootprint
-    step_model: StepModel
-
-    @property
-    def power(self) -> PowerModel:
-        """Per-GPU power model of an iteration (the step model's: a power limit lives there)."""
-        return self.step_model.power
+    step_model: StepModel  # its .power is the per-GPU power model (a power limit lives there)
 
 
 def memory_plan_of(scenario: ScenarioSpec, arch: Architecture, gpu: GpuSpec) -> MemoryPlan:
