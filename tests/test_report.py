@@ -183,6 +183,20 @@ def _check_summary_tables(report: _Report, sims: _Sims, base_overrides: dict) ->
         for c in row["cells"].values():
             if c["value"] is not None:
                 assert _close(_value(c), flat[row["key"]]), (row["key"], c, flat[row["key"]])
+    bill = report.tables.get("t-bill")
+    if bill is not None:
+        # The bill of the reference run: each cell is one path of the run's summary `bill`.
+        from fleetsim.report.bill_table import bill_paths
+
+        flat = sims.flat({**base_overrides, **json.loads(bill["overrides"])})
+        assert {r["key"] for r in bill["rows"]} >= {"gpu_hours_billed", "rent_usd.on_demand_usd", "own_usd.total_usd"}
+        for row in bill["rows"]:
+            for col, path in bill_paths(row["key"]).items():
+                c = row["cells"][col]
+                if path is None:
+                    assert c["value"] is None
+                else:
+                    assert _close(_value(c), flat[path]), (row["key"], col, c, flat[path])
     for tid, t in report.tables.items():
         if t["source"] != "growth":
             continue
@@ -348,6 +362,7 @@ def test_scenario_report_is_self_contained_and_every_table_number_matches_the_ru
     html = out.read_text()
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert report.tables["t-comparison"]["source"] == "growth"
+    assert "t-bill" in report.tables  # rent and own side by side
     assert [r["key"] for r in report.tables["t-sens-load"]["rows"]] == ["1", "1.25", "1.5", "2"]
     sims = _Sims(scenario)
     _check_summary_tables(report, sims, SHORT)

@@ -29,6 +29,7 @@ from fleetsim.memory import valid_tp_degrees
 from fleetsim.plan import describe_load
 from fleetsim.profile import load_profile
 from fleetsim.report import plots
+from fleetsim.report.bill_table import bill_table
 from fleetsim.report.tables import Cell, Row, Table, _py, cell
 from fleetsim.scenario import load_scenario, scenario_from_dict
 from fleetsim.spec.economics import CostSpec, FacilitySpec
@@ -535,6 +536,9 @@ def _common_sections(ctx: dict, spec: ScenarioSpec, ref: Reference, latency_seri
     ctx["figures"]["latency_dist"] = plots.latency_distribution(ref.result.requests, slo.ttft_s, slo.tpot_s)
     ctx["figures"]["utilization"] = plots.utilization_over_time(ref.result.timeseries, ref_spec.fleet.replicas)
     ctx["tables"]["kv"], ctx["figures"]["kv"] = _kv_section(ref_spec)
+    bill = bill_table(ref.result.summary, ref.label, ref.overrides)
+    if bill is not None:
+        ctx["tables"]["bill"] = bill
     sens, panels = sensitivity_tables(ref_spec, ref.result.summary)
     growth, panel = _growth_table(ref, ref_spec)
     ctx["sensitivity"] = [*sens, growth]
