@@ -100,34 +100,38 @@ def clock_model(gpu_name: str) -> ClockModel:
 
 
 def clock_setting(scenario: ScenarioSpec, gpu: GpuSpec, profile: CalibrationProfile) -> ClockSetting | None:
-    """The fleet's power limit and clock lock on one GPU, checked against the GPU (None: neither set).
-    A limit below the GPU's minimum power limit (GpuSpec.min_power_limit_w, else the profile's idle
-    power) or a clock below the model's lowest is one line; a limit at or above the TDP does nothing."""
+    """The fleet's power limit and clock lock on one GPU, checked against the GPU (None: neither set
+    and no board limit below the profile's cap). A limit below the GPU's minimum power limit
+    (GpuSpec.min_power_limit_w, else the profile's idle power) or a clock below the model's lowest
+    is one line; a limit at or above the board limit does nothing. A profile whose power model
+    has a board_limit_w (a same-die part sold at a lower limit than the silicon it was fitted on)
+    runs under that limit by default."""
     fleet = scenario.fleet
     limit, lock = fleet.power_limit_w, fleet.clock_fraction
-    if limit is None and lock is None:
-        return None
     power = profile.power
+    board_w = power.cap_w if power.board_limit_w is None else min(power.cap_w, power.board_limit_w)
+    if limit is None and lock is None and board_w >= power.cap_w:
+        return None
     model = clock_model(gpu.name)
     if limit is not None:
         floor = getattr(gpu, "min_power_limit_w", None)
         what = "minimum power limit" if floor is not None else "idle power"
         if floor is None:
             floor = power.idle_w
-        top = getattr(gpu, "max_power_limit_w", None) or power.cap_w
+        top = getattr(gpu, "max_power_limit_w", None) or board_w
         if limit < floor:
             raise SpecError(
                 f"fleet.power_limit_w: {limit:g} W is below the {gpu.name}'s {what} ({floor:g} W); "
                 f"valid: {floor:g} to {top:g} W"
             )
-        if limit > power.cap_w:
+        if limit > board_w:
             warnings.warn(
                 f"fleet.power_limit_w: {limit:g} W is above the {gpu.name}'s board limit "
-                f"({power.cap_w:g} W TDP): no effect",
+                f"({board_w:g} W TDP): no effect",
                 FleetsimWarning,
                 stacklevel=2,
             )
-        if limit >= power.cap_w and lock is None:
+        if limit >= board_w and lock is None and board_w >= power.cap_w:
             return None  # the board limit already applies: exactly the default model
     if lock is not None and lock < model.min_clock_fraction:
         raise SpecError(
@@ -137,7 +141,7 @@ def clock_setting(scenario: ScenarioSpec, gpu: GpuSpec, profile: CalibrationProf
     return ClockSetting(
         model=model,
         power=power,
-        limit_w=min(limit, power.cap_w) if limit is not None else power.cap_w,
+        limit_w=min(limit, board_w) if limit is not None else board_w,
         lock_fraction=1.0 if lock is None else lock,
         hbm_share=hbm_share(model, power, gpu.hbm_bandwidth_bytes_per_s),
     )

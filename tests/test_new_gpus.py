@@ -65,7 +65,10 @@ def test_profile_is_transferred_from_the_nearest_fitted_gpu(name):
     # kernel efficiencies carried over; power scaled by the ratio of TDPs
     assert prof.compute["bf16"].eta_max == pytest.approx(src.compute["bf16"].eta_max)
     assert prof.power.idle_w == pytest.approx(src.power.idle_w * gpu.tdp_w / src_gpu.tdp_w, rel=2e-3)
-    assert prof.power.cap_w == gpu.tdp_w
+    # the board's limit: its cap, or (a same-die card below its source's TDP: tests/test_board_limit.py)
+    # the board limit the clock model applies under the die's cap
+    board = prof.power.cap_w if prof.power.board_limit_w is None else prof.power.board_limit_w
+    assert board == gpu.tdp_w
 
 
 @pytest.mark.parametrize("name", NEW)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from fleetsim.calibrate.published.params import make_gpu_profile, priors, transferred_values
+from fleetsim.calibrate.published.params import make_gpu_profile, priors, transfer_notes, transferred_values
 from fleetsim.calibrate.published.write import _dump, _sig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,12 +57,8 @@ def _close(a, b, rel: float = 1e-3) -> bool:
 
 def build(gpu: str, pri: dict):
     src = pri["gpus"]["transferred"][gpu]
-    vals = transferred_values(shipped_values(src), src, gpu)
-    notes = (
-        f"Transferred from the {src} profile: its kernel efficiencies on this GPU's datasheet peaks and "
-        "bandwidth, power coefficients scaled by the ratio of TDPs. No published figure of this GPU is "
-        "in the fit; predictions on it lean on the transfer."
-    )
+    vals = transferred_values(shipped_values(src), src, gpu, pri)
+    notes = transfer_notes(src, gpu, pri)
     return make_gpu_profile(gpu, vals, pri, kind="transferred", transferred_from=src, notes=notes)
 
 

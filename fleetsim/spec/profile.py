@@ -84,6 +84,13 @@ class PowerModel(Spec):
     )
     # Power drawn by a GPU with no work at all (between bursts); defaults to idle_w.
     parked_w: Watts | None = Field(default=None, description="Power with no work queued, W; null: idle_w.")
+    board_limit_w: Annotated[float, Field(gt=0, le=20_000, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="A board power limit below the cap of the silicon this model describes (a PCIe card of an "
+        "SXM part's die: H100 NVL and PCIe, H200 NVL), W: applied by default through the clock model "
+        "(fleetsim.dvfs) as fleet.power_limit_w is, so the part runs at the clock that fits it. Null: none (cap_w "
+        "is the board's limit).",
+    )
 
 
 class ClockModel(Spec):

@@ -101,7 +101,7 @@ class Fit:
         shared = self.vec.values(x, GLOBAL)
         for g, src in self.source.items():
             vals = {**shared, **self.vec.values(x, src)}
-            gp[g] = make_gpu_profile(g, vals if g == src else transferred_values(vals, src, g), self.pri)
+            gp[g] = make_gpu_profile(g, vals if g == src else transferred_values(vals, src, g, self.pri), self.pri)
         ep = {e: make_engine_profile(e, self.pri["engines"][e], self.vec.values(x, e)) for e in self.engines}
         return gp, ep
 

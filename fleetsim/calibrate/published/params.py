@@ -92,14 +92,42 @@ def engine_params(name: str, cfg: dict, pri: dict) -> list[Param]:
     return [_p(name, f, ep[f]) for f in fields]
 
 
-def transferred_values(values: dict, source: str, target: str) -> dict:
+def transferred_values(values: dict, source: str, target: str, pri: dict | None = None) -> dict:
     """A fitted GPU's parameters carried to another GPU: the same kernel efficiencies on the target's
-    datasheet (peaks, bandwidth), power coefficients scaled by the ratio of TDPs."""
-    ratio = load_gpu(target).tdp_w / load_gpu(source).tdp_w
+    datasheet (peaks, bandwidth); power coefficients scaled by the ratio of TDPs, or, for a part on
+    the source's die at a lower board limit (priors.yaml gpus.same_die_lower_limit), the die's
+    energy per FLOP and per byte (compute and memory coefficients scaled by the bf16 peak and HBM
+    bandwidth ratios), the source's cap and the target's TDP as a board limit (see fleetsim.dvfs)."""
+    src, tgt = load_gpu(source), load_gpu(target)
+    ratio = tgt.tdp_w / src.tdp_w
     out = dict(values)
     for k in ("idle_w", "compute_w", "memory_w"):
         out[k] = values[k] * ratio
+    if target in same_die_parts(pri) and tgt.tdp_w < src.tdp_w:
+        out["compute_w"] = values["compute_w"] * tgt.peak_flops_per_s["bf16"] / src.peak_flops_per_s["bf16"]
+        out["memory_w"] = values["memory_w"] * tgt.hbm_bandwidth_bytes_per_s / src.hbm_bandwidth_bytes_per_s
+        out["cap_w"] = float(values.get("cap_w", src.tdp_w))
+        out["board_limit_w"] = float(tgt.tdp_w)
     return out
+
+
+def same_die_parts(pri: dict | None = None) -> set[str]:
+    return set((pri or priors())["gpus"].get("same_die_lower_limit", []))
+
+
+def transfer_notes(source: str, target: str, pri: dict | None = None) -> str:
+    """The provenance note of a transferred profile (what was carried, and how)."""
+    if target in same_die_parts(pri):
+        how = (
+            "power coefficients as the same die's energy per FLOP and per byte (scaled by the peak and bandwidth "
+            f"ratios), the {source}'s cap, and this card's TDP as a board limit applied through the clock model"
+        )
+    else:
+        how = "power coefficients scaled by the ratio of TDPs"
+    return (
+        f"Transferred from the {source} profile: its kernel efficiencies on this GPU's datasheet peaks and "
+        f"bandwidth, {how}. No published figure of this GPU is in the fit; predictions on it lean on the transfer."
+    )
 
 
 def collectives(gpu: str, pri: dict) -> dict:
@@ -165,7 +193,8 @@ def make_gpu_profile(
             "idle_w": values["idle_w"],
             "compute_w": values["compute_w"],
             "memory_w": values["memory_w"],
-            "cap_w": float(g.tdp_w),
+            "cap_w": float(values.get("cap_w", g.tdp_w)),
+            **({"board_limit_w": values["board_limit_w"]} if "board_limit_w" in values else {}),
         },
         "fit_residuals": residuals or {},
     }

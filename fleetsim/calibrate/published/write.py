@@ -15,6 +15,7 @@ from fleetsim.calibrate.published.params import (
     gpu_params,
     make_engine_profile,
     make_gpu_profile,
+    transfer_notes,
     transferred_values,
 )
 
@@ -79,19 +80,10 @@ def write_all(out: Path, pri: dict, result: FitResult | None, report: Path | Non
         )
         written.append(_dump(out / "gpus" / f"{g}.yaml", "GPU", g, prof))
     for g, src in pri["gpus"]["transferred"].items():  # in file order, so a chain resolves
-        vals = transferred_values(gpu_values[src], src, g)
+        vals = transferred_values(gpu_values[src], src, g, pri)
         gpu_values[g] = vals
         prof = make_gpu_profile(
-            g,
-            vals,
-            pri,
-            kind="transferred",
-            transferred_from=src,
-            notes=(
-                f"Transferred from the {src} profile: its kernel efficiencies on this GPU's datasheet peaks and "
-                "bandwidth, power coefficients scaled by the ratio of TDPs. No published figure of this GPU is "
-                "in the fit; predictions on it lean on the transfer."
-            ),
+            g, vals, pri, kind="transferred", transferred_from=src, notes=transfer_notes(src, g, pri)
         )
         written.append(_dump(out / "gpus" / f"{g}.yaml", "GPU", g, prof))
     engine_values: dict[str, dict] = {}
