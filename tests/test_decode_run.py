@@ -9,6 +9,7 @@ from fleetsim.perf import StepModel
 from fleetsim.power import gpu_power_w
 from fleetsim.profile import load_profile
 from fleetsim.sim.decode_run import DecodeRun
+from fleetsim.simulation import simulate
 from fleetsim.spec.engine import EngineProfile
 from fleetsim.spec.kvcache import KvCacheSpec
 
@@ -77,3 +78,26 @@ def test_closed_form_matches_per_step_sums(model, gpu, tp, kv, eng):
         assert peak == pytest.approx(float(power[:s].max()), rel=1e-9)
         j = np.arange(s)
         assert run.weighted_index_s(s) == pytest.approx(float(np.dot(j, t[:s])), rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "scenario, overrides, cap_w",
+    [
+        # Class priorities: a high-priority arrival at the head interrupts decode runs often.
+        ("scenarios/h100_two_class_priority.yaml", {}, 700.0),
+        # A power limit: every iteration at the limit, so any overlap reads above it.
+        ("scenarios/h100_llama3.yaml", {"fleet.power_limit_w": 500, "run.duration_s": 120}, 500.0),
+    ],
+)
+def test_no_replica_is_busy_longer_than_the_clock_nor_draws_above_its_cap(scenario, overrides, cap_w):
+    # Invariants, not figures: a replica's iterations never overlap, so its busy time is at most
+    # the simulated time, and a GPU never draws more than its cap, so the GPU energy of any
+    # interval of the time series is at most cap x GPUs x its length (and so is the window's mean).
+    r = simulate(scenario, overrides)
+    s = r.summary
+    gpus = r.scenario.fleet.replicas * r.scenario.fleet.tp
+    assert (r.replicas["busy_s"] <= s["simulated_s"] + 1e-9).all()
+    ts = r.timeseries
+    rate = np.diff(ts["gpu_energy_j"].to_numpy()) / np.diff(ts["time_s"].to_numpy()) / gpus
+    assert rate.max() <= cap_w * (1 + 1e-9)
+    assert s["power"]["gpu_mean_w"] <= cap_w * (1 + 1e-9)

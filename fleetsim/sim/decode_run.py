@@ -149,6 +149,14 @@ class DecodeRun:
             e = min(steps, s1)
             yield c0 + c1 * (s0 + e - 1) / 2.0, e - s0
 
+    def step_power_w(self, j: int) -> float:
+        """Per-GPU power of iteration j (0-based) of the run."""
+        for s0, s1, c0, c1 in self.segs:
+            if j < s1:
+                return self._power_at(j, c0 + c1 * max(j, s0))
+        _, _, c0, c1 = self.segs[-1]
+        return self._power_at(j, c0 + c1 * j)
+
     def power_at_start_w(self) -> float:
         """Per-GPU power of the run's first iteration."""
         _, _, c0, _ = self.segs[0]

@@ -422,9 +422,10 @@ class Engine:
                 r._account_idle(now - r._idle_since)
                 r._idle_since = now
             elif not run.drain:
-                # Cut mid-iteration: the segment in progress counts up to now at its power, as the
-                # time series' energy meter reads it (fleet_meters), so the table is never behind it.
-                r.energy_j += max(now - r._seg_start, 0.0) * r.current_power_w
+                # Cut mid-iteration: the segment in progress counts up to now at its power (and
+                # what a cut-short run booked past now is taken out), as the time series' energy
+                # meter reads it (Replica.metered_energy_j), so the table and the meter agree.
+                r.energy_j = r.metered_energy_j(now)
         return RawRun(
             arrivals_end_s=self.arrivals_end_s,
             warmup_s=run.warmup_s,

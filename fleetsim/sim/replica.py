@@ -64,6 +64,9 @@ class Replica:
         self.current_power_w = self.power.idle_w * self.tp
         self.in_run = False
         self._seg_start = 0.0  # when the iteration or run in progress started (energy meter)
+        # Power (whole replica) of a cut-short run's last step, booked ahead to _seg_start while
+        # the replica waits for that step's end: the meter takes the part after `now` back out.
+        self._ahead_w = 0.0
         self.tokens_out = 0  # output tokens emitted (first tokens and decoded ones)
         self._run: DecodeRun | None = None  # the decode run in progress (token meter)
         self._run_n = 0
@@ -338,6 +341,10 @@ class Replica:
         except simpy.Interrupt:
             elapsed = env.now - start
             steps = run.steps_started_by(elapsed)
+            if steps >= k:
+                # Interrupted in the run's last step: the run still ends as planned (its time and
+                # energy are booked to its end), so the next iteration starts there, not now.
+                yield env.timeout(max(start + total - env.now, 0.0))
         self.in_run = False
         self._run = None
         self.tokens_out += n * steps
@@ -358,6 +365,8 @@ class Replica:
             # Cut short by an arrival: no sequence finishes before the run's end, so the next
             # iteration (with the new prefill) starts at the boundary of the step in progress.
             boundary = start + dur
+            self._ahead_w = run.step_power_w(steps - 1) * self.tp
+            self._seg_start = boundary  # booked up to there (the prefill plans from it too)
             self._schedule_admissions()
             if self.prefilling:
                 yield from self._prefill_iteration(starts_at=boundary)
@@ -404,6 +413,15 @@ class Replica:
         self.waiting.appendleft(rid)
         e.fleet.change(now, running=-1, queued=+1)
 
+    def metered_energy_j(self, now: float) -> float:
+        """GPU energy up to `now` (J, whole replica): what is booked, plus the idle gap or the
+        iteration in progress at its current power, less what a cut-short run booked past now."""
+        if self.sleeping:
+            return self.energy_j + (now - self._idle_since) * self.power.idle_w * self.tp
+        if now >= self._seg_start:
+            return self.energy_j + (now - self._seg_start) * self.current_power_w
+        return self.energy_j - (self._seg_start - now) * self._ahead_w
+
     def _power(self, flops, moved, t):
         u_c = flops / (t * self.peak_flops)
         u_m = moved / (t * self.bw)
@@ -420,10 +438,7 @@ def fleet_meters(replicas, now: float) -> tuple[float, float, float, int]:
     for r in replicas:
         held.append(r.mem_a + r.mem_g * r.it + r.prefix_bytes)
         power.append(r.current_power_w)
-        if r.sleeping:
-            energy.append(r.energy_j + (now - r._idle_since) * r.power.idle_w * r.tp)
-        else:
-            energy.append(r.energy_j + max(now - r._seg_start, 0.0) * r.current_power_w)
+        energy.append(r.metered_energy_j(now))
         tokens += r.tokens_out
         run = r._run
         if run is not None:
