@@ -3,6 +3,7 @@ synthetic session traffic with a hand answer, LRU eviction in a small pool, host
 reload or recompute on either side of the closed-form threshold, conservation, determinism."""
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,7 @@ import fleetsim
 from fleetsim.errors import SpecError
 from fleetsim.spec.scenario import ScenarioSpec
 
+ROOT = Path(__file__).resolve().parents[1]
 B = 16  # scheduler.block_tokens
 X, Y = 64, 32  # each turn's new message and answer, tokens
 
@@ -62,6 +64,18 @@ def test_affinity_hit_rate_is_the_hand_answer():
     assert pc["prompt_tokens"] == 6 * sum(prompt(j) for j in range(4))
     assert pc["hit_rate"] == pytest.approx(528 / 832)  # (80 + 176 + 272) / (64 + 160 + 256 + 352)
     assert pc["host_hit_tokens"] == 0 and pc["evicted_blocks"] == 0
+
+
+@pytest.mark.parametrize("scorer", ["llm_d", "dynamo"])
+def test_prefix_score_finds_the_session_without_affinity(scorer):
+    """No affinity, cache weight 10: a later turn's cached share (turn 1: 5 of 10 blocks, score
+    5 for llm-d; 5 fewer blocks to prefill x 10 for Dynamo) outweighs any load difference (at most
+    1 here), so the score alone sends it home: the affinity answer again."""
+    spec = scenario()
+    spec["fleet"]["routing"] = {"cache_weight": 10.0, "session_affinity": False, "scorer": scorer}
+    r = run(spec)
+    assert r.summary["prefix_cache"]["hit_rate"] == pytest.approx(528 / 832)
+    assert r.requests.groupby("replica").size().min() > 0
 
 
 def test_round_robin_hit_rate_by_hand():
@@ -140,7 +154,10 @@ def test_offload_reloads_when_the_link_beats_recompute(tmp_path, fast):
     block_bytes = probe.plan.block_bytes_per_gpu
     assert pc["offloaded_bytes"] == pytest.approx((10 + 18) * block_bytes)
     a1 = r.requests.iloc[2]
-    if fast:
+    slow_link = {"host_bytes": 1e12, "link": {"bandwidth_bytes_per_s": 1e3, "latency_s": 0.0}}
+    if fast:  # reloading 10 blocks in 20 ns beats prefilling their 160 tokens: a shorter TTFT
+        recomputed = run(small_pool_spec(tmp_path, c - 30, slow_link)).requests.iloc[2]
+        assert a1["ttft_s"] < recomputed["ttft_s"]
         assert a1["cached_prompt_tokens"] == 40 * B and pc["host_hit_tokens"] == 10 * B
         assert pc["reload_s"] == pytest.approx(10 * block_bytes / bw)
     else:
@@ -149,7 +166,7 @@ def test_offload_reloads_when_the_link_beats_recompute(tmp_path, fast):
 
 # ---------------------------------------------------------------------------- whole runs
 def short_shipped(**over):
-    spec = fleetsim.load_scenario("scenarios/h100_llama3_multiturn_offload.yaml").model_dump()
+    spec = fleetsim.load_scenario(ROOT / "scenarios/h100_llama3_multiturn_offload.yaml").model_dump()
     spec["run"]["duration_s"] = 30
     for k, v in over.items():
         a, b = k.split("__")
@@ -178,6 +195,23 @@ def test_shipped_scenario_conserves_and_repeats():
     rr = fleetsim.simulate(short_shipped(fleet__router="round_robin", fleet__routing=None))
     assert rr.summary["prefix_cache"]["hit_rate"] < pc["hit_rate"]
     assert fleetsim.simulate(short_shipped(run__seed=8)).summary != a.summary
+
+
+def test_small_pool_under_load_evicts_then_preempts_and_conserves():
+    """A pool of ~10k tokens against growing conversations: cached blocks are evicted first, and
+    preemption still comes when running sequences alone fill the pool; nothing is lost and the
+    pool is never over-full."""
+    r = fleetsim.simulate(
+        short_shipped(
+            fleet__gpu_memory_utilization=0.23,
+            workload__arrival={"kind": "poisson", "rate_per_s": 12.0},
+            run__duration_s=30,
+        )
+    )
+    n = r.summary["requests"]
+    assert n["arrived"] == n["completed"] + n["rejected"] and n["in_flight"] == 0
+    assert r.summary["kv_cache"]["preemptions"] > 0 and r.summary["prefix_cache"]["evicted_blocks"] > 0
+    assert r.timeseries["kv_used_fraction"].max() <= 1.0 + 1e-9
 
 
 def test_block_cache_spec_errors():

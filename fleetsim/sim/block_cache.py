@@ -216,6 +216,11 @@ class BlockCacheReplica(Replica):
             computed = e.input_tokens[rid] + e.generated[rid] - 1
         self._retain(rid, computed)
 
+    def active_blocks(self) -> float:
+        """KV blocks the running sequences use: their own bytes, and the cached blocks they hold."""
+        own = (self.mem_a + self.mem_g * self.it) / self.block_bytes
+        return own + self.cache.gpu_blocks_used() - self.cache.evictable_blocks()
+
     def cache_counters(self) -> dict:
         c = self.cache
         return {
@@ -232,7 +237,8 @@ class BlockCacheReplica(Replica):
 class PrefixAware:
     """fleet.router prefix_aware: session affinity, then llm-d's weighted score of the cached
     share of the prompt's blocks (read from each replica's cache, no side effects) and load
-    (outstanding requests); see fleetsim.prefix_cache.PrefixAwareRouter."""
+    (outstanding requests), or Dynamo's KV cost (fleet.routing.scorer); see
+    fleetsim.prefix_cache.PrefixAwareRouter."""
 
     central = False
 
@@ -241,14 +247,16 @@ class PrefixAware:
         engine = replicas[0].engine
         self.chains = engine.block_chains
         spec = engine.scenario.fleet.routing or RoutingSpec()
-        self.router = PrefixAwareRouter([r.cache for r in replicas], spec)
+        self.router = PrefixAwareRouter([r.cache for r in replicas], spec, scorer=spec.scorer)
+        self.dynamo = spec.scorer == "dynamo"
 
     def update(self, replica) -> None:
         """Loads are read at each pick."""
 
     def pick(self, rid: int):
         e = self.replicas[0].engine
-        loads = [float(r.outstanding) for r in self.replicas]
+        # llm-d's load scorer reads requests in flight; Dynamo's cost, KV blocks in use.
+        loads = [r.active_blocks() if self.dynamo else float(r.outstanding) for r in self.replicas]
         i = self.router.route(self.chains.prompt(rid), e.input_tokens[rid], loads, e.session_id[rid])
         return self.replicas[i]
 

@@ -216,3 +216,10 @@ class RoutingSpec(Spec):
     session_affinity: bool = Field(
         default=True, description="Send a session's later turns to the replica of its first turn. Default true."
     )
+    scorer: Literal["llm_d", "dynamo"] = Field(
+        default="llm_d",
+        description="prefix_aware's score: llm_d (cache_weight x cached share of the prompt's blocks + "
+        "load_weight x (1 - outstanding / the most outstanding), highest wins) or dynamo (NVIDIA Dynamo's KV "
+        "router: cache_weight x blocks to prefill + the replica's active blocks + the prompt's, lowest wins). "
+        "Default llm_d.",
+    )
