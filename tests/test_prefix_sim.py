@@ -225,3 +225,6 @@ def test_block_cache_spec_errors():
     spec = scenario(engine={"kind": "trtllm"})
     with pytest.raises(SpecError, match="reserve_full"):
         run(spec)
+    spec = scenario(model="mamba-2.8b")
+    with pytest.raises(SpecError, match="has SSM state"):
+        run(spec)

@@ -44,18 +44,27 @@ from fleetsim.spec.topology import RoutingSpec
 __all__ = ["BlockCacheReplica", "BlockChains", "PrefixAware", "block_cache_on", "prefix_cache_summary"]
 
 
-def block_cache_on(scenario, engine_profile) -> bool:
-    """Whether the scenario runs the block cache (see the module note)."""
+def block_cache_on(scenario, engine_profile, plan) -> bool:
+    """Whether the scenario runs the block cache (see the module note); SpecError where it is not
+    modelled."""
     kv = scenario.kv_cache
     on = kv.prefix_cache == "blocks" or (
         kv.prefix_cache is None and (kv.offload is not None or scenario.fleet.router == "prefix_aware")
     )
-    if on and engine_profile.batching.kv_admission == "reserve_full":
+    if not on:
+        return False
+    if plan.block_bytes_per_gpu <= 0 or any(t.fixed_bytes_per_rank for t in plan.footprint.terms):
+        # An SSM layer's state is one fixed-size record per sequence, not blocks a prefix can share.
+        raise SpecError(
+            f"kv_cache.prefix_cache: the block cache needs a model whose KV is all per-token blocks; "
+            f"'{scenario.model}' has SSM state; valid: prefix_cache per_class (and no offload or prefix_aware router)"
+        )
+    if engine_profile.batching.kv_admission == "reserve_full":
         raise SpecError(
             f"kv_cache.prefix_cache: the block cache is not modelled with engine '{scenario.engine.kind}' "
             "(reserve_full admission); valid: an on-demand engine (vllm, sglang), or prefix_cache per_class"
         )
-    return on
+    return True
 
 
 class BlockChains:
@@ -140,7 +149,7 @@ class BlockCacheReplica(Replica):
         if found.reload_s:
             self.reload_due_s += found.reload_s
             self.reload_s += found.reload_s
-        if not e.generated[rid]:  # a first admission: the hit-rate counters and the request's column
+        if e.scheduled_s[rid] != e.scheduled_s[rid]:  # NaN: a first admission (counters, the request's column)
             self.lookup_prompt_tokens += e.input_tokens[rid]
             self.host_hit_tokens += min(found.reloaded_blocks * b, cached)
             self.gpu_hit_tokens += cached - min(found.reloaded_blocks * b, cached)

@@ -114,7 +114,7 @@ class Engine:
         self.engine_profile = engine_profile
         self.prefix_caching = kv.prefix_caching
         # The block prefix cache (opt-in: fleetsim.sim.block_cache); off: the per-class model.
-        self.block_cache = block_cache_on(scenario, self.engine_profile)
+        self.block_cache = block_cache_on(scenario, self.engine_profile, self.plan)
         self.block_tokens = sched.block_tokens
         self.reserve_full = self.engine_profile.batching.kv_admission == "reserve_full"
         self.kv_reserve: array[float] = array("d")
@@ -273,6 +273,8 @@ class Engine:
         self._after(rid)
 
     def reject(self, rid: int, reason: str = "too_large") -> None:
+        if self.block_chains is not None:
+            self.block_chains.forget(rid)
         key = (self.req_class[rid], reason)
         self.rejections[key] = self.rejections.get(key, 0) + 1
         self.status[rid] = REJECTED
