@@ -134,6 +134,7 @@ def test_lru_eviction_in_a_small_pool_by_hand(tmp_path):
     # A's second turn then finds blocks 0-29 and evicts 18 of B's for its 18 new blocks.
     r = run(small_pool_spec(tmp_path, c - 30))
     req = r.requests
+    assert req["session_id"].tolist() == [0, 1, 0] and req["turn"].tolist() == [0, 0, 1]  # from the trace
     assert req["cached_prompt_tokens"].tolist() == [0, 0, 30 * B]
     pc = r.summary["prefix_cache"]
     assert pc["evicted_blocks"] == 10 + 18 and pc["offloaded_bytes"] == 0

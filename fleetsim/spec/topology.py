@@ -20,6 +20,9 @@ YAML shape::
     speculative: {method: mtp, draft_tokens: 1}
     kv_offload: {host_bytes: 5.0e+11, link: {name: pcie-gen5}}
     routing: {kind: prefix_aware, cache_weight: 1.0, load_weight: 1.0, session_affinity: true}
+
+In a scenario now: ``kv_cache.offload`` and ``fleet.routing`` (with ``fleet.router: prefix_aware``),
+read by the simulator's block cache (fleetsim.sim.block_cache).
 """
 
 from __future__ import annotations
