@@ -12,6 +12,7 @@ from fleetsim.cost import hourly_cost_usd, split_input_output_cost, usd_per_mill
 from fleetsim.facility import facility_breakdown, heat_load, it_power_kw, num_servers, server_overhead_w
 from fleetsim.memory import MemoryPlan, kv_size, sequences_that_fit
 from fleetsim.server_power import wall_power_summary
+from fleetsim.sim.block_cache import prefix_cache_summary
 from fleetsim.sim.engine import RawRun
 from fleetsim.spec.architecture import Architecture
 from fleetsim.spec.hardware import GpuSpec
@@ -228,6 +229,7 @@ def summarize(
     )
 
     pool_byte_s = plan.kv_pool_bytes_per_gpu * fleet.replicas * sim_s
+    prefix_cache = prefix_cache_summary(raw.replicas)  # None unless the block cache ran
     return {
         "scenario": scenario.name,
         "seed": scenario.run.seed,
@@ -276,6 +278,7 @@ def summarize(
             "mean_utilization": float(raw.replicas["kv_byte_s"].sum() / pool_byte_s) if pool_byte_s else 0.0,
             "preemptions": int(raw.replicas["preemptions"].sum()),
         },
+        **({"prefix_cache": prefix_cache} if prefix_cache is not None else {}),
         "power": {
             "gpu_mean_w": gpu_mean_w,
             "whole_run_gpu_mean_w": gpu_energy_j / (sim_s * n_gpus) if sim_s > 0 and n_gpus else 0.0,

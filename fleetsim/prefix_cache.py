@@ -114,6 +114,8 @@ class PrefixCache:
     _refs: dict[int, int] = field(default_factory=dict, repr=False)
     _lru: list[OrderedDict] = field(default_factory=list, repr=False)  # per tier; GPU: unreferenced only
     _used: list[int] = field(default_factory=list, repr=False)
+    evicted_blocks: int = 0  # GPU blocks evicted (to a lower tier or dropped)
+    offloaded_blocks: int = 0  # of them, moved into the first lower tier
 
     def __post_init__(self):
         self._lru = [OrderedDict() for _ in range(len(self.tiers) + 1)]
@@ -134,6 +136,41 @@ class PrefixCache:
                 break
             n += 1
         return n
+
+    def evictable_blocks(self) -> int:
+        """Cached GPU blocks no running request holds (what eviction may take)."""
+        return len(self._lru[0])
+
+    def room_for(self, hashes: Sequence[int]) -> tuple[int, int]:
+        """(new GPU blocks holding `hashes` would allocate, evictable blocks outside the chain):
+        no side effects (an admission check)."""
+        lru = self._lru[0]
+        new = own_lru = 0
+        for h in hashes:
+            if self._tier_of.get(h) == 0:
+                own_lru += h in lru
+            else:
+                new += 1
+        return new, len(lru) - own_lru
+
+    def evict(self, blocks: int) -> int:
+        """Evict up to `blocks` least recently used unreferenced GPU blocks (into the next tier
+        when there is one); returns how many went."""
+        n = min(blocks, len(self._lru[0]))
+        for _ in range(n):
+            self._evict_one()
+        return n
+
+    def discard(self, hashes: Sequence[int]) -> None:
+        """Let go of held blocks whose KV was never computed (a request preempted mid-prefill):
+        a block no one else holds is freed, not cached."""
+        for h in hashes:
+            r = self._refs[h] - 1
+            if r:
+                self._refs[h] = r
+            else:
+                del self._refs[h]
+                self._drop(h, 0)
 
     # ------------------------------------------------------------------ holding blocks
     def acquire(self, hashes: Sequence[int], prompt_blocks: int | None = None) -> Lookup:
@@ -201,13 +238,19 @@ class PrefixCache:
         self._lru[tier].pop(h, None)
         self._used[tier] -= 1
 
+    def _evict_one(self) -> None:
+        victim, _ = self._lru[0].popitem(last=False)
+        self._used[0] -= 1
+        self.evicted_blocks += 1
+        self._demote(victim, 1)
+
     def _allocate(self, h: int) -> None:
-        if self._used[0] >= self.capacity_blocks:
+        # `while`: a caller may lower capacity_blocks below what is used (the simulator sizes it
+        # to the pool left by running sequences); with a fixed capacity this runs at most once.
+        while self._used[0] >= self.capacity_blocks:
             if not self._lru[0]:
                 raise CacheFull(f"all {self.capacity_blocks} GPU blocks are held by running requests")
-            victim, _ = self._lru[0].popitem(last=False)
-            self._used[0] -= 1
-            self._demote(victim, 1)
+            self._evict_one()
         self._tier_of[h] = 0
         self._used[0] += 1
         self._refs[h] = 1
@@ -221,6 +264,8 @@ class PrefixCache:
             victim, _ = self._lru[tier].popitem(last=False)
             self._used[tier] -= 1
             self._demote(victim, tier + 1)
+        if tier == 1:
+            self.offloaded_blocks += 1
         self._tier_of[h] = tier
         self._lru[tier][h] = None
         self._used[tier] += 1

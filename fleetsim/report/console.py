@@ -67,6 +67,16 @@ def print_summary(console: Console, result) -> None:
     t.add_row("KV capacity per replica (tokens)", "-" if cap is None else f"{cap:,}")
     t.add_row("KV mean utilization", _f(kv["mean_utilization"], "{:.1%}"))
     t.add_row("preemptions", f"{kv['preemptions']:,}")
+    pc = s.get("prefix_cache")
+    if pc is not None:  # the block prefix cache ran (fleetsim.sim.block_cache)
+        t.add_row(
+            "prefix-cache hit rate (GPU / host tokens)",
+            f"{pc['hit_rate']:.1%} ({pc['gpu_hit_tokens']:,} / {pc['host_hit_tokens']:,})",
+        )
+        t.add_row(
+            "blocks evicted / offloaded (GB) / reload (s)",
+            f"{pc['evicted_blocks']:,} / {pc['offloaded_bytes'] / 1e9:,.1f} / {pc['reload_s']:.3f}",
+        )
     console.print(t)
     p, c, co, slo = s["power"], s["cooling"], s["cost"], s["slo"]
     t = Table(title="power, cooling, cost")

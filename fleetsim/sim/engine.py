@@ -17,6 +17,7 @@ from fleetsim.errors import SpecError
 from fleetsim.memory import MemoryPlan
 from fleetsim.profile import load_engine_profile
 from fleetsim.replica_model import replica_model
+from fleetsim.sim.block_cache import BlockCacheReplica, BlockChains, block_cache_on
 from fleetsim.sim.queues import PriorityQueue, rejections_by_class
 from fleetsim.sim.replica import Replica, fleet_meters
 from fleetsim.sim.router import make_router
@@ -112,6 +113,9 @@ class Engine:
         self.plan, self.footprint, self.step_model = model.plan, model.footprint, model.step_model
         self.engine_profile = engine_profile
         self.prefix_caching = kv.prefix_caching
+        # The block prefix cache (opt-in: fleetsim.sim.block_cache); off: the per-class model.
+        self.block_cache = block_cache_on(scenario, self.engine_profile, self.plan)
+        self.block_tokens = sched.block_tokens
         self.reserve_full = self.engine_profile.batching.kv_admission == "reserve_full"
         self.kv_reserve: array[float] = array("d")
         self.class_max_output: list[float] = []
@@ -125,7 +129,9 @@ class Engine:
         self._fp_cache: dict[int, float] = {}
         classes = scenario.workload.classes
         self.class_prefix_bytes = [
-            self.footprint.prefix_bytes_per_rank(c.shared_prefix_tokens) if self.prefix_caching else 0.0
+            self.footprint.prefix_bytes_per_rank(c.shared_prefix_tokens)
+            if self.prefix_caching and not self.block_cache
+            else 0.0
             for c in classes
         ]
         if scenario.workload.arrival.kind == "trace":
@@ -138,7 +144,13 @@ class Engine:
         self.req_class: array[int] = array("q")
         self.prefix_tokens: array[int] = array("q")
         self.hit_tokens: array[int] = array("q")  # prompt tokens found in the prefix cache (repeats)
-        self.hit_fraction = [c.prompt_cache_hit_fraction if kv.prefix_caching else 0.0 for c in classes]
+        # With the block cache, hits come from the cache's content, not from a drawn fraction.
+        self.hit_fraction = [
+            c.prompt_cache_hit_fraction if kv.prefix_caching and not self.block_cache else 0.0 for c in classes
+        ]
+        self.session_id: array[int] = array("q")  # -1: not in a session
+        self.turn: array[int] = array("i")
+        self.block_chains = BlockChains(self) if self.block_cache else None
         self.kv_start: array[float] = array("d")
         self.kv_growth: array[float] = array("d")
         self.kv_end: array[float] = array("d")
@@ -169,7 +181,7 @@ class Engine:
             self._fp_cache[key] = v
         return v
 
-    def _add_requests(self, arrival_s, inputs, outputs, classes, prefix) -> int:
+    def _add_requests(self, arrival_s, inputs, outputs, classes, prefix, session_id=None, turn=None) -> int:
         """Append request rows (numpy columns); returns the first new request id."""
         first = len(self.arrival_s)
         inputs = np.asarray(inputs, dtype=np.int64)
@@ -184,6 +196,9 @@ class Engine:
             hits = np.where(hit, inputs - 1, 0)
         fp = self.footprint
         held_shared = np.maximum(shared, hits)
+        if self.block_cache:
+            # A prompt's full blocks live in the replica's block cache (counted there, once).
+            held_shared = inputs // self.block_tokens * self.block_tokens
         start = np.atleast_1d(fp.bytes_per_rank(inputs, 0, held_shared))
         end = np.atleast_1d(fp.bytes_per_rank(inputs, outputs, held_shared))
         if self.reserve_full:
@@ -195,6 +210,9 @@ class Engine:
         decode_steps = np.maximum(outputs - 1, 1)
         growth = (end - start) / decode_steps
         pread = np.array(self.class_prefix_bytes, dtype=np.float64)[cls] if len(cls) else np.zeros(0)
+        if self.block_cache:
+            end = np.atleast_1d(fp.bytes_per_rank(inputs, outputs))  # whole, for the fits-at-all check
+            pread = np.atleast_1d(fp.bytes_per_rank(held_shared, 0))  # cached blocks read each decode step
         if hits.any():
             # A cached prompt is still read by every decode step of the request.
             hit_read = np.atleast_1d(fp.bytes_per_rank(hits, 0)) * (hits > 0)
@@ -210,6 +228,9 @@ class Engine:
         _append(self.kv_growth, growth, np.float64)
         _append(self.kv_end, end, np.float64)
         _append(self.prefix_read, pread, np.float64)
+        n_new = len(inputs)
+        _append(self.session_id, np.full(n_new, -1) if session_id is None else session_id, np.int64)
+        _append(self.turn, np.zeros(n_new) if turn is None else turn, np.int32)
         self.held_base.extend(array("d", [0.0]) * n)
         self.generated.extend(array("q", [0]) * n)
         nan = float("nan")
@@ -252,6 +273,8 @@ class Engine:
         self._after(rid)
 
     def reject(self, rid: int, reason: str = "too_large") -> None:
+        if self.block_chains is not None:
+            self.block_chains.forget(rid)
         key = (self.req_class[rid], reason)
         self.rejections[key] = self.rejections.get(key, 0) + 1
         self.status[rid] = REJECTED
@@ -372,7 +395,8 @@ class Engine:
         self.pool_bytes = float(self.plan.kv_pool_bytes_per_gpu)
         self.admission = Admission(sc.admission, sc.scheduler.max_queue)
         self.queue_timeout_s = sc.admission.queue_timeout_s
-        self.replicas = [Replica(env, i, self, self.pool_bytes) for i in range(sc.fleet.replicas)]
+        replica_kind = BlockCacheReplica if self.block_cache else Replica
+        self.replicas = [replica_kind(env, i, self, self.pool_bytes) for i in range(sc.fleet.replicas)]
         self.router = make_router(sc.fleet.router, self.replicas, self.rng)
         self.central = self.new_queue()
         duration = run.duration_s
@@ -398,7 +422,13 @@ class Engine:
                     "raise run.duration_s or the arrival rate"
                 )
             self._add_requests(
-                batch.arrival_s, batch.input_tokens, batch.output_tokens, batch.class_index, batch.shared_prefix_tokens
+                batch.arrival_s,
+                batch.input_tokens,
+                batch.output_tokens,
+                batch.class_index,
+                batch.shared_prefix_tokens,
+                batch.session_id,
+                batch.turn,
             )
             env.process(self._open_loop(batch.arrival_s))
             if end_s is None:
@@ -466,6 +496,10 @@ class Engine:
                 "preemptions": np.array(self.preemptions, dtype=np.int32),
             }
         )
+        sessions = np.array(self.session_id, dtype=np.int64)
+        if (sessions >= 0).any():  # multi-turn traffic: which conversation and turn (else left out)
+            df["session_id"] = sessions
+            df["turn"] = np.array(self.turn, dtype=np.int32)
         df["ttft_s"] = df["first_token_s"] - df["arrival_s"]
         df["e2e_s"] = df["finish_s"] - df["arrival_s"]
         df["queue_s"] = df["scheduled_s"] - df["arrival_s"]
@@ -489,6 +523,7 @@ class Engine:
                     "preemptions": r.preemptions,
                     "iterations": r.it,
                     "peak_power_w": r.peak_power_w,
+                    **(r.cache_counters() if self.block_cache else {}),
                 }
             )
         return pd.DataFrame(rows)

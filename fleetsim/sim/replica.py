@@ -51,6 +51,7 @@ class Replica:
         self.prefix_bytes = 0.0
         self.prefixes_stored: set[int] = set()
         self.reserved = 0.0  # KV reserved by admitted requests (reserve_full admission)
+        self.reload_due_s = 0.0  # host-tier reload time the next prefill iteration waits for (block cache)
 
         # accounting
         self.energy_j = 0.0
@@ -180,19 +181,7 @@ class Replica:
         budget = self.max_batched_tokens - len(self.running) - sum(p[0] for p in self.prefilling.values())
         while self.waiting and budget > 0 and self.can_admit(self.waiting[0]):
             rid = self.waiting.popleft()
-            c = e.req_class[rid]
-            cached = 0
-            if e.prefix_caching and e.prefix_tokens[rid]:
-                if c in self.prefixes_stored:
-                    cached = e.prefix_tokens[rid]  # prefix-cache hit: its KV is already here
-                else:
-                    self.prefixes_stored.add(c)
-                    self.prefix_bytes += e.class_prefix_bytes[c]
-            cached = max(cached, e.hit_tokens[rid])
-            if e.prefix_caching and e.generated[rid]:
-                # Recompute after preemption: the freed blocks stay in the prefix cache (evicted
-                # last), so only the last, partial block is computed again.
-                cached = max(cached, e.input_tokens[rid] + e.generated[rid] - 1)
+            cached = self._cached_tokens(rid)
             if e.reserve_full:
                 self.reserved += e.kv_reserve[rid]
             base = e.kv_start[rid] + e.kv_growth[rid] * e.generated[rid]
@@ -203,6 +192,25 @@ class Replica:
             budget -= tokens
             e.mark_scheduled(rid, self.env.now)
             e.fleet.change(self.env.now, queued=-1, running=+1)
+
+    def _cached_tokens(self, rid: int) -> int:
+        """Prompt tokens an admitted request finds cached (the per-class prefix model; the block
+        cache of fleetsim.sim.block_cache overrides this)."""
+        e = self.engine
+        c = e.req_class[rid]
+        cached = 0
+        if e.prefix_caching and e.prefix_tokens[rid]:
+            if c in self.prefixes_stored:
+                cached = e.prefix_tokens[rid]  # prefix-cache hit: its KV is already here
+            else:
+                self.prefixes_stored.add(c)
+                self.prefix_bytes += e.class_prefix_bytes[c]
+        cached = max(cached, e.hit_tokens[rid])
+        if e.prefix_caching and e.generated[rid]:
+            # Recompute after preemption: the freed blocks stay in the prefix cache (evicted
+            # last), so only the last, partial block is computed again.
+            cached = max(cached, e.input_tokens[rid] + e.generated[rid] - 1)
+        return cached
 
     # ------------------------------------------------------------------ one mixed iteration
     def _prefill_iteration(self, starts_at: float | None = None):
@@ -232,7 +240,7 @@ class Replica:
             tokens = sum(c for _, c in chunks)
             read = self.read_a + self.mem_g * self.it
             cost = self.step.iteration(n_dec, read, tokens, pair_bytes, len(chunks))
-            t = cost.time_s
+            t = cost.time_s + self.reload_due_s  # a block cache's host reloads load before the forward
             p = self._power(cost.flops, cost.bytes, t)
             self.current_power_w = p * self.tp
             self.in_run = False
@@ -248,6 +256,7 @@ class Replica:
                 continue
             self.boundary_at = -1.0
             break
+        self.reload_due_s = 0.0
         self.energy_j += p * t * self.tp
         self.peak_power_w = max(self.peak_power_w, p)
         if n_dec:

@@ -13,6 +13,7 @@ import heapq
 import numpy as np
 
 from fleetsim.errors import SpecError
+from fleetsim.sim.block_cache import PrefixAware
 
 
 class _Router:
@@ -128,6 +129,7 @@ ROUTERS = {
     "least_outstanding": LeastOutstanding,
     "most_free_kv": MostFreeKv,
     "central_queue": CentralQueue,
+    "prefix_aware": PrefixAware,  # reads the replicas' block caches (fleetsim.sim.block_cache)
 }
 
 

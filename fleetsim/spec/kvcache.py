@@ -6,6 +6,7 @@ from pydantic import Field, field_validator
 
 from fleetsim.precision import BITS_PER_ELEMENT, KV_DTYPES
 from fleetsim.spec.base import MAX_TOKENS, NUMBER, NonNegativeTokens, Spec, TokenCount
+from fleetsim.spec.topology import KvOffloadSpec
 
 MAX_PYRAMID_RATIO = 1000.0
 MAX_PREFIX_COMPRESSION = 10_000.0
@@ -92,6 +93,18 @@ class KvCacheSpec(Spec):
         default=1.0,
         description="A shared prefix's KV is this many times smaller (a Cartridges-style compressed prefix); "
         f"1 to {MAX_PREFIX_COMPRESSION:,.0f}. Default 1 (not compressed).",
+    )
+    prefix_cache: Literal["per_class", "blocks"] | None = Field(
+        default=None,
+        description="How prefix caching is modelled: per_class (each class's shared prefix stored once per "
+        "replica, never evicted) or blocks (a per-replica cache of full KV blocks held in the KV pool, LRU-evicted, "
+        "hits found by content: shared prefixes and earlier turns of a session; fleetsim.sim.block_cache). "
+        "Default null: blocks when kv_cache.offload is set or fleet.router is prefix_aware, else per_class.",
+    )
+    offload: KvOffloadSpec | None = Field(
+        default=None,
+        description="A host-memory (and optional disk) KV tier per replica that evicted prefix blocks move to "
+        "and are reloaded from when that beats recomputing them (implies prefix_cache blocks). Default null: none.",
     )
     ssm_state_dtype: str = Field(
         default="bf16",

@@ -32,6 +32,7 @@ from fleetsim.spec.dynamics import AdmissionSpec, ClassPolicySpec
 from fleetsim.spec.economics import CostSpec, FacilitySpec
 from fleetsim.spec.engine import EngineSpec
 from fleetsim.spec.kvcache import KvCacheSpec
+from fleetsim.spec.topology import RoutingSpec
 from fleetsim.spec.workload import MAX_CLASSES, WorkloadSpec
 
 MAX_TP = 1024
@@ -65,10 +66,19 @@ class FleetSpec(Spec):
         description="TensorRT-LLM's way to size the KV pool: this fraction of the memory left after weights and "
         "workspace (kv_cache_free_gpu_mem_fraction); in (0, 1]. Default null: size it by gpu_memory_utilization.",
     )
-    router: Literal["round_robin", "random", "least_outstanding", "most_free_kv", "central_queue"] = Field(
-        default="least_outstanding",
-        description="How requests are spread over replicas: round_robin, random, least_outstanding "
-        "(fewest requests in flight), most_free_kv, central_queue (one fleet queue). Default least_outstanding.",
+    router: Literal["round_robin", "random", "least_outstanding", "most_free_kv", "central_queue", "prefix_aware"] = (
+        Field(
+            default="least_outstanding",
+            description="How requests are spread over replicas: round_robin, random, least_outstanding "
+            "(fewest requests in flight), most_free_kv, central_queue (one fleet queue), prefix_aware (cached "
+            "prefix blocks and load, weighted by fleet.routing; session affinity). Default least_outstanding.",
+        )
+    )
+    routing: RoutingSpec | None = Field(
+        default=None,
+        description="Weights and session affinity of router prefix_aware (llm-d style score: cache_weight x "
+        "cached share of the prompt's blocks + load_weight x (1 - load / max load)). Default null: the "
+        "RoutingSpec defaults (weights 1, session affinity on).",
     )
     profile: PathText | None = Field(
         default=None,
@@ -267,6 +277,26 @@ class ScenarioSpec(Spec):
             if policy.name in seen:
                 raise ValueError(f"classes: '{policy.name[:80]}' is listed twice; valid: each class at most once")
             seen.add(policy.name)
+        return self
+
+    @model_validator(mode="after")
+    def _prefix_cache_mode(self):
+        kv, fleet = self.kv_cache, self.fleet
+        wants_blocks = kv.offload is not None or fleet.router == "prefix_aware"
+        if kv.prefix_cache == "per_class" and wants_blocks:
+            raise ValueError(
+                "kv_cache.prefix_cache: 'per_class' cannot serve kv_cache.offload or router prefix_aware; "
+                "valid: blocks, or null"
+            )
+        if (kv.prefix_cache == "blocks" or wants_blocks) and not kv.prefix_caching:
+            raise ValueError("kv_cache.prefix_caching: false, but a block prefix cache is asked for; valid: true")
+        if fleet.routing is not None and fleet.router != "prefix_aware":
+            raise ValueError(f"fleet.routing is read by router prefix_aware only, not '{fleet.router}'")
+        if fleet.router == "prefix_aware" and fleet.pods > 1:
+            raise ValueError(
+                f"fleet.pods = {fleet.pods}: router prefix_aware runs in one pod (pods split requests at random, "
+                "so a session's turns would scatter); valid: 1"
+            )
         return self
 
     @field_validator("weight_dtype")

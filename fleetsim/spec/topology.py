@@ -20,6 +20,9 @@ YAML shape::
     speculative: {method: mtp, draft_tokens: 1}
     kv_offload: {host_bytes: 5.0e+11, link: {name: pcie-gen5}}
     routing: {kind: prefix_aware, cache_weight: 1.0, load_weight: 1.0, session_affinity: true}
+
+In a scenario now: ``kv_cache.offload`` and ``fleet.routing`` (with ``fleet.router: prefix_aware``),
+read by the simulator's block cache (fleetsim.sim.block_cache).
 """
 
 from __future__ import annotations
@@ -215,4 +218,11 @@ class RoutingSpec(Spec):
     )
     session_affinity: bool = Field(
         default=True, description="Send a session's later turns to the replica of its first turn. Default true."
+    )
+    scorer: Literal["llm_d", "dynamo"] = Field(
+        default="llm_d",
+        description="prefix_aware's score: llm_d (cache_weight x cached share of the prompt's blocks + "
+        "load_weight x (1 - outstanding / the most outstanding), highest wins) or dynamo (NVIDIA Dynamo's KV "
+        "router: cache_weight x blocks to prefill + the replica's active blocks + the prompt's, lowest wins). "
+        "Default llm_d.",
     )

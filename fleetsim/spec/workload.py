@@ -298,6 +298,7 @@ class TraceArrival(Spec):
       - ``arrival_s, input_tokens, output_tokens`` (seconds),
       - Azure LLM inference trace ``TIMESTAMP, ContextTokens, GeneratedTokens`` (datetime strings),
       - Vidur ``arrived_at, num_prefill_tokens, num_decode_tokens`` (seconds).
+    Any of them may add ``session_id, turn`` (a multi-turn conversation and the request's turn in it).
     Rows are sorted by time and shifted so the first request arrives at 0. ``speedup`` divides
     every arrival time (speedup 2 replays the trace twice as fast, at twice the rate); lengths are
     unchanged. ``max_requests`` keeps only the first N requests. A relative ``path`` in a scenario
@@ -309,7 +310,9 @@ class TraceArrival(Spec):
         default="trace", description="Replay of a CSV trace (times and lengths from the file)."
     )
     path: PathText = Field(
-        description="CSV trace file; a relative path is relative to the scenario file's folder. Required."
+        description="CSV trace file; a relative path is relative to the scenario file's folder. Optional columns "
+        "session_id and turn (both or neither, whole numbers >= 0) place requests in conversations (the block "
+        "prefix cache and session affinity read them). Required."
     )
     speedup: Annotated[float, Field(ge=1 / MAX_SPEEDUP, le=MAX_SPEEDUP), NUMBER] = Field(
         default=1.0,
