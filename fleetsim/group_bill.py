@@ -3,6 +3,8 @@ its own GPU energy meter, gpu_energy_j.<group> in the time series), summed. Pure
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -68,7 +70,9 @@ def combine_bills(bills: list[Bill]) -> Bill:
 
 
 def mixed_bill(result, billing: BillingSpec = BillingSpec(), cold_start_s: float = 0.0) -> Bill:
-    """The bill of a simulate() result of a mixed fleet (fleet.groups)."""
+    """The bill of a simulate() result of a mixed fleet (fleet.groups): one bill per GPU type (its
+    groups' GPUs sharing servers, as fleetsim.group_metrics charges them; billed per GPU, at the
+    GPU-weighted mean of the groups' prices), summed; instances and replica-hours count replicas."""
     from fleetsim.catalog import load_gpu
 
     scenario = result.scenario
@@ -76,28 +80,38 @@ def mixed_bill(result, billing: BillingSpec = BillingSpec(), cold_start_s: float
     ts = result.timeseries
     time_s = np.concatenate([[0.0], ts["time_s"].to_numpy(dtype=float), [horizon_s]])
     keep = np.append(np.diff(time_s) > 0, True)
-    bills = []
+    types: dict[str, list] = {}
     for spec in scenario.fleet.groups:
-        if spec.replicas == 0:
-            continue
-        mine = result.replicas["group"] == spec.name
-        energy_j = np.concatenate(
-            [
-                [0.0],
-                ts[f"gpu_energy_j.{spec.name}"].to_numpy(dtype=float),
-                [float(result.replicas.loc[mine, "energy_j"].sum())],
-            ]
-        )
+        if spec.replicas:
+            types.setdefault(load_gpu(spec.gpu).name, []).append(spec)
+    bills = []
+    for name, members in types.items():
+        gpu = load_gpu(name)
+        gpus = sum(g.replicas * g.tp for g in members)
+        mine = result.replicas["gpu"] == name
+        meter = sum(ts[f"gpu_energy_j.{g.name}"].to_numpy(dtype=float) for g in members)
+        energy_j = np.concatenate([[0.0], meter, [float(result.replicas.loc[mine, "energy_j"].sum())]])
         cost = scenario.cost
-        if spec.rental_usd_per_gpu_hour is not None:
-            cost = cost.model_copy(update={"rental_usd_per_gpu_hour": spec.rental_usd_per_gpu_hour})
+        prices = [
+            g.rental_usd_per_gpu_hour
+            if g.rental_usd_per_gpu_hour is not None
+            else (
+                cost.rental_usd_per_gpu_hour
+                if cost.rental_usd_per_gpu_hour is not None
+                else gpu.rental_usd_per_gpu_hour
+            )
+            for g in members
+        ]
+        if all(p is not None for p in prices):
+            mean = sum(p * g.replicas * g.tp for p, g in zip(prices, members)) / gpus  # type: ignore[operator]
+            cost = cost.model_copy(update={"rental_usd_per_gpu_hour": mean})
         bills.append(
             bill(
-                pd.DataFrame({"time_s": [0.0], "replicas": [spec.replicas]}),
+                pd.DataFrame({"time_s": [0.0], "replicas": [gpus]}),
                 power_from_energy(time_s[keep], energy_j[keep]),
                 horizon_s=horizon_s,
-                gpu=load_gpu(spec.gpu),
-                tp=spec.tp,
+                gpu=gpu,
+                tp=1,
                 cost=cost,
                 facility=scenario.facility,
                 billing=billing,
@@ -105,4 +119,7 @@ def mixed_bill(result, billing: BillingSpec = BillingSpec(), cold_start_s: float
                 cold_start_s=cold_start_s,
             )
         )
-    return combine_bills(bills)
+    replicas = sum(g.replicas for g in scenario.fleet.groups)
+    return replace(
+        combine_bills(bills), instances=replicas, peak_replicas=replicas, replica_hours=replicas * horizon_s / 3600.0
+    )

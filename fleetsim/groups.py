@@ -10,9 +10,9 @@ handed to its step model are multiplied back by kv_scale (ScaledStepModel). That
 footprints have the same terms (layer kinds, windows, eviction caps) and one ratio of per-token and
 fixed bytes across all of them: any GPU types at the same tp (the footprint does not depend on
 the GPU: kv_scale is 1), and attention heads split evenly at another tp (GQA with tp dividing the
-KV heads, or replicated when tp >= heads). An MLA latent is replicated on every rank (its ratio is
-1) and an attention term splits: such a mix at different tp has no one ratio and is refused, as is
-any other pair of footprints without one (one line naming fleet.groups[i].tp). Block rounding is
+KV heads; an MLA latent, replicated on every rank, has ratio 1 at any tp). A model whose layers
+scale differently (Qwen3-Next at tp 4: its 2 KV heads replicate while the linear-attention state
+splits) has no one ratio: such a pair of tp is refused (one line naming fleet.groups[i].tp). Block rounding is
 not a problem: the pool is a byte budget and a block is block_tokens x per-token bytes, scaled alike.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from fleetsim.catalog import load_gpu
-from fleetsim.errors import SpecError
+from fleetsim.errors import FleetsimError, SpecError
 from fleetsim.memory import KvFootprint, MemoryPlan
 from fleetsim.perf import StepCost, StepModel
 from fleetsim.profile import load_profile
@@ -80,12 +80,16 @@ def group_scenario(scenario: ScenarioSpec, i: int) -> ScenarioSpec:
     return scenario.model_copy(update={"fleet": fleet.model_copy(update=update)})
 
 
-def _in_group(exc: SpecError, i: int) -> SpecError:
+def _in_group(exc: FleetsimError, i: int) -> FleetsimError:
     """A capacity error of group i names its field there: fleet.tp -> fleet.groups[i].tp."""
     text = str(exc)
     for f in GROUP_FIELDS:
         text = text.replace(f"fleet.{f}", f"fleet.groups[{i}].{f}")
-    return SpecError(text)
+        if text.startswith(f"{f}: "):
+            text = f"fleet.groups[{i}].{text}"
+    if f"fleet.groups[{i}]" not in text:
+        text = f"fleet.groups[{i}]: {text}"
+    return type(exc)(text)  # the same kind of error (SpecError, CatalogError, CapacityError)
 
 
 def kv_scale(footprint: KvFootprint, reference: KvFootprint, i: int) -> float:
@@ -104,8 +108,8 @@ def kv_scale(footprint: KvFootprint, reference: KvFootprint, i: int) -> float:
     if len(ratios) != 1 or min(ratios) <= 0:
         raise SpecError(
             f"fleet.groups[{i}].tp: {footprint.tp} splits the KV cache differently from group 0 (tp "
-            f"{reference.tp}) with no one ratio of bytes per GPU (e.g. an MLA latent is replicated, attention "
-            f"heads split); valid: tp {reference.tp} as group 0, or a tp that splits every layer alike"
+            f"{reference.tp}) with no one ratio of bytes per GPU (some layers' KV is replicated on every rank, "
+            f"others split); valid: tp {reference.tp} as group 0, or a tp that splits every layer alike"
         )
     return float(ratios.pop())
 
@@ -155,7 +159,7 @@ def build_groups(scenario: ScenarioSpec, arch: Architecture, engine_profile: Eng
             profile = load_profile(gpu.name, spec.profile)
             plan = memory_plan_of(sc, arch, gpu)
             model = replica_model(sc, arch, gpu, profile, engine_profile, plan)
-        except SpecError as exc:
+        except FleetsimError as exc:
             raise _in_group(exc, i) from None
         if reference is None:
             reference = model.footprint

@@ -189,10 +189,10 @@ def summarize(
     if groups:
         from fleetsim.group_metrics import fleet_totals, group_powers, groups_block
 
-        powers = group_powers(
+        powers, types = group_powers(
             scenario, groups, raw.timeseries, raw.replicas, req, (a, b), steady["basis"] == "steady_state", sim_s
         )
-        wall, it_kw, fac, mixed_usd_per_hour = fleet_totals(powers)
+        wall, it_kw, fac, mixed_usd_per_hour = fleet_totals(types)
     else:
         wall = wall_power_summary(gpu, n_gpus, gpu_mean_w, gpu_peak_w)
         if scenario.facility.server_overhead_w is None:
@@ -360,5 +360,5 @@ def summarize(
         },
     }
     if groups:
-        summary["groups"] = groups_block(powers)
+        summary["groups"] = groups_block(powers, groups)
     return summary
