@@ -211,3 +211,33 @@ def test_a_group_whose_model_does_not_fit_names_its_field(tmp_path, monkeypatch,
     r = run_in_process(monkeypatch, capsys, "run", p, "--json")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "fleet.groups[1]" in r.stderr, r.stderr
+
+
+def test_plan_mix_is_never_dearer_than_one_type_and_its_fleet_meets_the_slo():
+    from fleetsim.plan_mix import plan_mix
+
+    l40s_price = 0.86
+    sc = scenario({"gpu": "h100-sxm"}, rate_per_s=150, duration_s=10)
+    plan = plan_mix(sc, ["h100-sxm", "l40s"], tp_options=[1], prices={"l40s": l40s_price})
+    best, single = plan.best, plan.best_single
+    assert best is not None and single is not None
+    assert best["usd_per_hour"] <= single["usd_per_hour"]
+    # Priced by hand: GPUs x $/GPU-hour of each type (tp 1).
+    assert best["usd_per_hour"] == pytest.approx(best["a"] * H100_USD_PER_GPU_HOUR + best["b"] * l40s_price)
+    # The one-type plans' own answers are among the candidates.
+    table = {r["gpu"]: r for r in plan.singles.to_dict(orient="records")}
+    assert {(int(table["h100-sxm"]["replicas"]), 0), (0, int(table["l40s"]["replicas"]))} <= {
+        (int(a), int(b)) for a, b in zip(plan.candidates["a"], plan.candidates["b"])
+    }
+    # An independent check: the chosen fleet, simulated on its own, meets the SLO.
+    check = dict(sc, fleet={"router": "capacity_weighted", "groups": [g for g in plan.groups(best) if g["replicas"]]})
+    assert simulate(check).summary["slo"]["met"]
+    assert plan.sentence().startswith("A mix beats") == plan.mix_beats_single
+    assert len(plan.candidates) > 2  # mixes were searched, not only the one-type fleets
+
+
+def test_plan_mix_needs_two_gpu_types(tmp_path, monkeypatch, capsys):
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(scenario({"gpu": "h100-sxm"})))
+    r = run_in_process(monkeypatch, capsys, "plan", p, "--gpus", "h100-sxm", "--mix")
+    assert r.returncode == 2 and "exactly two" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
