@@ -168,3 +168,18 @@ def build_groups(scenario: ScenarioSpec, arch: Architecture, engine_profile: Eng
             ReplicaGroup(i, spec.name, sc, gpu, profile, plan, model, scale, decode_capacity_per_s(sc, model, plan))
         )
     return groups
+
+
+def groups_calibration_status(groups: list[ReplicaGroup], engine: EngineProfile) -> dict:
+    """calibration_status over a mixed fleet: each GPU type's profile and grade (joined by '+'), every
+    group's warnings and notes once."""
+    from fleetsim.calibration_status import calibration_status
+
+    parts = [calibration_status(g.profile, engine, g.model.step_model) for g in groups if g.replicas]
+    merged = dict(parts[0])
+    merged["gpu_profile"] = "+".join(dict.fromkeys(p["gpu_profile"] for p in parts))
+    merged["gpu_grade"] = " / ".join(dict.fromkeys(str(p["gpu_grade"]) for p in parts))
+    merged["figures_of_this_gpu_and_engine"] = min(p["figures_of_this_gpu_and_engine"] for p in parts)
+    merged["warnings"] = list(dict.fromkeys(w for p in parts for w in p["warnings"]))
+    merged["notes"] = list(dict.fromkeys(n for p in parts for n in p["notes"]))
+    return merged

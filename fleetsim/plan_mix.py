@@ -95,8 +95,11 @@ def _fleet(plan: MixPlan, row: Mapping) -> str:
 
 
 def mix_groups(gpus: tuple[str, str], tps: tuple[int, int], a: int, b: int, prices: Mapping[str, float]) -> list[dict]:
+    """fleet.groups of a mix: a of the first type, b of the second (a type with none left out)."""
     out = []
     for n, gpu, tp in zip((a, b), gpus, tps):
+        if not n:
+            continue
         g: dict[str, Any] = {"name": gpu, "gpu": gpu, "tp": tp, "replicas": n}
         if load_gpu(gpu).name in prices:
             g["rental_usd_per_gpu_hour"] = prices[load_gpu(gpu).name]

@@ -149,7 +149,12 @@ def simulate(
     else:
         raw = engine.run()
     t2 = time.process_time()
-    status = calibration_status(profile, engine_profile, engine.step_model)
+    if groups:
+        from fleetsim.groups import groups_calibration_status
+
+        status = groups_calibration_status(groups, engine_profile)
+    else:
+        status = calibration_status(profile, engine_profile, engine.step_model)
     summary = summarize(raw, scenario, arch, gpu, plan, calibration=status, groups=groups)
     result = SimulationResult(scenario, summary, raw.requests, raw.timeseries, raw.replicas, plan, {})
     # The bill of the simulated period (GPU-hours, kWh, water, carbon; rent and own side by side,

@@ -230,7 +230,7 @@ def test_plan_mix_is_never_dearer_than_one_type_and_its_fleet_meets_the_slo():
         (int(a), int(b)) for a, b in zip(plan.candidates["a"], plan.candidates["b"])
     }
     # An independent check: the chosen fleet, simulated on its own, meets the SLO.
-    check = dict(sc, fleet={"router": "capacity_weighted", "groups": [g for g in plan.groups(best) if g["replicas"]]})
+    check = dict(sc, fleet={"router": "capacity_weighted", "groups": plan.groups(best)})
     assert simulate(check).summary["slo"]["met"]
     assert plan.sentence().startswith("A mix beats") == plan.mix_beats_single
     assert len(plan.candidates) > 2  # mixes were searched, not only the one-type fleets
@@ -241,3 +241,18 @@ def test_plan_mix_needs_two_gpu_types(tmp_path, monkeypatch, capsys):
     p.write_text(yaml.safe_dump(scenario({"gpu": "h100-sxm"})))
     r = run_in_process(monkeypatch, capsys, "plan", p, "--gpus", "h100-sxm", "--mix")
     assert r.returncode == 2 and "exactly two" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_capacity_weighted_on_one_gpu_type_is_least_outstanding():
+    a = simulate(scenario({"gpu": "h100-sxm", "replicas": 3, "router": "least_outstanding"}))
+    b = simulate(scenario({"gpu": "h100-sxm", "replicas": 3, "router": "capacity_weighted"}))
+    assert (a.requests["replica"] == b.requests["replica"]).all()
+    assert a.summary["throughput"] == b.summary["throughput"]
+
+
+def test_a_one_type_override_on_a_mixed_fleet_is_refused():
+    # Even at its default value (a plan or sweep over fleet.gpu), it would be silently replaced by the groups.
+    with pytest.raises(SpecError, match=r"fleet\.gpu: set on a mixed fleet"):
+        simulate(MIXED, {"fleet.gpu": "h100-sxm"})
+    one = simulate(MIXED, {"fleet.groups": None, "fleet.gpu": "l40s", "cost.rental_usd_per_gpu_hour": 1.0})
+    assert one.summary["fleet"]["gpu"] == "l40s" and "groups" not in one.summary

@@ -119,6 +119,7 @@ class MixedEngine(Engine):
         replicas: list[Replica] = [GroupReplica(env, i, self, self.groups[g]) for i, g in enumerate(self.group_of)]
         # Too large only if it fits no group's pool (the engine's dispatch check).
         self.pool_bytes = max(r.pool_bytes for r in replicas)
+        self.members = [[r for r in replicas if r.group == g.index] for g in self.groups]  # type: ignore[attr-defined]
         return replicas
 
     def make_router(self):
@@ -143,7 +144,7 @@ class MixedEngine(Engine):
 
     def _sample_row(self, rows: list) -> None:
         now = self.env.now
-        per = [fleet_meters([r for r in self.replicas if r.group == g.index], now) for g in self.groups]  # type: ignore[attr-defined]
+        per = [fleet_meters(members, now) for members in self.members]
         pool_total = sum(r.pool_bytes for r in self.replicas)
         held = sum(m[0] for m in per)
         power_w, energy_j, tokens = (sum(m[k] for m in per) for k in (1, 2, 3))
