@@ -256,3 +256,15 @@ def test_a_one_type_override_on_a_mixed_fleet_is_refused():
         simulate(MIXED, {"fleet.gpu": "h100-sxm"})
     one = simulate(MIXED, {"fleet.groups": None, "fleet.gpu": "l40s", "cost.rental_usd_per_gpu_hour": 1.0})
     assert one.summary["fleet"]["gpu"] == "l40s" and "groups" not in one.summary
+
+
+@pytest.mark.parametrize("router", ["round_robin", "random", "least_outstanding", "most_free_kv", "central_queue"])
+def test_every_router_works_on_a_mixed_fleet(router):
+    fleet = {
+        "router": router,
+        "groups": [group("h100", "h100-sxm", 1), group("l40s", "l40s", 2, rental_usd_per_gpu_hour=1.0)],
+    }
+    res = simulate(scenario(fleet, rate_per_s=20, duration_s=10))
+    conserved(res)
+    assert res.summary["requests"]["completed"] == res.summary["requests"]["arrived"]
+    # (most_free_kv and central_queue favour the H100: its pool is larger, its index lower)
