@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fleetsim.cost import hourly_cost_usd
+from fleetsim.errors import SpecError
 from fleetsim.facility import FacilityBreakdown, facility_breakdown, it_power_kw, num_servers, server_overhead_w
 from fleetsim.groups import ReplicaGroup
 from fleetsim.server_power import wall_power_summary
@@ -56,6 +57,14 @@ def group_cost_spec(scenario: ScenarioSpec, g: ReplicaGroup) -> CostSpec:
     return scenario.cost if price is None else scenario.cost.model_copy(update={"rental_usd_per_gpu_hour": price})
 
 
+def group_rental_usd_per_hour(scenario: ScenarioSpec, g: ReplicaGroup) -> float:
+    """The group's GPUs x its rental price (one line naming both places to set a missing price)."""
+    try:
+        return hourly_cost_usd(group_cost_spec(scenario, g), g.gpu, g.gpus, 0.0, scenario.facility.pue).usd_per_hour
+    except SpecError as exc:
+        raise SpecError(f"{exc} (or fleet.groups[{g.index}].rental_usd_per_gpu_hour)") from None
+
+
 def by_gpu_type(groups: list[ReplicaGroup]) -> dict[str, list[ReplicaGroup]]:
     """The groups with replicas, by GPU type (in order of first appearance)."""
     out: dict[str, list[ReplicaGroup]] = {}
@@ -82,9 +91,7 @@ def _type_power(scenario: ScenarioSpec, members: list[ReplicaGroup], energy_j: f
         overhead_w = server_overhead_w(gpu, fac.server_overhead_w)
         it_kw = it_power_kw(mean_w * n, num_servers(n, gpu.gpus_per_server), overhead_w)
     if scenario.cost.mode == "rental":  # linear in GPUs: each group at its own price
-        usd = sum(
-            hourly_cost_usd(group_cost_spec(scenario, g), gpu, g.gpus, 0.0, fac.pue).usd_per_hour for g in members
-        )
+        usd = sum(group_rental_usd_per_hour(scenario, g) for g in members)
     else:
         usd = hourly_cost_usd(
             scenario.cost, gpu, n, it_kw, fac.pue, server_overhead_w=fac.server_overhead_w
@@ -129,11 +136,7 @@ def group_powers(
         for g in members:
             share = energy[g.name] / type_j if type_j > 0 else g.gpus / n_type
             rental = scenario.cost.mode == "rental"
-            usd = (
-                hourly_cost_usd(group_cost_spec(scenario, g), g.gpu, g.gpus, 0.0, scenario.facility.pue).usd_per_hour
-                if rental
-                else t.usd_per_hour * g.gpus / n_type
-            )
+            usd = group_rental_usd_per_hour(scenario, g) if rental else t.usd_per_hour * g.gpus / n_type
             powers.append(
                 GroupPower(
                     group=g,

@@ -169,6 +169,8 @@ def plan(
     from fleetsim.study.sources import parse_prices
 
     if mix:
+        if spares or peak:
+            fail(f"plan --mix: {'--spares' if spares else '--peak'} is not searched with --mix; valid: leave it out")
         _plan_mix(scenario, gpus_, price, seeds, set_, out_dir, json_out)
         return
 
