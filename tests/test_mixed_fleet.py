@@ -190,6 +190,7 @@ BAD = [
     ({"groups": [group("a", "h100-sxm", 1), group("b", "h100-sxm", 1, tp=3)]}, "fleet.groups[1].tp"),
     ({"pods": 2, "groups": [group("a", "h100-sxm", 2)]}, "pods"),
     ({"groups": [group("a", "h100-sxm", 1), group("b", "l40s", 1)]}, "fleet.groups[1].rental_usd_per_gpu_hour"),
+    ({"router": "prefix_aware", "groups": [group("a", "h100-sxm", 2)]}, "block prefix cache"),
 ]
 
 

@@ -19,6 +19,7 @@ import heapq
 import pandas as pd
 import simpy
 
+from fleetsim.errors import SpecError
 from fleetsim.groups import ReplicaGroup, ScaledStepModel
 from fleetsim.sim.engine import Engine
 from fleetsim.sim.replica import Replica, fleet_meters
@@ -107,6 +108,11 @@ class MixedEngine(Engine):
     ):
         g0 = groups[0]
         super().__init__(g0.scenario, arch, g0.gpu, g0.profile, g0.plan, engine_profile)
+        if self.block_cache:
+            raise SpecError(
+                "fleet.groups: the block prefix cache (kv_cache.prefix_cache blocks, kv_cache.offload or router "
+                "prefix_aware) is not modelled on a mixed fleet yet; valid: prefix_cache per_class and another router"
+            )
         self.mixed = scenario
         self.groups = groups
         self.group_of = [g.index for g in groups for _ in range(g.replicas)]
