@@ -35,9 +35,8 @@ def scenario(fleet: dict, rate_per_s: float = 8.0, duration_s: float = 20.0, **e
                 }
             ],
         },
-        "cost": {"mode": "rental"},
         "run": {"duration_s": duration_s, "seed": 3},
-        **extra,
+        **{"cost": {"mode": "rental"}, **extra},
     }
 
 
@@ -51,11 +50,12 @@ def conserved(result) -> None:
     assert sum(g["requests_completed"] for g in result.summary["groups"]) == r["completed"]
 
 
-def test_two_identical_groups_are_one_group_of_the_summed_replicas():
+@pytest.mark.parametrize("mode", ["rental", "owned"])
+def test_two_identical_groups_are_one_group_of_the_summed_replicas(mode):
     # Same GPU, same tp: the groups' replicas are the one-group fleet's, in the same order, so the
-    # same router makes the same picks and every request is served alike.
-    one = simulate(scenario({"gpu": "h100-sxm", "replicas": 4}))
-    two = simulate(scenario({"groups": [group("a", "h100-sxm", 2), group("b", "h100-sxm", 2)]}))
+    # same router makes the same picks and every request is served alike; the groups share servers.
+    one = simulate(scenario({"gpu": "h100-sxm", "replicas": 4}, cost={"mode": mode}))
+    two = simulate(scenario({"groups": [group("a", "h100-sxm", 2), group("b", "h100-sxm", 2)]}, cost={"mode": mode}))
     a, b = one.requests, two.requests
     assert (a["replica"].to_numpy() == b["replica"].to_numpy()).all()
     assert (a["status"] == b["status"]).all()
@@ -65,6 +65,8 @@ def test_two_identical_groups_are_one_group_of_the_summed_replicas():
     for block, key in [("power", "gpu_energy_kwh"), ("power", "it_mean_kw"), ("cost", "usd_per_hour")]:
         assert s2[block][key] == pytest.approx(s1[block][key], rel=1e-9)
     assert s2["bill"]["rent_usd"]["on_demand_usd"] == pytest.approx(s1["bill"]["rent_usd"]["on_demand_usd"], rel=1e-9)
+    assert s2["bill"]["own_usd"]["total_usd"] == pytest.approx(s1["bill"]["own_usd"]["total_usd"], rel=1e-9)
+    assert s2["fleet"]["servers"] == s1["fleet"]["servers"]
     conserved(two)
 
 
