@@ -27,6 +27,8 @@ _LAZY = {
     "SpecError": "fleetsim.errors",
     "PlanResult": "fleetsim.plan",
     "plan_fleet": "fleetsim.plan",
+    "MixPlan": "fleetsim.plan_mix",
+    "plan_mix": "fleetsim.plan_mix",
     "load_sweep": "fleetsim.sweep",
     "parse_grid": "fleetsim.sweep",
     "run_sweep": "fleetsim.sweep",
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from fleetsim.kv_transfer import plan_disaggregation
     from fleetsim.pipeline import pipeline_plan
     from fleetsim.plan import PlanResult, plan_fleet
+    from fleetsim.plan_mix import MixPlan, plan_mix
     from fleetsim.speculative import mtp_pays_at_batch, speculative_step
     from fleetsim.sweep import load_sweep, parse_grid, run_sweep
     from fleetsim.validation import run_validation
@@ -106,10 +109,12 @@ __all__ = [
     "pipeline_plan",
     "plan_disaggregation",
     "speculative_step",
+    "MixPlan",
     "PlanResult",
     "load_sweep",
     "parse_grid",
     "plan_fleet",
+    "plan_mix",
     "run_sweep",
     "run_validation",
     "validate",

@@ -303,6 +303,10 @@ def bill_of(
     from fleetsim.catalog import load_gpu
 
     scenario = result.scenario
+    if scenario.fleet.groups and replicas is None and lifetimes is None:
+        from fleetsim.group_bill import mixed_bill  # a mixed fleet: one bill per group, summed
+
+        return mixed_bill(result, billing, cold_start_s)
     horizon_s = float(result.summary["simulated_s"])
     ts = result.timeseries
     time_s = np.concatenate([[0.0], ts["time_s"].to_numpy(dtype=float), [horizon_s]])

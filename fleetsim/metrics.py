@@ -158,11 +158,14 @@ def summarize(
     gpu: GpuSpec,
     plan: MemoryPlan,
     calibration: dict | None = None,
+    groups: list | None = None,
 ) -> dict:
+    """The run's summary. A mixed fleet (`groups`: fleetsim.groups.ReplicaGroup) sums its power,
+    facility, cost and KV capacity over the groups (fleetsim.group_metrics) and adds `groups`."""
     req = raw.requests
     sim_s = raw.simulated_s
     fleet = scenario.fleet
-    n_gpus = fleet.replicas * fleet.tp
+    n_gpus = fleet.replicas * fleet.tp if not groups else sum(g.gpus for g in groups)
     status = req["status"]
     completed = req[status == "completed"]
     steady = steady_state(raw, n_gpus)
@@ -183,25 +186,42 @@ def summarize(
     gpu_energy_j = float(raw.replicas["energy_j"].sum())
     gpu_mean_w = steady["gpu_power_w"]
     gpu_peak_w = float(raw.replicas["peak_power_w"].max()) if len(raw.replicas) else 0.0
-    wall = wall_power_summary(gpu, n_gpus, gpu_mean_w, gpu_peak_w)
-    if scenario.facility.server_overhead_w is None:
-        # IT power is what the servers draw at the wall: GPUs + load-dependent host parts, through
-        # the PSUs (fleetsim.server_power); rack-scale systems charged their fraction of a rack.
-        it_kw = wall["server_wall_kw"]
-    else:  # the scenario's own constant non-GPU power per server
-        overhead_w = server_overhead_w(gpu, scenario.facility.server_overhead_w)
-        it_kw = it_power_kw(gpu_mean_w * n_gpus, num_servers(n_gpus, gpu.gpus_per_server), overhead_w)
-    fac = facility_breakdown(scenario.facility, gpu, n_gpus, it_kw)
+    if groups:
+        from fleetsim.group_metrics import fleet_totals, group_powers, groups_block
+
+        powers, types = group_powers(
+            scenario, groups, raw.timeseries, raw.replicas, req, (a, b), steady["basis"] == "steady_state", sim_s
+        )
+        wall, it_kw, fac, mixed_usd_per_hour = fleet_totals(types)
+    else:
+        wall = wall_power_summary(gpu, n_gpus, gpu_mean_w, gpu_peak_w)
+        if scenario.facility.server_overhead_w is None:
+            # IT power is what the servers draw at the wall: GPUs + load-dependent host parts, through
+            # the PSUs (fleetsim.server_power); rack-scale systems charged their fraction of a rack.
+            it_kw = wall["server_wall_kw"]
+        else:  # the scenario's own constant non-GPU power per server
+            overhead_w = server_overhead_w(gpu, scenario.facility.server_overhead_w)
+            it_kw = it_power_kw(gpu_mean_w * n_gpus, num_servers(n_gpus, gpu.gpus_per_server), overhead_w)
+        fac = facility_breakdown(scenario.facility, gpu, n_gpus, it_kw)
     it_energy_kwh = it_kw * sim_s / 3600.0
     all_out = float(completed["output_tokens"].sum())
 
     # --- cost
-    cost = hourly_cost_usd(
-        scenario.cost, gpu, n_gpus, it_kw, scenario.facility.pue, server_overhead_w=scenario.facility.server_overhead_w
-    )
+    if groups:
+        cost_mode, usd_per_hour = scenario.cost.mode, mixed_usd_per_hour
+    else:
+        cost = hourly_cost_usd(
+            scenario.cost,
+            gpu,
+            n_gpus,
+            it_kw,
+            scenario.facility.pue,
+            server_overhead_w=scenario.facility.server_overhead_w,
+        )
+        cost_mode, usd_per_hour = cost.mode, cost.usd_per_hour
     prefill_s = float(raw.replicas["prefill_s"].sum())
     decode_s = float(raw.replicas["decode_s"].sum())
-    usd_window = cost.usd_per_hour * window_s / 3600.0
+    usd_window = usd_per_hour * window_s / 3600.0
     usd_in, usd_out = split_input_output_cost(usd_window, prefill_s, decode_s)
 
     # --- SLO
@@ -227,10 +247,20 @@ def summarize(
         sequences_that_fit(plan.kv_pool_bytes_per_gpu, plan.kv_blocks, plan.block_bytes_per_gpu, per_seq)
         * fleet.replicas
     )
-
     pool_byte_s = plan.kv_pool_bytes_per_gpu * fleet.replicas * sim_s
     prefix_cache = prefix_cache_summary(raw.replicas)  # None unless the block cache ran
-    return {
+    if groups:  # per group, its own pool; the replicas' byte-seconds are in reference bytes
+        by_memory = 0
+        pool_byte_s = 0.0
+        for g in groups:
+            fp = g.model.footprint
+            each = float(fp.bytes_per_rank(round(mean_in), round(mean_out)))
+            p = g.plan
+            by_memory += (
+                sequences_that_fit(p.kv_pool_bytes_per_gpu, p.kv_blocks, p.block_bytes_per_gpu, each) * g.replicas
+            )
+            pool_byte_s += g.pool_ref_bytes * g.replicas * sim_s
+    summary = {
         "scenario": scenario.name,
         "seed": scenario.run.seed,
         "simulated_s": sim_s,
@@ -301,19 +331,19 @@ def summarize(
             "tons_at_peak": heat_load(wall["server_wall_peak_kw"])["tons"],
         },
         "fleet": {
-            "gpu": gpu.name,
+            "gpu": gpu.name if not groups else "+".join(dict.fromkeys(g.gpu.name for g in groups if g.replicas)),
             "gpus": n_gpus,
-            "replicas": fleet.replicas,
-            "tp": fleet.tp,
+            "replicas": fleet.replicas if not groups else sum(g.replicas for g in groups),
+            "tp": fleet.tp if not groups else (groups[0].tp if len({g.tp for g in groups}) == 1 else None),
             "servers": fac.servers,
             "racks": fac.racks,
             "provisioned_it_kw": fac.provisioned_it_kw,
         },
         "cost": {
-            "mode": cost.mode,
-            "usd_per_hour": cost.usd_per_hour,
-            "usd_per_million_output_tokens": _clean(usd_per_million_tokens(cost.usd_per_hour, out_tps)),
-            "usd_per_million_tokens": _clean(usd_per_million_tokens(cost.usd_per_hour, out_tps + in_tps)),
+            "mode": cost_mode,
+            "usd_per_hour": usd_per_hour,
+            "usd_per_million_output_tokens": _clean(usd_per_million_tokens(usd_per_hour, out_tps)),
+            "usd_per_million_tokens": _clean(usd_per_million_tokens(usd_per_hour, out_tps + in_tps)),
             "usd_per_million_input_tokens_by_gpu_time": _clean(usd_in / in_tok * 1e6) if in_tok else None,
             "usd_per_million_output_tokens_by_gpu_time": _clean(usd_out / out_tok * 1e6) if out_tok else None,
         },
@@ -329,3 +359,6 @@ def summarize(
             "met": bool(attainment >= slo.attainment_target),
         },
     }
+    if groups:
+        summary["groups"] = groups_block(powers, groups)
+    return summary

@@ -574,6 +574,8 @@ def plan_fleet(
     if isinstance(spares, bool) or not isinstance(spares, int) or not 0 <= spares <= 1024:
         raise SpecError(f"plan: spares {spares!r} is not valid; give a whole number of spare replicas from 0 to 1024")
     overrides = dict(overrides or {})
+    if load_scenario(scenario, overrides).fleet.groups:
+        overrides["fleet.groups"] = None  # a mixed fleet is planned from its workload and SLO (plan --mix: both)
     if size_for_peak:
         overrides.update(peak_overrides(load_scenario(scenario, overrides)))
     base = load_scenario(scenario, overrides)

@@ -94,6 +94,9 @@ def apply_overrides(data: dict, overrides: Mapping[str, Any], *, prefix: str = "
 def _get(data: dict, dotted: str):
     node: Any = data
     for part in dotted.split("."):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]  # a list entry (fleet.groups.0.profile)
+            continue
         if not isinstance(node, dict):
             return None
         node = node.get(part)
@@ -104,8 +107,16 @@ def _set(data: dict, dotted: str, value) -> None:
     *parents, last = dotted.split(".")
     node = data
     for part in parents:
-        node = node[part]
+        node = node[int(part)] if isinstance(node, list) else node[part]
     node[last] = value
+
+
+def _group_fields(data: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(path fields, name-or-path fields) of a mixed fleet's groups: each group's profile and gpu."""
+    groups = _get(data, "fleet.groups")
+    n = len(groups) if isinstance(groups, list) else 0
+    ok = [i for i in range(n) if isinstance(groups[i], dict)]
+    return tuple(f"fleet.groups.{i}.profile" for i in ok), tuple(f"fleet.groups.{i}.gpu" for i in ok)
 
 
 def _looks_like_a_file(text: str) -> bool:
@@ -166,7 +177,7 @@ def _check_files(data: dict) -> None:
     or a 100 GB file given as a model or GPU cannot hang or exhaust the readers."""
     from fleetsim.workload import MAX_TRACE_BYTES
 
-    for field in (*PATH_FIELDS, *NAME_OR_PATH_FIELDS):
+    for field in (*PATH_FIELDS, *NAME_OR_PATH_FIELDS, *sum(_group_fields(data), ())):
         value = _get(data, field)
         if not isinstance(value, str) or not value or path_text_problem(value):
             continue
@@ -208,11 +219,12 @@ def _path_value(data: dict, field: str) -> str | None:
 def _resolve_paths(data: dict, base: Path) -> None:
     """Resolve every path of a scenario mapping (in place) against its file's folder `base`."""
     base = Path(os.path.normpath(base.resolve()))
-    for field in PATH_FIELDS:
+    group_paths, group_names = _group_fields(data)
+    for field in (*PATH_FIELDS, *group_paths):
         value = _path_value(data, field)
         if value is not None:
             _set(data, field, _resolve(field, value, base))
-    for field in NAME_OR_PATH_FIELDS:
+    for field in (*NAME_OR_PATH_FIELDS, *group_names):
         value = _path_value(data, field)
         if value is None or _is_catalog_entry(field, value):
             continue
@@ -240,6 +252,7 @@ def scenario_from_dict(
         raise SpecError(f"{where}: a scenario must be a YAML mapping, not {type(data).__name__}")
     if overrides:
         data = apply_overrides(data, overrides)
+        _check_group_overrides(data, overrides)
     else:
         data = copy.deepcopy(data)
     if base is not None:
@@ -251,6 +264,22 @@ def scenario_from_dict(
         raise SpecError(f"{where}: {first_error_line(exc)}") from None
     except RecursionError:
         raise SpecError(f"{where}: nested too deep; valid: a scenario mapping (see `fleetsim schema`)") from None
+
+
+def _check_group_overrides(data: dict, overrides: Mapping[str, Any]) -> None:
+    """An override of a one-type fleet field (fleet.gpu, tp, replicas, profile, power_limit_w) on a
+    mixed fleet is refused unless the same overrides set fleet.groups too: even at its default
+    value it would otherwise be silently replaced by the groups (a plan or sweep over fleet.gpu)."""
+    from fleetsim.spec.groups import GROUP_FIELDS
+
+    if not _get(data, "fleet.groups") or "fleet.groups" in overrides:
+        return
+    for key in overrides:
+        if key in {f"fleet.{f}" for f in GROUP_FIELDS}:
+            raise SpecError(
+                f"{key}: set on a mixed fleet (fleet.groups); valid: set it per group (fleet.groups[i].{key[6:]}), "
+                "or fleet.groups=null for a one-type fleet"
+            )
 
 
 def load_scenario(path_or_spec, overrides: Mapping[str, Any] | None = None) -> ScenarioSpec:

@@ -91,6 +91,21 @@ def build(scenario: ScenarioSpec):
     would take more requests, samples, events or memory than fleetsim's limits is refused
     (fleetsim.workbudget), all before the clock starts."""
     arch = load_model(scenario.model)
+    if scenario.fleet.groups:
+        # A mixed fleet (fleetsim.groups): every group planned; group 0 stands for the fleet's GPU,
+        # profile and plan where one is asked for (the work budget counts every group's replicas).
+        from fleetsim.groups import build_groups
+
+        engine = load_engine_profile(scenario.engine)
+        g0 = build_groups(scenario, arch, engine)[0]
+        total = sum(g.replicas for g in scenario.fleet.groups)
+        check_run(
+            g0.scenario.model_copy(update={"fleet": g0.scenario.fleet.model_copy(update={"replicas": total})}),
+            arch,
+            g0.gpu,
+            g0.plan,
+        )
+        return arch, g0.gpu, g0.profile, engine, g0.plan
     gpu = load_gpu(scenario.fleet.gpu)
     profile = load_profile(gpu.name, scenario.fleet.profile)
     engine = load_engine_profile(scenario.engine)
@@ -116,7 +131,15 @@ def simulate(
     t0 = time.process_time()
     scenario = load_scenario(scenario_or_path, merged)
     arch, gpu, profile, engine_profile, plan = build(scenario)
-    engine = Engine(scenario, arch, gpu, profile, plan, engine_profile)
+    groups = None
+    if scenario.fleet.groups:
+        from fleetsim.groups import build_groups
+        from fleetsim.sim.mixed import MixedEngine
+
+        groups = build_groups(scenario, arch, engine_profile)
+        engine: Engine = MixedEngine(scenario, arch, groups, engine_profile)
+    else:
+        engine = Engine(scenario, arch, gpu, profile, plan, engine_profile)
     engine.progress = progress
     t1 = time.process_time()
     if scenario.fleet.pods > 1:
@@ -126,8 +149,13 @@ def simulate(
     else:
         raw = engine.run()
     t2 = time.process_time()
-    status = calibration_status(profile, engine_profile, engine.step_model)
-    summary = summarize(raw, scenario, arch, gpu, plan, calibration=status)
+    if groups:
+        from fleetsim.groups import groups_calibration_status
+
+        status = groups_calibration_status(groups, engine_profile)
+    else:
+        status = calibration_status(profile, engine_profile, engine.step_model)
+    summary = summarize(raw, scenario, arch, gpu, plan, calibration=status, groups=groups)
     result = SimulationResult(scenario, summary, raw.requests, raw.timeseries, raw.replicas, plan, {})
     # The bill of the simulated period (GPU-hours, kWh, water, carbon; rent and own side by side,
     # per class, extrapolated to a month and a year): fleetsim.bill.

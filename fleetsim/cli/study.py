@@ -132,13 +132,21 @@ def plan(
         "--peak",
         help="Size a diurnal load for its peak rate (a steady Poisson load at the peak) instead of the day.",
     ),
+    mix: bool = typer.Option(
+        False,
+        "--mix",
+        help="Also search fleets mixing the two --gpus types (fleet.groups behind the capacity_weighted router): "
+        "for each count of the first type up to its one-type answer, the fewest of the second that meets the "
+        "SLO; says whether a mix beats the best one-type fleet. Default: off.",
+    ),
     set_: list[str] | None = set_option(),
     out_dir: Path | None = typer.Option(
         None,
         "--out",
         metavar=DIR,
         help="Folder to write, whole: plan.json, plan.csv, options.csv, evaluations.csv, scenario.yaml, "
-        "manifest.json (a rerun replaces it). Checked before the search starts. Default: nothing written.",
+        "manifest.json (with --mix: mix.json, mix.csv; a rerun replaces it). Checked before the search starts. "
+        "Default: nothing written.",
     ),
     json_out: bool = json_option(),
 ):
@@ -150,7 +158,7 @@ def plan(
     \b
     Examples:
       fleetsim plan scenarios/h100_llama3.yaml --price a100-80gb=1.40 --seeds 10
-      fleetsim plan scenarios/h100_llama3.yaml --gpus h100-sxm,h200 --set workload.arrival.rate_per_s=60
+      fleetsim plan scenarios/h100_l40s_mixed.yaml --gpus h100-sxm,l40s --price l40s=0.86 --mix
       fleetsim plan my.yaml --out runs/plan && fleetsim report runs/plan -o plan.html
     """
     from fleetsim.output import check_output_dir, output_directory
@@ -159,6 +167,12 @@ def plan(
     if out_dir is not None:
         check_output_dir(out_dir, "--out")
     from fleetsim.study.sources import parse_prices
+
+    if mix:
+        if spares or peak:
+            fail(f"plan --mix: {'--spares' if spares else '--peak'} is not searched with --mix; valid: leave it out")
+        _plan_mix(scenario, gpus_, price, seeds, set_, out_dir, json_out)
+        return
 
     result = plan_fleet(
         scenario,
@@ -178,6 +192,31 @@ def plan(
     else:
         print_frame(result.display_table(), title=result.title())
         out.print(result.recommendation())
+    if out_dir is not None:
+        (note_line if json_out else say)(f"wrote {out_dir}/")
+
+
+def _plan_mix(scenario, gpus_, price, seeds, set_, out_dir, json_out) -> None:
+    from fleetsim.output import output_directory, write_json
+    from fleetsim.plan_mix import plan_mix
+    from fleetsim.study.sources import parse_prices
+
+    result = plan_mix(
+        scenario, _gpu_list(gpus_) or [], overrides=overrides(set_), seeds=seeds, prices=parse_prices(price)
+    )
+    if out_dir is not None:
+        with output_directory(out_dir, "--out", scenario=result.scenario) as tmp:
+            write_json(tmp / "mix.json", result.to_dict())
+            result.candidates.to_csv(tmp / "mix.csv", index=False)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        ga, gb = result.gpus
+        table = result.candidates.rename(
+            columns={"a": ga, "b": gb, "slo_attainment": "SLO attain.", "usd_per_hour": "$/hour"}
+        )
+        print_frame(table, title=f"plan --mix: {ga} + {gb}")
+        out.print(result.sentence())
     if out_dir is not None:
         (note_line if json_out else say)(f"wrote {out_dir}/")
 

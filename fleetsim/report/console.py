@@ -102,6 +102,12 @@ def print_summary(console: Console, result) -> None:
         t.add_row("a month at this load: rent (on demand) / own", f"{rent} / {own}")
         t.add_row("a month: facility kWh / kg CO2", f"{month['facility_kwh']:,.0f} / {month['carbon_kg']:,.0f}")
     console.print(t)
+    for g in s.get("groups", []):  # a mixed fleet (fleet.groups): one line per group
+        console.print(
+            f"group {escape(g['name'])}: {g['replicas']} x {escape(g['gpu'])} (tp={g['tp']}, {g['gpus']} GPUs), "
+            f"{g['requests_completed']:,} requests, {_f(g['output_tokens_per_s'], '{:,.0f}')} output tok/s, "
+            f"{_f(g['gpu_mean_w'], '{:,.0f}')} W per GPU, ${_f(g['usd_per_hour'], '{:,.2f}')}/hour"
+        )
     by_class = s.get("classes", {}).get("by_class", {})
     if len(by_class) > 1:
         for name, c in by_class.items():

@@ -561,6 +561,11 @@ def _from_scenario(path: Any, overrides: dict, study_options: Mapping[str, Any] 
     from fleetsim.study.procurement import procurement_study
 
     base = load_scenario(path, overrides)
+    if base.fleet.groups:
+        raise SpecError(
+            "report: a mixed fleet (fleet.groups) has no procurement report yet; valid: a one-type scenario "
+            "(or fleetsim run / fleetsim plan --mix for the mixed fleet)"
+        )
     study = procurement_study(base, **dict(study_options or {}))
     ref = study.reference
     gpus = [str(g) for g in study.plan.table["gpu"]]

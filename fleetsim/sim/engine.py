@@ -385,6 +385,14 @@ class Engine:
             yield env.timeout(interval_s)
 
     # ------------------------------------------------------------------ run
+    def make_replicas(self, env: simpy.Environment) -> list[Replica]:
+        """The fleet's replicas (a mixed fleet builds its groups': fleetsim.sim.mixed)."""
+        replica_kind = BlockCacheReplica if self.block_cache else Replica
+        return [replica_kind(env, i, self, self.pool_bytes) for i in range(self.scenario.fleet.replicas)]
+
+    def make_router(self):
+        return make_router(self.scenario.fleet.router, self.replicas, self.rng)
+
     def run(self, batch: RequestBatch | None = None, end_s: float | None = None) -> RawRun:
         """Run the scenario. A pod of a larger fleet (fleetsim.sim.pods) is handed its share of the
         fleet's arrivals (`batch`, perhaps empty) and the fleet's end of arrivals (`end_s`)."""
@@ -395,9 +403,8 @@ class Engine:
         self.pool_bytes = float(self.plan.kv_pool_bytes_per_gpu)
         self.admission = Admission(sc.admission, sc.scheduler.max_queue)
         self.queue_timeout_s = sc.admission.queue_timeout_s
-        replica_kind = BlockCacheReplica if self.block_cache else Replica
-        self.replicas = [replica_kind(env, i, self, self.pool_bytes) for i in range(sc.fleet.replicas)]
-        self.router = make_router(sc.fleet.router, self.replicas, self.rng)
+        self.replicas = self.make_replicas(env)
+        self.router = self.make_router()
         self.central = self.new_queue()
         duration = run.duration_s
         self.closed_until_s = -1.0
@@ -461,10 +468,7 @@ class Engine:
             warmup_s=run.warmup_s,
             itl=self.itl,
             requests=self._request_frame(),
-            timeseries=pd.DataFrame(
-                rows,
-                columns=["time_s", "running", "queued", "kv_used_fraction", "power_w", "gpu_energy_j", "output_tokens"],
-            ),
+            timeseries=self.timeseries_frame(rows),
             replicas=self._replica_frame(now),
             simulated_s=now,
             running_area=self.fleet.running_area,
@@ -473,6 +477,12 @@ class Engine:
             max_queued=self.fleet.max_queued,
             trace_dropped_after_duration=self.trace_dropped_after_duration,
             rejected_by_reason=rejections_by_class(self.rejections, [c.name for c in wl.classes]),
+        )
+
+    def timeseries_frame(self, rows: list) -> pd.DataFrame:
+        return pd.DataFrame(
+            rows,
+            columns=["time_s", "running", "queued", "kv_used_fraction", "power_w", "gpu_energy_j", "output_tokens"],
         )
 
     def _request_frame(self) -> pd.DataFrame:

@@ -130,6 +130,9 @@ ROUTERS = {
     "most_free_kv": MostFreeKv,
     "central_queue": CentralQueue,
     "prefix_aware": PrefixAware,  # reads the replicas' block caches (fleetsim.sim.block_cache)
+    # One GPU type: every replica has the same capacity, so fewest in flight per unit of capacity is
+    # fewest in flight (a mixed fleet's weighted router: fleetsim.sim.mixed).
+    "capacity_weighted": LeastOutstanding,
 }
 
 

@@ -31,6 +31,7 @@ from fleetsim.spec.base import (
 from fleetsim.spec.dynamics import AdmissionSpec, ClassPolicySpec
 from fleetsim.spec.economics import CostSpec, FacilitySpec
 from fleetsim.spec.engine import EngineSpec
+from fleetsim.spec.groups import GROUP_FIELDS, MAX_GROUPS, ReplicaGroupSpec
 from fleetsim.spec.kvcache import KvCacheSpec
 from fleetsim.spec.topology import RoutingSpec
 from fleetsim.spec.workload import MAX_CLASSES, WorkloadSpec
@@ -66,13 +67,21 @@ class FleetSpec(Spec):
         description="TensorRT-LLM's way to size the KV pool: this fraction of the memory left after weights and "
         "workspace (kv_cache_free_gpu_mem_fraction); in (0, 1]. Default null: size it by gpu_memory_utilization.",
     )
-    router: Literal["round_robin", "random", "least_outstanding", "most_free_kv", "central_queue", "prefix_aware"] = (
-        Field(
-            default="least_outstanding",
-            description="How requests are spread over replicas: round_robin, random, least_outstanding "
-            "(fewest requests in flight), most_free_kv, central_queue (one fleet queue), prefix_aware (cached "
-            "prefix blocks and load, weighted by fleet.routing; session affinity). Default least_outstanding.",
-        )
+    router: Literal[
+        "round_robin",
+        "random",
+        "least_outstanding",
+        "most_free_kv",
+        "central_queue",
+        "prefix_aware",
+        "capacity_weighted",
+    ] = Field(
+        default="least_outstanding",
+        description="How requests are spread over replicas: round_robin, random, least_outstanding "
+        "(fewest requests in flight), most_free_kv, central_queue (one fleet queue), prefix_aware (cached "
+        "prefix blocks and load, weighted by fleet.routing; session affinity), capacity_weighted (fewest in "
+        "flight per unit of a replica's decode capacity: for mixed fleets; on one GPU type the same as "
+        "least_outstanding). Default least_outstanding.",
     )
     routing: RoutingSpec | None = Field(
         default=None,
@@ -116,9 +125,19 @@ class FleetSpec(Spec):
         "vLLM --data-parallel-size): each GPU holds the attention weights whole and only its own sequences' KV "
         "(the MLA latent is not replicated). Mixture-of-experts models only. Default false.",
     )
+    groups: tuple[ReplicaGroupSpec, ...] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_GROUPS,
+        description=f"A mixed fleet: 1 to {MAX_GROUPS} replica groups, each with its own gpu, tp, replicas, "
+        "profile and power_limit_w (fleetsim.groups). The groups replace fleet.gpu, tp, replicas, profile and "
+        "power_limit_w: setting any of those to other than its default beside groups is refused. Default null: one group, the fields above.",
+    )
 
     @model_validator(mode="after")
     def _gpu_count(self):
+        if self.groups is not None:
+            return self._check_groups()
         if self.replicas * self.tp > MAX_GPUS:
             raise ValueError(
                 f"replicas x tp = {self.replicas:,} x {self.tp} = {self.replicas * self.tp:,} GPUs; "
@@ -126,6 +145,31 @@ class FleetSpec(Spec):
             )
         if self.pods > self.replicas:
             raise ValueError(f"pods = {self.pods:,}; valid: 1 to the number of replicas ({self.replicas:,})")
+        return self
+
+    def _check_groups(self):
+        # A value other than the default beside groups is ambiguous (a dump of a groups fleet holds
+        # the defaults, so it validates again).
+        defaults = FleetSpec.model_fields
+        both = [f for f in GROUP_FIELDS if getattr(self, f) != defaults[f].default]
+        if both:
+            raise ValueError(
+                f"{both[0]} is set beside groups; valid: one or the other (with groups, set it per group: "
+                f"groups[i].{both[0]})"
+            )
+        if self.pods != 1:
+            raise ValueError(f"pods = {self.pods:,} with groups; valid: 1 (a mixed fleet runs behind one router)")
+        names = [g.name for g in self.groups or ()]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"groups[{i}].name: '{name[:80]}' is used twice; valid: a unique name per group")
+        replicas = sum(g.replicas for g in self.groups or ())
+        gpus = sum(g.replicas * g.tp for g in self.groups or ())
+        if replicas < 1 or replicas > MAX_REPLICAS or gpus > MAX_GPUS:
+            raise ValueError(
+                f"groups: {replicas:,} replicas, {gpus:,} GPUs in all; valid: 1 to {MAX_REPLICAS:,} replicas "
+                f"and at most {MAX_GPUS:,} GPUs"
+            )
         return self
 
 
