@@ -165,7 +165,8 @@ def summarize(
     req = raw.requests
     sim_s = raw.simulated_s
     fleet = scenario.fleet
-    n_gpus = fleet.replicas * fleet.tp if not groups else sum(g.gpus for g in groups)
+    # stages x tp GPUs a replica
+    n_gpus = fleet.replicas * fleet.gpus_per_replica if not groups else sum(g.gpus for g in groups)
     status = req["status"]
     completed = req[status == "completed"]
     steady = steady_state(raw, n_gpus)
@@ -335,6 +336,7 @@ def summarize(
             "gpus": n_gpus,
             "replicas": fleet.replicas if not groups else sum(g.replicas for g in groups),
             "tp": fleet.tp if not groups else (groups[0].tp if len({g.tp for g in groups}) == 1 else None),
+            **({"pp": fleet.pipeline.stages} if fleet.pipeline.stages > 1 else {}),
             "servers": fac.servers,
             "racks": fac.racks,
             "provisioned_it_kw": fac.provisioned_it_kw,

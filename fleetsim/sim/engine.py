@@ -104,13 +104,14 @@ class Engine:
         self.scenario = scenario
         self.arch, self.gpu, self.profile = arch, gpu, profile
         fleet = scenario.fleet
-        self.tp = fleet.tp
+        self.tp = fleet.gpus_per_replica  # GPUs whose power a replica draws (stages x tp)
         kv = scenario.kv_cache
         sched = scenario.scheduler
         if engine_profile is None:
             engine_profile = load_engine_profile(scenario.engine)
         model = replica_model(scenario, arch, gpu, profile, engine_profile, plan)
         self.plan, self.footprint, self.step_model = model.plan, model.footprint, model.step_model
+        self.lookahead_bytes = model.lookahead_bytes
         self.engine_profile = engine_profile
         self.prefix_caching = kv.prefix_caching
         # The block prefix cache (opt-in: fleetsim.sim.block_cache); off: the per-class model.
