@@ -8,7 +8,9 @@ when every stage has room for its layers' share.
 
 Step: m micro-batches (at most one per sequence: a lone request cannot be split) through pp
 stages, GPipe-style: (m + pp - 1) x stage time, bubble (pp - 1) / (m + pp - 1); a stage runs its
-layers' share of the GPU terms of one micro-batch and hands its activations on over the stage
+layers' share of the GPU terms of one micro-batch (the fullest stage's layer count over the
+model's: layers weigh alike, so a stage holding an MoE model's dense first layers is a little
+lighter than modelled) and hands its activations on over the stage
 link; the host's time is paid once a step, overlapped when the engine overlaps (as
 pipeline.pipeline_step). Pure: no simpy.
 """

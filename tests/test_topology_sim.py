@@ -13,7 +13,7 @@ import pytest
 import fleetsim
 from fleetsim.catalog import load_gpu, load_model
 from fleetsim.kv_transfer import load_link, transfer_time_s
-from fleetsim.pipeline import multinode_allreduce_s
+from fleetsim.pipeline import multinode_allreduce_s, pipeline_step
 from fleetsim.replica_model import memory_plan_of, replica_model
 from fleetsim.scenario import load_scenario
 from fleetsim.simulation import build
@@ -84,6 +84,9 @@ def test_micro_batches_fill_the_pipeline_as_the_closed_form_says():
     assert t == pytest.approx((m + pp - 1) * stage, rel=1e-9)
     busy = m * stage / t
     assert 1 - busy == pytest.approx((pp - 1) / (m + pp - 1), rel=1e-9)
+    # the simulator's step is the pure model's (fleetsim.pipeline.pipeline_step)
+    pure = pipeline_step(whole, (63, 63), batch, ctx, micro_batches=m)
+    assert t == pytest.approx(pure.step_s, rel=1e-9) and pure.bubble_fraction == pytest.approx(1 - busy)
 
 
 def test_405b_bf16_pp2_tp8_memory_per_stage_by_hand():
@@ -154,6 +157,24 @@ def test_draft_model_tpot_of_a_lone_request():
     assert tpot == pytest.approx(s.step_s / e, rel=2e-3)
 
 
+def test_classes_that_accept_differently_share_the_steady_tokens_per_step():
+    from fleetsim.speculative_model import fleet_tokens_per_step
+
+    classes = [
+        {"name": "code", "weight": 1.0, "output_tokens": {"kind": "fixed", "tokens": 401}},
+        {"name": "chat", "weight": 3.0, "output_tokens": {"kind": "fixed", "tokens": 101}},
+    ]
+    for c in classes:
+        c["input_tokens"] = {"kind": "fixed", "tokens": 100}
+    sc = lone("deepseek-v3", "h200", 8, "fp8", speculative={"method": "mtp", "acceptance_by_class": {"code": 0.9}})
+    sc["speculative"]["acceptance"] = 0.5
+    sc["workload"]["classes"] = classes
+    e_code, e_chat = 1.9, 1.5  # k = 1: 1 + a
+    # a sequence stays (o - 1) / E steps: the batch's tokens per step is the output-weighted harmonic mean
+    code, chat = 0.25 * 400, 0.75 * 100
+    assert fleet_tokens_per_step(load_scenario(sc)) == pytest.approx((code + chat) / (code / e_code + chat / e_chat))
+
+
 def test_drafter_and_lookahead_take_kv_memory():
     spec = load_scenario(MTP_SCENARIO)
     arch, gpu = load_model(spec.model), load_gpu(spec.fleet.gpu)
@@ -196,3 +217,19 @@ def test_bad_topology_is_one_line_and_exit_2(override, message):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
+
+
+def test_plan_pipelines_a_model_no_server_holds():
+    from fleetsim.plan import plan_fleet
+
+    result = plan_fleet(
+        PP_SCENARIO,
+        ["h100-sxm"],
+        overrides={"fleet.pipeline.stages": 1, "run.duration_s": 20},
+        max_replicas=2,
+        progress=False,
+    )
+    row = result.table.iloc[0]
+    assert bool(row["met"]) and int(row["tp"]) == 8 and int(row["pp"]) == 2 and int(row["gpus"]) == 16
+    assert "tp=8 x pp=2 (16 GPUs" in result.recommendation()
+    assert result.fleet_overrides(row.to_dict())["fleet.pipeline.stages"] == 2

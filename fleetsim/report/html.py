@@ -553,7 +553,8 @@ def _slo_words(spec: ScenarioSpec) -> str:
 
 def _fleet_words(spec: ScenarioSpec) -> str:
     f = spec.fleet
-    return f"{f.replicas} × {f.gpu} replica{'s' if f.replicas != 1 else ''} (tp={f.tp}, {f.replicas * f.tp} GPUs)"
+    pp = f" x pp={f.pipeline.stages}" if f.pipeline.stages > 1 else ""
+    return f"{f.replicas} × {f.gpu} replica{'s' if f.replicas != 1 else ''} (tp={f.tp}{pp}, {f.replicas * f.gpus_per_replica} GPUs)"
 
 
 def _from_scenario(path: Any, overrides: dict, study_options: Mapping[str, Any] | None = None) -> dict:
