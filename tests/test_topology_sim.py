@@ -122,6 +122,7 @@ def test_tp_across_servers_all_reduces_over_the_inter_node_link():
     step = replica_model(spec, arch, gpu, profile, engine, plan).step_model
     ndr = load_link("infiniband-ndr")
     in_server = build_step_model("llama-3.1-405b", "h100-sxm", tp=16)
+    assert fleetsim.simulate(spec).summary["fleet"]["tp_link"] == "infiniband-ndr"  # the default, stated
     for tokens in (1, 64, 4096):
         assert step.comm_time_s(tokens) == pytest.approx(multinode_allreduce_s(in_server, tokens, ndr), rel=1e-12)
     # by hand, one token: 2 x 126 all-reduces of 16,384 x 2 B x 2 x 15 / 16 at 45 GB/s, each paying
@@ -198,6 +199,10 @@ def test_shipped_topologies_conserve_requests_and_repeat(path):
     assert r["arrived"] > 0 and r["arrived"] == r["completed"] + r["rejected"] + r["in_flight"]
     assert one.summary["latency_s"] == two.summary["latency_s"]
     assert one.requests["finish_s"].equals(two.requests["finish_s"])
+    if path == MTP_SCENARIO:
+        # DeepSeek-V3 Technical Report (arXiv 2412.19437) sec. 5.4.3: the second token is accepted
+        # 85-90% of the time; the midpoint 0.875 at k = 1 is 1.875 tokens a step
+        assert one.summary["fleet"]["speculative_tokens_per_step"] == pytest.approx(1 + 0.875)
 
 
 @pytest.mark.parametrize(
