@@ -1,5 +1,6 @@
 """A speculative-decoding (or MTP) replica as the simulator runs it: a StepModel whose decode
-iteration is one speculative step's share per token, and the memory its drafter takes.
+iteration is one speculative step's share per token, and the memory its drafter takes
+(fleetsim.sim.speculative_replica: the replica that credits a mixed iteration's extra tokens).
 
 Design (deterministic, exact in expectation): the simulator keeps advancing every decoding
 sequence one token per iteration; with speculation an "iteration" is 1/E of a speculative step,
@@ -7,15 +8,16 @@ E = (1 - a^(k+1)) / (1 - a) the mean tokens a step yields (fleetsim.speculative)
 iteration takes (verify of k + 1 positions + drafting) / E, its FLOPs and bytes are the step's / E
 (power unchanged), and the KV grows one token per iteration, E per step. A lone request's TPOT
 and ITL are then exactly step / E, tokens and KV are counted as they are without speculation,
-and the run stays one closed-form DecodeRun: no per-request random acceptance, no change to the
-replica. Every sequence also holds k lookahead slots while decoding (vLLM's
+and the run stays one closed-form DecodeRun: no per-request random acceptance. Every sequence also holds k lookahead slots while decoding (vLLM's
 num_lookahead_slots), and the drafter's weights and KV come out of the pool.
 
 Per-class acceptance: the simulator uses one E per replica, the fleet's tokens per step in steady
 state, sum_c w_c o_c / sum_c (w_c o_c / E_c) (class arrival share w_c, mean output o_c: a class's
 sequences stay in the batch in proportion to o_c / E_c steps). Exact for one class; with classes
-that accept differently every class sees the mixed rate. An iteration with prefill work runs its
-decodes without speculation (one token each, the plain iteration's cost): conservative.
+that accept differently every class sees the mixed rate. An iteration with prefill work is a
+whole speculative step (the prefill chunk, k + 1 verified rows a decode, the drafting); the
+replica counts its decodes a token each, as always, and credits them the E - 1 more in
+expectation, a deterministic carry turning the fraction into whole tokens.
 """
 
 from __future__ import annotations
@@ -140,12 +142,32 @@ class SpeculativeStepModel(StepModel):
         return self.draft_tokens * self.footprint.full_bytes_per_token_per_rank
 
     def iteration(self, decode_seqs, kv_read_bytes, prefill_tokens=0, prefill_pair_bytes=0.0, prefill_seqs=0):
-        if prefill_tokens or not decode_seqs:
-            return StepModel.iteration(
-                self, decode_seqs, kv_read_bytes, prefill_tokens, prefill_pair_bytes, prefill_seqs
-            )
+        args = (decode_seqs, kv_read_bytes, prefill_tokens, prefill_pair_bytes, prefill_seqs)
+        if not decode_seqs:
+            return StepModel.iteration(self, *args)
+        if prefill_tokens:
+            return self._mixed(StepModel.iteration(self, *args), decode_seqs, kv_read_bytes, prefill_tokens)
         lines, f0, _, m0, _ = self.decode_run_lines(decode_seqs, kv_read_bytes, 0.0)
         return StepCost(max(a for a, _ in lines), f0, m0)
+
+    def _mixed(self, plain: StepCost, n: int, kv: float, prefill_tokens: int) -> StepCost:
+        """A whole speculative step with prefill work (the replica credits its decodes the E - 1
+        tokens beyond the one it counts, fleetsim.sim.speculative_replica): the plain iteration
+        plus the k n extra verified rows (GEMMs, KV writes, all-reduce) and the drafting."""
+        extra = self.draft_tokens * n
+        rows, more = n + prefill_tokens, n + prefill_tokens + extra
+        verify_s = (
+            self.dense_time_s(more, n + extra)
+            - self.dense_time_s(rows, n)
+            + extra * self.kv_write_bytes_per_token / self.mem_rate
+            + self.comm_time_s(more)
+            - self.comm_time_s(rows)
+        )
+        lines, (f0, _, m0, _) = self._draft(n, kv, 0.0)
+        draft_s = max(a for a, _ in lines)
+        flops = self.linear_flops(extra, extra) + f0
+        moved = extra * self.kv_write_bytes_per_token + m0
+        return StepCost(plain.time_s + verify_s + draft_s, plain.flops + flops, plain.bytes + moved)
 
     def _verify_lines(self, n: int, kv0: float, g: float) -> list[tuple[float, float]]:
         """verify_time_s of the step at KV read kv0 + g j, as lines in j."""

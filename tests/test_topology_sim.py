@@ -158,6 +158,17 @@ def test_draft_model_tpot_of_a_lone_request():
     assert tpot == pytest.approx(s.step_s / e, rel=2e-3)
 
 
+def test_mixed_steps_credit_tokens_and_keep_the_books_under_preemption():
+    # prefill mixed with decodes (each such step credits E - 1 more tokens a sequence) and a pool
+    # small enough to preempt: every token counted once, the KV pool empty at the end
+    over = {"workload.arrival.rate_per_s": 60, "run.duration_s": 10, "fleet.gpu_memory_utilization": 0.62}
+    result = fleetsim.simulate(MTP_SCENARIO, over)
+    s, ts = result.summary, result.timeseries
+    assert s["requests"]["completed"] == s["requests"]["arrived"] and s["kv_cache"]["preemptions"] > 0
+    assert ts["output_tokens"].iloc[-1] == result.requests["output_tokens"].sum()
+    assert ts["kv_used_fraction"].iloc[-1] == pytest.approx(0.0, abs=1e-9)
+
+
 def test_classes_that_accept_differently_share_the_steady_tokens_per_step():
     from fleetsim.speculative_model import fleet_tokens_per_step
 
