@@ -106,13 +106,13 @@ def tp_link_of(scenario: ScenarioSpec, gpu: GpuSpec) -> Link | None:
     """The link a TP all-reduce crosses: fleet.tp_link (or infiniband-ndr) when tp exceeds a
     server, else None (the GPU profile's in-server all-reduce)."""
     fleet = scenario.fleet
-    if fleet.tp <= gpu.gpus_per_server:
-        return None
     from fleetsim.kv_transfer import load_link
 
-    if fleet.tp_link is None:
-        return load_link(DEFAULT_TP_LINK, "fleet.tp_link.name")
-    return resolve_link(fleet.tp_link, "fleet.tp_link")
+    # a link given is checked even where tp stays inside a server (a bad name is one line)
+    given = resolve_link(fleet.tp_link, "fleet.tp_link") if fleet.tp_link is not None else None
+    if fleet.tp <= gpu.gpus_per_server:
+        return None
+    return given or load_link(DEFAULT_TP_LINK, "fleet.tp_link.name")
 
 
 def cross_server_all_reduce(step: StepModel, link: Link) -> None:

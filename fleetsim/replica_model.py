@@ -103,12 +103,12 @@ def replica_model(
         layout=None if layout.plain else layout,
         **extra,
     )
-    if fleet.tp > gpu.gpus_per_server:
+    if fleet.tp > gpu.gpus_per_server or fleet.tp_link is not None:
         from fleetsim.pipeline_model import cross_server_all_reduce, tp_link_of
 
-        link = tp_link_of(scenario, gpu)
-        assert link is not None
-        cross_server_all_reduce(step_model, link)
+        link = tp_link_of(scenario, gpu)  # None: tp inside a server (the link given is checked)
+        if link is not None:
+            cross_server_all_reduce(step_model, link)
     lookahead = getattr(step_model, "lookahead_bytes", 0.0)
     return ReplicaModel(plan or memory_plan_of(scenario, arch, gpu), footprint, step_model, lookahead)
 

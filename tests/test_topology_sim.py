@@ -221,6 +221,7 @@ def test_shipped_topologies_conserve_requests_and_repeat(path):
     [
         ("fleet.pipeline.stages=4", "fleet.pipeline.stages: 4 does not divide the 126 layers of llama-3.1-405b"),
         ("fleet.power_limit_w=500", "fleet.pipeline.stages: pipeline stages with fleet.power_limit_w"),
+        ("fleet.tp_link={name: bogus}", "fleet.tp_link.name: 'bogus' is not a known link; valid: "),
     ],
 )
 def test_bad_topology_is_one_line_and_exit_2(override, message):
