@@ -250,3 +250,11 @@ def test_plan_pipelines_a_model_no_server_holds():
     assert bool(row["met"]) and int(row["tp"]) == 8 and int(row["pp"]) == 2 and int(row["gpus"]) == 16
     assert "tp=8 x pp=2 (16 GPUs" in result.recommendation()
     assert result.fleet_overrides(row.to_dict())["fleet.pipeline.stages"] == 2
+
+
+def test_speculation_with_the_block_cache_is_refused_in_one_line():
+    from fleetsim.errors import SpecError
+
+    with pytest.raises(SpecError, match="speculative: speculative decoding with the block prefix cache") as e:
+        fleetsim.simulate(MTP_SCENARIO, {"run.duration_s": 5, "kv_cache.prefix_cache": "blocks"})
+    assert "\n" not in str(e.value)
