@@ -151,7 +151,7 @@ def steady_state(raw: RawRun, n_gpus: int) -> dict:
     }
 
 
-def _topology_words(scenario: ScenarioSpec, gpu: GpuSpec) -> dict:
+def _topology_fields(scenario: ScenarioSpec, gpu: GpuSpec) -> dict:
     """What a pipelined, cross-server or speculative replica ran with (nothing for a plain one)."""
     out: dict = {}
     if scenario.fleet.tp > gpu.gpus_per_server:
@@ -352,7 +352,7 @@ def summarize(
             "replicas": fleet.replicas if not groups else sum(g.replicas for g in groups),
             "tp": fleet.tp if not groups else (groups[0].tp if len({g.tp for g in groups}) == 1 else None),
             **({"pp": fleet.pipeline.stages} if fleet.pipeline.stages > 1 else {}),
-            **_topology_words(scenario, gpu),
+            **_topology_fields(scenario, gpu),
             "servers": fac.servers,
             "racks": fac.racks,
             "provisioned_it_kw": fac.provisioned_it_kw,

@@ -36,7 +36,7 @@ from fleetsim.study.economics import fleet_economics, floor_usd_per_hour
 from fleetsim.study.replicates import check_seeds, replicate
 from fleetsim.study.sources import rental_offers
 
-__all__ = ["PlanResult", "plan_fleet", "describe_load"]
+__all__ = ["PlanResult", "plan_fleet", "describe_load", "pipeline_overrides"]
 
 PIPELINE_OPTIONS = (2, 4)  # pipeline stages plan tries for a model that fits no server
 
@@ -214,20 +214,12 @@ class PlanResult:
             **self.overrides,
             "fleet.gpu": row["gpu"],
             "fleet.tp": int(row["tp"]),
-            **self._pipeline_overrides(row),
+            **pipeline_overrides(self.scenario.model, row),
             "fleet.replicas": int(row["replicas"]),
             "weight_dtype": row["weight_dtype"],
             "kv_cache.key_dtype": row["key_dtype"],
             "kv_cache.value_dtype": row["value_dtype"],
         }
-
-    def _pipeline_overrides(self, row: Mapping) -> dict:
-        pp = row.get("pp")
-        if pp != pp or not pp or pp <= 1:  # pp != pp: NaN (an in-server row)
-            return {}
-        layers = load_model(self.scenario.model).num_layers
-        split = {} if layers % pp == 0 else {"fleet.pipeline.layers_per_stage": list(vllm_partition(layers, int(pp)))}
-        return {"fleet.pipeline.stages": int(pp), **split}
 
     def slo_text(self) -> str:
         s = self.scenario.slo
@@ -779,6 +771,16 @@ def plan_fleet(
     if out_dir is not None:
         result.save(out_dir)
     return result
+
+
+def pipeline_overrides(model: str, row: Mapping) -> dict:
+    """The fleet.pipeline overrides of a plan row (its pp column; none for an in-server row)."""
+    pp = row.get("pp")
+    if pp is None or pp != pp or pp <= 1:  # pp != pp: NaN (an in-server row)
+        return {}
+    layers = load_model(model).num_layers
+    split = {} if layers % pp == 0 else {"fleet.pipeline.layers_per_stage": list(vllm_partition(layers, int(pp)))}
+    return {"fleet.pipeline.stages": int(pp), **split}
 
 
 def _pp_words(row: Mapping) -> str:

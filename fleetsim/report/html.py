@@ -26,7 +26,7 @@ from fleetsim.catalog import load_gpu, load_model, model_entry
 from fleetsim.cost import hourly_cost_usd, usd_per_million_tokens
 from fleetsim.errors import CapacityError, FleetsimError, SpecError
 from fleetsim.memory import valid_tp_degrees
-from fleetsim.plan import describe_load
+from fleetsim.plan import describe_load, pipeline_overrides
 from fleetsim.profile import load_profile
 from fleetsim.report import plots
 from fleetsim.report.bill_table import bill_table
@@ -873,6 +873,7 @@ def _from_plan(directory: Path) -> dict:
     ov = {
         "fleet.gpu": str(ref_row["gpu"]),
         "fleet.tp": int(ref_row["tp"]),
+        **pipeline_overrides(base.model, ref_row),
         "fleet.replicas": int(ref_row["replicas"]),
         "weight_dtype": str(ref_row["weight_dtype"]),
         "kv_cache.key_dtype": str(ref_row["key_dtype"]),
