@@ -258,3 +258,16 @@ def test_speculation_with_the_block_cache_is_refused_in_one_line():
     with pytest.raises(SpecError, match="speculative: speculative decoding with the block prefix cache") as e:
         fleetsim.simulate(MTP_SCENARIO, {"run.duration_s": 5, "kv_cache.prefix_cache": "blocks"})
     assert "\n" not in str(e.value)
+
+
+def test_mixed_fleets_refuse_pipelines_and_speculation_in_one_line():
+    from fleetsim.errors import SpecError
+
+    groups = [{"name": "a", "gpu": "h200", "tp": 8, "replicas": 1}, {"name": "b", "gpu": "h100-sxm", "tp": 8}]
+    for over, message in (
+        ({"fleet": {"groups": groups}}, "speculative is set beside fleet.groups"),
+        ({"fleet": {"groups": groups, "pipeline": {"stages": 2}}, "speculative": None}, "pipeline or tp_link is set"),
+    ):
+        with pytest.raises(SpecError, match=message) as e:
+            load_scenario(MTP_SCENARIO, over)
+        assert "\n" not in str(e.value)
