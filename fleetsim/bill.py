@@ -322,7 +322,7 @@ def bill_of(
         power,
         horizon_s=horizon_s,
         gpu=load_gpu(scenario.fleet.gpu),
-        tp=scenario.fleet.tp,
+        tp=scenario.fleet.gpus_per_replica,  # GPUs a replica (pipeline stages x tp)
         cost=scenario.cost,
         facility=scenario.facility,
         billing=billing,

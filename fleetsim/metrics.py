@@ -151,6 +151,21 @@ def steady_state(raw: RawRun, n_gpus: int) -> dict:
     }
 
 
+def _topology_fields(scenario: ScenarioSpec, gpu: GpuSpec) -> dict:
+    """What a pipelined, cross-server or speculative replica ran with (nothing for a plain one)."""
+    out: dict = {}
+    if scenario.fleet.tp > gpu.gpus_per_server:
+        from fleetsim.pipeline_model import tp_link_of
+
+        link = tp_link_of(scenario, gpu)
+        out["tp_link"] = link.name if link is not None else None
+    if scenario.speculative is not None:
+        from fleetsim.speculative_model import fleet_tokens_per_step
+
+        out["speculative_tokens_per_step"] = fleet_tokens_per_step(scenario)
+    return out
+
+
 def summarize(
     raw: RawRun,
     scenario: ScenarioSpec,
@@ -165,7 +180,8 @@ def summarize(
     req = raw.requests
     sim_s = raw.simulated_s
     fleet = scenario.fleet
-    n_gpus = fleet.replicas * fleet.tp if not groups else sum(g.gpus for g in groups)
+    # stages x tp GPUs a replica
+    n_gpus = fleet.replicas * fleet.gpus_per_replica if not groups else sum(g.gpus for g in groups)
     status = req["status"]
     completed = req[status == "completed"]
     steady = steady_state(raw, n_gpus)
@@ -335,6 +351,8 @@ def summarize(
             "gpus": n_gpus,
             "replicas": fleet.replicas if not groups else sum(g.replicas for g in groups),
             "tp": fleet.tp if not groups else (groups[0].tp if len({g.tp for g in groups}) == 1 else None),
+            **({"pp": fleet.pipeline.stages} if fleet.pipeline.stages > 1 else {}),
+            **_topology_fields(scenario, gpu),
             "servers": fac.servers,
             "racks": fac.racks,
             "provisioned_it_kw": fac.provisioned_it_kw,

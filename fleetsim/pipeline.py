@@ -47,6 +47,7 @@ __all__ = [
     "plan_pipeline",
     "stage_layers",
     "stage_weight_bytes",
+    "vllm_partition",
 ]
 
 
@@ -74,16 +75,21 @@ def stage_layers(arch: Architecture, stages: int, layers_per_stage: tuple[int, .
         return tuple(layers_per_stage)
     if n % stages:
         divisors = [d for d in range(1, min(n, 64) + 1) if n % d == 0]
-        base, extra = divmod(n, stages)
-        # vLLM's partition: the leftover layers go to the stages before the last (which holds the LM head)
-        split = [base] * stages
-        for i in range(extra):
-            split[-2 - i if stages > 1 else 0] += 1
         raise SpecError(
             f"fleet.pp: {stages} does not divide the {n} layers of {arch.name}; valid: "
-            f"{', '.join(map(str, divisors))}, or give pipeline.layers_per_stage (e.g. {split})"
+            f"{', '.join(map(str, divisors))}, or give pipeline.layers_per_stage (e.g. {list(vllm_partition(n, stages))})"
         )
     return (n // stages,) * stages
+
+
+def vllm_partition(layers: int, stages: int) -> tuple[int, ...]:
+    """vLLM's default split of `layers` over `stages`: even, the leftover layers going to the
+    stages before the last (which holds the LM head)."""
+    base, extra = divmod(layers, stages)
+    split = [base] * stages
+    for i in range(extra):
+        split[-2 - i if stages > 1 else 0] += 1
+    return tuple(split)
 
 
 def layer_weight_bytes(arch: Architecture, start: int, count: int, weight_dtype: str = "bf16") -> float:
@@ -314,9 +320,9 @@ def pipeline_step(
     TP; each stage does its layers' share of the GPU terms on batch / m sequences. `tp_link`
     replaces the all-reduce with multinode_allreduce_s (TP across servers)."""
     pp = len(layers)
-    m = micro_batches or pp
     if batch < 1:
         raise SpecError(f"batch: {batch} is not valid; give at least 1 sequence")
+    m = min(micro_batches or pp, batch)  # a micro-batch holds at least one sequence
     link = stage_link or load_link("infiniband-ndr")
     micro = max(1, math.ceil(batch / m))
     kv = micro * float(step.footprint.bytes_per_rank(context_tokens))

@@ -27,6 +27,7 @@ import yaml
 from fleetsim.catalog import gpu_names, load_gpu, load_model
 from fleetsim.errors import CapacityError, FleetsimError, SpecError
 from fleetsim.memory import valid_tp_degrees
+from fleetsim.pipeline import vllm_partition
 from fleetsim.precision import KV_DTYPES, WEIGHT_DTYPES
 from fleetsim.scenario import load_scenario
 from fleetsim.simulation import build, simulate
@@ -35,7 +36,9 @@ from fleetsim.study.economics import fleet_economics, floor_usd_per_hour
 from fleetsim.study.replicates import check_seeds, replicate
 from fleetsim.study.sources import rental_offers
 
-__all__ = ["PlanResult", "plan_fleet", "describe_load"]
+__all__ = ["PlanResult", "plan_fleet", "describe_load", "pipeline_overrides"]
+
+PIPELINE_OPTIONS = (2, 4)  # pipeline stages plan tries for a model that fits no server
 
 TABLE_COLUMNS = (
     "gpu",
@@ -66,6 +69,7 @@ TABLE_COLUMNS = (
 # Interval columns (95% Student-t over seeds: <figure>_lo, <figure>_hi), the ranking and ties,
 # rent vs own in buyable units, headroom and the facility on peak power.
 EXTRA_COLUMNS = (
+    "pp",  # pipeline stages, where no in-server tp fits the model (empty: 1)
     "seeds",
     "rank",
     "tie_with_best",
@@ -210,6 +214,7 @@ class PlanResult:
             **self.overrides,
             "fleet.gpu": row["gpu"],
             "fleet.tp": int(row["tp"]),
+            **pipeline_overrides(self.scenario.model, row),
             "fleet.replicas": int(row["replicas"]),
             "weight_dtype": row["weight_dtype"],
             "kv_cache.key_dtype": row["key_dtype"],
@@ -235,7 +240,7 @@ class PlanResult:
         ties = self.ties()
         word = "Tie for cheapest" if ties else "Cheapest"
         text = (
-            f"{word}: {n} {b['gpu']} replica{'s' if n != 1 else ''} at tp={int(b['tp'])} "
+            f"{word}: {n} {b['gpu']} replica{'s' if n != 1 else ''} at tp={int(b['tp'])}{_pp_words(b)} "
             f"({g} GPU{'s' if g != 1 else ''}, {b['weight_dtype']} weights, KV {b['key_dtype']}/{b['value_dtype']}) "
             f"for ${b['usd_per_hour']:,.2f}/hour, ${b['usd_per_million_tokens']:,.4f} per million tokens"
             f"{_range(b, 'usd_per_million_tokens', '{:,.4f}')}, "
@@ -433,14 +438,26 @@ def _configs(
         if wd not in WEIGHT_DTYPES:
             raise SpecError(f"plan: weight dtype '{wd}' is unknown; choose one of {', '.join(WEIGHT_DTYPES)}")
         for kd, vd in kvs:
-            for tp in tps:
+            layouts = [(int(tp), 1) for tp in tps]
+            if not tp_options and tps and base.fleet.pipeline.stages == 1:
+                # A model no server holds: the widest in-server tp over 2 or 4 pipeline stages
+                # (tried only when every in-server tp is short of memory).
+                layouts += [(int(max(tps)), pp) for pp in PIPELINE_OPTIONS]
+            found = False
+            for tp, pp in layouts:
+                if pp > 1 and (found or any(not m["capacity"] for m in misfits)):
+                    break
                 cfg = {
                     "fleet.gpu": gpu_name,
-                    "fleet.tp": int(tp),
+                    "fleet.tp": tp,
                     "weight_dtype": wd,
                     "kv_cache.key_dtype": kd,
                     "kv_cache.value_dtype": vd,
                 }
+                if pp > 1:
+                    cfg["fleet.pipeline.stages"] = pp
+                    if arch.num_layers % pp:
+                        cfg["fleet.pipeline.layers_per_stage"] = list(vllm_partition(arch.num_layers, pp))
                 if price is not None:
                     cfg["cost.rental_usd_per_gpu_hour"] = price
                 try:
@@ -452,6 +469,7 @@ def _configs(
                     misfits.append({**cfg, "reason": str(exc), "capacity": isinstance(exc, CapacityError)})
                     continue
                 fits.append(cfg)
+                found = True
     return fits, misfits
 
 
@@ -629,7 +647,7 @@ def plan_fleet(
 
                 def lower_bound(r: int, cfg=cfg, spec1=spec1, gpu=gpu) -> float:
                     # GPUs alone (no energy, no rounding up): a floor under any fleet of r replicas.
-                    return floor_usd_per_hour(spec1, gpu, r * cfg["fleet.tp"])
+                    return floor_usd_per_hour(spec1, gpu, r * spec1.fleet.gpus_per_replica)
 
                 try:
                     replicas, why = search.run(lower_bound, best_usd)
@@ -676,7 +694,11 @@ def plan_fleet(
                     if other:  # e.g. no calibration profile for this GPU: the same for every tp
                         reason = other[0]["reason"]
                     else:
-                        tried = ", ".join(str(m["fleet.tp"]) for m in misfits)
+                        tried = ", ".join(
+                            f"{m['fleet.tp']}"
+                            + (f" x pp {m['fleet.pipeline.stages']}" if "fleet.pipeline.stages" in m else "")
+                            for m in misfits
+                        )
                         reason = f"does not fit at tp {tried}: {misfits[-1]['reason']}"
                 else:
                     reason = next(
@@ -751,10 +773,27 @@ def plan_fleet(
     return result
 
 
+def pipeline_overrides(model: str, row: Mapping) -> dict:
+    """The fleet.pipeline overrides of a plan row (its pp column; none for an in-server row)."""
+    pp = row.get("pp")
+    if pp is None or pp != pp or pp <= 1:  # pp != pp: NaN (an in-server row)
+        return {}
+    layers = load_model(model).num_layers
+    split = {} if layers % pp == 0 else {"fleet.pipeline.layers_per_stage": list(vllm_partition(layers, int(pp)))}
+    return {"fleet.pipeline.stages": int(pp), **split}
+
+
+def _pp_words(row: Mapping) -> str:
+    pp = row.get("pp")
+    return f" x pp={int(pp)}" if pp == pp and pp and pp > 1 else ""  # pp == pp: not NaN
+
+
 def _option_cols(cfg: Mapping) -> dict:
+    pp = {"pp": cfg["fleet.pipeline.stages"]} if "fleet.pipeline.stages" in cfg else {}
     return {
         "gpu": cfg["fleet.gpu"],
         "tp": cfg["fleet.tp"],
+        **pp,
         "weight_dtype": cfg["weight_dtype"],
         "key_dtype": cfg["kv_cache.key_dtype"],
         "value_dtype": cfg["kv_cache.value_dtype"],

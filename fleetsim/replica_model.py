@@ -28,6 +28,7 @@ class ReplicaModel:
     plan: MemoryPlan
     footprint: KvFootprint
     step_model: StepModel  # its .power is the per-GPU power model (a power limit lives there)
+    lookahead_bytes: float = 0.0  # KV per GPU a decoding sequence holds beyond its tokens (speculation)
 
 
 def memory_plan_of(scenario: ScenarioSpec, arch: Architecture, gpu: GpuSpec) -> MemoryPlan:
@@ -51,12 +52,26 @@ def memory_plan_of(scenario: ScenarioSpec, arch: Architecture, gpu: GpuSpec) -> 
             layout=layout,
         )
 
+    if fleet.pipeline.stages > 1:
+        from fleetsim.pipeline_model import pipeline_memory_plan
+
+        def plan(util: float) -> MemoryPlan:  # noqa: F811 (a pipelined replica's plan)
+            return pipeline_memory_plan(scenario, arch, gpu, util)
+
     f = fleet.kv_cache_free_memory_fraction
     if f is None:
-        return plan(fleet.gpu_memory_utilization)
+        return _with_drafter(plan(fleet.gpu_memory_utilization), scenario, arch)
     full = plan(1.0)
     used = full.weights_bytes_per_gpu + full.workspace_bytes_per_gpu
-    return plan((used + f * (full.gpu_memory_bytes - used)) / full.gpu_memory_bytes)
+    return _with_drafter(plan((used + f * (full.gpu_memory_bytes - used)) / full.gpu_memory_bytes), scenario, arch)
+
+
+def _with_drafter(plan: MemoryPlan, scenario: ScenarioSpec, arch: Architecture) -> MemoryPlan:
+    if scenario.speculative is None:
+        return plan
+    from fleetsim.speculative_model import speculative_memory_plan
+
+    return speculative_memory_plan(plan, scenario, arch)
 
 
 def replica_model(
@@ -72,7 +87,8 @@ def replica_model(
     clock = clock_setting(scenario, gpu, profile)
     layout = layout_of(arch, fleet.tp, fleet.ep, fleet.dp_attention)
     footprint = kv_footprint(arch, scenario.kv_cache, fleet.tp, layout.dp)
-    step_model = StepModel(
+    cls, extra = _step_model_kind(scenario, arch, gpu, profile, engine_profile)
+    step_model = cls(
         arch,
         gpu,
         profile,
@@ -85,8 +101,46 @@ def replica_model(
         power_override=clocked_power_model(clock) if clock is not None else None,
         clock=clock,
         layout=None if layout.plain else layout,
+        **extra,
     )
-    return ReplicaModel(plan or memory_plan_of(scenario, arch, gpu), footprint, step_model)
+    if fleet.tp > gpu.gpus_per_server or fleet.tp_link is not None:
+        from fleetsim.pipeline_model import cross_server_all_reduce, tp_link_of
+
+        link = tp_link_of(scenario, gpu)  # None: tp inside a server (the link given is checked)
+        if link is not None:
+            cross_server_all_reduce(step_model, link)
+    lookahead = getattr(step_model, "lookahead_bytes", 0.0)
+    return ReplicaModel(plan or memory_plan_of(scenario, arch, gpu), footprint, step_model, lookahead)
+
+
+def _step_model_kind(scenario, arch, gpu, profile, engine_profile) -> tuple[type[StepModel], dict]:
+    """The StepModel class of the scenario's replica and its own fields: plain, pipelined
+    (fleetsim.pipeline_model) or speculative (fleetsim.speculative_model)."""
+    if scenario.fleet.pipeline.stages > 1:
+        from fleetsim.pipeline_model import PipelineStepModel, pipeline_fields
+
+        return PipelineStepModel, pipeline_fields(scenario, arch)
+    if scenario.speculative is not None:
+        from fleetsim.speculative_model import SpeculativeStepModel, draft_arch, speculative_fields
+
+        d = draft_arch(scenario)
+        draft = None
+        if d is not None:
+            d_tp = scenario.speculative.draft_tp or scenario.fleet.tp
+            fp = kv_footprint(d, scenario.kv_cache, d_tp)
+            draft = StepModel(
+                d,
+                gpu,
+                profile,
+                engine_profile,
+                d_tp,
+                scenario.weight_dtype,
+                scenario.kv_cache,
+                fp,
+                streaming=scenario.engine.streaming,
+            )
+        return SpeculativeStepModel, speculative_fields(scenario, arch, draft)
+    return StepModel, {}
 
 
 @cache

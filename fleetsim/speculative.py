@@ -32,6 +32,7 @@ __all__ = [
     "SpeculativeStep",
     "build_step_model",
     "draft_memory_per_gpu",
+    "drafter_memory_per_gpu",
     "draft_time_s",
     "verify_time_s",
     "expected_tokens_per_step",
@@ -212,19 +213,45 @@ def draft_time_s(
 
 
 def draft_memory_per_gpu(step: StepModel, spec: SpeculativeSpec, draft: StepModel | None = None) -> tuple[float, float]:
+    """(weight bytes, KV bytes per token) the drafter adds on each GPU (drafter_memory_per_gpu of
+    the step models' layouts)."""
+    if spec.method == "draft_model" and draft is None:
+        raise SpecError("speculative.draft_model: a draft_model step needs the draft model's StepModel")
+    return drafter_memory_per_gpu(
+        spec,
+        step.arch,
+        step.tp,
+        step.weight_dtype,
+        step.footprint.full_bytes_per_token_per_rank,
+        None
+        if draft is None
+        else (draft.arch, draft.tp, draft.weight_dtype, draft.footprint.full_bytes_per_token_per_rank),
+    )
+
+
+def drafter_memory_per_gpu(
+    spec: SpeculativeSpec,
+    arch,
+    tp: int,
+    weight_dtype: str,
+    kv_bytes_per_token_per_gpu: float,
+    draft: tuple | None = None,
+) -> tuple[float, float]:
     """(weight bytes, KV bytes per token) the drafter adds on each GPU. mtp: mtp_layers layers
     like the model's last (an MoE layer for DeepSeek-V3; embedding and LM head shared with the
-    model), with their share of a token's KV. draft_model: its weights over its TP and its KV."""
+    model), with their share of a token's KV. draft_model (`draft` = (arch, tp, weight dtype, KV
+    bytes per token per GPU)): its weights over its TP and its KV."""
     from fleetsim.memory import weight_bytes
     from fleetsim.pipeline import layer_weight_bytes
 
     if spec.method == "mtp":
-        n, m = step.arch.num_layers, spec.mtp_layers
-        weights = layer_weight_bytes(step.arch, max(n - m, 0), m, step.weight_dtype) / step.tp
-        return weights, step.footprint.full_bytes_per_token_per_rank * m / n
+        n, m = arch.num_layers, spec.mtp_layers
+        weights = layer_weight_bytes(arch, max(n - m, 0), m, weight_dtype) / tp
+        return weights, kv_bytes_per_token_per_gpu * m / n
     if draft is None:
         raise SpecError("speculative.draft_model: a draft_model step needs the draft model's StepModel")
-    return weight_bytes(draft.arch, draft.weight_dtype) / draft.tp, draft.footprint.full_bytes_per_token_per_rank
+    d_arch, d_tp, d_dtype, d_kv = draft
+    return weight_bytes(d_arch, d_dtype) / d_tp, d_kv
 
 
 def speculative_step(

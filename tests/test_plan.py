@@ -101,8 +101,10 @@ def test_search_brackets_then_bisects_instead_of_gridding():
 
 
 def test_gpu_types_that_cannot_serve_are_rows_with_a_reason_not_errors():
-    # Llama 3.1 405B in bf16 (~810 GB) does not fit on one 8 x H100 server at any tp.
-    result = plan_fleet(SCENARIO, ["h100-sxm"], overrides={**LOAD, "model": "llama-3.1-405b"}, progress=False)
+    # DeepSeek-V3 in bf16 (~1.34 TB) does not fit 8 x A100 40GB at any tp, nor over 2 or 4 such
+    # servers (pipeline stages plan tries for a model no server holds: 42 GB a GPU at 4 x 8).
+    over = {**LOAD, "model": "deepseek-v3", "weight_dtype": "bf16"}
+    result = plan_fleet(SCENARIO, ["a100-40gb"], overrides=over, progress=False)
     row = result.table.iloc[0]
     assert not row["met"] and "does not fit" in row["reason"] and pd.isna(row["replicas"])
     assert result.best() is None and "No GPU type meets the SLO" in result.recommendation()

@@ -26,7 +26,7 @@ from fleetsim.catalog import load_gpu, load_model, model_entry
 from fleetsim.cost import hourly_cost_usd, usd_per_million_tokens
 from fleetsim.errors import CapacityError, FleetsimError, SpecError
 from fleetsim.memory import valid_tp_degrees
-from fleetsim.plan import describe_load
+from fleetsim.plan import describe_load, pipeline_overrides
 from fleetsim.profile import load_profile
 from fleetsim.report import plots
 from fleetsim.report.bill_table import bill_table
@@ -553,7 +553,8 @@ def _slo_words(spec: ScenarioSpec) -> str:
 
 def _fleet_words(spec: ScenarioSpec) -> str:
     f = spec.fleet
-    return f"{f.replicas} × {f.gpu} replica{'s' if f.replicas != 1 else ''} (tp={f.tp}, {f.replicas * f.tp} GPUs)"
+    pp = f" x pp={f.pipeline.stages}" if f.pipeline.stages > 1 else ""
+    return f"{f.replicas} × {f.gpu} replica{'s' if f.replicas != 1 else ''} (tp={f.tp}{pp}, {f.replicas * f.gpus_per_replica} GPUs)"
 
 
 def _from_scenario(path: Any, overrides: dict, study_options: Mapping[str, Any] | None = None) -> dict:
@@ -872,6 +873,7 @@ def _from_plan(directory: Path) -> dict:
     ov = {
         "fleet.gpu": str(ref_row["gpu"]),
         "fleet.tp": int(ref_row["tp"]),
+        **pipeline_overrides(base.model, ref_row),
         "fleet.replicas": int(ref_row["replicas"]),
         "weight_dtype": str(ref_row["weight_dtype"]),
         "kv_cache.key_dtype": str(ref_row["key_dtype"]),

@@ -104,17 +104,23 @@ class Engine:
         self.scenario = scenario
         self.arch, self.gpu, self.profile = arch, gpu, profile
         fleet = scenario.fleet
-        self.tp = fleet.tp
+        self.tp = fleet.gpus_per_replica  # GPUs whose power a replica draws (stages x tp)
         kv = scenario.kv_cache
         sched = scenario.scheduler
         if engine_profile is None:
             engine_profile = load_engine_profile(scenario.engine)
         model = replica_model(scenario, arch, gpu, profile, engine_profile, plan)
         self.plan, self.footprint, self.step_model = model.plan, model.footprint, model.step_model
+        self.lookahead_bytes = model.lookahead_bytes
         self.engine_profile = engine_profile
         self.prefix_caching = kv.prefix_caching
         # The block prefix cache (opt-in: fleetsim.sim.block_cache); off: the per-class model.
         self.block_cache = block_cache_on(scenario, self.engine_profile, self.plan)
+        if self.block_cache and scenario.speculative is not None:
+            raise SpecError(
+                "speculative: speculative decoding with the block prefix cache (kv_cache.prefix_cache blocks, "
+                "kv_cache.offload or the prefix_aware router) is not modelled; valid: one of the two"
+            )
         self.block_tokens = sched.block_tokens
         self.reserve_full = self.engine_profile.batching.kv_admission == "reserve_full"
         self.kv_reserve: array[float] = array("d")
@@ -388,6 +394,10 @@ class Engine:
     def make_replicas(self, env: simpy.Environment) -> list[Replica]:
         """The fleet's replicas (a mixed fleet builds its groups': fleetsim.sim.mixed)."""
         replica_kind = BlockCacheReplica if self.block_cache else Replica
+        if self.scenario.speculative is not None:  # credits a mixed iteration's extra tokens
+            from fleetsim.sim.speculative_replica import SpeculativeReplica
+
+            replica_kind = SpeculativeReplica
         return [replica_kind(env, i, self, self.pool_bytes) for i in range(self.scenario.fleet.replicas)]
 
     def make_router(self):

@@ -37,7 +37,8 @@ class Replica:
         self.max_running_seqs = sched.max_running_seqs
         self.chunked_prefill = sched.chunked_prefill
         self.pool_bytes = pool_bytes
-        self.frag_bytes = 0.5 * engine.plan.block_bytes_per_gpu
+        # Half a block of fragmentation per sequence (+ speculation's lookahead slots, 0 without)
+        self.frag_bytes = 0.5 * engine.plan.block_bytes_per_gpu + engine.lookahead_bytes
 
         self.waiting = engine.new_queue()  # FCFS deque, or by class priority
         self.prefilling: dict[int, list] = {}  # rid -> [tokens_left, tokens_done]

@@ -33,7 +33,7 @@ from fleetsim.spec.economics import CostSpec, FacilitySpec
 from fleetsim.spec.engine import EngineSpec
 from fleetsim.spec.groups import GROUP_FIELDS, MAX_GROUPS, ReplicaGroupSpec
 from fleetsim.spec.kvcache import KvCacheSpec
-from fleetsim.spec.topology import RoutingSpec
+from fleetsim.spec.topology import LinkSpec, PipelineSpec, RoutingSpec, SpeculativeSpec
 from fleetsim.spec.workload import MAX_CLASSES, WorkloadSpec
 
 MAX_TP = 1024
@@ -134,14 +134,39 @@ class FleetSpec(Spec):
         "power_limit_w: setting any of those to other than its default beside groups is refused. Default null: one group, the fields above.",
     )
 
+    pipeline: PipelineSpec = Field(
+        default=PipelineSpec(),
+        description="Pipeline parallelism (vLLM --pipeline-parallel-size): each replica's layers split into "
+        "`stages` consecutive stages of `tp` GPUs each, so a replica is stages x tp GPUs (fleetsim.pipeline). "
+        "Default: one stage (no pipeline).",
+    )
+    tp_link: LinkSpec | None = Field(
+        default=None,
+        description="Link the tensor-parallel all-reduce crosses when tp exceeds the GPU's gpus_per_server "
+        "(TP across servers; fleetsim.pipeline.multinode_allreduce_s). Default null: infiniband-ndr for such a tp, "
+        "the GPU profile's in-server all-reduce otherwise.",
+    )
+
+    @property
+    def gpus_per_replica(self) -> int:
+        """GPUs of one replica: pipeline stages x tensor-parallel degree."""
+        return self.tp * self.pipeline.stages
+
     @model_validator(mode="after")
     def _gpu_count(self):
         if self.groups is not None:
+            if self.pipeline.stages > 1 or self.tp_link is not None:
+                raise ValueError(
+                    "pipeline or tp_link is set beside groups; valid: one or the other (a mixed fleet's "
+                    "replicas are one tensor-parallel group each, inside a server)"
+                )
             return self._check_groups()
-        if self.replicas * self.tp > MAX_GPUS:
+        gpus = self.gpus_per_replica
+        if self.replicas * gpus > MAX_GPUS:
+            stages = f" x {self.pipeline.stages} stages" if self.pipeline.stages > 1 else ""
             raise ValueError(
-                f"replicas x tp = {self.replicas:,} x {self.tp} = {self.replicas * self.tp:,} GPUs; "
-                f"valid: at most {MAX_GPUS:,} GPUs"
+                f"replicas x tp{' x stages' if stages else ''} = {self.replicas:,} x {self.tp}{stages} = "
+                f"{self.replicas * gpus:,} GPUs; valid: at most {MAX_GPUS:,} GPUs"
             )
         if self.pods > self.replicas:
             raise ValueError(f"pods = {self.pods:,}; valid: 1 to the number of replicas ({self.replicas:,})")
@@ -301,6 +326,12 @@ class ScenarioSpec(Spec):
         description="What is refused at arrival beyond scheduler.max_queue: a token-bucket rate limit and a "
         "wait timeout (fleetsim.admission). Default: neither.",
     )
+    speculative: SpeculativeSpec | None = Field(
+        default=None,
+        description="Speculative decoding or multi-token prediction (MTP): draft_tokens drafted per step and "
+        "verified in one pass of the model; a decode step yields (1 - a^(k+1)) / (1 - a) tokens per sequence "
+        "(fleetsim.speculative). Default null: one token per decode step.",
+    )
     classes: tuple[ClassPolicySpec, ...] = Field(
         default=(),
         max_length=MAX_CLASSES,
@@ -308,6 +339,12 @@ class ScenarioSpec(Spec):
         "and TPOT targets; each name a workload.classes[].name, each at most once. A class not listed has "
         "priority 0 and the scenario's slo. Default empty: every class priority 0 (FCFS).",
     )
+
+    @model_validator(mode="after")
+    def _speculative_fleet(self):
+        if self.speculative is not None and self.fleet.groups is not None:
+            raise ValueError("speculative is set beside fleet.groups; valid: one or the other (not modelled together)")
+        return self
 
     @model_validator(mode="after")
     def _class_policies(self):

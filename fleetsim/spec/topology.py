@@ -3,12 +3,11 @@ them, pipeline stages, speculative decoding / MTP, a host KV-offload tier and pr
 routing. Frozen, unknown keys refused, every field described (``fleetsim schema`` shows them).
 
 These specs are read by the pure models (fleetsim.kv_transfer, fleetsim.pipeline,
-fleetsim.speculative, fleetsim.prefix_cache). They are NOT yet fields of ScenarioSpec; when the
-simulator reads them the scenario gains, all optional with today's behaviour as the default:
-``fleet.pipeline: PipelineSpec`` (default one stage), ``fleet.tp_link: LinkSpec | None`` (the
-link an all-reduce crosses when tp exceeds a server), ``fleet.routing: RoutingSpec | None`` (with
-``prefix_aware`` added to ``fleet.router``), ``disaggregation: DisaggregationSpec | None``,
-``speculative: SpeculativeSpec | None`` and ``kv_cache.offload: KvOffloadSpec | None``.
+fleetsim.speculative, fleetsim.prefix_cache). ``fleet.pipeline: PipelineSpec`` (default one
+stage), ``fleet.tp_link: LinkSpec | None`` (the link an all-reduce crosses when tp exceeds a
+server) and ``speculative: SpeculativeSpec | None`` are ScenarioSpec fields the simulator reads
+(fleetsim.pipeline_model, fleetsim.speculative_model); so are ``fleet.routing`` and
+``kv_cache.offload`` (below). ``disaggregation: DisaggregationSpec | None`` is not yet.
 
 YAML shape::
 

@@ -65,7 +65,7 @@ def fleet_economics(
 ) -> dict[str, Any]:
     """Flat columns for one fleet (spec's tp and replicas, + `spares` hot-spare replicas priced and
     powered like the others) from its runs over seeds."""
-    tp, replicas = spec.fleet.tp, spec.fleet.replicas
+    tp, replicas = spec.fleet.gpus_per_replica, spec.fleet.replicas  # GPUs a replica (stages x tp)
     total_replicas = replicas + spares
     n = total_replicas * tp
     scale = total_replicas / replicas

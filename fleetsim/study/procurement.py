@@ -118,7 +118,7 @@ def procurement_study(
         "gpu": own_spec.fleet.gpu,
         "tp": own_spec.fleet.tp,
         "replicas": own_spec.fleet.replicas,
-        "gpus": own_spec.fleet.replicas * own_spec.fleet.tp,
+        "gpus": own_spec.fleet.replicas * own_spec.fleet.gpus_per_replica,
         "met_with_confidence": reps.met_with_confidence(),
     }
     best = plan.best()
