@@ -233,6 +233,34 @@ def test_with_no_cold_start_the_autoscaled_fleet_approaches_a_fixed_fleet_of_its
     assert slow.summary["slo"]["attainment"] < a - 0.02
 
 
+@pytest.mark.parametrize("router", ["least_outstanding", "round_robin", "random", "most_free_kv", "central_queue"])
+def test_no_router_loses_a_request_across_failures(router):
+    d = base(failures={**FAST_FAILURES, "gpu_mtbf_h": 10 / 3600, "repair_distribution": "exponential"})
+    d["fleet"]["router"] = router
+    d["run"]["duration_s"] = 30
+    result = fleetsim.simulate(d)
+    r = accounted(result)
+    assert r["completed"] == r["arrived"] and r["requeued"] > 0
+    meter = result.timeseries["gpu_energy_j"].to_numpy()
+    assert np.all(np.diff(meter) >= 0)
+
+
+def test_failures_in_an_autoscaled_fleet(tmp_path):
+    d = step_scenario(tmp_path, 400)
+    d["failures"] = {**FAST_FAILURES, "gpu_mtbf_h": 120 / 3600, "gpu_repair_h": 30 / 3600}
+    result = fleetsim.simulate(d)
+    r = accounted(result)
+    assert r["completed"] == r["arrived"]
+    f = result.summary["failures"]
+    assert 0 < f["outages"] <= f["slot_outages"]
+    assert int(result.requests["requeues"].sum()) == f["requests_requeued"] > 0
+    # Instances stay billed while down: the bill still follows their lifetimes.
+    life = result.lifetimes
+    horizon = result.summary["simulated_s"]
+    span = (life["released_s"].clip(upper=horizon) - life["launched_s"]).to_numpy()
+    assert result.summary["bill"]["gpu_hours_billed"] == pytest.approx(np.maximum(np.ceil(span), 60).sum() / 3600)
+
+
 # ------------------------------------------------------------------ defaults, specs, CLI
 
 
@@ -251,7 +279,6 @@ def test_a_fixed_fleet_has_constant_replica_columns_and_no_requeues():
         ({"autoscaling": {"min_replicas": 5, "max_replicas": 8}}, "fleet.replicas"),
         ({"autoscaling": {"min_replicas": 0}}, "min_replicas"),
         ({"autoscaling": {}, "fleet.pods": 2}, "fleet.pods"),
-        ({"failures": {}, "autoscaling": {}}, "autoscaling and failures"),
     ],
 )
 def test_dynamics_that_cannot_run_are_refused_in_one_line(changes, word):

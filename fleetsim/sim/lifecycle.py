@@ -22,7 +22,11 @@ holds nothing, or drain_timeout_s after the decision with what is left re-queued
 
 Failures: replica_outages over [0, 2 x the arrival period) from a generator seeded with (run.seed,
 "failures") so the run's other random streams are unchanged; a down replica serves nothing and
-draws nothing, and stays billed (rented GPUs are paid for while broken).
+draws nothing, and stays billed (rented GPUs are paid for while broken). With autoscaling the
+outages fall on slots (packed onto servers by slot index): one without an instance loses nothing,
+a launch takes a slot that is up when there is one, and an instance on a down slot serves after
+the repair (the autoscaler sees it as ready, as an HPA counts a pod whose node died until it is
+evicted; the utilization signal divides by the replicas actually serving).
 """
 
 from __future__ import annotations
@@ -81,8 +85,11 @@ class Lifecycle:
         self.busy_log: list[tuple[float, float]] = []  # (scrape time, busy fraction of the ready replicas)
         self.instance_of: dict[int, int] = {}  # slot -> autoscaler instance
         self.cancelled: set[int] = set()
-        self.counts = {"scale_ups": 0, "scale_downs": 0, "cancelled": 0, "drain_timeouts": 0}
+        self.counts = {"scale_ups": 0, "scale_downs": 0, "cancelled": 0, "drain_timeouts": 0, "outages": 0}
         self.outages: pd.DataFrame | None = None
+        self.down: set[int] = set()  # slots down now
+        self.hit_since: dict[int, float] = {}  # slot -> when it failed holding a replica
+        self.down_replica_s = 0.0  # replica-seconds down (outages that hit a replica), ended ones
         self.down_requeued = 0
         self.scaler: Autoscaler | None = None
         self.cold_start_s = 0.0
@@ -178,9 +185,12 @@ class Lifecycle:
     # ------------------------------------------------------------------ scaling decisions
     def _up(self, d, now: float) -> None:
         used = set(self.instance_of)
-        slot = next(r for r in self.replicas if r.index not in used)
+        free = [r for r in self.replicas if r.index not in used]
+        # A slot that is up if there is one (a down one serves after its repair).
+        slot = next((r for r in free if r.index not in self.down), free[0])
         self.instance_of[slot.index] = d.instance_id
-        slot.switch(True, now)
+        if slot.index not in self.down:
+            slot.switch(True, now)
         self.counts["scale_ups"] += 1
         if d.effective_s <= now:
             self._ready(slot, d.instance_id)
@@ -188,8 +198,8 @@ class Lifecycle:
             self.env.timeout(d.effective_s - now).callbacks.append(lambda _ev: self._ready(slot, d.instance_id))
 
     def _ready(self, slot: DynamicReplica, instance: int) -> None:
-        if instance in self.cancelled:
-            return
+        if instance in self.cancelled or self.instance_of.get(slot.index) != instance or slot.index in self.down:
+            return  # cancelled, or down: it serves after the repair
         slot.serving = True
         self.engine.router.update(slot)
         self._record(self.env.now)
@@ -228,6 +238,9 @@ class Lifecycle:
 
     def _release(self, slot: DynamicReplica, now: float) -> None:
         slot.draining = False
+        since = self.hit_since.pop(slot.index, None)
+        if since is not None:  # released while down: down until now
+            self.down_replica_s += now - since
         instance = self.instance_of.pop(slot.index)
         assert self.scaler is not None  # only an autoscaled run drains
         self.scaler.released(instance, now)
@@ -260,15 +273,30 @@ class Lifecycle:
         for t, kind, r in events:
             if t > env.now:
                 yield env.timeout(t - env.now)
-            slot = self.replicas[r]
+            slot, now = self.replicas[r], env.now
             if kind == 1:
-                slot.halt(env.now)
+                self.down.add(r)
+                if self.scaler is None or r in self.instance_of:  # a slot without an instance: nothing fails
+                    self.hit_since[r] = now
+                    self.counts["outages"] += 1
+                    slot.halt(now)
+                continue
+            self.down.discard(r)
+            since = self.hit_since.pop(r, None)
+            if since is not None:
+                self.down_replica_s += now - since
+            if self.scaler is not None:
+                if r not in self.instance_of:
+                    continue
+                slot.switch(True, now)
+                if self.scaler.instances[self.instance_of[r]].ready_s > now:
+                    continue  # still starting: it serves at its ready time
             else:
-                slot.switch(True, env.now)
-                slot.serving = True
-                e.router.update(slot)
-                self._record(env.now)
-                self.drain_central()
+                slot.switch(True, now)
+            slot.serving = True
+            e.router.update(slot)
+            self._record(now)
+            self.drain_central()
 
     # ------------------------------------------------------------------ requests handed back
     def handed_back(self, slot: DynamicReplica, rids: list[int], now: float) -> None:
@@ -359,7 +387,7 @@ class Lifecycle:
                 "target": self.auto.target,
                 "cold_start_s": self.cold_start_s,
                 "capacity_requests_per_s": self.capacity_per_s or None,
-                **self.counts,
+                **{k: v for k, v in self.counts.items() if k != "outages"},
                 "peak_replicas": int(serving.max()),
                 "min_replicas": int(serving.min()),
                 "replica_hours": step_integral(billed, "replicas", horizon_s) / HOUR_S,
@@ -367,13 +395,17 @@ class Lifecycle:
             }
         if self.failures is not None and self.outages is not None:
             summary = outage_summary(self.outages, len(self.replicas), horizon_s)
+            down_h = (self.down_replica_s + sum(horizon_s - t for t in self.hit_since.values())) / HOUR_S
             out["failures"] = {
                 "source": self.failures.source,
-                "outages": summary["outages"],
+                # outages that took a replica down (with autoscaling, a slot without an instance
+                # has none to lose: `slot_outages` counts those too)
+                "outages": self.counts["outages"],
+                "slot_outages": summary["outages"],
                 "by_cause": summary["by_cause"],
                 "requests_requeued": self.requeued,
-                "replica_hours_down": summary["replica_hours_down"],
-                "gpu_hours_down": summary["replica_hours_down"] * self.engine.tp,
+                "replica_hours_down": down_h,
+                "gpu_hours_down": down_h * self.engine.tp,
                 "availability": summary["availability"],
                 "availability_long_run": self.expected_availability,  # closed form, MTBF / (MTBF + MTTR)
                 "billed_while_down": True,

@@ -349,7 +349,7 @@ class ScenarioSpec(Spec):
         default=None,
         description="GPU and server failures injected into the run (rates from catalog/reliability.yaml): a "
         "failed replica's requests are re-queued, it serves again after repair and stays billed while down. "
-        "One pod, no autoscaling. Default null: no failures.",
+        "One pod. Default null: no failures.",
     )
 
     @model_validator(mode="after")
@@ -399,8 +399,6 @@ class ScenarioSpec(Spec):
             raise ValueError(f"fleet.pods = {fleet.pods:,}; valid: 1 with autoscaling or failures")
         if (auto is not None or self.failures is not None) and fleet.groups:
             raise ValueError("fleet.groups: a mixed fleet with autoscaling or failures is not simulated yet; valid: one GPU type")
-        if auto is not None and self.failures is not None:
-            raise ValueError("autoscaling and failures together are not simulated yet; valid: one of them (or neither)")
         if auto is not None:
             if auto.min_replicas < 1:
                 raise ValueError("autoscaling.min_replicas = 0; valid: at least 1 (scale to zero is not simulated)")
