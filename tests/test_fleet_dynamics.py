@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import fleetsim
@@ -207,6 +208,10 @@ def test_the_bill_of_an_autoscaled_run_is_its_instances_lifetimes(tmp_path):
     assert meter[-1] <= result.replicas["energy_j"].sum() * (1 + 1e-9)  # the last sample may precede the end
     # Rent and own side by side.
     assert bill["rent_usd"]["on_demand_usd"] > 0 and bill["own_usd"]["total_usd"] > 0
+    # The lifetimes are saved with the run.
+    result.save(tmp_path / "run")
+    saved = pd.read_parquet(tmp_path / "run" / "lifetimes.parquet")
+    assert saved["released_s"].tolist() == pytest.approx(life["released_s"].tolist())
 
 
 @pytest.mark.filterwarnings("ignore:.*trace requests arrive after run.duration_s")

@@ -386,7 +386,7 @@ class Lifecycle:
                 "signal": self.auto.signal,
                 "target": self.auto.target,
                 "cold_start_s": self.cold_start_s,
-                "capacity_requests_per_s": self.capacity_per_s or None,
+                **({"capacity_requests_per_s": self.capacity_per_s} if self.capacity_per_s else {}),
                 **{k: v for k, v in self.counts.items() if k != "outages"},
                 "peak_replicas": int(serving.max()),
                 "min_replicas": int(serving.min()),
