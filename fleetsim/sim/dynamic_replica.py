@@ -136,6 +136,8 @@ class DynamicReplica(Replica):
         if self._in_prefill and now > self._seg_start:
             self.energy_j += (now - self._seg_start) * self.current_power_w  # the cut iteration so far
         self._in_prefill = False
+        if self._run is not None:
+            self._book_run(self._run, now)
         rids = list(self.waiting)
         if rids:
             e.fleet.change(now, queued=-len(rids))
@@ -160,6 +162,19 @@ class DynamicReplica(Replica):
         self.current_power_w = 0.0
         e.router.update(self)
         self.lifecycle.handed_back(self, rids, now)
+
+    def _book_run(self, run, now: float) -> None:
+        """Book the steps begun by now of a decode run the halt cut before Replica booked it (a
+        second interrupt while it waited for its last step's end)."""
+        steps = min(run.steps_started_by(now - self._seg_start), run.k)
+        energy, peak = run.energy_j(steps)
+        self.energy_j += energy * self.tp
+        self.peak_power_w = max(self.peak_power_w, peak)
+        self.tokens_out += self._run_n * steps
+        dur = run.time_s(steps)
+        self.busy_s += dur
+        self.decode_s += dur
+        self.it += steps
 
 
 class ServingRouter:

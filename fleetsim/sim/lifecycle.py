@@ -39,6 +39,7 @@ import pandas as pd
 
 from fleetsim.autoscaler import Autoscaler, Signals, cold_start_s, replica_series
 from fleetsim.bill import step_integral
+from fleetsim.errors import SpecError
 from fleetsim.failures import HOUR_S, fleet_availability, outage_summary, processes_of, replica_outages
 from fleetsim.sim.dynamic_replica import DynamicReplica, ServingRouter
 from fleetsim.sim.router import make_router
@@ -68,6 +69,11 @@ def offered_capacity_per_s(engine) -> float:
 class Lifecycle:
     def __init__(self, engine, env) -> None:
         sc = engine.scenario
+        if engine.block_cache:
+            raise SpecError(
+                "kv_cache.prefix_cache: the block prefix cache (blocks, kv_cache.offload, router prefix_aware) is "
+                "not simulated with autoscaling or failures yet; valid: per_class, or neither autoscaling nor failures"
+            )
         self.engine, self.env = engine, env
         self.auto, self.failures = sc.autoscaling, sc.failures
         initial = sc.fleet.replicas
