@@ -214,6 +214,29 @@ def test_the_bill_of_an_autoscaled_run_is_its_instances_lifetimes(tmp_path):
     assert saved["released_s"].tolist() == pytest.approx(life["released_s"].tolist())
 
 
+def test_replicas_still_starting_are_cancelled_when_the_load_falls_back(tmp_path):
+    # 10/s only from 610.05 to 661.95: the scrape at 660 s launches 3 (as above), whose cold start
+    # is now 100 + 1.606 + 10 s (ready at 771.6 s). The scrape at 720 s sees 610.05..661.95's
+    # last 20 and 662..720's 58 (1/s): 78 / 300 = 0.26, ratio 0.52, desired ceil(0.52) = 1; with
+    # no scale-down stabilization the three still starting are cancelled at 720 s, never serving.
+    t = np.concatenate([np.arange(0, 610) * 1.0, 610.05 + 0.1 * np.arange(520), 662.0 + np.arange(0, 230)])
+    path = tmp_path / "blip.csv"
+    path.write_text("arrival_s,input_tokens,output_tokens\n" + "".join(f"{x!r},128,16\n" for x in t.tolist()))
+    d = step_scenario(tmp_path, provisioning_delay_s=100, scale_down_stabilization_s=0)
+    d["workload"]["arrival"]["path"] = str(path)
+    d["run"]["duration_s"] = 900
+    result = fleetsim.simulate(d)
+    accounted(result)
+    auto = result.summary["autoscaling"]
+    assert auto["scale_ups"] == 3 and auto["cancelled"] == 3 and auto["peak_replicas"] == 1
+    cancelled = result.lifetimes[result.lifetimes["launched_s"] > 0]
+    assert cancelled["released_s"].tolist() == pytest.approx([720.0] * 3)
+    # Billed from the launch to the cancel: 60 s each (the one-minute minimum as well).
+    horizon = result.summary["simulated_s"]
+    first = max(math.ceil(horizon), 60)
+    assert result.summary["bill"]["gpu_hours_billed"] == pytest.approx((first + 3 * 60) / 3600, rel=1e-12)
+
+
 @pytest.mark.filterwarnings("ignore:.*trace requests arrive after run.duration_s")
 def test_with_no_cold_start_the_autoscaled_fleet_approaches_a_fixed_fleet_of_its_peak(tmp_path):
     quick = {
