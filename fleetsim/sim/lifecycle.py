@@ -20,7 +20,7 @@ A launched replica is powered (idle) and billed from the decision and serves aft
 a removed one stops taking requests at once and is released (unpowered, billing ends) when it
 holds nothing, or drain_timeout_s after the decision with what is left re-queued.
 
-Failures: replica_outages over [0, 2 x the arrival period) from a generator seeded with (run.seed,
+Failures (fleetsim.sim.outages): replica_outages over [0, 2 x the arrival period), seeded with (run.seed,
 "failures") so the run's other random streams are unchanged; a down replica serves nothing and
 draws nothing, and stays billed (rented GPUs are paid for while broken). With autoscaling the
 outages fall on slots (packed onto servers by slot index): one without an instance loses nothing,
@@ -40,12 +40,10 @@ import pandas as pd
 from fleetsim.autoscaler import Autoscaler, Signals, cold_start_s, replica_series
 from fleetsim.bill import step_integral
 from fleetsim.errors import SpecError
-from fleetsim.failures import HOUR_S, fleet_availability, outage_summary, processes_of, replica_outages
+from fleetsim.failures import HOUR_S
 from fleetsim.sim.dynamic_replica import DynamicReplica, ServingRouter
+from fleetsim.sim.outages import Outages
 from fleetsim.sim.router import make_router
-
-FAILURE_STREAM = int.from_bytes(b"failures", "little")  # second word of the failure draws' seed
-FAILURE_HORIZON_FACTOR = 2.0  # outages drawn over this many arrival periods (the drain included)
 
 
 def offered_capacity_per_s(engine) -> float:
@@ -91,11 +89,8 @@ class Lifecycle:
         self.busy_log: list[tuple[float, float]] = []  # (scrape time, busy fraction of the ready replicas)
         self.instance_of: dict[int, int] = {}  # slot -> autoscaler instance
         self.cancelled: set[int] = set()
-        self.counts = {"scale_ups": 0, "scale_downs": 0, "cancelled": 0, "drain_timeouts": 0, "outages": 0}
-        self.outages: pd.DataFrame | None = None
-        self.down: set[int] = set()  # slots down now
-        self.hit_since: dict[int, float] = {}  # slot -> when it failed holding a replica
-        self.down_replica_s = 0.0  # replica-seconds down (outages that hit a replica), ended ones
+        self.counts = {"scale_ups": 0, "scale_downs": 0, "cancelled": 0, "drain_timeouts": 0}
+        self.outage = Outages(self) if self.failures is not None else None
         self.down_requeued = 0
         self.scaler: Autoscaler | None = None
         self.cold_start_s = 0.0
@@ -136,8 +131,8 @@ class Lifecycle:
         self.env.process(self._watch(poll_s))
         if self.scaler is not None:
             self.env.process(self._scrape())
-        if self.failures is not None:
-            self.env.process(self._fail())
+        if self.outage is not None:
+            self.env.process(self.outage.process(end_s))
 
     def _done(self) -> bool:
         return self.env.now >= self.end_s and self.engine.pending == 0
@@ -192,10 +187,11 @@ class Lifecycle:
     def _up(self, d, now: float) -> None:
         used = set(self.instance_of)
         free = [r for r in self.replicas if r.index not in used]
+        down = self.outage.down if self.outage is not None else set()
         # A slot that is up if there is one (a down one serves after its repair).
-        slot = next((r for r in free if r.index not in self.down), free[0])
+        slot = next((r for r in free if r.index not in down), free[0])
         self.instance_of[slot.index] = d.instance_id
-        if slot.index not in self.down:
+        if slot.index not in down:
             slot.switch(True, now)
         self.counts["scale_ups"] += 1
         if d.effective_s <= now:
@@ -204,7 +200,8 @@ class Lifecycle:
             self.env.timeout(d.effective_s - now).callbacks.append(lambda _ev: self._ready(slot, d.instance_id))
 
     def _ready(self, slot: DynamicReplica, instance: int) -> None:
-        if instance in self.cancelled or self.instance_of.get(slot.index) != instance or slot.index in self.down:
+        down = self.outage is not None and slot.index in self.outage.down
+        if instance in self.cancelled or self.instance_of.get(slot.index) != instance or down:
             return  # cancelled, or down: it serves after the repair
         slot.serving = True
         self.engine.router.update(slot)
@@ -244,65 +241,13 @@ class Lifecycle:
 
     def _release(self, slot: DynamicReplica, now: float) -> None:
         slot.draining = False
-        since = self.hit_since.pop(slot.index, None)
-        if since is not None:  # released while down: down until now
-            self.down_replica_s += now - since
+        if self.outage is not None:
+            self.outage.released(slot.index, now)
         instance = self.instance_of.pop(slot.index)
         assert self.scaler is not None  # only an autoscaled run drains
         self.scaler.released(instance, now)
         slot.switch(False, now)
         self._record(now)
-
-    # ------------------------------------------------------------------ failures
-    def _fail(self):
-        env, e, spec = self.env, self.engine, self.failures
-        gpu_p, server_p = processes_of(spec)
-        rng = np.random.default_rng([e.scenario.run.seed, FAILURE_STREAM])
-        horizon_s = FAILURE_HORIZON_FACTOR * max(self.end_s, 1.0)
-        self.outages = replica_outages(
-            rng,
-            gpu_p,
-            server_p,
-            replicas=len(self.replicas),
-            tp=e.tp,
-            gpus_per_server=e.gpu.gpus_per_server,
-            horizon_s=horizon_s,
-        )
-        self.failure_horizon_s = horizon_s
-        self.expected_availability = fleet_availability(
-            gpu_p, server_p, replicas=len(self.replicas), tp=e.tp, gpus_per_server=e.gpu.gpus_per_server
-        )
-        events = sorted(
-            [(float(u), 0, int(r)) for r, u in zip(self.outages["replica"], self.outages["up_s"])]
-            + [(float(d), 1, int(r)) for r, d in zip(self.outages["replica"], self.outages["down_s"])]
-        )
-        for t, kind, r in events:
-            if t > env.now:
-                yield env.timeout(t - env.now)
-            slot, now = self.replicas[r], env.now
-            if kind == 1:
-                self.down.add(r)
-                if self.scaler is None or r in self.instance_of:  # a slot without an instance: nothing fails
-                    self.hit_since[r] = now
-                    self.counts["outages"] += 1
-                    slot.halt(now)
-                continue
-            self.down.discard(r)
-            since = self.hit_since.pop(r, None)
-            if since is not None:
-                self.down_replica_s += now - since
-            if self.scaler is not None:
-                if r not in self.instance_of:
-                    continue
-                slot.switch(True, now)
-                if self.scaler.instances[self.instance_of[r]].ready_s > now:
-                    continue  # still starting: it serves at its ready time
-            else:
-                slot.switch(True, now)
-            slot.serving = True
-            e.router.update(slot)
-            self._record(now)
-            self.drain_central()
 
     # ------------------------------------------------------------------ requests handed back
     def handed_back(self, slot: DynamicReplica, rids: list[int], now: float) -> None:
@@ -328,6 +273,14 @@ class Lifecycle:
             return
         e.replica_of[rid] = r.index
         r.enqueue(rid)
+
+    def serve(self, slot: DynamicReplica, now: float) -> None:
+        """A slot back from repair serves again (powered on first)."""
+        slot.switch(True, now)
+        slot.serving = True
+        self.engine.router.update(slot)
+        self._record(now)
+        self.drain_central()
 
     def drain_central(self) -> None:
         """Dispatch what waits centrally to the serving replicas, in queue order, while the router
@@ -393,27 +346,12 @@ class Lifecycle:
                 "target": self.auto.target,
                 "cold_start_s": self.cold_start_s,
                 **({"capacity_requests_per_s": self.capacity_per_s} if self.capacity_per_s else {}),
-                **{k: v for k, v in self.counts.items() if k != "outages"},
+                **self.counts,
                 "peak_replicas": int(serving.max()),
                 "min_replicas": int(serving.min()),
                 "replica_hours": step_integral(billed, "replicas", horizon_s) / HOUR_S,
                 "requests_requeued": self.requeued,
             }
-        if self.failures is not None and self.outages is not None:
-            summary = outage_summary(self.outages, len(self.replicas), horizon_s)
-            down_h = (self.down_replica_s + sum(horizon_s - t for t in self.hit_since.values())) / HOUR_S
-            out["failures"] = {
-                "source": self.failures.source,
-                # outages that took a replica down (with autoscaling, a slot without an instance
-                # has none to lose: `slot_outages` counts those too)
-                "outages": self.counts["outages"],
-                "slot_outages": summary["outages"],
-                "by_cause": summary["by_cause"],
-                "requests_requeued": self.requeued,
-                "replica_hours_down": down_h,
-                "gpu_hours_down": down_h * self.engine.tp,
-                "availability": summary["availability"],
-                "availability_long_run": self.expected_availability,  # closed form, MTBF / (MTBF + MTTR)
-                "billed_while_down": True,
-            }
+        if self.outage is not None:
+            out["failures"] = self.outage.block(horizon_s)
         return out
