@@ -340,3 +340,37 @@ def test_period_units(text, seconds):
 
     assert period_s(text) == seconds
     assert math.isfinite(period_s(text))
+
+
+def test_the_bill_of_the_shipped_diurnal_day_compressed_to_an_hour():
+    # The shipped day with its period (and scrape/stabilization times) scaled to one hour.
+    day = ROOT / "scenarios/h100_llama3_autoscaled_day.yaml"
+    result = fleetsim.simulate(
+        day,
+        {
+            "workload.arrival.period_s": 3600,
+            "workload.arrival.peak_time_s": 2100,
+            "workload.arrival.mean_rate_per_s": 6.0,
+            "autoscaling.scrape_interval_s": 15,
+            "autoscaling.scale_down_stabilization_s": 60,
+            "autoscaling.provisioning_delay_s": 30,
+            "autoscaling.engine_start_s": 10,
+            "run.duration_s": 3600,
+        },
+    )
+    accounted(result)
+    s, bill = result.summary, result.summary["bill"]
+    assert s["autoscaling"]["scale_ups"] > 0 and s["autoscaling"]["scale_downs"] > 0
+    horizon, tp = s["simulated_s"], 4
+    life = result.lifetimes
+    span = (life["released_s"].clip(upper=horizon) - life["launched_s"]).to_numpy()
+    assert bill["gpu_hours_billed"] == pytest.approx(np.maximum(np.ceil(span), 60).sum() * tp / 3600, rel=1e-12)
+    assert bill["gpu_hours_used"] == pytest.approx(span.sum() * tp / 3600, rel=1e-9)
+    # The sampled time series agrees with the exact integral within a sample interval per change.
+    ts = result.timeseries
+    t = np.append(ts["time_s"].to_numpy(), horizon)
+    sampled = float(np.sum(ts["replicas_billed"].to_numpy() * np.diff(t)))
+    changes = 2 * len(life)
+    assert sampled == pytest.approx(span.sum(), abs=changes * float(np.diff(t).max()))
+    # kWh = the integral of the power: the energy meter at the end.
+    assert bill["gpu_kwh"] == pytest.approx(result.replicas["energy_j"].sum() / 3.6e6, rel=1e-9)
