@@ -398,7 +398,9 @@ class ScenarioSpec(Spec):
         if (auto is not None or self.failures is not None) and fleet.pods > 1:
             raise ValueError(f"fleet.pods = {fleet.pods:,}; valid: 1 with autoscaling or failures")
         if (auto is not None or self.failures is not None) and fleet.groups:
-            raise ValueError("fleet.groups: a mixed fleet with autoscaling or failures is not simulated yet; valid: one GPU type")
+            raise ValueError(
+                "fleet.groups: a mixed fleet with autoscaling or failures is not simulated yet; valid: one GPU type"
+            )
         if auto is not None:
             if auto.min_replicas < 1:
                 raise ValueError("autoscaling.min_replicas = 0; valid: at least 1 (scale to zero is not simulated)")
