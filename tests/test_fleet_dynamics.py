@@ -307,6 +307,7 @@ def test_a_fixed_fleet_has_constant_replica_columns_and_no_requeues():
         ({"autoscaling": {"min_replicas": 5, "max_replicas": 8}}, "fleet.replicas"),
         ({"autoscaling": {"min_replicas": 0}}, "min_replicas"),
         ({"autoscaling": {}, "fleet.pods": 2}, "fleet.pods"),
+        ({"failures": {}, "speculative": {"method": "mtp"}}, "speculative"),
         (
             {
                 "fleet": {"groups": [{"name": "a", "gpu": "h100-sxm", "replicas": 1}, {"name": "b", "gpu": "l40s"}]},

@@ -397,6 +397,10 @@ class ScenarioSpec(Spec):
         auto, fleet = self.autoscaling, self.fleet
         if (auto is not None or self.failures is not None) and fleet.pods > 1:
             raise ValueError(f"fleet.pods = {fleet.pods:,}; valid: 1 with autoscaling or failures")
+        if (auto is not None or self.failures is not None) and self.speculative is not None:
+            raise ValueError(
+                "speculative: speculative decoding with autoscaling or failures is not simulated yet; valid: null"
+            )
         if (auto is not None or self.failures is not None) and fleet.groups:
             raise ValueError(
                 "fleet.groups: a mixed fleet with autoscaling or failures is not simulated yet; valid: one GPU type"
