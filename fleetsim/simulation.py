@@ -34,6 +34,9 @@ class SimulationResult:
     # CPU seconds of each stage of simulate(): build (catalog, memory plan), run (the event loop),
     # summary (metrics). Not part of the result: it varies from machine to machine.
     cpu_s: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
+    # Instance lifetimes of an autoscaled or failing run (instance_id, launched_s, ready_s,
+    # stopped_s, released_s); None for a fixed fleet (every replica billed the whole period).
+    lifetimes: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> str:
         """The summary as JSON through the one writer (fleetsim.output.json_text): an undefined
@@ -56,6 +59,8 @@ class SimulationResult:
             write_requests_parquet(self.requests, tmp / "requests.parquet")
             self.timeseries.to_parquet(tmp / "timeseries.parquet", index=False)
             self.replicas.to_parquet(tmp / "replicas.parquet", index=False)
+            if self.lifetimes is not None:
+                self.lifetimes.to_parquet(tmp / "lifetimes.parquet", index=False)
         return Path(out_dir)
 
 
@@ -114,6 +119,18 @@ def build(scenario: ScenarioSpec):
     return arch, gpu, profile, engine, plan
 
 
+def summary_scenario(scenario: ScenarioSpec, raw) -> ScenarioSpec:
+    """The scenario the summary's fleet, power, cooling and cost blocks describe: an autoscaled
+    run's as a fixed fleet of its time-average billed replica count, rounded (at least 1; the
+    `autoscaling` block says which); `bill` integrates the real count."""
+    if scenario.autoscaling is None or raw.simulated_s <= 0:
+        return scenario
+    auto = raw.dynamics["autoscaling"]
+    mean = max(1, round(auto["replica_hours"] * 3600.0 / raw.simulated_s))
+    auto["summary_fleet_replicas"] = mean
+    return scenario.model_copy(update={"fleet": scenario.fleet.model_copy(update={"replicas": mean})})
+
+
 def simulate(
     scenario_or_path: Any,
     overrides: dict | None = None,
@@ -155,10 +172,27 @@ def simulate(
         status = groups_calibration_status(groups, engine_profile)
     else:
         status = calibration_status(profile, engine_profile, engine.step_model)
-    summary = summarize(raw, scenario, arch, gpu, plan, calibration=status, groups=groups)
-    result = SimulationResult(scenario, summary, raw.requests, raw.timeseries, raw.replicas, plan, {})
+    summary = summarize(raw, summary_scenario(scenario, raw), arch, gpu, plan, calibration=status, groups=groups)
+    result = SimulationResult(
+        scenario, summary, raw.requests, raw.timeseries, raw.replicas, plan, {}, lifetimes=raw.lifetimes
+    )
     # The bill of the simulated period (GPU-hours, kWh, water, carbon; rent and own side by side,
-    # per class, extrapolated to a month and a year): fleetsim.bill.
-    summary["bill"] = bill_of(result).as_dict()
+    # per class, extrapolated to a month and a year): fleetsim.bill. An autoscaled run is billed by
+    # its instances' lifetimes; a failing fixed fleet is billed whole (down replicas are still rented).
+    if scenario.autoscaling is not None:
+        from fleetsim.autoscaler import replica_series
+
+        billed = replica_series(raw.lifetimes, raw.simulated_s)
+        cold = raw.dynamics["autoscaling"]["cold_start_s"]
+        summary["bill"] = bill_of(result, replicas=billed, lifetimes=raw.lifetimes, cold_start_s=cold).as_dict()
+    else:
+        summary["bill"] = bill_of(result).as_dict()
+    summary.update(raw.dynamics)
+    if raw.dynamics:
+        summary["requests"]["requeued"] = int(raw.requests["requeues"].sum())
+    if scenario.failures is not None and scenario.failures.compare_without:
+        # The same scenario and seed without failures: its attainment beside this one's.
+        base = simulate(scenario.model_copy(update={"failures": None}), workers=workers)
+        summary["slo"]["attainment_without_failures"] = base.summary["slo"]["attainment"]
     result.cpu_s.update(build_s=t1 - t0, run_s=t2 - t1, summary_s=time.process_time() - t2)
     return result

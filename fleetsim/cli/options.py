@@ -28,6 +28,29 @@ def set_option(what: str = "the scenario") -> Any:
     )
 
 
+PERIOD_UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def period_s(text: str) -> float:
+    """A period such as 24h, 30m, 3600s, 1d or 90 (seconds), in seconds; SpecError otherwise."""
+    import math
+
+    from fleetsim.errors import SpecError
+
+    t = text.strip().lower()
+    unit = PERIOD_UNITS_S.get(t[-1:], None)
+    number = t[:-1] if unit is not None else t
+    try:
+        value = float(number) * (unit or 1.0)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise SpecError(
+            f"--period: {text[:40]!r} is not a period; valid: a number > 0 with s, m, h or d (24h, 30m, 3600s, 1d)"
+        )
+    return value
+
+
 def json_option(what: str = "one JSON object") -> Any:
     return typer.Option(
         False, "--json", help=f"Print {what} on stdout, no tables (a missing value is null, never NaN)."

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from fleetsim.cli.options import DIR, json_option, set_option
+from fleetsim.cli.options import DIR, json_option, period_s, set_option
 from fleetsim.cli.terminal import err, fail, note_line, out, overrides, print_json, say
 
 
@@ -80,6 +80,13 @@ def run(
         help="Processes for a fleet in pods (fleet.pods > 1: one pod per process); the result does not depend "
         "on it. Default: one per CPU, at most one per pod. A one-pod fleet runs in this process.",
     ),
+    period: str | None = typer.Option(
+        None,
+        "--period",
+        metavar="PERIOD",
+        help="Simulated period of arrivals (sets run.duration_s): 24h, 30m, 3600s, 1d or seconds. "
+        "Default: run.duration_s of the scenario.",
+    ),
     json_out: bool = json_option("exactly one JSON object, the summary"),
 ):
     """Simulate a scenario: latency, power, cooling and cost.
@@ -92,6 +99,7 @@ def run(
       fleetsim run scenarios/h100_llama3.yaml
       fleetsim run scenarios/h100_llama3.yaml --set fleet.replicas=8 --seed 1 --out runs/r8
       fleetsim run scenarios/h100_llama3.yaml --json
+      fleetsim run scenarios/h100_llama3_autoscaled_day.yaml --period 24h
     """
     from fleetsim.api import simulate
     from fleetsim.output import check_output_dir, summary_null_reasons
@@ -100,6 +108,8 @@ def run(
     changes = overrides(set_)
     if seed is not None:
         changes["run.seed"] = seed
+    if period is not None:
+        changes["run.duration_s"] = period_s(period)
     if out_dir is not None:
         check_output_dir(out_dir, "--out")
     progress = None

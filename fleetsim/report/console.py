@@ -101,6 +101,28 @@ def print_summary(console: Console, result) -> None:
         own = _f(month.get("own_usd"), "${:,.0f}")
         t.add_row("a month at this load: rent (on demand) / own", f"{rent} / {own}")
         t.add_row("a month: facility kWh / kg CO2", f"{month['facility_kwh']:,.0f} / {month['carbon_kg']:,.0f}")
+        rent_p, own_p = bill["rent_usd"], bill["own_usd"]
+        period = " / ".join(_f(rent_p.get(k), "${:,.2f}") for k in ("on_demand_usd", "reserved_usd", "spot_usd"))
+        t.add_row(
+            f"this run ({bill['period_s'] / 3600:,.2f} h, {bill['gpu_hours_billed']:,.2f} GPU-h billed): "
+            "rent on demand / reserved / spot; own",
+            f"{period}; {_f(own_p.get('total_usd'), '${:,.2f}')}",
+        )
+    auto = s.get("autoscaling")
+    if auto is not None:
+        t.add_row(
+            "autoscaling: replicas min / peak, scale-ups / downs",
+            f"{auto['min_replicas']} / {auto['peak_replicas']}, {auto['scale_ups']} / {auto['scale_downs']}",
+        )
+    failures = s.get("failures")
+    if failures is not None:
+        without = slo.get("attainment_without_failures")
+        t.add_row(
+            "failures: outages, requests re-queued, GPU-h down",
+            f"{failures['outages']}, {failures['requests_requeued']:,}, {failures['gpu_hours_down']:,.2f}",
+        )
+        if without is not None:
+            t.add_row("SLO attainment with / without failures", f"{slo['attainment']:.1%} / {without:.1%}")
     console.print(t)
     for g in s.get("groups", []):  # a mixed fleet (fleet.groups): one line per group
         console.print(

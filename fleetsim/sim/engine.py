@@ -89,6 +89,9 @@ class RawRun:
     # pool), queue_full (scheduler.max_queue), rate_limited (admission.token_bucket), timeout
     # (admission.queue_timeout_s)
     rejected_by_reason: dict[str, dict[str, int]] = field(default_factory=dict)
+    # autoscaling / failures (fleetsim.sim.lifecycle): instance lifetimes and the summary blocks
+    lifetimes: pd.DataFrame | None = None
+    dynamics: dict = field(default_factory=dict)
 
 
 class Engine:
@@ -177,6 +180,7 @@ class Engine:
         self.prioritized = len(set(self.class_priority)) > 1
         self.rejections: dict[tuple[int, str], int] = {}
         self.progress: Callable[[float], None] | None = None
+        self.lifecycle = None  # fleetsim.sim.lifecycle.Lifecycle with autoscaling or failures
 
     # ------------------------------------------------------------------ request table
     def footprint_bytes(self, tokens: float) -> float:
@@ -271,7 +275,7 @@ class Engine:
         self.status[rid] = DONE
         self.pending -= 1
         self.router.update(self.replicas[replica])
-        if self.central:
+        if self.central and self.replicas[replica].serving:  # not to a replica draining or halting
             nxt = self.central.popleft()
             self.fleet.change(now, queued=-1)
             self.replica_of[nxt] = replica
@@ -413,8 +417,13 @@ class Engine:
         self.pool_bytes = float(self.plan.kv_pool_bytes_per_gpu)
         self.admission = Admission(sc.admission, sc.scheduler.max_queue)
         self.queue_timeout_s = sc.admission.queue_timeout_s
-        self.replicas = self.make_replicas(env)
-        self.router = self.make_router()
+        if sc.autoscaling is not None or sc.failures is not None:
+            from fleetsim.sim.lifecycle import Lifecycle
+
+            self.lifecycle = Lifecycle(self, env)  # builds the replica slots and the router
+        else:
+            self.replicas = self.make_replicas(env)
+            self.router = self.make_router()
         self.central = self.new_queue()
         duration = run.duration_s
         self.closed_until_s = -1.0
@@ -453,12 +462,16 @@ class Engine:
             del batch  # its columns are copied; the open loop holds the arrival times
         interval = run.timeseries_interval_s or max(end_s / 400.0, 1e-3)
         rows: list = []
-        env.process(self._sample(interval, rows, end_s))
+        sampler = env.process(self._sample(interval, rows, end_s))
+        if self.lifecycle is not None:
+            self.lifecycle.start(end_s, sampler, interval)
         self.arrivals_end_s = 0.0 if wl.arrival.kind == "offline" else end_s
         warm = run.warmup_s or AUTO_WARMUP_FRACTION * self.arrivals_end_s
         self.itl = LogHistogram(warm, self.arrivals_end_s) if self.arrivals_end_s else LogHistogram()
         if run.drain:
-            env.run()
+            # With a lifecycle the run ends when it is over (Lifecycle.stop): its scrapes and
+            # outages would run on.
+            env.run(until=self.lifecycle.stop if self.lifecycle is not None else None)
         else:
             env.run(until=end_s)
         now = env.now
@@ -473,12 +486,17 @@ class Engine:
                 # what a cut-short run booked past now is taken out), as the time series' energy
                 # meter reads it (Replica.metered_energy_j), so the table and the meter agree.
                 r.energy_j = r.metered_energy_j(now)
+        timeseries = self.timeseries_frame(rows)
+        if self.lifecycle is None:
+            timeseries["replicas"] = timeseries["replicas_billed"] = len(self.replicas)
+        else:
+            timeseries = self.lifecycle.add_columns(timeseries)
         return RawRun(
             arrivals_end_s=self.arrivals_end_s,
             warmup_s=run.warmup_s,
             itl=self.itl,
             requests=self._request_frame(),
-            timeseries=self.timeseries_frame(rows),
+            timeseries=timeseries,
             replicas=self._replica_frame(now),
             simulated_s=now,
             running_area=self.fleet.running_area,
@@ -487,6 +505,8 @@ class Engine:
             max_queued=self.fleet.max_queued,
             trace_dropped_after_duration=self.trace_dropped_after_duration,
             rejected_by_reason=rejections_by_class(self.rejections, [c.name for c in wl.classes]),
+            lifetimes=None if self.lifecycle is None else self.lifecycle.lifetimes(now),
+            dynamics={} if self.lifecycle is None else self.lifecycle.blocks(now),
         )
 
     def timeseries_frame(self, rows: list) -> pd.DataFrame:
@@ -514,6 +534,7 @@ class Engine:
                 "first_token_s": np.array(self.first_token_s),
                 "finish_s": np.array(self.finish_s),
                 "preemptions": np.array(self.preemptions, dtype=np.int32),
+                "requeues": self._requeue_column(),
             }
         )
         sessions = np.array(self.session_id, dtype=np.int64)
@@ -528,6 +549,14 @@ class Engine:
         df.loc[df["status"] != "completed", ["ttft_s", "e2e_s", "tpot_s"]] = np.nan
         df.index.name = "request_id"
         return df
+
+    def _requeue_column(self) -> np.ndarray:
+        """Times each request was handed back by a halted replica and dispatched again."""
+        col = np.zeros(len(self.arrival_s), dtype=np.int32)
+        if self.lifecycle is not None and self.lifecycle.requeues:
+            rids = np.fromiter(self.lifecycle.requeues.keys(), dtype=np.int64)
+            col[rids] = np.fromiter(self.lifecycle.requeues.values(), dtype=np.int32)
+        return col
 
     def _replica_frame(self, now: float) -> pd.DataFrame:
         rows = []

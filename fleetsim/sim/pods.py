@@ -163,7 +163,8 @@ def _merge(results, sizes: list[int], order: list[np.ndarray] | None, dropped: i
     grid = max((r.timeseries for r in raws), key=len)["time_s"].to_numpy()
     cols = {"time_s": grid}
     total = float(sum(sizes))
-    for name in ("running", "queued", "kv_used_fraction", "power_w", "gpu_energy_j", "output_tokens"):
+    names = ("running", "queued", "kv_used_fraction", "power_w", "gpu_energy_j", "output_tokens")
+    for name in names + ("replicas", "replicas_billed"):
         acc = np.zeros(len(grid))
         for k, (raw, idle_w, _) in enumerate(results):
             ts = raw.timeseries
@@ -175,7 +176,7 @@ def _merge(results, sizes: list[int], order: list[np.ndarray] | None, dropped: i
             acc += v
         cols[name] = acc
     timeseries = pd.DataFrame(cols)
-    for name in ("running", "queued", "output_tokens"):
+    for name in ("running", "queued", "output_tokens", "replicas", "replicas_billed"):
         timeseries[name] = np.rint(timeseries[name]).astype(np.int64)
     itl = LogHistogram(raws[0].itl.since_s, raws[0].itl.until_s)
     for raw in raws:

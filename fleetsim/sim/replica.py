@@ -23,6 +23,8 @@ from fleetsim.sim.decode_run import DecodeRun
 
 
 class Replica:
+    serving = True  # a fixed fleet's replica always takes requests (fleetsim.sim.dynamic_replica)
+
     def __init__(self, env: simpy.Environment, index: int, engine, pool_bytes: float):
         self.env = env
         self.index = index

@@ -1,9 +1,9 @@
 """Specs of the fleet over time: autoscaling, failures, admission control, class priorities, billing.
 
 The pure models that read them are fleetsim/autoscaler.py, fleetsim/failures.py,
-fleetsim/admission.py and fleetsim/bill.py. AdmissionSpec and ClassPolicySpec are fields of
-ScenarioSpec (`admission`, `classes`) and the simulator applies them; the others are not yet
-(each is usable from the Python API on its own).
+fleetsim/admission.py and fleetsim/bill.py. AdmissionSpec, ClassPolicySpec, AutoscalingSpec and
+FailureSpec are fields of ScenarioSpec (`admission`, `classes`, `autoscaling`, `failures`) and the
+simulator applies them (fleetsim/sim/lifecycle.py); BillingSpec is read by fleetsim.bill.
 
 Defaults carry their source: Kubernetes' HPA defaults (sync period 15 s, tolerance 0.1, scale-down
 stabilization 300 s, scale-up 0 s; kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale
@@ -115,6 +115,13 @@ class AutoscalingSpec(Spec):
         "after the decision (the rest are re-queued); >= 0. Default 600 (assumption).",
     )
 
+    capacity_requests_per_s: Annotated[float, Field(gt=0, le=MAX_RATE_PER_S), NUMBER] | None = Field(
+        default=None,
+        description="Signal utilization in the simulator: requests per second one ready replica serves at "
+        "utilization 1 (offered load = arrivals of the last scrape interval / (ready replicas x this x the "
+        "interval)); > 0. Default null: the replica's full-batch steady-state throughput (fleetsim.steady).",
+    )
+
     @model_validator(mode="after")
     def _bounds(self):
         if self.min_replicas > self.max_replicas:
@@ -168,6 +175,11 @@ class FailureSpec(Spec):
     repair_distribution: Literal["fixed", "exponential"] = Field(
         default="exponential",
         description="Repair time: fixed (always the mean) or exponential. Default exponential.",
+    )
+    compare_without: bool = Field(
+        default=True,
+        description="In a simulation, also run the same scenario and seed without failures and report its SLO "
+        "attainment beside (slo.attainment_without_failures); doubles the run time. Default true.",
     )
 
 

@@ -28,7 +28,7 @@ from fleetsim.spec.base import (
     Text,
     TokenCount,
 )
-from fleetsim.spec.dynamics import AdmissionSpec, ClassPolicySpec
+from fleetsim.spec.dynamics import AdmissionSpec, AutoscalingSpec, ClassPolicySpec, FailureSpec
 from fleetsim.spec.economics import CostSpec, FacilitySpec
 from fleetsim.spec.engine import EngineSpec
 from fleetsim.spec.groups import GROUP_FIELDS, MAX_GROUPS, ReplicaGroupSpec
@@ -339,6 +339,18 @@ class ScenarioSpec(Spec):
         "and TPOT targets; each name a workload.classes[].name, each at most once. A class not listed has "
         "priority 0 and the scenario's slo. Default empty: every class priority 0 (FCFS).",
     )
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None,
+        description="A horizontal autoscaler over the fleet (fleetsim.sim.lifecycle): fleet.replicas is the "
+        "initial count, within [min_replicas, max_replicas]; new replicas serve after the cold start (the "
+        "weights' bytes over the load bandwidth). One pod only. Default null: a fixed fleet.",
+    )
+    failures: FailureSpec | None = Field(
+        default=None,
+        description="GPU and server failures injected into the run (rates from catalog/reliability.yaml): a "
+        "failed replica's requests are re-queued, it serves again after repair and stays billed while down. "
+        "One pod. Default null: no failures.",
+    )
 
     @model_validator(mode="after")
     def _speculative_fleet(self):
@@ -378,6 +390,34 @@ class ScenarioSpec(Spec):
                 f"fleet.pods = {fleet.pods}: router prefix_aware runs in one pod (pods split requests at random, "
                 "so a session's turns would scatter); valid: 1"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _dynamics(self):
+        auto, fleet = self.autoscaling, self.fleet
+        if (auto is not None or self.failures is not None) and fleet.pods > 1:
+            raise ValueError(f"fleet.pods = {fleet.pods:,}; valid: 1 with autoscaling or failures")
+        if (auto is not None or self.failures is not None) and self.speculative is not None:
+            raise ValueError(
+                "speculative: speculative decoding with autoscaling or failures is not simulated yet; valid: null"
+            )
+        if (auto is not None or self.failures is not None) and fleet.groups:
+            raise ValueError(
+                "fleet.groups: a mixed fleet with autoscaling or failures is not simulated yet; valid: one GPU type"
+            )
+        if auto is not None:
+            if auto.min_replicas < 1:
+                raise ValueError("autoscaling.min_replicas = 0; valid: at least 1 (scale to zero is not simulated)")
+            if not auto.min_replicas <= fleet.replicas <= auto.max_replicas:
+                raise ValueError(
+                    f"fleet.replicas = {fleet.replicas:,}; valid: within autoscaling.min_replicas "
+                    f"({auto.min_replicas:,}) to max_replicas ({auto.max_replicas:,})"
+                )
+            if auto.max_replicas * fleet.tp > MAX_GPUS:
+                raise ValueError(
+                    f"autoscaling.max_replicas x fleet.tp = {auto.max_replicas * fleet.tp:,} GPUs; "
+                    f"valid: at most {MAX_GPUS:,}"
+                )
         return self
 
     @field_validator("weight_dtype")
