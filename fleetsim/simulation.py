@@ -184,9 +184,11 @@ def simulate(
 
         billed = replica_series(raw.lifetimes, raw.simulated_s)
         cold = raw.dynamics["autoscaling"]["cold_start_s"]
-        summary["bill"] = bill_of(result, replicas=billed, lifetimes=raw.lifetimes, cold_start_s=cold).as_dict()
+        summary["bill"] = bill_of(
+            result, scenario.billing, replicas=billed, lifetimes=raw.lifetimes, cold_start_s=cold
+        ).as_dict()
     else:
-        summary["bill"] = bill_of(result).as_dict()
+        summary["bill"] = bill_of(result, scenario.billing).as_dict()
     summary.update(raw.dynamics)
     if raw.dynamics:
         summary["requests"]["requeued"] = int(raw.requests["requeues"].sum())

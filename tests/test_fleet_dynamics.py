@@ -382,3 +382,22 @@ def test_the_bill_of_the_shipped_diurnal_day_compressed_to_an_hour():
     assert sampled == pytest.approx(span.sum(), abs=changes * float(np.diff(t).max()))
     # kWh = the integral of the power: the energy meter at the end.
     assert bill["gpu_kwh"] == pytest.approx(result.replicas["energy_j"].sum() / 3.6e6, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "billing, granularity_s, minimum_s",
+    [
+        ({"billing.provider": "linode"}, 3600, 3600),
+        ({"billing.granularity_s": 600, "billing.minimum_charge_s": 0}, 600, 0),
+    ],
+)
+def test_the_scenario_chooses_the_billing_granularity(tmp_path, billing, granularity_s, minimum_s):
+    # Each instance's lifetime is rounded up to the granularity, at least the minimum charge:
+    # linode bills whole hours (catalog/billing.yaml), or the scenario's own figures.
+    result = fleetsim.simulate(step_scenario(tmp_path), billing)
+    bill, horizon = result.summary["bill"], result.summary["simulated_s"]
+    life = result.lifetimes
+    span = (life["released_s"].clip(upper=horizon) - life["launched_s"]).to_numpy()
+    billed_s = np.maximum(np.ceil(span / granularity_s) * granularity_s, minimum_s)
+    assert (bill["granularity_s"], bill["minimum_charge_s"]) == (granularity_s, minimum_s)
+    assert bill["gpu_hours_billed"] == pytest.approx(billed_s.sum() / 3600, rel=1e-12)

@@ -28,7 +28,7 @@ from fleetsim.spec.base import (
     Text,
     TokenCount,
 )
-from fleetsim.spec.dynamics import AdmissionSpec, AutoscalingSpec, ClassPolicySpec, FailureSpec
+from fleetsim.spec.dynamics import AdmissionSpec, AutoscalingSpec, BillingSpec, ClassPolicySpec, FailureSpec
 from fleetsim.spec.economics import CostSpec, FacilitySpec
 from fleetsim.spec.engine import EngineSpec
 from fleetsim.spec.groups import GROUP_FIELDS, MAX_GROUPS, ReplicaGroupSpec
@@ -350,6 +350,12 @@ class ScenarioSpec(Spec):
         description="GPU and server failures injected into the run (rates from catalog/reliability.yaml): a "
         "failed replica's requests are re-queued, it serves again after repair and stays billed while down. "
         "One pod. Default null: no failures.",
+    )
+    billing: BillingSpec = Field(
+        default=BillingSpec(),
+        description="How the run's GPU time is billed in the summary's `bill`: the rental plan, the provider's "
+        "granularity and minimum charge (catalog/billing.yaml) or explicit ones, reserved and spot discounts. "
+        "Default: per-second billing with a one-minute minimum, on demand.",
     )
 
     @model_validator(mode="after")
