@@ -78,6 +78,12 @@ def test_closed_form_matches_per_step_sums(model, gpu, tp, kv, eng):
         assert peak == pytest.approx(float(power[:s].max()), rel=1e-9)
         j = np.arange(s)
         assert run.weighted_index_s(s) == pytest.approx(float(np.dot(j, t[:s])), rel=1e-9, abs=1e-12)
+        # The meter mid-run: the steps done at their own powers, the one in progress pro rata.
+        done = int(np.searchsorted(cum, elapsed, side="right"))
+        before = float(np.dot(power[:done], t[:done]))
+        at = before + (elapsed - (cum[done - 1] if done else 0.0)) * power[min(done, k - 1)]
+        assert run.energy_by_j(elapsed) == pytest.approx(at, rel=1e-9)
+        assert run.energy_by_j(cum[-1]) == pytest.approx(float(np.dot(power, t)), rel=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -87,12 +93,17 @@ def test_closed_form_matches_per_step_sums(model, gpu, tp, kv, eng):
         ("scenarios/h100_two_class_priority.yaml", {}, 700.0),
         # A power limit: every iteration at the limit, so any overlap reads above it.
         ("scenarios/h100_llama3.yaml", {"fleet.power_limit_w": 500, "run.duration_s": 120}, 500.0),
+        # An offline batch of long outputs (a shipped validation case: TensorRT-LLM, 128 in, 2,048
+        # out): decode runs of tens of seconds whose power falls below the cap as they go.
+        ("case:trtllm-8b-h100-sxm-tp1-128-2048", {"run.max_requests": 1500, "workload.arrival.requests": 1500}, 700.0),
     ],
 )
 def test_no_replica_is_busy_longer_than_the_clock_nor_draws_above_its_cap(scenario, overrides, cap_w):
     # Invariants, not figures: a replica's iterations never overlap, so its busy time is at most
     # the simulated time, and a GPU never draws more than its cap, so the GPU energy of any
     # interval of the time series is at most cap x GPUs x its length (and so is the window's mean).
+    if scenario.startswith("case:"):
+        scenario = _case_scenario(scenario.removeprefix("case:"))
     r = simulate(scenario, overrides)
     s = r.summary
     gpus = r.scenario.fleet.replicas * r.scenario.fleet.tp
@@ -100,4 +111,16 @@ def test_no_replica_is_busy_longer_than_the_clock_nor_draws_above_its_cap(scenar
     ts = r.timeseries
     rate = np.diff(ts["gpu_energy_j"].to_numpy()) / np.diff(ts["time_s"].to_numpy()) / gpus
     assert rate.max() <= cap_w * (1 + 1e-9)
+    assert rate.min() >= 0.0  # the meter never runs ahead of what is booked later
     assert s["power"]["gpu_mean_w"] <= cap_w * (1 + 1e-9)
+
+
+def _case_scenario(case_id: str) -> dict:
+    from fleetsim.validation.cases import load_cases, shipped_case_files
+    from fleetsim.validation.runner import scenario_data
+
+    for path in shipped_case_files():
+        for case in load_cases(path):
+            if case.id == case_id:
+                return scenario_data(case, path.parent)[0]
+    raise KeyError(case_id)

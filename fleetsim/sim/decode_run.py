@@ -43,7 +43,7 @@ def envelope_segments(lines: list[tuple[float, float]], k: int) -> list[tuple[in
 
 
 class DecodeRun:
-    __slots__ = ("k", "segs", "cum", "f0", "f1", "m0", "m1", "power", "peak_flops", "bw")
+    __slots__ = ("k", "segs", "cum", "f0", "f1", "m0", "m1", "power", "peak_flops", "bw", "_seg_energy")
 
     def __init__(self, step_model, n: int, kv0: float, growth: float, k: int):
         lines, f0, f1, m0, m1 = step_model.decode_run_lines(n, kv0, growth)
@@ -57,6 +57,7 @@ class DecodeRun:
         for s0, s1, c0, c1 in self.segs:
             cum.append(cum[-1] + _series(c0, c1, s1) - _series(c0, c1, s0))
         self.cum = cum
+        self._seg_energy: list | None = None  # per segment: None (closed form) or cumulative step energies
 
     def time_s(self, steps: int) -> float:
         """Time of the first `steps` iterations."""
@@ -149,11 +150,58 @@ class DecodeRun:
             e = min(steps, s1)
             yield c0 + c1 * (s0 + e - 1) / 2.0, e - s0
 
+    def energy_by_j(self, elapsed_s: float) -> float:
+        """Energy per GPU of the run's first elapsed_s, the iteration in progress pro rata at its
+        power: what the fleet's energy meter reads mid-run (exact at every step boundary and at
+        the end, so the meter never runs ahead of the energy booked when the run ends)."""
+        if elapsed_s >= self.cum[-1]:
+            return self._energy_of_first(self.k)
+        done = self.steps_started_by(elapsed_s) - 1
+        return self._energy_of_first(done) + (elapsed_s - self.time_s(done)) * self.step_power_w(done)
+
+    def _energy_of_first(self, steps: int) -> float:
+        if self._seg_energy is None:
+            self._seg_energy = [self._segment_cumulative(seg) for seg in self.segs]
+        total = 0.0
+        for (s0, s1, c0, c1), cum in zip(self.segs, self._seg_energy):
+            if steps <= s0:
+                break
+            e = min(steps, s1)
+            if cum is not None:
+                total += cum[e - s0]
+            else:
+                n = e - s0
+                f_sum = n * self.f0 + self.f1 * (_series(0, 1, e) - _series(0, 1, s0))
+                m_sum = n * self.m0 + self.m1 * (_series(0, 1, e) - _series(0, 1, s0))
+                t_sum = _series(c0, c1, e) - _series(c0, c1, s0)
+                p = self.power
+                total += p.idle_w * t_sum + p.compute_w * f_sum / self.peak_flops + p.memory_w * m_sum / self.bw
+        return total
+
+    def _segment_cumulative(self, seg) -> list | None:
+        """None when the segment's power stays below the cap and unclipped at both ends (power is
+        monotone along a segment: the linear closed form holds), else its cumulative step energies."""
+        s0, s1, c0, c1 = seg
+        ends = (s0, s1 - 1)
+        linear = all(
+            self._power_at(j, c0 + c1 * j) < self.power.cap_w
+            and (self.f0 + self.f1 * j) / ((c0 + c1 * j) * self.peak_flops) <= 1
+            and (self.m0 + self.m1 * j) / ((c0 + c1 * j) * self.bw) <= 1
+            for j in ends
+        )
+        if linear:
+            return None
+        cum = [0.0]
+        for j in range(s0, s1):
+            t = c0 + c1 * j
+            cum.append(cum[-1] + self._power_at(j, t) * t)
+        return cum
+
     def step_power_w(self, j: int) -> float:
         """Per-GPU power of iteration j (0-based) of the run."""
-        for s0, s1, c0, c1 in self.segs:
+        for _, s1, c0, c1 in self.segs:
             if j < s1:
-                return self._power_at(j, c0 + c1 * max(j, s0))
+                return self._power_at(j, c0 + c1 * j)
         _, _, c0, c1 = self.segs[-1]
         return self._power_at(j, c0 + c1 * j)
 

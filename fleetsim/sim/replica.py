@@ -426,10 +426,13 @@ class Replica:
         e.fleet.change(now, running=-1, queued=+1)
 
     def metered_energy_j(self, now: float) -> float:
-        """GPU energy up to `now` (J, whole replica): what is booked, plus the idle gap or the
-        iteration in progress at its current power, less what a cut-short run booked past now."""
+        """GPU energy up to `now` (J, whole replica): what is booked, plus the idle gap, the decode
+        run in progress (DecodeRun.energy_by_j) or the iteration in progress at its power, less
+        what a cut-short run booked past now. Never ahead of what the replica books later."""
         if self.sleeping:
             return self.energy_j + (now - self._idle_since) * self.power.idle_w * self.tp
+        if self._run is not None:  # a decode run in progress: its steps' own powers, not the first's
+            return self.energy_j + self._run.energy_by_j(now - self._seg_start) * self.tp
         if now >= self._seg_start:
             return self.energy_j + (now - self._seg_start) * self.current_power_w
         return self.energy_j - (self._seg_start - now) * self._ahead_w
