@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from fleetsim.power import gpu_power_w
 
 
@@ -168,7 +170,7 @@ class DecodeRun:
                 break
             e = min(steps, s1)
             if cum is not None:
-                total += cum[e - s0]
+                total += float(cum[e - s0])
             else:
                 n = e - s0
                 f_sum = n * self.f0 + self.f1 * (_series(0, 1, e) - _series(0, 1, s0))
@@ -191,11 +193,12 @@ class DecodeRun:
         )
         if linear:
             return None
-        cum = [0.0]
-        for j in range(s0, s1):
-            t = c0 + c1 * j
-            cum.append(cum[-1] + self._power_at(j, t) * t)
-        return cum
+        j = np.arange(s0, s1, dtype=np.float64)
+        t = c0 + c1 * j
+        power = gpu_power_w(
+            self.power, (self.f0 + self.f1 * j) / (t * self.peak_flops), (self.m0 + self.m1 * j) / (t * self.bw)
+        )
+        return np.concatenate(([0.0], np.cumsum(power * t)))
 
     def step_power_w(self, j: int) -> float:
         """Per-GPU power of iteration j (0-based) of the run."""
