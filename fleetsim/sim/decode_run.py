@@ -180,7 +180,7 @@ class DecodeRun:
                 total += p.idle_w * t_sum + p.compute_w * f_sum / self.peak_flops + p.memory_w * m_sum / self.bw
         return total
 
-    def _segment_cumulative(self, seg) -> list | None:
+    def _segment_cumulative(self, seg) -> np.ndarray | None:
         """None when the segment's power stays below the cap and unclipped at both ends (power is
         monotone along a segment: the linear closed form holds), else its cumulative step energies."""
         s0, s1, c0, c1 = seg
