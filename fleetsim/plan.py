@@ -592,8 +592,13 @@ def plan_fleet(
     if isinstance(spares, bool) or not isinstance(spares, int) or not 0 <= spares <= 1024:
         raise SpecError(f"plan: spares {spares!r} is not valid; give a whole number of spare replicas from 0 to 1024")
     overrides = dict(overrides or {})
-    if load_scenario(scenario, overrides).fleet.groups:
+    given = load_scenario(scenario, overrides)
+    if given.fleet.groups:
         overrides["fleet.groups"] = None  # a mixed fleet is planned from its workload and SLO (plan --mix: both)
+    if given.autoscaling is not None:
+        # The plan sizes the fixed fleet that meets the SLO over the same traffic (what to buy, or
+        # the ceiling of the autoscaler); the scenario's own autoscaled fleet is its contrast.
+        overrides["autoscaling"] = None
     if size_for_peak:
         overrides.update(peak_overrides(load_scenario(scenario, overrides)))
     base = load_scenario(scenario, overrides)

@@ -535,3 +535,29 @@ def test_report_renders_in_headless_chromium_without_console_errors_and_prints_t
     assert console == []
     failed = [line for line in r.stderr.splitlines() if "net::ERR" in line or "Failed to load" in line]
     assert failed == []
+
+
+def test_an_autoscaled_scenario_reports_its_own_bill_beside_the_fixed_fleets(tmp_path):
+    # The shipped autoscaled day, compressed to half an hour: the plan sizes a fixed fleet (its
+    # autoscaler left out); the scenario's own autoscaled fleet is billed by its instances'
+    # lifetimes in a second table, every cell one path of an independent run's summary.
+    from fleetsim.report.bill_table import bill_paths
+
+    day = ROOT / "scenarios" / "h100_llama3_autoscaled_day.yaml"
+    half_hour = {"run.duration_s": 1800, "workload.arrival.period_s": 1800, "workload.arrival.peak_time_s": 1000}
+    out = write_report(
+        day,
+        tmp_path / "r.html",
+        overrides=half_hour,
+        study_options={"gpus": ["h100-sxm"], "seeds": 1, "tp_options": [4]},
+    )
+    report = _check_structure_and_text(out)
+    assert {"t-bill", "t-bill-written"} <= set(report.tables)
+    own = report.tables["t-bill-written"]
+    flat = pd.json_normalize(fleetsim.simulate(day, half_hour).summary, sep=".").iloc[0].to_dict()
+    assert flat["autoscaling.scale_ups"] >= 0 and "bill.rent_usd.on_demand_usd" in flat
+    for row in own["rows"]:
+        for col, path in bill_paths(row["key"]).items():
+            c = row["cells"][col]
+            if path is not None:
+                assert _close(_value(c), flat[path]), (row["key"], col)

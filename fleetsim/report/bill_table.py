@@ -37,15 +37,17 @@ def bill_paths(row_period_path: str) -> dict[str, str | None]:
     raise KeyError(row_period_path)
 
 
-def bill_table(summary: dict, label: str, overrides: dict) -> Table | None:
+def bill_table(
+    summary: dict, label: str, overrides: dict, table_id: str = "t-bill", what: str = "the reference run"
+) -> Table | None:
     """The table of `summary`'s bill (None when the run has none)."""
     bill = summary.get("bill")
     if not bill:
         return None
     hours = bill["period_s"] / 3600.0
     t = Table(
-        "t-bill",
-        f"The bill of the reference run ({label}): {hours:,.2f} h simulated, then a month and a year at that load",
+        table_id,
+        f"The bill of {what} ({label}): {hours:,.2f} h simulated, then a month and a year at that load",
         "summary",
         [("quantity", "quantity"), *COLUMNS],
         overrides=json.dumps(overrides, sort_keys=True),

@@ -578,6 +578,18 @@ def _from_scenario(path: Any, overrides: dict, study_options: Mapping[str, Any] 
         f"cooling? (The scenario's own fleet, {_fleet_words(base)}, is shown for contrast.)"
     )
     add_procurement(ctx, study)
+    if study.as_written_summary is not None and base.autoscaling is not None:
+        # An autoscaled scenario: the plan sizes a fixed fleet; the scenario's own fleet is billed by
+        # its instances' lifetimes, shown beside the recommended fleet's bill.
+        own = bill_table(
+            study.as_written_summary,
+            f"{_fleet_words(base)}, autoscaled",
+            dict(study.as_written_overrides or {}),
+            "t-bill-written",
+            "the scenario's own fleet as written",
+        )
+        if own is not None:
+            ctx["tables"]["bill_written"] = own
     g_rows = [(f"{f:g}", f"{f:g}× load", flatten_summary(g), json.dumps(ov, sort_keys=True)) for f, ov, g in ref.growth]
     comp = Table(
         "t-comparison",

@@ -49,6 +49,8 @@ class ProcurementStudy:
     reference: Reference  # the recommended fleet (or the scenario's, if nothing met) and its growth runs
     seeds: int
     tornado: dict  # study.tornado.tornado of the recommended fleet ({} when nothing met)
+    as_written_summary: dict | None = None  # the scenario's own fleet at its seed (run.seed): its bill
+    as_written_overrides: dict | None = None  # relative to `scenario`: the price given for its GPU, if any
 
     @property
     def best(self) -> dict | None:
@@ -136,4 +138,4 @@ def procurement_study(
         bars = {}
         f = base.fleet
         ref = reference_runs(base, own_ov, f"{f.replicas} × {f.gpu} (the scenario's fleet)")
-    return ProcurementStudy(base, overrides, plan, as_written, ref, seeds, bars)
+    return ProcurementStudy(base, overrides, plan, as_written, ref, seeds, bars, reps.summaries[0], own_ov)
