@@ -37,6 +37,7 @@ __all__ = [
     "kv_transfer",
     "link_names",
     "load_link",
+    "pipelined_exposed_s",
     "plan_disaggregation",
     "resolve_link",
     "transfer_time_s",
@@ -149,11 +150,7 @@ def kv_transfer(
     sender_bytes = replica_bytes / prefill_tp
     busiest = max(rank_bytes, sender_bytes)
     time_s = transfer_time_s(busiest, link)
-    exposed_s = time_s
-    if prefill_s is not None:
-        layers = arch.num_layers
-        t = busiest / link.effective_bytes_per_s
-        exposed_s = link.latency_s + max(t / layers, t - prefill_s * (layers - 1) / layers)
+    exposed_s = time_s if prefill_s is None else pipelined_exposed_s(time_s, link, arch.num_layers, prefill_s)
     return KvTransfer(
         prompt_tokens=prompt_tokens,
         prefill_tp=prefill_tp,
@@ -166,6 +163,13 @@ def kv_transfer(
         time_s=time_s,
         exposed_s=exposed_s,
     )
+
+
+def pipelined_exposed_s(time_s: float, link: Link, layers: int, prefill_s: float) -> float:
+    """What a layer-pipelined transfer of `time_s` (latency included) leaves after a prefill of
+    `prefill_s`: latency + max(T/L, T - P (L-1)/L), T the bytes' time on the link."""
+    t = time_s - link.latency_s
+    return link.latency_s + max(t / layers, t - prefill_s * (layers - 1) / layers)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,145 @@
+"""Prefill/decode disaggregation, before and after the clock: the checks of a P/D scenario, the
+scenario each pool's replicas are built from, the whole-fleet view power, cost and the bill
+count GPUs by, and the summary's `disaggregation` block. Pure: no simpy.
+
+A P/D scenario names its pools in `disaggregation` (fleetsim.spec.topology.DisaggregationSpec);
+the top-level fleet.gpu, fleet.tp and fleet.replicas are not read. What the simulator does with
+them: fleetsim.sim.disaggregated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fleetsim.catalog import load_gpu
+from fleetsim.errors import SpecError
+from fleetsim.kv_transfer import DisaggregationPlan, plan_disaggregation
+from fleetsim.spec.scenario import ScenarioSpec
+
+ROLES = ("prefill", "decode")
+
+
+def check_disaggregation(scenario: ScenarioSpec) -> DisaggregationPlan:
+    """Refuse what a P/D run does not model (one line each, naming the field) and check the
+    topology: each pool's GPU and tp hold the model, the decode pool holds one sequence of the
+    scenario's longest context (scheduler.max_model_len, else one token), the link exists."""
+    spec = scenario.disaggregation
+    assert spec is not None
+    fleet, kv = scenario.fleet, scenario.kv_cache
+    for name in ("tp", "replicas"):
+        if name in fleet.model_fields_set:
+            raise SpecError(
+                f"fleet.{name}: {getattr(fleet, name)} is ambiguous with disaggregation (each pool has its own); "
+                f"valid: leave fleet.{name} out and set disaggregation.prefill.{name} / disaggregation.decode.{name}"
+            )
+    gpus = {role: load_gpu(getattr(spec, role).gpu).name for role in ROLES}
+    if gpus["prefill"] != gpus["decode"]:
+        raise SpecError(
+            f"disaggregation.decode.gpu: '{spec.decode.gpu}' differs from the prefill pool's "
+            f"'{spec.prefill.gpu}'; valid: the same GPU in both pools (pools of different GPUs are not simulated yet)"
+        )
+    if "gpu" in fleet.model_fields_set and load_gpu(fleet.gpu).name != gpus["prefill"]:
+        raise SpecError(
+            f"fleet.gpu: '{fleet.gpu}' differs from the pools' GPU '{spec.prefill.gpu}'; valid: leave fleet.gpu "
+            "out with disaggregation (each pool names its own)"
+        )
+    refused = {
+        "fleet.pods": (fleet.pods > 1, f"{fleet.pods}", "1 (one process runs both pools)"),
+        "fleet.groups": (bool(fleet.groups), "a mixed fleet", "none (each pool is its own group of one GPU type)"),
+        "kv_cache.prefix_cache": (
+            kv.prefix_cache == "blocks" or kv.offload is not None or fleet.router == "prefix_aware",
+            "the block cache (prefix_cache blocks, offload or the prefix_aware router)",
+            "per_class and no offload (the block cache is not modelled with P/D yet)",
+        ),
+        "fleet.dp_attention": (fleet.dp_attention, "true", "false"),
+        "workload.classes": (
+            scenario.kv_cache.prefix_caching
+            and any(c.shared_prefix_tokens or c.prompt_cache_hit_fraction for c in scenario.workload.classes),
+            "a shared prefix or prompt-cache hits",
+            "none, or kv_cache.prefix_caching false (prefix caching is not modelled with P/D yet)",
+        ),
+        "admission.queue_timeout_s": (
+            scenario.admission.queue_timeout_s is not None,
+            f"{scenario.admission.queue_timeout_s}",
+            "null (not modelled with P/D yet)",
+        ),
+    }
+    for field, (bad, value, valid) in refused.items():
+        if bad:
+            raise SpecError(f"{field}: {value} is not supported with disaggregation; valid: {valid}")
+    return plan_disaggregation(
+        scenario.model,
+        spec,
+        context_tokens=scenario.scheduler.max_model_len or 1,
+        weight_dtype=scenario.weight_dtype,
+        kv=scenario.kv_cache,
+        gpu_memory_utilization=fleet.gpu_memory_utilization,
+    )
+
+
+def pool_scenario(scenario: ScenarioSpec, role: str) -> ScenarioSpec:
+    """The scenario one pool's replicas are built from: the fleet is the pool (its gpu, tp,
+    replicas), everything else the scenario's."""
+    pool = getattr(scenario.disaggregation, role)
+    fleet = scenario.fleet.model_copy(update={"gpu": pool.gpu, "tp": pool.tp, "replicas": pool.replicas})
+    return scenario.model_copy(update={"fleet": fleet, "disaggregation": None})
+
+
+def pool_gpus(scenario: ScenarioSpec) -> int:
+    spec = scenario.disaggregation
+    assert spec is not None
+    return spec.prefill.replicas * spec.prefill.tp + spec.decode.replicas * spec.decode.tp
+
+
+def accounting_scenario(scenario: ScenarioSpec) -> ScenarioSpec:
+    """The fleet as power, cost, facility and the bill count it: every GPU of both pools (one GPU
+    type), as fleet.replicas x fleet.tp = that count with tp 1."""
+    spec = scenario.disaggregation
+    assert spec is not None
+    fleet = scenario.fleet.model_copy(update={"gpu": spec.prefill.gpu, "tp": 1, "replicas": pool_gpus(scenario)})
+    return scenario.model_copy(update={"fleet": fleet, "disaggregation": None})
+
+
+def _stats(values: np.ndarray) -> dict:
+    v = values[np.isfinite(values)]
+    if not len(v):
+        return {"mean": 0.0, "p50": 0.0, "p99": 0.0}
+    return {"mean": float(v.mean()), "p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99))}
+
+
+def disaggregation_summary(
+    scenario: ScenarioSpec, requests: pd.DataFrame, replicas: pd.DataFrame, simulated_s: float, link: str
+) -> dict:
+    """The summary's `disaggregation` block: per pool its replicas, GPUs, busy fraction and mean
+    batch (sequences admitted to a replica, time-averaged over the run: completed ones); the KV transfers (time after the
+    prefill, NIC queueing included; bytes each prefill rank sends) and the hand-off (prefill end
+    to decode admission: transfer plus the wait for decode memory)."""
+    spec = scenario.disaggregation
+    assert spec is not None
+    out: dict = {"link": link, "layer_pipelined": spec.layer_pipelined}
+    first = requests["first_token_s"].to_numpy(dtype=float)
+    decode_start = first + requests["handoff_s"].to_numpy(dtype=float)
+    # Sequence-seconds in each pool (Little's law: their sum over the run is the mean batch).
+    held = {
+        "prefill": first - requests["scheduled_s"].to_numpy(dtype=float),
+        "decode": requests["finish_s"].to_numpy(dtype=float) - decode_start,
+    }
+    for role in ROLES:
+        pool = getattr(spec, role)
+        rows = replicas[replicas["pool"] == role]
+        span = max(simulated_s, 1e-12) * pool.replicas
+        out[role] = {
+            "gpu": load_gpu(pool.gpu).name,
+            "tp": pool.tp,
+            "replicas": pool.replicas,
+            "gpus": pool.replicas * pool.tp,
+            "busy_fraction": float(rows["busy_s"].sum()) / span,
+            "mean_batch": float(np.nansum(held[role])) / span,
+        }
+    moved = requests["transfer_s"].notna()
+    out["transfer_s"] = _stats(requests.loc[moved, "transfer_s"].to_numpy(dtype=float))
+    out["handoff_s"] = _stats(requests["handoff_s"].to_numpy(dtype=float))
+    out["transfer_bytes_per_request"] = float(requests.loc[moved, "transfer_bytes"].mean()) if moved.any() else 0.0
+    out["transfers"] = int(moved.sum())
+    return out

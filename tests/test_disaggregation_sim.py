@@ -1,0 +1,170 @@
+"""Prefill/decode disaggregation in the simulator: the KV transfer of each request against the
+closed form from bytes, bandwidth and latency, TTFT from the prefill pool and TPOT from the
+decode pool, NIC queueing, conservation, determinism, both pools' GPUs in power and cost, and
+bad topologies as one line and exit status 2."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleetsim import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "scenarios" / "h100_llama3_70b_pd.yaml"
+
+# Llama 3 70B (config.json): 80 layers, 8 KV heads of 128 dims; bf16 K and V.
+LAYERS, KV_HEADS, HEAD_DIM, BF16_BYTES = 80, 8, 128, 2
+KV_BYTES_PER_TOKEN = LAYERS * KV_HEADS * HEAD_DIM * 2 * BF16_BYTES  # 327,680: K and V
+BANDWIDTH, LATENCY_S = 25e9, 2e-5  # the scenario's own link, efficiency 1
+PREFILL_TP, DECODE_TP = 2, 4
+
+
+def lone(prompt=1000, output=16, requests=1, pipelined=False) -> dict:
+    """Requests of one fixed shape at t = 0 on one prefill and one decode replica."""
+    return {
+        "name": "pd-lone",
+        "model": "llama-3-70b",
+        "weight_dtype": "bf16",
+        "kv_cache": {"key_dtype": "bf16", "value_dtype": "bf16"},
+        "disaggregation": {
+            "prefill": {"gpu": "h100-sxm", "tp": PREFILL_TP, "replicas": 1},
+            "decode": {"gpu": "h100-sxm", "tp": DECODE_TP, "replicas": 1},
+            "link": {"bandwidth_bytes_per_s": BANDWIDTH, "latency_s": LATENCY_S, "efficiency": 1.0},
+            "layer_pipelined": pipelined,
+        },
+        "workload": {
+            "arrival": {"kind": "offline", "requests": requests},
+            "classes": [
+                {
+                    "name": "r",
+                    "input_tokens": {"kind": "fixed", "tokens": prompt},
+                    "output_tokens": {"kind": "fixed", "tokens": output},
+                }
+            ],
+        },
+        "run": {"seed": 1},
+        "cost": {"mode": "rental", "rental_usd_per_gpu_hour": 2.0},
+    }
+
+
+def aggregated(tp: int, prompt=1000, output=16) -> dict:
+    """The same request on one ordinary replica of `tp` GPUs."""
+    s = lone(prompt, output)
+    del s["disaggregation"]
+    s["fleet"] = {"gpu": "h100-sxm", "tp": tp, "replicas": 1}
+    return s
+
+
+def closed_form_transfer_s(prompt: int) -> float:
+    # Each decode rank holds 8/4 = 2 KV heads; the 2 prefill ranks send the decode replica's
+    # whole KV between them: the senders are the busier side.
+    per_decode_rank = prompt * KV_BYTES_PER_TOKEN / DECODE_TP
+    per_sender = prompt * KV_BYTES_PER_TOKEN / PREFILL_TP
+    return LATENCY_S + max(per_decode_rank, per_sender) / BANDWIDTH
+
+
+def test_transfer_of_a_lone_request_is_the_closed_form():
+    r = simulate(lone(prompt=1000)).requests.iloc[0]
+    assert r["transfer_s"] == pytest.approx(closed_form_transfer_s(1000), rel=1e-9)
+    assert r["transfer_bytes"] == pytest.approx(1000 * KV_BYTES_PER_TOKEN, rel=1e-12)
+    # Nothing else waits on a decode replica: the hand-off is the transfer.
+    assert r["handoff_s"] == pytest.approx(r["transfer_s"], rel=1e-9)
+
+
+def test_layer_pipelined_transfer_exposes_one_layer_after_a_longer_prefill():
+    res = simulate(lone(prompt=1000, pipelined=True))
+    r = res.requests.iloc[0]
+    wire_s = closed_form_transfer_s(1000) - LATENCY_S
+    prefill_s = r["first_token_s"] - r["scheduled_s"]
+    assert prefill_s > wire_s  # the prefill outlasts the transfer: only the last layer's share is left
+    assert r["transfer_s"] == pytest.approx(LATENCY_S + wire_s / LAYERS, rel=1e-9)
+
+
+def test_ttft_is_the_prefill_pools_and_tpot_the_decode_pools():
+    pd_row = simulate(lone(prompt=1000, output=16)).requests.iloc[0]
+    on_prefill_gpus = simulate(aggregated(PREFILL_TP)).requests.iloc[0]
+    on_decode_gpus = simulate(aggregated(DECODE_TP)).requests.iloc[0]
+    # The first token comes from the prefill replica: no transfer in the TTFT.
+    assert pd_row["ttft_s"] == pytest.approx(on_prefill_gpus["ttft_s"], rel=1e-9)
+    # After the hand-off, 15 steps on the decode replica (the first over the prefill's token).
+    decode_span = pd_row["finish_s"] - pd_row["first_token_s"] - pd_row["handoff_s"]
+    assert decode_span == pytest.approx(on_decode_gpus["finish_s"] - on_decode_gpus["first_token_s"], rel=0.02)
+    assert pd_row["tpot_s"] == pytest.approx((decode_span + pd_row["handoff_s"]) / 15, rel=1e-9)
+
+
+def test_transfers_of_one_prefill_replica_queue_on_its_nics():
+    rows = simulate(lone(prompt=1000, requests=2)).requests
+    # Both prompts are prefilled in one iteration; the second transfer waits for the first.
+    assert rows["first_token_s"].nunique() == 1
+    t = closed_form_transfer_s(1000)
+    assert sorted(rows["transfer_s"]) == pytest.approx([t, 2 * t], rel=1e-9)
+
+
+def test_both_pools_gpus_are_counted_in_power_and_cost():
+    s = lone()
+    pd_summary = simulate(s).summary
+    gpus = 1 * PREFILL_TP + 1 * DECODE_TP
+    assert pd_summary["fleet"]["gpus"] == gpus
+    assert pd_summary["cost"]["usd_per_hour"] == pytest.approx(2.0 * gpus, rel=1e-9)
+    block = pd_summary["disaggregation"]
+    assert (block["prefill"]["gpus"], block["decode"]["gpus"]) == (PREFILL_TP, DECODE_TP)
+    assert block["transfers"] == 1
+
+
+def short_shipped(**run) -> dict:
+    s = yaml.safe_load(SHIPPED.read_text())
+    s["run"].update({"duration_s": 15, **run})
+    return s
+
+
+def test_shipped_scenario_conserves_requests_and_is_deterministic():
+    s = short_shipped(drain=False)
+    a = simulate(copy.deepcopy(s))
+    n = a.summary["requests"]
+    assert n["arrived"] == n["completed"] + n["rejected"] + n["in_flight"]
+    assert n["completed"] > 0
+    assert a.summary == simulate(copy.deepcopy(s)).summary
+    reqs = a.requests
+    done = reqs[reqs["status"] == "completed"]
+    assert (done["prefill_replica"] >= 0).all() and (done["decode_replica"] >= 0).all()
+    assert (done["transfer_s"] > 0).all() and (done["handoff_s"] >= done["transfer_s"] - 1e-12).all()
+
+
+def fleetsim_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-c", "from fleetsim.cli import main; main()", *map(str, args)],
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        # 70B in bf16 is ~141 GB: one 80 GB H100 cannot hold the weights, let alone a sequence.
+        (lambda s: s["disaggregation"]["decode"].update(tp=1), "disaggregation.decode"),
+        # At tp 2 the weights fit but ~4 GB of KV per GPU is less than one 32k-token sequence.
+        (
+            lambda s: (s["disaggregation"]["decode"].update(tp=2), s.update(scheduler={"max_model_len": 32768})),
+            "cannot hold one sequence",
+        ),
+        (lambda s: s["disaggregation"].update(link={"name": "warp-drive"}), "disaggregation.link.name"),
+        # 8 KV heads and 64 query heads: tp 3 divides neither.
+        (lambda s: s["disaggregation"]["prefill"].update(tp=3), "disaggregation.prefill"),
+        (lambda s: s.update(fleet={"tp": 4}), "fleet.tp"),
+        (lambda s: s["disaggregation"]["decode"].update(gpu="a100-80gb"), "disaggregation.decode.gpu"),
+    ],
+)
+def test_bad_topology_is_one_line_and_exit_2(tmp_path, change, field):
+    s = lone()
+    change(s)
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(s))
+    out = fleetsim_cli("run", p)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and field in lines[0], out.stderr
