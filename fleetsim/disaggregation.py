@@ -15,7 +15,7 @@ import pandas as pd
 from fleetsim.catalog import load_gpu
 from fleetsim.errors import SpecError
 from fleetsim.kv_transfer import DisaggregationPlan, plan_disaggregation
-from fleetsim.spec.scenario import ScenarioSpec
+from fleetsim.spec.scenario import FleetSpec, ScenarioSpec
 
 ROLES = ("prefill", "decode")
 
@@ -28,7 +28,7 @@ def check_disaggregation(scenario: ScenarioSpec) -> DisaggregationPlan:
     assert spec is not None
     fleet, kv = scenario.fleet, scenario.kv_cache
     for name in ("tp", "replicas"):
-        if name in fleet.model_fields_set:
+        if getattr(fleet, name) != 1:  # a value other than the default: meant for a pool, but which?
             raise SpecError(
                 f"fleet.{name}: {getattr(fleet, name)} is ambiguous with disaggregation (each pool has its own); "
                 f"valid: leave fleet.{name} out and set disaggregation.prefill.{name} / disaggregation.decode.{name}"
@@ -39,7 +39,7 @@ def check_disaggregation(scenario: ScenarioSpec) -> DisaggregationPlan:
             f"disaggregation.decode.gpu: '{spec.decode.gpu}' differs from the prefill pool's "
             f"'{spec.prefill.gpu}'; valid: the same GPU in both pools (pools of different GPUs are not simulated yet)"
         )
-    if "gpu" in fleet.model_fields_set and load_gpu(fleet.gpu).name != gpus["prefill"]:
+    if fleet.gpu != FleetSpec().gpu and load_gpu(fleet.gpu).name != gpus["prefill"]:
         raise SpecError(
             f"fleet.gpu: '{fleet.gpu}' differs from the pools' GPU '{spec.prefill.gpu}'; valid: leave fleet.gpu "
             "out with disaggregation (each pool names its own)"

@@ -336,7 +336,8 @@ class ScenarioSpec(Spec):
         default=None,
         description="Prefill/decode disaggregation: a prefill pool and a decode pool (each its own gpu, tp, "
         "replicas) and the link the KV moves over; fleet.gpu, fleet.tp and fleet.replicas are then not read "
-        "(giving fleet.tp or fleet.replicas, or a fleet.gpu other than the pools', is refused). Default null: "
+        "(fleet.tp or fleet.replicas other than 1, or a fleet.gpu other than the default or the pools', is "
+        "refused). Default null: "
         "one pool of fleet.replicas replicas serving both phases.",
     )
     classes: tuple[ClassPolicySpec, ...] = Field(
