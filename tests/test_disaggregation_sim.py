@@ -168,3 +168,39 @@ def test_bad_topology_is_one_line_and_exit_2(tmp_path, change, field):
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and field in lines[0], out.stderr
+
+
+# DeepSeek-V3 (config.json): 61 layers, one MLA latent of kv_lora_rank 512 + rope 64 per token and
+# layer; bf16. With DP attention a request's latent lives on one GPU of each replica.
+MLA_BYTES_PER_TOKEN = 61 * (512 + 64) * BF16_BYTES  # 70,272
+
+
+def dp_attention(requests: int) -> dict:
+    s = lone(prompt=1000, output=4, requests=requests)
+    s.update(model="deepseek-v3", weight_dtype="fp8", fleet={"ep": 8, "dp_attention": True})
+    for role in ("prefill", "decode"):  # 671 GB of fp8 weights: 8 H200s hold them, 8 H100s do not
+        s["disaggregation"][role].update(gpu="h200", tp=8)
+    return s
+
+
+def test_with_dp_attention_one_rank_sends_and_each_rank_has_its_own_nic():
+    rows = simulate(dp_attention(requests=2)).requests
+    t = LATENCY_S + 1000 * MLA_BYTES_PER_TOKEN / BANDWIDTH
+    assert rows["first_token_s"].nunique() == 1
+    # Two requests prefilled together go out over two ranks' NICs at once: no queueing.
+    assert list(rows["transfer_s"]) == pytest.approx([t, t], rel=1e-9)
+
+
+def test_the_disaggregated_validation_case_is_a_pd_scenario():
+    from fleetsim.scenario import scenario_from_dict
+    from fleetsim.validation import load_cases, shipped_case_files
+    from fleetsim.validation.runner import scenario_data
+
+    path = next(f for f in shipped_case_files() if f.name == "disaggregated.yaml")
+    (case,) = load_cases(path)
+    assert case.group == "disaggregated" and case.split == "holdout"
+    data, _ = scenario_data(case, path.parent)
+    spec = scenario_from_dict(data)
+    assert spec.disaggregation is not None and spec.disaggregation.prefill.tp == 32
+    # SGLang's 16,384 tokens per device over the 32-GPU prefill instance.
+    assert spec.scheduler.max_batched_tokens == 16_384 * 32

@@ -10,7 +10,8 @@ disagg serving: the decode side starts from the prefill's first token). The prom
 on the prefill replica while it moves over the link (fleetsim.kv_transfer.kv_transfer: the busier
 side's bytes over efficiency x bandwidth, plus latency; layer-pipelined, only what outlasts the
 prefill). Transfers of one prefill replica share its NICs: they queue, first come first served
-(one ends no earlier than the one before it plus its own time). When the transfer ends the
+(one ends no earlier than the one before it plus its own time); with DP attention each DP rank's
+NIC is its own queue (the transfer goes to the one free first). When the transfer ends the
 prefill replica frees the KV and the request goes to a decode replica (routed over the decode
 pool), which admits it when its whole KV fits (it arrives whole, so no on-demand first chunk),
 runs one iteration over the last token to produce the second, and decodes the rest. A decode
@@ -39,7 +40,9 @@ class PrefillReplica(Replica):
     def __init__(self, env, index, engine, pool_bytes):
         super().__init__(env, index, engine, pool_bytes)
         self.transfers = 0  # transfers in flight from this replica
-        self.nic_free_s = 0.0  # when its NICs finish the transfers queued so far
+        # When each NIC group finishes the transfers queued on it: one group (every rank sends its
+        # share of each request), or one per attention-DP rank (a request lives on one rank).
+        self.nic_free_s = [0.0] * engine.footprint.dp
         self.room: simpy.Event | None = None
 
     def hold(self, bytes_: float) -> None:
@@ -161,6 +164,8 @@ class DisaggregatedEngine(Engine):
                 kv=self.scenario.kv_cache,
                 prefill_tp=self.pd.prefill.tp,
                 decode_tp=self.pd.decode.tp,
+                prefill_dp=self.prefill.footprint.dp,
+                decode_dp=self.decode.footprint.dp,
             )
             self._transfers[prompt_tokens] = x
         return x
@@ -222,8 +227,10 @@ class DisaggregatedEngine(Engine):
         exposed = x.time_s
         if self.pd.layer_pipelined:
             exposed = pipelined_exposed_s(x.time_s, self.link, self.arch.num_layers, now - pre.scheduled_s[rid])
-        end = max(now + exposed, r.nic_free_s + x.time_s)
-        r.nic_free_s = end
+        free = r.nic_free_s
+        lane = free.index(min(free))  # the NIC group free first (the lowest index on a tie)
+        end = max(now + exposed, free[lane] + x.time_s)
+        free[lane] = end
         self.transfer_s[rid] = end - now
         self.transfer_bytes[rid] = x.decode_replica_bytes
         self.env.timeout(end - now).callbacks.append(lambda _ev: self._handoff(rid, r, held))

@@ -7,7 +7,8 @@ fleetsim.speculative, fleetsim.prefix_cache). ``fleet.pipeline: PipelineSpec`` (
 stage), ``fleet.tp_link: LinkSpec | None`` (the link an all-reduce crosses when tp exceeds a
 server) and ``speculative: SpeculativeSpec | None`` are ScenarioSpec fields the simulator reads
 (fleetsim.pipeline_model, fleetsim.speculative_model); so are ``fleet.routing`` and
-``kv_cache.offload`` (below). ``disaggregation: DisaggregationSpec | None`` is not yet.
+``kv_cache.offload`` (below), and ``disaggregation: DisaggregationSpec | None``
+(fleetsim.sim.disaggregated).
 
 YAML shape::
 
