@@ -31,7 +31,8 @@ def check_disaggregation(scenario: ScenarioSpec) -> DisaggregationPlan:
         if getattr(fleet, name) != 1:  # a value other than the default: meant for a pool, but which?
             raise SpecError(
                 f"fleet.{name}: {getattr(fleet, name)} is ambiguous with disaggregation (each pool has its own); "
-                f"valid: leave fleet.{name} out and set disaggregation.prefill.{name} / disaggregation.decode.{name}"
+                f"valid: leave fleet.{name} out and set disaggregation.prefill.{name} / disaggregation.decode.{name} "
+                "(to size the pools: fleetsim plan --pd)"
             )
     gpus = {role: load_gpu(getattr(spec, role).gpu).name for role in ROLES}
     if gpus["prefill"] != gpus["decode"]:

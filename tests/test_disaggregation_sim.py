@@ -204,3 +204,22 @@ def test_the_disaggregated_validation_case_is_a_pd_scenario():
     assert spec.disaggregation is not None and spec.disaggregation.prefill.tp == 32
     # SGLang's 16,384 tokens per device over the 32-GPU prefill instance.
     assert spec.scheduler.max_batched_tokens == 16_384 * 32
+
+
+def test_prompts_wait_for_transfers_to_free_prefill_memory_and_none_is_rejected():
+    # ~2.4 GB of KV per GPU on the prefill replica: three 4,000-token prompts; a 0.2 GB/s link
+    # holds each prompt's KV there for seconds. Arrivals wait for memory rather than being refused.
+    s = lone(prompt=4000, output=50)
+    s["workload"]["arrival"] = {"kind": "poisson", "rate_per_s": 1.0}
+    s["run"] = {"seed": 2, "duration_s": 20}
+    s["disaggregation"]["link"] = {"bandwidth_bytes_per_s": 2e8, "latency_s": 1e-4, "efficiency": 1.0}
+    s["fleet"] = {"gpu_memory_utilization": 0.88}
+    res = simulate(s)
+    n = res.summary["requests"]
+    assert n["rejected"] == 0 and n["completed"] == n["arrived"] > 10
+    req = res.requests
+    t = 1e-4 + 4000 * KV_BYTES_PER_TOKEN / PREFILL_TP / 2e8  # 3.3 s each
+    ends = sorted(req["first_token_s"] + req["transfer_s"])
+    assert min(b - a for a, b in zip(ends, ends[1:])) >= t * (1 - 1e-9)  # one replica's NICs: one at a time
+    # The energy meter of the time series ends at the replicas' total (idle while blocked included).
+    assert res.timeseries["gpu_energy_j"].iloc[-1] == pytest.approx(res.replicas["energy_j"].sum(), rel=1e-9)
