@@ -117,12 +117,12 @@ def disaggregation_summary(
     to decode admission: transfer plus the wait for decode memory)."""
     spec = scenario.disaggregation
     assert spec is not None
-    out: dict = {"link": link, "layer_pipelined": spec.layer_pipelined}
-    first = requests["first_token_s"].to_numpy(dtype=float)
-    decode_start = first + requests["handoff_s"].to_numpy(dtype=float)
+    out: dict = {"link": link, "layer_pipelined": spec.layer_pipelined, "ttft_at": spec.ttft_at}
+    prefill_end = requests["prefill_end_s"].to_numpy(dtype=float)
+    decode_start = prefill_end + requests["handoff_s"].to_numpy(dtype=float)
     # Sequence-seconds in each pool (Little's law: their sum over the run is the mean batch).
     held = {
-        "prefill": first - requests["scheduled_s"].to_numpy(dtype=float),
+        "prefill": prefill_end - requests["scheduled_s"].to_numpy(dtype=float),
         "decode": requests["finish_s"].to_numpy(dtype=float) - decode_start,
     }
     for role in ROLES:

@@ -96,6 +96,17 @@ def test_ttft_is_the_prefill_pools_and_tpot_the_decode_pools():
     assert pd_row["tpot_s"] == pytest.approx((decode_span + pd_row["handoff_s"]) / 15, rel=1e-9)
 
 
+def test_ttft_at_handoff_counts_the_transfer_and_tpot_leaves_it_out():
+    s = lone(prompt=1000, output=16)
+    s["disaggregation"]["ttft_at"] = "handoff"
+    r = simulate(s).requests.iloc[0]
+    on_prefill_gpus = simulate(aggregated(PREFILL_TP)).requests.iloc[0]
+    assert r["ttft_s"] == pytest.approx(on_prefill_gpus["ttft_s"] + closed_form_transfer_s(1000), rel=1e-9)
+    assert r["prefill_end_s"] == pytest.approx(on_prefill_gpus["first_token_s"], rel=1e-9)
+    on_decode_gpus = simulate(aggregated(DECODE_TP)).requests.iloc[0]
+    assert r["tpot_s"] == pytest.approx(on_decode_gpus["tpot_s"], rel=0.02)
+
+
 def test_transfers_of_one_prefill_replica_queue_on_its_nics():
     rows = simulate(lone(prompt=1000, requests=2)).requests
     # Both prompts are prefilled in one iteration; the second transfer waits for the first.

@@ -4,9 +4,12 @@ a front engine that takes the arrivals and keeps the request table.
 
 A request's life: the front admits it (scheduler.max_queue, admission.token_bucket) and routes it
 over the prefill pool; a prefill replica runs its prompt (chunked, batched with other prompts) and
-emits the first token, as vLLM's, SGLang's and Dynamo's P/D report TTFT (the prefill instance
-samples the first token and returns it; vLLM disaggregated-prefill docs, SGLang PD router, Dynamo
-disagg serving: the decode side starts from the prefill's first token). The prompt's KV stays held
+samples the first token: SGLang's prefill server computes it and sends it with the KV (in the
+transfer's metadata), and the decode server starts from it (Dynamo docs, "SGLang Disaggregated
+KV Transfer Flow", components/backends/sglang/docs/sglang-kv-transfer-explainer.md). TTFT counts
+that moment by default (disaggregation.ttft_at: prefill, the engine-side figure); with ttft_at:
+handoff it counts when the KV and the token reach the decode replica, which streams every token to
+the client there (the client-side figure, transfer included). The prompt's KV stays held
 on the prefill replica while it moves over the link (fleetsim.kv_transfer.kv_transfer: the busier
 side's bytes over efficiency x bandwidth, plus latency; layer-pipelined, only what outlasts the
 prefill). Transfers of one prefill replica share its NICs: they queue, first come first served
@@ -115,7 +118,8 @@ class PoolEngine(Engine):
 
     def mark_first_token(self, rid: int, now: float) -> None:
         super().mark_first_token(rid, now)
-        self.front.mark_first_token(rid, now)
+        if self.front.pd.ttft_at == "prefill":
+            self.front.mark_first_token(rid, now)
 
     def preempted(self, rid: int) -> None:
         super().preempted(rid)
@@ -221,6 +225,7 @@ class DisaggregatedEngine(Engine):
         held = pre.held_base[rid] + r.frag_bytes
         if self.output_tokens[rid] <= 1:
             r.release(held, now)
+            self.mark_first_token(rid, now)  # the only token: out at once (no transfer)
             self.finish(rid, now)
             return
         x = self.transfer_of(self.input_tokens[rid])
@@ -237,6 +242,8 @@ class DisaggregatedEngine(Engine):
 
     def _handoff(self, rid: int, r: PrefillReplica, held: float) -> None:
         r.release(held, self.env.now)
+        if self.pd.ttft_at == "handoff":
+            self.mark_first_token(rid, self.env.now)
         dec = self.decode
         dec.generated[rid] = 1  # the prefill's first token
         dec.hit_tokens[rid] = dec.input_tokens[rid]  # the prompt's KV is here: only the last token runs
@@ -257,7 +264,9 @@ class DisaggregatedEngine(Engine):
         df["decode_replica"] = decode_replica
         df["transfer_s"] = np.array(self.transfer_s)
         df["transfer_bytes"] = np.array(self.transfer_bytes)
-        df["handoff_s"] = np.array(self.decode.scheduled_s) - df["first_token_s"].to_numpy()
+        prefill_end = np.array(self.prefill.first_token_s)
+        df["prefill_end_s"] = prefill_end
+        df["handoff_s"] = np.array(self.decode.scheduled_s) - prefill_end
         return df
 
     def _replica_frame(self, now: float) -> pd.DataFrame:

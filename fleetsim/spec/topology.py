@@ -101,6 +101,13 @@ class DisaggregationSpec(Spec):
         description="Send each layer's KV as soon as prefill finishes it (only the last layer's share and "
         "the latency remain after the prefill), as NIXL/Mooncake/DistServe do. Default true.",
     )
+    ttft_at: Literal["prefill", "handoff"] = Field(
+        default="prefill",
+        description="When the first token counts as out: prefill (when the prefill replica samples it, the "
+        "engine-side TTFT) or handoff (when its KV and the token reach the decode replica, which streams every "
+        "token to the client, as SGLang's P/D under Dynamo does: the client-side TTFT, transfer included). "
+        "TPOT counts from that time. Default prefill.",
+    )
 
 
 class PipelineSpec(Spec):
