@@ -92,6 +92,10 @@ class PoolEngine(Engine):
     def __init__(self, front: DisaggregatedEngine, role: str, scenario, arch, gpu, profile, engine_profile):
         super().__init__(scenario, arch, gpu, profile, None, engine_profile)
         self.front, self.role = front, role
+        if role == "prefill":
+            # A prefill replica holds a prompt, never its output: no reservation up to max tokens
+            # (TensorRT-LLM's GUARANTEED_NO_EVICT applies where the output is generated).
+            self.reserve_full = False
 
     @property
     def itl(self):  # type: ignore[override]  # one histogram for the fleet: the front's
