@@ -234,3 +234,12 @@ def test_prompts_wait_for_transfers_to_free_prefill_memory_and_none_is_rejected(
     assert min(b - a for a, b in zip(ends, ends[1:])) >= t * (1 - 1e-9)  # one replica's NICs: one at a time
     # The energy meter of the time series ends at the replicas' total (idle while blocked included).
     assert res.timeseries["gpu_energy_j"].iloc[-1] == pytest.approx(res.replicas["energy_j"].sum(), rel=1e-9)
+
+
+def test_cli_run_prints_the_pools_and_the_transfer(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(lone()))
+    out = fleetsim_cli("run", p)
+    assert out.returncode == 0, out.stderr
+    assert "(1 prefill x tp2 + 1 decode x tp4)" in out.stdout
+    assert "P/D over custom" in out.stdout and "KV transfer 327.7 MB per request" in out.stdout
