@@ -4,7 +4,8 @@ For each prefill replica count p = 1, 2, ... the fewest decode replicas d meetin
 (exponential search up from d = 1, or down from the previous p's answer, then bisection): more
 prefill replicas never need more decode replicas to meet a TTFT target, so the previous answer
 is where the next search starts. A p whose SLO fails on TTFT with the decode side within its
-TPOT target is prefill-bound: more decode replicas cannot help, the next p is tried. The search
+TPOT target is prefill-bound: more decode replicas cannot help, the next p is tried; one that
+misses up to max_decode_replicas otherwise is decode-bound and ends the search. The search
 stops at max_prefill_replicas, or once the cheapest fleet with p prefill replicas (p x tp_prefill
 + 1 x tp_decode GPUs, at the lowest cost per GPU-hour seen) costs at least the best found.
 The answer comes with its evidence: the runs with one decode and one prefill replica fewer.
@@ -162,6 +163,8 @@ def plan_pd(
             cheapest_gpu_hour = min(cheapest_gpu_hour, row["usd_per_hour"] / row["gpus"])
         if d is None:
             per_prefill.append({"prefill_replicas": p, "decode_replicas": None, "met": False, "note": note})
+            if not note.startswith("prefill-bound"):
+                break  # decode-bound up to the bound: more prefill replicas cannot help
             continue
         row = search.runs[(p, d)]
         per_prefill.append({**row, "note": ""})

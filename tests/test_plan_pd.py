@@ -79,3 +79,12 @@ def test_cli_plan_pd_json_and_refused_options(tmp_path):
     assert data["best"]["met"] and data["best"]["ratio"] == "1:1"
     bad = subprocess.run([*run, "--gpus", "h200"], capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--gpus" in bad.stderr
+
+
+def test_a_tpot_no_fleet_can_meet_ends_the_search_with_no_answer():
+    s = small()
+    s["slo"]["tpot_s"] = 0.001  # below one decode step of a 70B model at any batch
+    result = plan_pd(s, max_decode_replicas=2)
+    assert result.best is None and result.evidence == []
+    assert "No P:D ratio" in result.recommendation()
+    assert len(result.per_prefill) <= 2  # decode-bound: more prefill replicas are not tried
