@@ -1,6 +1,6 @@
 """Prefill/decode disaggregation, before and after the clock: the checks of a P/D scenario, the
 scenario each pool's replicas are built from, the whole-fleet view power, cost and the bill
-count GPUs by, and the summary's `disaggregation` block. Pure: no simpy.
+count GPUs by (the pools as a mixed fleet's groups), and the summary's `disaggregation` block. Pure: no simpy.
 
 A P/D scenario names its pools in `disaggregation` (fleetsim.spec.topology.DisaggregationSpec);
 the top-level fleet.gpu, fleet.tp and fleet.replicas are not read. What the simulator does with
@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from fleetsim.catalog import load_gpu
-from fleetsim.errors import SpecError
+from fleetsim.errors import FleetsimError, SpecError
 from fleetsim.kv_transfer import DisaggregationPlan, plan_disaggregation
+from fleetsim.spec.groups import ReplicaGroupSpec
 from fleetsim.spec.scenario import FleetSpec, ScenarioSpec
 
 ROLES = ("prefill", "decode")
@@ -35,15 +36,15 @@ def check_disaggregation(scenario: ScenarioSpec) -> DisaggregationPlan:
                 "(to size the pools: fleetsim plan --pd)"
             )
     gpus = {role: load_gpu(getattr(spec, role).gpu).name for role in ROLES}
-    if gpus["prefill"] != gpus["decode"]:
+    if fleet.gpu != FleetSpec().gpu and {load_gpu(fleet.gpu).name} != set(gpus.values()):
         raise SpecError(
-            f"disaggregation.decode.gpu: '{spec.decode.gpu}' differs from the prefill pool's "
-            f"'{spec.prefill.gpu}'; valid: the same GPU in both pools (pools of different GPUs are not simulated yet)"
+            f"fleet.gpu: '{fleet.gpu}' is not the pools' GPU ({' / '.join(dict.fromkeys(gpus.values()))}); "
+            "valid: leave fleet.gpu out with disaggregation (each pool names its own)"
         )
-    if fleet.gpu != FleetSpec().gpu and load_gpu(fleet.gpu).name != gpus["prefill"]:
+    if fleet.profile is not None and gpus["prefill"] != gpus["decode"]:
         raise SpecError(
-            f"fleet.gpu: '{fleet.gpu}' differs from the pools' GPU '{spec.prefill.gpu}'; valid: leave fleet.gpu "
-            "out with disaggregation (each pool names its own)"
+            f"fleet.profile: one GPU's profile, but the pools are {gpus['prefill']} and {gpus['decode']}; "
+            "valid: leave it out (each GPU's shipped profile) or give both pools one GPU type"
         )
     refused = {
         "fleet.pods": (fleet.pods > 1, f"{fleet.pods}", "1 (one process runs both pools)"),
@@ -86,19 +87,34 @@ def pool_scenario(scenario: ScenarioSpec, role: str) -> ScenarioSpec:
     return scenario.model_copy(update={"fleet": fleet, "disaggregation": None})
 
 
-def pool_gpus(scenario: ScenarioSpec) -> int:
-    spec = scenario.disaggregation
-    assert spec is not None
-    return spec.prefill.replicas * spec.prefill.tp + spec.decode.replicas * spec.decode.tp
-
-
 def accounting_scenario(scenario: ScenarioSpec) -> ScenarioSpec:
-    """The fleet as power, cost, facility and the bill count it: every GPU of both pools (one GPU
-    type), as fleet.replicas x fleet.tp = that count with tp 1."""
+    """The fleet as power, cost, facility and the bill count it: the two pools as the groups of a
+    mixed fleet (fleet.groups `prefill` and `decode`: each its GPU type, tp, replicas, priced and
+    powered per GPU type by fleetsim.group_metrics and fleetsim.group_bill)."""
     spec = scenario.disaggregation
     assert spec is not None
-    fleet = scenario.fleet.model_copy(update={"gpu": spec.prefill.gpu, "tp": 1, "replicas": pool_gpus(scenario)})
-    return scenario.model_copy(update={"fleet": fleet, "disaggregation": None})
+    fleet = scenario.fleet
+    groups = tuple(
+        ReplicaGroupSpec(
+            name=role,
+            gpu=getattr(spec, role).gpu,
+            tp=getattr(spec, role).tp,
+            replicas=getattr(spec, role).replicas,
+            profile=fleet.profile,
+            power_limit_w=fleet.power_limit_w,
+            rental_usd_per_gpu_hour=getattr(spec, role).rental_usd_per_gpu_hour,
+        )
+        for role in ROLES
+    )
+    return scenario.model_copy(update={"fleet": fleet.model_copy(update={"groups": groups}), "disaggregation": None})
+
+
+def in_pools(exc: FleetsimError) -> FleetsimError:
+    """An error of the accounting view names the pool: fleet.groups[0] / [1] -> disaggregation.prefill / .decode."""
+    text = str(exc)
+    for i, role in enumerate(ROLES):
+        text = text.replace(f"fleet.groups[{i}]", f"disaggregation.{role}")
+    return type(exc)(text)
 
 
 def _stats(values: np.ndarray) -> dict:

@@ -7,7 +7,8 @@ is where the next search starts. A p whose SLO fails on TTFT with the decode sid
 TPOT target is prefill-bound: more decode replicas cannot help, the next p is tried; one that
 misses up to max_decode_replicas otherwise is decode-bound and ends the search. The search
 stops at max_prefill_replicas, or once the cheapest fleet with p prefill replicas (p x tp_prefill
-+ 1 x tp_decode GPUs, at the lowest cost per GPU-hour seen) costs at least the best found.
++ 1 x tp_decode GPUs, each pool at the lowest cost per GPU-hour seen for it) costs at least the
+best found.
 The answer comes with its evidence: the runs with one decode and one prefill replica fewer.
 """
 
@@ -94,6 +95,8 @@ class _PdSearch:
                 "slo_attainment": slo["attainment"],
                 "usd_per_hour": s["cost"]["usd_per_hour"],
                 "usd_per_million_tokens": s["cost"]["usd_per_million_tokens"],
+                # Each pool's cost per GPU-hour (the summary's groups: the pools), for the cost floor.
+                **{f"{g['name']}_usd_per_gpu_hour": g["usd_per_hour"] / g["gpus"] for g in s["groups"]},
                 f"ttft_p{q}_s": slo[f"ttft_p{q}_s"],
                 f"tpot_p{q}_s": slo[f"tpot_p{q}_s"],
                 # The SLO fails on TTFT while the decode side is within its TPOT target: more
@@ -153,14 +156,17 @@ def plan_pd(
     best: dict | None = None
     per_prefill: list[dict] = []
     start = 1
-    cheapest_gpu_hour = float("inf")
     for p in range(1, max_prefill_replicas + 1):
-        floor = (p * search.tp_p + search.tp_d) * cheapest_gpu_hour
-        if best is not None and floor >= best["usd_per_hour"]:
-            break
+        if best is not None:
+            # The cheapest fleet of p prefill replicas: one decode replica, each pool at the lowest
+            # cost per GPU-hour seen for it.
+            rows = search.evaluations
+            floor = p * search.tp_p * min(r["prefill_usd_per_gpu_hour"] for r in rows) + search.tp_d * min(
+                r["decode_usd_per_gpu_hour"] for r in rows
+            )
+            if floor >= best["usd_per_hour"]:
+                break
         d, note = search.fewest_decode(p, start)
-        for row in search.evaluations:
-            cheapest_gpu_hour = min(cheapest_gpu_hour, row["usd_per_hour"] / row["gpus"])
         if d is None:
             per_prefill.append({"prefill_replicas": p, "decode_replicas": None, "met": False, "note": note})
             if not note.startswith("prefill-bound"):

@@ -99,7 +99,8 @@ def build(scenario: ScenarioSpec):
     if scenario.disaggregation is not None:
         from fleetsim.simulation_pd import build_disaggregated
 
-        return build_disaggregated(scenario)[:5]
+        arch, gpus, profiles, engine, plan, _ = build_disaggregated(scenario)
+        return arch, gpus["decode"], profiles["decode"], engine, plan
     arch = load_model(scenario.model)
     if scenario.fleet.groups:
         # A mixed fleet (fleetsim.groups): every group planned; group 0 stands for the fleet's GPU,

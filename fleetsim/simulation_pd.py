@@ -9,14 +9,18 @@ import time
 from collections.abc import Callable
 
 from fleetsim.bill import bill_of
-from fleetsim.calibration_status import calibration_status
 from fleetsim.catalog import load_gpu, load_model
+from fleetsim.cost import hourly_cost_usd
 from fleetsim.disaggregation import (
+    ROLES,
     accounting_scenario,
     check_disaggregation,
     disaggregation_summary,
+    in_pools,
     pool_scenario,
 )
+from fleetsim.errors import FleetsimError, SpecError
+from fleetsim.groups import ReplicaGroup, decode_capacity_per_s, groups_calibration_status
 from fleetsim.memory import sequences_that_fit
 from fleetsim.metrics import summarize
 from fleetsim.profile import load_engine_profile, load_profile
@@ -27,19 +31,31 @@ from fleetsim.workbudget import check_run
 
 def build_disaggregated(scenario: ScenarioSpec):
     """The P/D counterpart of simulation.build: the topology checked (fleetsim.disaggregation),
-    the catalog entries resolved, the decode pool's memory plan, the work budget of both pools."""
+    the catalog entries resolved, each pool's GPU and profile, the decode pool's memory plan (what
+    build() hands back as the fleet's), the work budget of both pools."""
     spec = scenario.disaggregation
     assert spec is not None
     topology = check_disaggregation(scenario)
     arch = load_model(scenario.model)
-    gpu = load_gpu(spec.decode.gpu)
-    profile = load_profile(gpu.name, scenario.fleet.profile)
+    gpus = {role: load_gpu(getattr(spec, role).gpu) for role in ROLES}
+    profiles = {role: load_profile(gpus[role].name, scenario.fleet.profile) for role in ROLES}
     engine_profile = load_engine_profile(scenario.engine)
     decode_view = pool_scenario(scenario, "decode")
-    plan = memory_plan_of(decode_view, arch, gpu)
+    plan = memory_plan_of(decode_view, arch, gpus["decode"])
     both = decode_view.fleet.model_copy(update={"replicas": spec.prefill.replicas + spec.decode.replicas})
-    check_run(decode_view.model_copy(update={"fleet": both}), arch, gpu, plan)
-    return arch, gpu, profile, engine_profile, plan, topology
+    check_run(decode_view.model_copy(update={"fleet": both}), arch, gpus["decode"], plan)
+    if scenario.cost.mode == "rental":  # each pool priced before the clock starts
+        for role in ROLES:
+            pool = getattr(spec, role)
+            price = pool.rental_usd_per_gpu_hour
+            cost = (
+                scenario.cost if price is None else scenario.cost.model_copy(update={"rental_usd_per_gpu_hour": price})
+            )
+            try:
+                hourly_cost_usd(cost, gpus[role], pool.replicas * pool.tp, 0.0, scenario.facility.pue)
+            except SpecError as exc:
+                raise SpecError(f"{exc} (or disaggregation.{role}.rental_usd_per_gpu_hour)") from None
+    return arch, gpus, profiles, engine_profile, plan, topology
 
 
 def simulate_disaggregated(scenario: ScenarioSpec, progress: Callable[[float], None] | None = None):
@@ -47,17 +63,35 @@ def simulate_disaggregated(scenario: ScenarioSpec, progress: Callable[[float], N
     from fleetsim.simulation import SimulationResult
 
     t0 = time.process_time()
-    arch, gpu, profile, engine_profile, plan, topology = build_disaggregated(scenario)
-    engine = DisaggregatedEngine(scenario, arch, gpu, profile, engine_profile, topology.transfer.link)
+    arch, gpus, profiles, engine_profile, plan, topology = build_disaggregated(scenario)
+    engine = DisaggregatedEngine(scenario, arch, gpus, profiles, engine_profile, topology.transfer.link)
     engine.progress = progress
     t1 = time.process_time()
     raw = engine.run()
     t2 = time.process_time()
-    status = calibration_status(profile, engine_profile, engine.decode.step_model)
+    # The pools as the groups of a mixed fleet: power, servers, facility, cost and the bill per GPU
+    # type (fleetsim.group_metrics, fleetsim.group_bill); each pool keeps its own KV bytes (scale 1).
+    groups = [
+        ReplicaGroup(
+            i,
+            role,
+            pool.scenario,
+            gpus[role],
+            profiles[role],
+            pool.plan,
+            pool.model,
+            1.0,
+            decode_capacity_per_s(pool.scenario, pool.model, pool.plan),
+        )
+        for i, (role, pool) in enumerate((("prefill", engine.prefill), ("decode", engine.decode)))
+    ]
+    status = groups_calibration_status(groups, engine_profile)
     acct = accounting_scenario(scenario)
-    summary = summarize(raw, acct, arch, gpu, plan, calibration=status)
-    pools = {"prefill": engine.prefill, "decode": engine.decode}
-    _per_pool_figures(summary, raw, pools)
+    try:
+        summary = summarize(raw, acct, arch, gpus["decode"], plan, calibration=status, groups=groups)
+    except FleetsimError as exc:  # e.g. a pool's GPU without a price
+        raise in_pools(exc) from None
+    _decode_pool_figures(summary, raw, engine.decode)
     summary["disaggregation"] = disaggregation_summary(
         scenario, raw.requests, raw.replicas, raw.simulated_s, topology.transfer.link.name
     )
@@ -67,22 +101,15 @@ def simulate_disaggregated(scenario: ScenarioSpec, progress: Callable[[float], N
     return result
 
 
-def _per_pool_figures(summary: dict, raw, pools: dict) -> None:
-    """The fleet and KV figures summarize() takes from one pool, restated for two: replicas of
-    both pools (fleet.tp: the decode pool's), the KV utilization over both pools' memory, the
-    sequences the decode pool holds at the mean request's length."""
-    dec = pools["decode"]
-    n_pre, n_dec = len(pools["prefill"].replicas), len(dec.replicas)
-    summary["fleet"].update(replicas=n_pre + n_dec, tp=dec.scenario.fleet.tp)
-    sim_s = raw.simulated_s
-    pool_byte_s = sum(p.plan.kv_pool_bytes_per_gpu * len(p.replicas) for p in pools.values()) * sim_s
-    kv = summary["kv_cache"]
-    kv["mean_utilization"] = float(raw.replicas["kv_byte_s"].sum() / pool_byte_s) if pool_byte_s else 0.0
-    kv["capacity_tokens_per_replica"] = dec.plan.kv_capacity_tokens  # a decode replica's
+def _decode_pool_figures(summary: dict, raw, dec) -> None:
+    """Where a request's whole sequence lives: the decode pool. The KV capacity per replica and the
+    sequences held at the mean request's length are the decode pool's (a prefill replica holds
+    prompts only)."""
+    summary["kv_cache"]["capacity_tokens_per_replica"] = dec.plan.kv_capacity_tokens
     req = raw.requests
     mean_in = round(float(req["input_tokens"].mean())) if len(req) else 1
     mean_out = round(float(req["output_tokens"].mean())) if len(req) else 1
     plan = dec.plan
     per_seq = float(plan.footprint.bytes_per_rank(mean_in, mean_out))
     fit = sequences_that_fit(plan.kv_pool_bytes_per_gpu, plan.kv_blocks, plan.block_bytes_per_gpu, per_seq)
-    summary["concurrency"]["max_by_memory"] = int(fit * n_dec)
+    summary["concurrency"]["max_by_memory"] = int(fit * len(dec.replicas))

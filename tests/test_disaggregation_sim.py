@@ -126,6 +126,35 @@ def test_both_pools_gpus_are_counted_in_power_and_cost():
     assert block["transfers"] == 1
 
 
+def test_pools_of_two_gpu_types_each_run_and_are_priced_as_their_own(tmp_path):
+    # Splitwise-style: prompts on H100s, tokens on A100s.
+    from fleetsim.catalog import load_gpu
+
+    def write(data, name):
+        (tmp_path / name).write_text(yaml.safe_dump(data))
+        return tmp_path / name
+
+    s = lone(prompt=1000, output=16)
+    s["disaggregation"]["decode"]["gpu"] = "a100-80gb"
+    del s["cost"]["rental_usd_per_gpu_hour"]  # H100 at its catalog price; the A100 has none
+    out = fleetsim_cli("run", write(s, "unpriced.yaml"))
+    assert out.returncode == 2 and "disaggregation.decode.rental_usd_per_gpu_hour" in out.stderr
+    s["disaggregation"]["decode"]["rental_usd_per_gpu_hour"] = 1.5
+    res = simulate(s)
+    row = res.requests.iloc[0]
+    on_h100 = simulate(aggregated(PREFILL_TP)).requests.iloc[0]
+    on_a100 = aggregated(DECODE_TP)
+    on_a100["fleet"]["gpu"] = "a100-80gb"
+    on_a100_row = simulate(on_a100).requests.iloc[0]
+    assert row["ttft_s"] == pytest.approx(on_h100["ttft_s"], rel=1e-9)
+    decode_span = row["finish_s"] - row["prefill_end_s"] - row["handoff_s"]
+    assert decode_span == pytest.approx(on_a100_row["finish_s"] - on_a100_row["first_token_s"], rel=0.02)
+    usd = PREFILL_TP * load_gpu("h100-sxm").rental_usd_per_gpu_hour + DECODE_TP * 1.5
+    assert res.summary["cost"]["usd_per_hour"] == pytest.approx(usd, rel=1e-9)
+    assert res.summary["fleet"]["gpu"] == "h100-sxm+a100-80gb"
+    assert sorted(res.replicas["gpu"]) == ["a100-80gb", "h100-sxm"]
+
+
 def short_shipped(**run) -> dict:
     s = yaml.safe_load(SHIPPED.read_text())
     s["run"].update({"duration_s": 15, **run})
@@ -167,7 +196,7 @@ def fleetsim_cli(*args):
         # 8 KV heads and 64 query heads: tp 3 divides neither.
         (lambda s: s["disaggregation"]["prefill"].update(tp=3), "disaggregation.prefill"),
         (lambda s: s.update(fleet={"tp": 4}), "fleet.tp"),
-        (lambda s: s["disaggregation"]["decode"].update(gpu="a100-80gb"), "disaggregation.decode.gpu"),
+        (lambda s: s.update(fleet={"gpu": "a100-80gb"}), "fleet.gpu"),
     ],
 )
 def test_bad_topology_is_one_line_and_exit_2(tmp_path, change, field):

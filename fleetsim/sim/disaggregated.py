@@ -31,8 +31,9 @@ import pandas as pd
 import simpy
 
 from fleetsim.kv_transfer import KvTransfer, Link, kv_transfer, pipelined_exposed_s
+from fleetsim.replica_model import ReplicaModel
 from fleetsim.sim.engine import DONE, Engine
-from fleetsim.sim.replica import Replica
+from fleetsim.sim.replica import Replica, fleet_meters
 from fleetsim.sim.router import make_router
 
 
@@ -101,6 +102,10 @@ class PoolEngine(Engine):
     def itl(self):  # type: ignore[override]  # one histogram for the fleet: the front's
         return self.front.itl
 
+    @property
+    def model(self) -> ReplicaModel:
+        return ReplicaModel(self.plan, self.footprint, self.step_model)
+
     def start(self, env: simpy.Environment) -> None:
         self.env = env
         self.fleet = self.front.fleet
@@ -147,15 +152,23 @@ class PoolEngine(Engine):
 class DisaggregatedEngine(Engine):
     """The front: arrivals, admission, the request table; its replicas are both pools'."""
 
-    def __init__(self, scenario, arch, gpu, profile, engine_profile, link: Link):
+    def __init__(self, scenario, arch, gpus: dict, profiles: dict, engine_profile, link: Link):
+        """gpus, profiles: each pool's ({"prefill": ..., "decode": ...})."""
         from fleetsim.disaggregation import pool_scenario
 
         self.pd = scenario.disaggregation
-        super().__init__(pool_scenario(scenario, "decode"), arch, gpu, profile, None, engine_profile)
+        decode = pool_scenario(scenario, "decode")
+        super().__init__(decode, arch, gpus["decode"], profiles["decode"], None, engine_profile)
         self.prefill = PoolEngine(
-            self, "prefill", pool_scenario(scenario, "prefill"), arch, gpu, profile, engine_profile
+            self,
+            "prefill",
+            pool_scenario(scenario, "prefill"),
+            arch,
+            gpus["prefill"],
+            profiles["prefill"],
+            engine_profile,
         )
-        self.decode = PoolEngine(self, "decode", pool_scenario(scenario, "decode"), arch, gpu, profile, engine_profile)
+        self.decode = PoolEngine(self, "decode", decode, arch, gpus["decode"], profiles["decode"], engine_profile)
         self.step_model = self.decode.step_model
         self.link = link
         self._transfers: dict[int, KvTransfer] = {}
@@ -259,12 +272,33 @@ class DisaggregatedEngine(Engine):
         self.pending -= 1
         self._after(rid)
 
-    # ------------------------------------------------------------------ frames
+    # ------------------------------------------------------------------ meters and frames
+    POOL_METERS = ("gpu_energy_j.prefill", "gpu_energy_j.decode", "output_tokens.prefill", "output_tokens.decode")
+
+    def _sample_row(self, rows: list) -> None:
+        """The fleet's meters, then each pool's GPU energy and output tokens (the columns a mixed
+        fleet's groups have: POOL_METERS)."""
+        now = self.env.now
+        pre = fleet_meters(self.prefill.replicas, now)
+        dec = fleet_meters(self.decode.replicas, now)
+        held, power_w, energy_j, tokens = (pre[k] + dec[k] for k in range(4))
+        kv_fraction = held / (self.pool_bytes * len(self.replicas))
+        fleet = (now, self.fleet.running, self.fleet.queued, kv_fraction, power_w, energy_j, tokens)
+        rows.append(fleet + (pre[2], dec[2], pre[3], dec[3]))
+
+    def timeseries_frame(self, rows: list) -> pd.DataFrame:
+        df = super().timeseries_frame([r[:7] for r in rows])
+        for k, name in enumerate(self.POOL_METERS):
+            df[name] = [r[7 + k] for r in rows]
+        return df
+
     def _request_frame(self) -> pd.DataFrame:
         df = super()._request_frame()
+        prefill_replica = np.array(self.prefill.replica_of, dtype=np.int32)
         decode_replica = np.array(self.decode.replica_of, dtype=np.int32)
-        df["replica"] = decode_replica
-        df["prefill_replica"] = np.array(self.prefill.replica_of, dtype=np.int32)
+        # The row of the replica table (prefill replicas first): where the request finished.
+        df["replica"] = np.where(decode_replica >= 0, len(self.prefill.replicas) + decode_replica, prefill_replica)
+        df["prefill_replica"] = prefill_replica
         df["decode_replica"] = decode_replica
         df["transfer_s"] = np.array(self.transfer_s)
         df["transfer_bytes"] = np.array(self.transfer_bytes)
@@ -275,5 +309,10 @@ class DisaggregatedEngine(Engine):
 
     def _replica_frame(self, now: float) -> pd.DataFrame:
         df = super()._replica_frame(now)
-        df.insert(1, "pool", ["prefill"] * len(self.prefill.replicas) + ["decode"] * len(self.decode.replicas))
+        pools = ["prefill"] * len(self.prefill.replicas) + ["decode"] * len(self.decode.replicas)
+        df.insert(1, "pool", pools)
+        df["group"] = pools  # a mixed fleet's group column: the pools are the groups
+        df["gpu"] = [self.prefill.gpu.name] * len(self.prefill.replicas) + [self.decode.gpu.name] * len(
+            self.decode.replicas
+        )
         return df

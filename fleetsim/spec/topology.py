@@ -83,6 +83,11 @@ class PoolSpec(Spec):
     replicas: Annotated[int, Field(ge=1, le=MAX_REPLICAS), INTEGER] = Field(
         default=1, description=f"Replicas in the pool; 1 to {MAX_REPLICAS:,}. Default 1."
     )
+    rental_usd_per_gpu_hour: Annotated[float, Field(ge=0, le=10_000), NUMBER] | None = Field(
+        default=None,
+        description="Rental price of this pool's GPUs, $/GPU-hour, 0 to 10,000. Default null: "
+        "cost.rental_usd_per_gpu_hour if set, else the GPU's catalog price.",
+    )
 
 
 class DisaggregationSpec(Spec):
