@@ -18,7 +18,9 @@ NIC is its own queue (the transfer goes to the one free first). When the transfe
 prefill replica frees the KV and the request goes to a decode replica (routed over the decode
 pool), which admits it when its whole KV fits (it arrives whole, so no on-demand first chunk),
 runs one iteration over the last token to produce the second, and decodes the rest. A decode
-preemption recomputes the generated tokens there (the prompt's KV is taken as kept).
+preemption recomputes the generated tokens there (the prompt's KV is taken as kept). (SGLang
+reserves the decode side's KV before the prefill starts, so a full decode pool holds prompts back
+at the prefill; here they are prefilled and wait for decode memory after the transfer.)
 """
 
 from __future__ import annotations
