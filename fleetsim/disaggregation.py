@@ -54,6 +54,10 @@ def check_disaggregation(scenario: ScenarioSpec) -> DisaggregationPlan:
             "the block cache (prefix_cache blocks, offload or the prefix_aware router)",
             "per_class and no offload (the block cache is not modelled with P/D yet)",
         ),
+        **{
+            name: (getattr(scenario, name) is not None, "set", "null (not modelled with P/D yet)")
+            for name in ("speculative", "autoscaling", "failures")
+        },
         "workload.classes": (
             scenario.kv_cache.prefix_caching
             and any(c.shared_prefix_tokens or c.prompt_cache_hit_fraction for c in scenario.workload.classes),
