@@ -37,6 +37,7 @@ __all__ = [
     "kv_transfer",
     "link_names",
     "load_link",
+    "pipelined_exposed_s",
     "plan_disaggregation",
     "resolve_link",
     "transfer_time_s",
@@ -137,23 +138,24 @@ def kv_transfer(
     prefill_tp: int = 1,
     decode_tp: int = 1,
     prefill_s: float | None = None,
+    prefill_dp: int = 1,
+    decode_dp: int = 1,
 ) -> KvTransfer:
     """Bytes and time of moving one prompt's KV. With `prefill_s` (the prefill's own time) the
-    transfer is layer-pipelined and `exposed_s` is the part left after the prefill ends."""
+    transfer is layer-pipelined and `exposed_s` is the part left after the prefill ends. With DP
+    attention (dp > 1) a request lives on one attention group of tp / dp ranks of each replica:
+    only those ranks send and receive it."""
     if prompt_tokens < 1:
         raise SpecError(f"prompt_tokens: {prompt_tokens} is not valid; give at least 1 token")
+    decode_group, prefill_group = decode_tp // decode_dp, prefill_tp // prefill_dp
     model_bytes = float(kv_footprint(arch, kv, 1).bytes_per_rank(prompt_tokens))
-    rank_bytes = float(kv_footprint(arch, kv, decode_tp).bytes_per_rank(prompt_tokens))
-    kv_footprint(arch, kv, prefill_tp)  # checks prefill_tp against the model's heads
-    replica_bytes = rank_bytes * decode_tp
-    sender_bytes = replica_bytes / prefill_tp
+    rank_bytes = float(kv_footprint(arch, kv, decode_group).bytes_per_rank(prompt_tokens))
+    kv_footprint(arch, kv, prefill_group)  # checks the prefill attention TP against the model's heads
+    replica_bytes = rank_bytes * decode_group
+    sender_bytes = replica_bytes / prefill_group
     busiest = max(rank_bytes, sender_bytes)
     time_s = transfer_time_s(busiest, link)
-    exposed_s = time_s
-    if prefill_s is not None:
-        layers = arch.num_layers
-        t = busiest / link.effective_bytes_per_s
-        exposed_s = link.latency_s + max(t / layers, t - prefill_s * (layers - 1) / layers)
+    exposed_s = time_s if prefill_s is None else pipelined_exposed_s(time_s, link, arch.num_layers, prefill_s)
     return KvTransfer(
         prompt_tokens=prompt_tokens,
         prefill_tp=prefill_tp,
@@ -166,6 +168,13 @@ def kv_transfer(
         time_s=time_s,
         exposed_s=exposed_s,
     )
+
+
+def pipelined_exposed_s(time_s: float, link: Link, layers: int, prefill_s: float) -> float:
+    """What a layer-pipelined transfer of `time_s` (latency included) leaves after a prefill of
+    `prefill_s`: latency + max(T/L, T - P (L-1)/L), T the bytes' time on the link."""
+    t = time_s - link.latency_s
+    return link.latency_s + max(t / layers, t - prefill_s * (layers - 1) / layers)
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,13 @@ def write_requests_parquet(requests: pd.DataFrame, path: Path, rows: int = REQUE
 def build(scenario: ScenarioSpec):
     """Resolve catalog entries and plan memory: every capacity error surfaces here, and a run that
     would take more requests, samples, events or memory than fleetsim's limits is refused
-    (fleetsim.workbudget), all before the clock starts."""
+    (fleetsim.workbudget), all before the clock starts. A P/D scenario: its decode pool's
+    (fleetsim.simulation_pd, where both pools are checked)."""
+    if scenario.disaggregation is not None:
+        from fleetsim.simulation_pd import build_disaggregated
+
+        arch, gpus, profiles, engine, plan, _ = build_disaggregated(scenario)
+        return arch, gpus["decode"], profiles["decode"], engine, plan
     arch = load_model(scenario.model)
     if scenario.fleet.groups:
         # A mixed fleet (fleetsim.groups): every group planned; group 0 stands for the fleet's GPU,
@@ -147,6 +153,10 @@ def simulate(
     merged.update({k.replace("__", "."): v for k, v in kw_overrides.items()})
     t0 = time.process_time()
     scenario = load_scenario(scenario_or_path, merged)
+    if scenario.disaggregation is not None:  # a prefill pool and a decode pool: fleetsim.simulation_pd
+        from fleetsim.simulation_pd import simulate_disaggregated
+
+        return simulate_disaggregated(scenario, progress)
     arch, gpu, profile, engine_profile, plan = build(scenario)
     groups = None
     if scenario.fleet.groups:

@@ -149,6 +149,13 @@ def plan(
         "Default: nothing written.",
     ),
     json_out: bool = json_option(),
+    pd_: bool = typer.Option(
+        False,
+        "--pd",
+        help="A P/D scenario (disaggregation): search the prefill and decode replica counts of its pools "
+        "(their GPU and tp) for the cheapest P:D ratio meeting the SLO, one run per ratio at the scenario's "
+        "seed. --gpus, --price, --spares, --peak and --out do not apply (refused); --seeds is not read.",
+    ),
 ):
     """The cheapest fleet per GPU type that meets the SLOs.
 
@@ -164,6 +171,10 @@ def plan(
     from fleetsim.output import check_output_dir, output_directory
     from fleetsim.plan import plan_fleet
 
+    if pd_:
+        given = {"--gpus": gpus_, "--price": price, "--spares": spares, "--peak": peak, "--out": out_dir, "--mix": mix}
+        _plan_pd(scenario, overrides(set_), json_out, [k for k, v in given.items() if v])
+        return
     if out_dir is not None:
         check_output_dir(out_dir, "--out")
     from fleetsim.study.sources import parse_prices
@@ -219,6 +230,20 @@ def _plan_mix(scenario, gpus_, price, seeds, set_, out_dir, json_out) -> None:
         out.print(result.sentence())
     if out_dir is not None:
         (note_line if json_out else say)(f"wrote {out_dir}/")
+
+
+def _plan_pd(scenario: Path, sets: dict, json_out: bool, not_applicable: list[str]) -> None:
+    from fleetsim.errors import SpecError
+    from fleetsim.plan_pd import plan_pd
+
+    if not_applicable:
+        raise SpecError(f"plan --pd: {not_applicable[0]} does not apply; valid: a P/D scenario and --set")
+    result = plan_pd(scenario, overrides=sets)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    print_frame(result.table(), title=f"Fewest decode replicas per prefill count: {result.scenario.name}")
+    out.print(result.recommendation())
 
 
 def report(

@@ -23,9 +23,13 @@ def print_summary(console: Console, result) -> None:
 
     sc = result.scenario
     fl = s["fleet"]
+    pd = s.get("disaggregation")
+    layout = f"{fl['replicas']} replicas, tp={fl['tp']}"
+    if pd:  # prefill/decode disaggregated: each pool its own replicas and tp
+        layout = " + ".join(f"{pd[r]['replicas']} {r} x tp{pd[r]['tp']}" for r in ("prefill", "decode"))
     console.print(
         f"[bold]{escape(s['scenario'])}[/bold]: {escape(sc.model)} on {fl['gpus']} x {fl['gpu']} "
-        f"({fl['replicas']} replicas, tp={fl['tp']}), {s['simulated_s']:,.1f} s simulated, seed {s['seed']}"
+        f"({layout}), {s['simulated_s']:,.1f} s simulated, seed {s['seed']}"
     )
     cal = s.get("calibration") or {}
     if cal:
@@ -45,6 +49,14 @@ def print_summary(console: Console, result) -> None:
         f"requests: {r['arrived']:,} arrived, {r['completed']:,} completed, "
         f"{r['rejected']:,} rejected, {r['in_flight']:,} in flight"
     )
+    if pd:
+        x, h = pd["transfer_s"], pd["handoff_s"]
+        console.print(
+            f"P/D over {escape(pd['link'])}: busy prefill {pd['prefill']['busy_fraction']:.0%}, decode "
+            f"{pd['decode']['busy_fraction']:.0%}; KV transfer {pd['transfer_bytes_per_request'] / 1e6:,.1f} MB per "
+            f"request, {x['mean'] * 1e3:,.2f} ms mean / {x['p99'] * 1e3:,.2f} ms p99 after the prefill; hand-off "
+            f"to decode admission {h['mean'] * 1e3:,.2f} ms mean / {h['p99'] * 1e3:,.2f} ms p99; TTFT at {pd['ttft_at']}"
+        )
     t = Table(title="latency (s)")
     for c in ("metric", "mean", "p50", "p90", "p99"):
         t.add_column(c, justify="right" if c != "metric" else "left")

@@ -318,6 +318,10 @@ class Engine:
             return
         if self.queue_timeout_s is not None:
             self.env.timeout(self.queue_timeout_s).callbacks.append(lambda _ev, r=rid: self._expire(r))
+        self.enqueue_at(rid, replica)
+
+    def enqueue_at(self, rid: int, replica: Replica | None) -> None:
+        """Queue a request at the replica its router picked (None: the central queue)."""
         if replica is None:
             self.central.append(rid)
             self.fleet.change(self.env.now, queued=+1)

@@ -166,11 +166,16 @@ class Replica:
             elif self.running:
                 yield from self._decode_run()
             else:
-                # Nothing admissible and nothing running: the head request can never fit.
-                rid = self.waiting.popleft()
-                self.engine.router.update(self)
-                self.engine.fleet.change(env.now, queued=-1)
-                self.engine.reject(rid)
+                yield from self._no_room()
+
+    def _no_room(self):
+        """Nothing admissible and nothing running: the head request can never fit; it is rejected.
+        (A generator: a prefill replica of a P/D fleet waits here for its KV transfers instead.)"""
+        rid = self.waiting.popleft()
+        self.engine.router.update(self)
+        self.engine.fleet.change(self.env.now, queued=-1)
+        self.engine.reject(rid)
+        yield from ()
 
     def _account_idle(self, gap_s: float) -> None:
         self.energy_j += gap_s * self.power.idle_w * self.tp

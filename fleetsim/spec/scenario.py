@@ -33,7 +33,7 @@ from fleetsim.spec.economics import CostSpec, FacilitySpec
 from fleetsim.spec.engine import EngineSpec
 from fleetsim.spec.groups import GROUP_FIELDS, MAX_GROUPS, ReplicaGroupSpec
 from fleetsim.spec.kvcache import KvCacheSpec
-from fleetsim.spec.topology import LinkSpec, PipelineSpec, RoutingSpec, SpeculativeSpec
+from fleetsim.spec.topology import DisaggregationSpec, LinkSpec, PipelineSpec, RoutingSpec, SpeculativeSpec
 from fleetsim.spec.workload import MAX_CLASSES, WorkloadSpec
 
 MAX_TP = 1024
@@ -331,6 +331,14 @@ class ScenarioSpec(Spec):
         description="Speculative decoding or multi-token prediction (MTP): draft_tokens drafted per step and "
         "verified in one pass of the model; a decode step yields (1 - a^(k+1)) / (1 - a) tokens per sequence "
         "(fleetsim.speculative). Default null: one token per decode step.",
+    )
+    disaggregation: DisaggregationSpec | None = Field(
+        default=None,
+        description="Prefill/decode disaggregation: a prefill pool and a decode pool (each its own gpu, tp, "
+        "replicas) and the link the KV moves over; fleet.gpu, fleet.tp and fleet.replicas are then not read "
+        "(fleet.tp or fleet.replicas other than 1, or a fleet.gpu other than the default or the pools', is "
+        "refused). Default null: "
+        "one pool of fleet.replicas replicas serving both phases.",
     )
     classes: tuple[ClassPolicySpec, ...] = Field(
         default=(),

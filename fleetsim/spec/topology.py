@@ -7,7 +7,8 @@ fleetsim.speculative, fleetsim.prefix_cache). ``fleet.pipeline: PipelineSpec`` (
 stage), ``fleet.tp_link: LinkSpec | None`` (the link an all-reduce crosses when tp exceeds a
 server) and ``speculative: SpeculativeSpec | None`` are ScenarioSpec fields the simulator reads
 (fleetsim.pipeline_model, fleetsim.speculative_model); so are ``fleet.routing`` and
-``kv_cache.offload`` (below). ``disaggregation: DisaggregationSpec | None`` is not yet.
+``kv_cache.offload`` (below), and ``disaggregation: DisaggregationSpec | None``
+(fleetsim.sim.disaggregated).
 
 YAML shape::
 
@@ -82,6 +83,11 @@ class PoolSpec(Spec):
     replicas: Annotated[int, Field(ge=1, le=MAX_REPLICAS), INTEGER] = Field(
         default=1, description=f"Replicas in the pool; 1 to {MAX_REPLICAS:,}. Default 1."
     )
+    rental_usd_per_gpu_hour: Annotated[float, Field(ge=0, le=10_000), NUMBER] | None = Field(
+        default=None,
+        description="Rental price of this pool's GPUs, $/GPU-hour, 0 to 10,000. Default null: "
+        "cost.rental_usd_per_gpu_hour if set, else the GPU's catalog price.",
+    )
 
 
 class DisaggregationSpec(Spec):
@@ -99,6 +105,13 @@ class DisaggregationSpec(Spec):
         default=True,
         description="Send each layer's KV as soon as prefill finishes it (only the last layer's share and "
         "the latency remain after the prefill), as NIXL/Mooncake/DistServe do. Default true.",
+    )
+    ttft_at: Literal["prefill", "handoff"] = Field(
+        default="prefill",
+        description="When the first token counts as out: prefill (when the prefill replica samples it, the "
+        "engine-side TTFT) or handoff (when its KV and the token reach the decode replica, which streams every "
+        "token to the client, as SGLang's P/D under Dynamo does: the client-side TTFT, transfer included). "
+        "TPOT counts from that time. Default prefill.",
     )
 
 

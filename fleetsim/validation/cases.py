@@ -10,7 +10,7 @@ by calibration/make_cases.py from the reference figures and their conditions::
       overrides:                  # dotted paths; list items by index (workload.classes.0....)
         engine: {kind: trtllm, version: "1.0"}
         fleet.gpu: h100-sxm
-      metric: output_tokens_per_s # output_tokens_per_s | ttft_s | tpot_s | itl_s | gpu_power_w | server_wall_kw
+      metric: output_tokens_per_s # output_tokens_per_s | input_tokens_per_s | ttft_s | tpot_s | itl_s | gpu_power_w | server_wall_kw
                                   # | energy_per_output_token_j
       statistic: mean             # mean | p50 | p99 (latency metrics); mean otherwise
       published: 4205
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
@@ -36,22 +36,25 @@ from fleetsim.errors import SpecError, first_error_line
 from fleetsim.spec.base import Spec
 from fleetsim.spec.yaml_file import read_yaml
 
-METRICS = (
+Metric = Literal[
     "output_tokens_per_s",
+    "input_tokens_per_s",
     "ttft_s",
     "tpot_s",
     "itl_s",
     "gpu_power_w",
     "server_wall_kw",
     "energy_per_output_token_j",
-)
+]
+METRICS: tuple[str, ...] = get_args(Metric)
 LATENCY_METRICS = ("ttft_s", "tpot_s", "itl_s")
-RATE_METRICS = ("output_tokens_per_s",)
+RATE_METRICS = ("output_tokens_per_s", "input_tokens_per_s")
 # server_wall_kw: whole-server AC wall power of the servers the run's GPUs occupy (MLPerf Power).
 POWER_METRICS = ("gpu_power_w", "server_wall_kw")
 # Units a case may give its published value in, per metric, with the factor to SI.
 UNITS: dict[str, dict[str, float]] = {
     "output_tokens_per_s": {"tokens/s": 1.0},
+    "input_tokens_per_s": {"tokens/s": 1.0},  # prompt tokens prefilled (a prefill pool's throughput)
     "ttft_s": {"s": 1.0, "ms": 1e-3},
     "tpot_s": {"s": 1.0, "ms": 1e-3},
     "itl_s": {"s": 1.0, "ms": 1e-3},
@@ -100,9 +103,7 @@ class Case(Spec):
     split: Literal["fit", "holdout"] = "holdout"
     base: str = "builtin"
     overrides: dict[str, Any] = Field(default_factory=dict)
-    metric: Literal[
-        "output_tokens_per_s", "ttft_s", "tpot_s", "itl_s", "gpu_power_w", "server_wall_kw", "energy_per_output_token_j"
-    ]
+    metric: Metric
     statistic: Literal["mean", "p50", "p99"] = "mean"
     published: Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)]
     unit: str

@@ -114,8 +114,12 @@ def _window_metrics(spec, window: tuple[float, float]) -> dict:
     gpus = int(res.summary["fleet"]["gpus"])
     span = b - a
     gpu_w = energy / (span * gpus)
+    req = res.requests
+    first = req["first_token_s"].to_numpy(dtype=float)
+    prefilled = float(req.loc[(first >= a) & (first < b), "input_tokens"].sum())
     return {
         "output_tokens_per_s": tokens / span,
+        "input_tokens_per_s": prefilled / span,
         "gpu_power_w": gpu_w,
         "server_wall_kw": _server_wall_kw(res.summary, gpu_w),
         "energy_per_output_token_j": energy / tokens if tokens > 0 else math.nan,
@@ -142,6 +146,7 @@ def _run_metrics(res) -> dict:
     gpu_w = energy / (sim_s * gpus) if sim_s > 0 else math.nan
     return {
         "output_tokens_per_s": tokens / sim_s if sim_s > 0 else math.nan,
+        "input_tokens_per_s": float(done["input_tokens"].sum()) / sim_s if sim_s > 0 else math.nan,
         "gpu_power_w": gpu_w,
         "server_wall_kw": _server_wall_kw(res.summary, gpu_w),
         "energy_per_output_token_j": energy / tokens if tokens > 0 else math.nan,
@@ -161,6 +166,7 @@ def _summary_metrics(summary: dict) -> dict:
     wall_kw = summary["power"].get("server_wall_kw")  # the summary's own once metrics.py has it
     return {
         "output_tokens_per_s": summary["throughput"]["output_tokens_per_s"],
+        "input_tokens_per_s": summary["throughput"]["input_tokens_per_s"],
         "gpu_power_w": summary["power"]["gpu_mean_w"],
         "server_wall_kw": _server_wall_kw(summary, summary["power"]["gpu_mean_w"]) if wall_kw is None else wall_kw,
         "energy_per_output_token_j": math.nan if ept is None else ept,
