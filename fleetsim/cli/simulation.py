@@ -97,8 +97,7 @@ def run(
     \b
     Examples:
       fleetsim run scenarios/h100_llama3.yaml
-      fleetsim run scenarios/h100_llama3.yaml --set fleet.replicas=8 --seed 1 --out runs/r8
-      fleetsim run scenarios/h100_llama3.yaml --json
+      fleetsim run scenarios/h100_llama3.yaml --set fleet.replicas=8 --seed 1 --out runs/r8 --json
       fleetsim run scenarios/h100_llama3_autoscaled_day.yaml --period 24h
     """
     from fleetsim.api import simulate
