@@ -98,10 +98,11 @@ def first_error_line(exc: ValidationError, prefix: str = "") -> str:
         msg = msg[len("Value error, ") :]
     kind = err.get("type", "")
     ctx = err.get("ctx") or {}
+    head = f"{loc}: " if loc else ""  # a model-level check names its fields in its message
     if kind == "extra_forbidden":
-        return f"{loc}: unknown key (check spelling; see `fleetsim schema`)"
+        return f"{head}unknown key (check spelling; see `fleetsim schema`)"
     if kind == "missing":
-        return f"{loc}: required field is missing"
+        return f"{head}required field is missing"
     if kind in _BOUND_WORDS and "ctx" in err:
         bound = next(iter(ctx.values()), None)
         msg = f"must be {_BOUND_WORDS[kind]} {_number(bound)}"
@@ -116,5 +117,5 @@ def first_error_line(exc: ValidationError, prefix: str = "") -> str:
     msg = shorten(msg, 200)
     got = err.get("input")
     if kind.startswith("union_tag") or kind == "literal_error" or "input" not in err or isinstance(got, dict):
-        return f"{loc}: {msg}"
-    return f"{loc}: {msg} (got {shown(got)})"
+        return f"{head}{msg}"
+    return f"{head}{msg} (got {shown(got)})"

@@ -593,6 +593,11 @@ def plan_fleet(
         raise SpecError(f"plan: spares {spares!r} is not valid; give a whole number of spare replicas from 0 to 1024")
     overrides = dict(overrides or {})
     given = load_scenario(scenario, overrides)
+    if given.disaggregation is not None:
+        raise SpecError(
+            "plan: the scenario's fleet is prefill/decode disaggregated (disaggregation:); size its pools with "
+            "`fleetsim plan SCENARIO --pd` (or drop disaggregation to plan one pool)"
+        )
     if given.fleet.groups:
         overrides["fleet.groups"] = None  # a mixed fleet is planned from its workload and SLO (plan --mix: both)
     if given.autoscaling is not None:

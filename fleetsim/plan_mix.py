@@ -122,6 +122,10 @@ def plan_mix(
     if len(names) != 2:
         raise SpecError(f"plan --mix: --gpus names {len(names)} GPU type(s); valid: exactly two (e.g. h100-sxm,l40s)")
     prices = {load_gpu(g).name: float(v) for g, v in (prices or {}).items()}
+    # A mixed scenario's own group prices stand unless a price is given for that type.
+    for group in load_scenario(scenario, dict(overrides or {})).fleet.groups or ():
+        if group.rental_usd_per_gpu_hour is not None:
+            prices.setdefault(load_gpu(group.gpu).name, float(group.rental_usd_per_gpu_hour))
     # A scenario that is itself a mixed fleet is planned from its workload and SLO alone.
     one_type = {**dict(overrides or {}), "fleet.groups": None}
     base = load_scenario(scenario, one_type)

@@ -66,9 +66,29 @@ def memory_plan_of(scenario: ScenarioSpec, arch: Architecture, gpu: GpuSpec) -> 
     return _with_drafter(plan((used + f * (full.gpu_memory_bytes - used)) / full.gpu_memory_bytes), scenario, arch)
 
 
+def mtp_head_layers(model: str) -> int:
+    """Layers of the model's own multi-token-prediction head, from its config.json
+    (num_nextn_predict_layers: DeepSeek-V3; mtp_num_hidden_layers: Qwen3.5); 0 without one."""
+    from fleetsim.catalog import model_record
+
+    config = model_record(model)[1].get("hf_config") or {}
+    text = config.get("text_config") or {}
+    for c in (config, text):
+        for key in ("num_nextn_predict_layers", "mtp_num_hidden_layers"):
+            if c.get(key):
+                return int(c[key])
+    return 0
+
+
 def _with_drafter(plan: MemoryPlan, scenario: ScenarioSpec, arch: Architecture) -> MemoryPlan:
     if scenario.speculative is None:
         return plan
+    if scenario.speculative.method == "mtp" and mtp_head_layers(scenario.model) == 0:
+        raise SpecError(
+            f"speculative.method: mtp needs a model with an MTP head, and '{scenario.model}' has none (no "
+            "num_nextn_predict_layers or mtp_num_hidden_layers in its config.json); valid: method draft_model with "
+            "a draft model, or a model with a head (deepseek-v3, qwen3.5-27b, ...)"
+        )
     from fleetsim.speculative_model import speculative_memory_plan
 
     return speculative_memory_plan(plan, scenario, arch)

@@ -272,3 +272,13 @@ def test_every_router_works_on_a_mixed_fleet(router):
     conserved(res)
     assert res.summary["requests"]["completed"] == res.summary["requests"]["arrived"]
     # (most_free_kv and central_queue favour the H100: its pool is larger, its index lower)
+
+
+def test_plan_mix_reads_the_scenarios_own_group_prices():
+    # scenarios/h100_l40s_mixed.yaml prices its L40S group at $0.86/GPU-hour (an assumed figure, as
+    # the file says); without --price for that type the plan uses it, not "no rental price".
+    from fleetsim.plan_mix import plan_mix
+
+    mix = plan_mix(ROOT / "scenarios" / "h100_l40s_mixed.yaml", ["h100-sxm", "l40s"], overrides={"run.duration_s": 10})
+    assert mix.prices["l40s"] == 0.86
+    assert not [n for n in mix.notes if "l40s" in n and "price" in n]

@@ -227,6 +227,8 @@ def _plan_mix(scenario, gpus_, price, seeds, set_, out_dir, json_out) -> None:
             columns={"a": ga, "b": gb, "slo_attainment": "SLO attain.", "usd_per_hour": "$/hour"}
         )
         print_frame(table, title=f"plan --mix: {ga} + {gb}")
+        for note in result.notes:
+            note_line(note)
         out.print(result.sentence())
     if out_dir is not None:
         (note_line if json_out else say)(f"wrote {out_dir}/")

@@ -91,7 +91,7 @@ class Lifecycle:
         self.cancelled: set[int] = set()
         self.counts = {"scale_ups": 0, "scale_downs": 0, "cancelled": 0, "drain_timeouts": 0}
         self.outage = Outages(self) if self.failures is not None else None
-        self.down_requeued = 0
+        self.down_requeued = 0  # handed back by failed replicas (the rest of `requeued`: drain timeouts)
         self.scaler: Autoscaler | None = None
         self.cold_start_s = 0.0
         self.capacity_per_s = 0.0
@@ -256,6 +256,7 @@ class Lifecycle:
         if slot.draining:  # a drain past its timeout: the instance is released now
             self._release(slot, now)
         else:
+            self.down_requeued += len(rids)
             self._record(now)
         rids.sort(key=lambda rid: (e.arrival_s[rid], rid))
         for rid in rids:
@@ -350,7 +351,7 @@ class Lifecycle:
                 "peak_replicas": int(serving.max()),
                 "min_replicas": int(serving.min()),
                 "replica_hours": step_integral(billed, "replicas", horizon_s) / HOUR_S,
-                "requests_requeued": self.requeued,
+                "requests_requeued": self.requeued - self.down_requeued,  # at drain timeouts
             }
         if self.outage is not None:
             out["failures"] = self.outage.block(horizon_s)

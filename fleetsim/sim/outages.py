@@ -85,7 +85,7 @@ class Outages:
             "outages": self.hits,
             "slot_outages": summary["outages"],
             "by_cause": summary["by_cause"],
-            "requests_requeued": lc.requeued,
+            "requests_requeued": lc.down_requeued,  # handed back by failed replicas
             "replica_hours_down": down_h,
             "gpu_hours_down": down_h * lc.engine.tp,
             "availability": summary["availability"],

@@ -370,6 +370,11 @@ class ScenarioSpec(Spec):
     def _speculative_fleet(self):
         if self.speculative is not None and self.fleet.groups is not None:
             raise ValueError("speculative is set beside fleet.groups; valid: one or the other (not modelled together)")
+        if self.disaggregation is not None and self.fleet.pipeline.stages > 1:
+            raise ValueError(
+                f"fleet.pipeline.stages = {self.fleet.pipeline.stages} with disaggregation: pipeline stages in "
+                "prefill/decode pools are not modelled yet; valid: 1"
+            )
         return self
 
     @model_validator(mode="after")
@@ -399,6 +404,11 @@ class ScenarioSpec(Spec):
             raise ValueError("kv_cache.prefix_caching: false, but a block prefix cache is asked for; valid: true")
         if fleet.routing is not None and fleet.router != "prefix_aware":
             raise ValueError(f"fleet.routing is read by router prefix_aware only, not '{fleet.router}'")
+        if fleet.routing is not None and fleet.routing.kind != "prefix_aware":
+            raise ValueError(
+                f"fleet.routing.kind: '{fleet.routing.kind}' is the pure model's baseline (fleetsim.prefix_cache."
+                "replay); in a scenario the router is fleet.router; valid: prefix_aware"
+            )
         if fleet.router == "prefix_aware" and fleet.pods > 1:
             raise ValueError(
                 f"fleet.pods = {fleet.pods}: router prefix_aware runs in one pod (pods split requests at random, "
