@@ -196,6 +196,15 @@ class Autoscaler:
             raise SpecError(f"instance {instance_id}: released at {now_s!r} before it was stopped")
         inst.released_s = min(inst.released_s if inst.released_s is not None else math.inf, now_s)
 
+    def failed(self, instance_id: int, now_s: float) -> None:
+        """The simulator's report that an instance's replica failed at now_s: it stops and is
+        released (terminated, billing ends), so the next scrape sees one replica fewer and
+        replaces it, as a ReplicaSet reschedules a pod whose node died."""
+        inst = self.instances[instance_id]
+        if inst.stopped_s is None:
+            inst.stopped_s = now_s
+        inst.released_s = min(inst.released_s if inst.released_s is not None else math.inf, now_s)
+
     # ---------------------------------------------------------------- results
     def lifetimes(self, horizon_s: float) -> pd.DataFrame:
         """One row per instance: launched_s, ready_s, stopped_s, released_s (billing end, capped at

@@ -282,7 +282,7 @@ def test_failures_in_an_autoscaled_fleet(tmp_path):
     f = result.summary["failures"]
     assert 0 < f["outages"] <= f["slot_outages"]
     assert int(result.requests["requeues"].sum()) == f["requests_requeued"] > 0
-    # Instances stay billed while down: the bill still follows their lifetimes.
+    # The bill follows the instances' lifetimes (a failed instance's ends at its failure).
     life = result.lifetimes
     horizon = result.summary["simulated_s"]
     span = (life["released_s"].clip(upper=horizon) - life["launched_s"]).to_numpy()
@@ -401,3 +401,24 @@ def test_the_scenario_chooses_the_billing_granularity(tmp_path, billing, granula
     billed_s = np.maximum(np.ceil(span / granularity_s) * granularity_s, minimum_s)
     assert (bill["granularity_s"], bill["minimum_charge_s"]) == (granularity_s, minimum_s)
     assert bill["gpu_hours_billed"] == pytest.approx(billed_s.sum() / 3600, rel=1e-12)
+
+
+def test_an_autoscaled_instance_that_fails_is_terminated_and_replaced(tmp_path):
+    # A failed instance is released at its failure (billing ends with it) and the next scrape,
+    # seeing one replica fewer, launches a replacement: there are more launches than without
+    # failures, and every instance a failure ended has released_s equal to its stop time.
+    d = step_scenario(tmp_path, 400)
+    plain = fleetsim.simulate(d)
+    d["failures"] = {**FAST_FAILURES, "gpu_mtbf_h": 120 / 3600, "gpu_repair_h": 3600 / 3600}
+    failing = fleetsim.simulate(d)
+    accounted(failing)
+    hits = failing.summary["failures"]["outages"]
+    assert hits > 0
+    assert failing.summary["autoscaling"]["scale_ups"] >= plain.summary["autoscaling"]["scale_ups"] + 1
+    # Scale-downs and cancels happen at scrapes (multiples of the interval); a failure does not.
+    life = failing.lifetimes
+    interval = d["autoscaling"]["scrape_interval_s"]
+    stopped = life["stopped_s"].dropna()
+    at_failure = stopped[(stopped / interval - (stopped / interval).round()).abs() > 1e-9]
+    assert len(at_failure) >= 1
+    assert (life.loc[at_failure.index, "released_s"] == at_failure).all()  # billed no longer

@@ -24,9 +24,11 @@ Failures (fleetsim.sim.outages): replica_outages over [0, 2 x the arrival period
 "failures") so the run's other random streams are unchanged; a down replica serves nothing and
 draws nothing, and stays billed (rented GPUs are paid for while broken). With autoscaling the
 outages fall on slots (packed onto servers by slot index): one without an instance loses nothing,
-a launch takes a slot that is up when there is one, and an instance on a down slot serves after
-the repair (the autoscaler sees it as ready, as an HPA counts a pod whose node died until it is
-evicted; the utilization signal divides by the replicas actually serving).
+a launch takes a slot that is up when there is one (a launch on a down slot serves after its
+repair), and an instance whose slot fails is terminated (billing ends) so the next scrape replaces
+it, as a ReplicaSet reschedules a pod whose node died; the utilization signal divides by the
+replicas actually serving. The slots are a fixed pool (max_replicas machines, each with its own
+outages): with every slot down a replacement waits for a repair.
 """
 
 from __future__ import annotations
@@ -232,6 +234,16 @@ class Lifecycle:
         self.counts["drain_timeouts"] += 1
         slot.halt(self.env.now)  # hands back the rest; handed_back releases it
 
+    def instance_failed(self, slot_index: int, now: float) -> None:
+        """An autoscaled instance's replica failed: the instance is terminated (billing ends) and
+        the slot, once repaired, is free; the autoscaler replaces the instance at its next scrape."""
+        instance = self.instance_of.pop(slot_index)
+        assert self.scaler is not None and self.outage is not None
+        self.scaler.failed(instance, now)
+        self.outage.released(slot_index, now)  # its downtime ends with it: the cost is the replacement's cold start
+        self.replicas[slot_index].switch(False, now)
+        self._record(now)
+
     def _slot_of(self, instance: int) -> DynamicReplica:
         return next(self.replicas[s] for s, i in self.instance_of.items() if i == instance)
 
@@ -243,9 +255,10 @@ class Lifecycle:
         slot.draining = False
         if self.outage is not None:
             self.outage.released(slot.index, now)
-        instance = self.instance_of.pop(slot.index)
+        instance = self.instance_of.pop(slot.index, None)  # None: it failed while draining
         assert self.scaler is not None  # only an autoscaled run drains
-        self.scaler.released(instance, now)
+        if instance is not None:
+            self.scaler.released(instance, now)
         slot.switch(False, now)
         self._record(now)
 

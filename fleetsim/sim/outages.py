@@ -57,6 +57,8 @@ class Outages:
                     self.hit_since[r] = now
                     self.hits += 1
                     lc.replicas[r].halt(now)
+                    if lc.scaler is not None and r in lc.instance_of:
+                        lc.instance_failed(r, now)
                 continue
             self.down.discard(r)
             self.released(r, now)

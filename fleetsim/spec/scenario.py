@@ -356,7 +356,8 @@ class ScenarioSpec(Spec):
     failures: FailureSpec | None = Field(
         default=None,
         description="GPU and server failures injected into the run (rates from catalog/reliability.yaml): a "
-        "failed replica's requests are re-queued, it serves again after repair and stays billed while down. "
+        "failed replica's requests are re-queued, it serves again after repair and stays billed while down "
+        "(an autoscaled instance is terminated instead and the autoscaler replaces it). "
         "One pod. Default null: no failures.",
     )
     billing: BillingSpec = Field(
