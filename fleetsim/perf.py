@@ -417,6 +417,13 @@ class StepModel:
         return self._roofline(decode_seqs, kv_read_bytes, prefill_tokens, pair_bytes, prefill_seqs)[0]
 
     # ------------------------------------------------------------------ decode-only runs
+    def decode_fixed_s(self, n: int, dense_s: float | None = None) -> float:
+        """The part of a decode step of n sequences that does not grow with the KV read: the dense
+        GEMMs (dense_s when given: a clocked figure), the KV write, the all-reduce and the fixed
+        per-layer kernels."""
+        dense = self.dense_time_s(n, n) if dense_s is None else dense_s
+        return dense + n * self.kv_write_bytes_per_token / self.mem_rate + self.comm_time_s(n) + self.layer_fixed_s
+
     def decode_run_lines(self, decode_seqs: int, kv_read_bytes0: float, kv_growth_per_step: float):
         """Consecutive decode-only iterations of `decode_seqs` sequences whose KV read grows by
         kv_growth_per_step bytes per iteration, as lines in the step index j: t_j is the maximum
@@ -430,7 +437,7 @@ class StepModel:
         if self.clock is not None:
             s, _, (m, c) = self._roofline(n, kv_read_bytes0, 0, 0.0, 0)
         dense = self.dense_time_s(n, n) if s == 1.0 else max(m, c / s)
-        fixed = dense + write / self.mem_rate + self.comm_time_s(n) + self.layer_fixed_s
+        fixed = self.decode_fixed_s(n, dense)
         mem = (kv_read_bytes0 / self.kv_rate, kv_growth_per_step / self.kv_rate)
         q = self.decode_flops_per_kv_byte / self.attn_flop_rate / s
         cmp = (kv_read_bytes0 * q, kv_growth_per_step * q)

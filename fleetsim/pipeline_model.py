@@ -176,12 +176,7 @@ class PipelineStepModel(StepModel):
         m = self.micro_batches_for(n)
         micro = math.ceil(n / m)
         attn_rate = max(1.0 / self.kv_rate, self.decode_flops_per_kv_byte / self.attn_flop_rate)
-        fixed = (
-            self.dense_time_s(micro, micro)
-            + micro * self.kv_write_bytes_per_token / self.mem_rate
-            + self.comm_time_s(micro)
-            + self.layer_fixed_s
-        )
+        fixed = self.decode_fixed_s(micro)
         share, depth = self.stage_share, m + self.pp - 1
         a = depth * (share * (fixed + attn_rate * kv_read_bytes0 / m) + self._handoff_s(micro))
         b = depth * share * attn_rate * kv_growth_per_step / m

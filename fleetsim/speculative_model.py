@@ -193,12 +193,7 @@ class SpeculativeStepModel(StepModel):
         if self.draft is None:  # MTP head: k passes of its share of the model's layers
             s = self.mtp_share
             alpha = max(1.0 / self.kv_rate, self.decode_flops_per_kv_byte / self.attn_flop_rate)
-            fixed = (
-                self.dense_time_s(n, n)
-                + n * self.kv_write_bytes_per_token / self.mem_rate
-                + self.comm_time_s(n)
-                + self.layer_fixed_s
-            )
+            fixed = self.decode_fixed_s(n)
             a = k * s * fixed + s * alpha * (k * kv0 + n * per_token * k * (k - 1) / 2)
             work = (
                 k * s * (self.linear_flops(n, n) + self.decode_flops_per_kv_byte * kv0),
