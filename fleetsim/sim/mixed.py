@@ -14,8 +14,6 @@ least-loaded (by capacity) replica it fits, and is rejected as too_large only wh
 
 from __future__ import annotations
 
-import heapq
-
 import pandas as pd
 import simpy
 
@@ -56,25 +54,6 @@ class CapacityWeighted(LeastOutstanding):
 
     def _key(self, r) -> float:
         return (r.outstanding + 1) / self.weights[r.index]
-
-    def _rebuild(self) -> None:
-        self.heap = [(self._key(r), r.index) for r in self.replicas]  # type: ignore[misc]
-        heapq.heapify(self.heap)
-        self.limit = 4 * len(self.replicas) + 64
-
-    def update(self, replica) -> None:
-        heapq.heappush(self.heap, (self._key(replica), replica.index))  # type: ignore[arg-type]
-        if len(self.heap) > self.limit:
-            self._rebuild()
-
-    def pick(self, rid):
-        heap, replicas = self.heap, self.replicas
-        while True:
-            k, i = heap[0]
-            r = replicas[i]
-            if self._key(r) == k:
-                return r
-            heapq.heappop(heap)
 
 
 class FittingRouter:

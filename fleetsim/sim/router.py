@@ -52,30 +52,35 @@ class Random(_Router):
 class LeastOutstanding(_Router):
     """Fewest requests queued or running (ties: lowest index).
 
-    A min-heap of (outstanding, index) with lazy deletion: each change pushes the replica's new
-    entry; an entry whose count is no longer the replica's is dropped when it reaches the top. The
-    top valid entry is then the scan's answer (smallest count, lowest index among equals)."""
+    A min-heap of (key, index) with lazy deletion: each change pushes the replica's new entry; an
+    entry whose key is no longer the replica's is dropped when it reaches the top. The top valid
+    entry is then the scan's answer (smallest key, lowest index among equals). The key is the
+    count here; a subclass may weigh it (fleetsim.sim.mixed.CapacityWeighted)."""
 
     def __init__(self, replicas, rng):
         super().__init__(replicas, rng)
         self._rebuild()
 
+    def _key(self, r) -> float:
+        return r.outstanding
+
     def _rebuild(self) -> None:
-        self.heap = [(r.outstanding, r.index) for r in self.replicas]
+        key = self._key
+        self.heap = [(key(r), r.index) for r in self.replicas]
         heapq.heapify(self.heap)
         self.limit = 4 * len(self.replicas) + 64  # stale entries kept before a rebuild
 
     def update(self, replica) -> None:
-        heapq.heappush(self.heap, (replica.outstanding, replica.index))
+        heapq.heappush(self.heap, (self._key(replica), replica.index))
         if len(self.heap) > self.limit:
             self._rebuild()
 
     def pick(self, rid):
-        heap, replicas = self.heap, self.replicas
+        heap, replicas, key = self.heap, self.replicas, self._key
         while True:
-            n, i = heap[0]
+            k, i = heap[0]
             r = replicas[i]
-            if r.outstanding == n:
+            if key(r) == k:
                 return r
             heapq.heappop(heap)
 
