@@ -102,6 +102,20 @@ class DecodeRun:
             self.power, (self.f0 + self.f1 * j) / (t * self.peak_flops), (self.m0 + self.m1 * j) / (t * self.bw)
         )
 
+    def _unclipped_at(self, j: int, t: float) -> bool:
+        """Iteration j's utilizations are within 1 (gpu_power_w clips them above)."""
+        return (self.f0 + self.f1 * j) / (t * self.peak_flops) <= 1 and (self.m0 + self.m1 * j) / (t * self.bw) <= 1
+
+    def _linear_energy(self, s0: int, e: int, c0: float, c1: float) -> float:
+        """Energy per GPU of iterations s0..e-1 of a segment whose power stays below the cap and
+        unclipped: the power model is linear there, so its sums are arithmetic series."""
+        p = self.power
+        n = e - s0
+        t_sum = _series(c0, c1, e) - _series(c0, c1, s0)
+        f_sum = n * self.f0 + self.f1 * (_series(0, 1, e) - _series(0, 1, s0))
+        m_sum = n * self.m0 + self.m1 * (_series(0, 1, e) - _series(0, 1, s0))
+        return p.idle_w * t_sum + p.compute_w * f_sum / self.peak_flops + p.memory_w * m_sum / self.bw
+
     def energy_j(self, steps: int) -> tuple[float, float]:
         """(energy per GPU over the first `steps` iterations, peak power per GPU)."""
         p = self.power
@@ -113,18 +127,9 @@ class DecodeRun:
             t_first, t_last = c0 + c1 * s0, c0 + c1 * (e - 1)
             p_first, p_last = self._power_at(s0, t_first), self._power_at(e - 1, t_last)
             peak = max(peak, p_first, p_last)
-            u_c_cap = (self.f0 + self.f1 * s0) / (t_first * self.peak_flops) > 1 or (self.f0 + self.f1 * (e - 1)) / (
-                t_last * self.peak_flops
-            ) > 1
-            u_m_cap = (self.m0 + self.m1 * s0) / (t_first * self.bw) > 1 or (self.m0 + self.m1 * (e - 1)) / (
-                t_last * self.bw
-            ) > 1
-            if max(p_first, p_last) < p.cap_w and not u_c_cap and not u_m_cap:
-                n = e - s0
-                t_sum = _series(c0, c1, e) - _series(c0, c1, s0)
-                f_sum = n * self.f0 + self.f1 * (_series(0, 1, e) - _series(0, 1, s0))
-                m_sum = n * self.m0 + self.m1 * (_series(0, 1, e) - _series(0, 1, s0))
-                energy += p.idle_w * t_sum + p.compute_w * f_sum / self.peak_flops + p.memory_w * m_sum / self.bw
+            linear = self._unclipped_at(s0, t_first) and self._unclipped_at(e - 1, t_last)
+            if max(p_first, p_last) < p.cap_w and linear:
+                energy += self._linear_energy(s0, e, c0, c1)
             else:  # the cap (or a clip) binds somewhere: sum step by step
                 for j in range(s0, e):
                     t = c0 + c1 * j
@@ -169,15 +174,7 @@ class DecodeRun:
             if steps <= s0:
                 break
             e = min(steps, s1)
-            if cum is not None:
-                total += float(cum[e - s0])
-            else:
-                n = e - s0
-                f_sum = n * self.f0 + self.f1 * (_series(0, 1, e) - _series(0, 1, s0))
-                m_sum = n * self.m0 + self.m1 * (_series(0, 1, e) - _series(0, 1, s0))
-                t_sum = _series(c0, c1, e) - _series(c0, c1, s0)
-                p = self.power
-                total += p.idle_w * t_sum + p.compute_w * f_sum / self.peak_flops + p.memory_w * m_sum / self.bw
+            total += float(cum[e - s0]) if cum is not None else self._linear_energy(s0, e, c0, c1)
         return total
 
     def _segment_cumulative(self, seg) -> np.ndarray | None:
@@ -186,10 +183,7 @@ class DecodeRun:
         s0, s1, c0, c1 = seg
         ends = (s0, s1 - 1)
         linear = all(
-            self._power_at(j, c0 + c1 * j) < self.power.cap_w
-            and (self.f0 + self.f1 * j) / ((c0 + c1 * j) * self.peak_flops) <= 1
-            and (self.m0 + self.m1 * j) / ((c0 + c1 * j) * self.bw) <= 1
-            for j in ends
+            self._power_at(j, c0 + c1 * j) < self.power.cap_w and self._unclipped_at(j, c0 + c1 * j) for j in ends
         )
         if linear:
             return None
