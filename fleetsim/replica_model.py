@@ -70,14 +70,10 @@ def mtp_head_layers(model: str) -> int:
     """Layers of the model's own multi-token-prediction head, from its config.json
     (num_nextn_predict_layers: DeepSeek-V3; mtp_num_hidden_layers: Qwen3.5); 0 without one."""
     from fleetsim.catalog import model_record
+    from fleetsim.catalog.hf.fields import merged_fields
 
-    config = model_record(model)[1].get("hf_config") or {}
-    text = config.get("text_config") or {}
-    for c in (config, text):
-        for key in ("num_nextn_predict_layers", "mtp_num_hidden_layers"):
-            if c.get(key):
-                return int(c[key])
-    return 0
+    config = merged_fields(model_record(model)[1].get("hf_config") or {})
+    return int(config.get("num_nextn_predict_layers") or config.get("mtp_num_hidden_layers") or 0)
 
 
 def _with_drafter(plan: MemoryPlan, scenario: ScenarioSpec, arch: Architecture) -> MemoryPlan:

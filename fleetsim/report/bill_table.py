@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from fleetsim.report.tables import Cell, Row, Table, cell
+from fleetsim.sweep import flatten_summary
 
 # (label, kind, period path, month/year key): paths under the summary's `bill`.
 BILL_ROWS: tuple[tuple[str, str, str, str | None], ...] = (
@@ -57,18 +58,10 @@ def bill_table(
             "A month is 730 h at the simulated load (with the workload's growth per month), a year twelve of them."
         ),
     )
+    flat = flatten_summary(summary)
     for label_, kind, period, _ in BILL_ROWS:
         cells = [Cell(label_, "quantity")]
         for col, path in bill_paths(period).items():
-            cells.append(cell(col, None if path is None else _get(summary, path), kind))
+            cells.append(cell(col, None if path is None else flat.get(path), kind))
         t.rows.append(Row(period, cells))
     return t
-
-
-def _get(summary: dict, path: str):
-    node = summary
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
