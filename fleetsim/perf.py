@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fleetsim.dvfs import ClockSetting
+from fleetsim.expert_comm import InternodeAllToAll, two_batch_overlap_s
 from fleetsim.memory import KvFootprint, active_weight_bytes
 from fleetsim.parallel import Layout, a2a_bytes_per_token, imbalance_factor, touched_experts
 from fleetsim.precision import bytes_per_element
@@ -115,6 +116,8 @@ class StepModel:
     clock: ClockSetting | None = None
     # Expert parallelism and DP attention (fleetsim.parallel); None: plain tensor parallelism.
     layout: Layout | None = None
+    # EP across servers: DeepEP-style all-to-all (fleetsim.expert_comm; set with the cross-server link).
+    internode: InternodeAllToAll | None = None
     _weights_cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -186,6 +189,9 @@ class StepModel:
         self.overlap = e.host.overlap
         self.serial_fraction = e.host.serial_fraction
         self._parallel = self.layout is not None and not self.layout.plain
+        # Two-batch overlap: only where there is an expert all-to-all to hide (replica_model checks).
+        self.tbo = e.two_batch_overlap.enabled and self._parallel
+        self.tbo_prefill_sm = e.two_batch_overlap.prefill_comm_sm_fraction
         if self._parallel:
             self._setup_layout()
 
@@ -224,6 +230,19 @@ class StepModel:
             self._weights_cache[tokens] = w
         return w
 
+    def dense_weight_bytes(self, tokens: int) -> float:
+        """Weight bytes the GEMMs of one iteration stream: once, or once per micro-batch of two (TBO)."""
+        if self.tbo and tokens > 1:
+            return 2.0 * self.weight_bytes_per_gpu(-(-tokens // 2))
+        return self.weight_bytes_per_gpu(tokens)
+
+    def gpu_overlap_s(self, compute_s: float, comm_s: float, prefill: bool) -> float:
+        """Compute and communication of an iteration: in sequence, or overlapped by TBO."""
+        if not self.tbo:
+            return compute_s + comm_s
+        sm = self.tbo_prefill_sm if prefill else 0.0
+        return two_batch_overlap_s(compute_s, comm_s, sm, self.moe_layers)
+
     def moe_imbalance(self, tokens: float) -> float:
         """Busiest expert-parallel rank's load over the mean (1 without EP)."""
         return imbalance_factor(self.arch, self.layout, tokens) if self._parallel and self.layout else 1.0
@@ -233,7 +252,7 @@ class StepModel:
 
     def dense_time_s(self, tokens: float, logit_tokens: float, prefill_tokens: int = 0, prefill_seqs: int = 0) -> float:
         """The GEMMs of an iteration over `tokens` tokens: weights streamed once against the linear FLOPs."""
-        weights = self.weight_bytes_per_gpu(tokens)
+        weights = self.dense_weight_bytes(tokens)
         t_mem = (weights + self.mem_half) / self.mem_rate
         flops = self.linear_flops(tokens, logit_tokens)
         if self._parallel:
@@ -275,6 +294,8 @@ class StepModel:
         """Expert-parallel dispatch + combine, two all-to-alls per MoE layer (0 without EP)."""
         if not self._parallel or not self.a2a_bytes_per_token:
             return 0.0
+        if self.internode is not None:
+            return self.moe_layers * self.internode.layer_s(self.moe_imbalance(tokens) * tokens)
         per_way = self.moe_imbalance(tokens) * tokens * self.a2a_bytes_per_token / self.comm_rate
         return 2 * self.moe_layers * (self.comm_latency_s + per_way)
 
@@ -324,6 +345,9 @@ class StepModel:
             "comm_s": self.comm_time_s(tokens) if tokens else 0.0,
         }
         gpu = sum(terms.values())
+        if self.tbo and tokens:
+            gpu = self.gpu_overlap_s(gpu - terms["comm_s"], terms["comm_s"], bool(prefill_tokens))
+            terms["tbo_hidden_s"] = sum(v for k, v in terms.items() if k != "tbo_hidden_s") - gpu
         terms["layer_fixed_s"] = self.layer_fixed_s if tokens else 0.0
         graph = self._graph(decode_seqs, prefill_tokens)
         terms["launch_s"] = self.graph_s if graph else max(self.eager_floor_s - gpu - self.layer_fixed_s, 0.0)
@@ -391,6 +415,9 @@ class StepModel:
         if self._parallel:
             busiest = self.busiest_rank_extra_flops(tokens, prefill_tokens, prefill_seqs)
             skew = self.dp_prefill_skew(prefill_tokens, prefill_seqs)
+        if self.tbo:
+            moved += self.dense_weight_bytes(tokens) - weights
+            weights = self.dense_weight_bytes(tokens)
         dense = (
             (weights + self.mem_half) / self.mem_rate,
             (self.linear_flops(tokens, logits) + busiest + self.flop_half) / self.flop_rate,
@@ -398,11 +425,16 @@ class StepModel:
         pairs = [dense, (kv_read_bytes / self.kv_rate, dec_flops / self.attn_flop_rate)]
         if prefill_tokens:
             pairs.append((ctx * skew / self.kv_rate, pre_flops * skew / self.attn_flop_rate))
-        fixed = write / self.mem_rate + self.comm_time_s(tokens)
+        write_s, comm = write / self.mem_rate, self.comm_time_s(tokens)
+        fixed = write_s + comm
         seqs, graph = decode_seqs + prefill_seqs, self._graph(decode_seqs, prefill_tokens)
 
         def time_at(s: float) -> float:
-            return self.iteration_time_s(sum(max(m, c / s) for m, c in pairs) + fixed, seqs, graph)
+            compute = sum(max(m, c / s) for m, c in pairs)
+            if self.tbo:
+                gpu = self.gpu_overlap_s(compute + write_s, comm, bool(prefill_tokens))
+                return self.iteration_time_s(gpu, seqs, graph)
+            return self.iteration_time_s(compute + fixed, seqs, graph)
 
         s = 1.0 if self.clock is None else self.clock.clock_for(time_at, flops, moved, self.peak_flops, self.bw)
         return s, StepCost(time_at(s), flops, moved), dense
@@ -431,7 +463,7 @@ class StepModel:
         of any length be summed in closed form (fleetsim.sim.decode_run). Under a power limit the
         run keeps the clock of its first iteration."""
         n = decode_seqs
-        weights = self.weight_bytes_per_gpu(n)
+        weights = self.dense_weight_bytes(n)
         write = n * self.kv_write_bytes_per_token
         s = 1.0
         if self.clock is not None:
@@ -442,7 +474,10 @@ class StepModel:
         q = self.decode_flops_per_kv_byte / self.attn_flop_rate / s
         cmp = (kv_read_bytes0 * q, kv_growth_per_step * q)
         graph = self._graph(n, 0)
-        gpu = [(fixed + mem[0], mem[1]), (fixed + cmp[0], cmp[1])]
+        if self.tbo:
+            gpu = self._overlapped_decode_lines(n, dense, mem, cmp)
+        else:
+            gpu = [(fixed + mem[0], mem[1]), (fixed + cmp[0], cmp[1])]
         if graph:
             gpu = [(a + self.graph_s, b) for a, b in gpu]
         elif self.eager_floor_s > 0:
@@ -459,6 +494,15 @@ class StepModel:
         m0 = weights + kv_read_bytes0 + write
         m1 = kv_growth_per_step
         return lines, f0, f1, m0, m1
+
+    def _overlapped_decode_lines(self, n: int, dense: float, mem: tuple, cmp: tuple) -> list[tuple[float, float]]:
+        """decode_run_lines' GPU lines under two-batch overlap: max(all-to-all, compute) plus the fill
+        (gpu_overlap_s with no SMs held: DeepEP's decode kernels), the fill taken at the run's first step."""
+        comm = self.comm_time_s(n)
+        compute = dense + n * self.kv_write_bytes_per_token / self.mem_rate
+        first = compute + max(mem[0], cmp[0])
+        fixed = self.layer_fixed_s + min(first, comm) / (2.0 * max(self.moe_layers, 1))
+        return [(comm + fixed, 0.0), (compute + mem[0] + fixed, mem[1]), (compute + cmp[0] + fixed, cmp[1])]
 
     def decode_run(self, decode_seqs: int, kv_read_bytes0: float, kv_growth_per_step: float, steps: int):
         """Times, FLOPs and bytes of `steps` consecutive decode-only iterations, per step (numpy)."""

@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 from fleetsim.errors import SpecError
+from fleetsim.expert_comm import internode_all_to_all
 from fleetsim.kv_transfer import Link, resolve_link, transfer_time_s
 from fleetsim.memory import MemoryPlan, kv_footprint
 from fleetsim.perf import ACTIVATION_BYTES, StepCost, StepModel
@@ -117,10 +118,26 @@ def tp_link_of(scenario: ScenarioSpec, gpu: GpuSpec) -> Link | None:
 
 def cross_server_all_reduce(step: StepModel, link: Link) -> None:
     """Make the step's all-reduces a ring whose slowest hop is `link` (pipeline.multinode_allreduce_s:
-    the link's effective bandwidth, its latency where it exceeds the in-server one)."""
+    the link's effective bandwidth, its latency where it exceeds the in-server one), and an expert
+    group that spans servers a DeepEP-style all-to-all over it (fleetsim.expert_comm)."""
     if step.tp > 1:
+        in_server_bytes_per_s = step.comm_rate
         step.comm_rate = link.effective_bytes_per_s
         step.comm_latency_s = max(link.latency_s, step.comm_latency_s)
+        lay, moe = step.layout, step.arch.moe
+        if lay is not None and moe is not None and lay.ep > step.gpu.gpus_per_server:
+            # The expert all-to-all crosses servers too: RDMA once per server, NVLink inside it.
+            step.internode = internode_all_to_all(
+                ep=lay.ep,
+                tp=lay.tp,
+                gpus_per_server=step.gpu.gpus_per_server,
+                experts_per_token=moe.experts_per_token,
+                hidden_size=step.arch.hidden_size,
+                fp8_dispatch=step.gemm.compute_dtype == "fp8",
+                rdma_bytes_per_s=link.effective_bytes_per_s,
+                nvlink_bytes_per_s=in_server_bytes_per_s,
+                latency_s=step.comm_latency_s,
+            )
 
 
 @dataclass

@@ -102,6 +102,11 @@ def replica_model(
     fleet = scenario.fleet
     clock = clock_setting(scenario, gpu, profile)
     layout = layout_of(arch, fleet.tp, fleet.ep, fleet.dp_attention)
+    if engine_profile.two_batch_overlap.enabled and layout.ep <= 1:
+        raise SpecError(
+            f"engine.two_batch_overlap: true overlaps the expert all-to-all, but fleet.ep is {layout.ep}; "
+            "valid: fleet.ep > 1 on a mixture-of-experts model, or two_batch_overlap false"
+        )
     footprint = kv_footprint(arch, scenario.kv_cache, fleet.tp, layout.dp)
     cls, extra = _step_model_kind(scenario, arch, gpu, profile, engine_profile)
     step_model = cls(

@@ -67,6 +67,12 @@ class EngineSpec(Spec):
         "or reserve_full (prompt + largest output reserved at admission); null: the profile's.",
     )
 
+    two_batch_overlap: bool | None = Field(
+        default=None,
+        description="Override the profile: run MoE layers as two micro-batches whose expert all-to-all overlaps "
+        "the other's compute (SGLang --enable-two-batch-overlap; needs fleet.ep > 1); null: the profile's.",
+    )
+
     @model_validator(mode="after")
     def _custom_needs_profile(self):
         if self.kind == "custom" and self.profile is None:
@@ -155,6 +161,22 @@ class EngineProvenance(Spec):
     transferred_from: str | None = None
 
 
+class TwoBatchOverlap(Spec):
+    """Two-batch overlap of the expert all-to-all with compute (fleetsim.expert_comm)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="A batch runs as two micro-batches, one's MoE dispatch/combine overlapping the other's "
+        "compute (SGLang --enable-two-batch-overlap); needs fleet.ep > 1.",
+    )
+    prefill_comm_sm_fraction: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = Field(
+        default=24 / 132,
+        description="Share of the GPU's SMs the all-to-all kernels hold in iterations with prefill (DeepEP's "
+        "normal kernels: 24 of an H100's 132 SMs, DeepEP docs/legacy.md); decode uses DeepEP's low-latency "
+        "kernels, which receive through a hook with no SMs.",
+    )
+
+
 class EngineProfile(Spec):
     """The engine terms of the step model, per engine release."""
 
@@ -185,6 +207,7 @@ class EngineProfile(Spec):
         description="Latency of one small all-reduce with this engine's implementation (custom one-shot "
         "kernels); null: the GPU profile's NCCL latency.",
     )
+    two_batch_overlap: TwoBatchOverlap = Field(default_factory=TwoBatchOverlap)
     fit_residuals: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("version")
