@@ -143,12 +143,15 @@ def simulate(
     *,
     progress: Callable[[float], None] | None = None,
     workers: int | None = None,
+    scheduler: str | None = None,
     **kw_overrides,
 ) -> SimulationResult:
     """Run one scenario. Overrides are dotted paths: simulate(path, {"fleet.replicas": 8}) or
     simulate(path, fleet__replicas=8) (double underscore for a dot). A fleet of fleet.pods > 1
     runs one pod per process, on `workers` processes (default: one per CPU, at most one per pod;
-    1: all in this process, the same result); fleet.pods = 1 runs here."""
+    1: all in this process, the same result), or on Dask with `scheduler` ("local": a
+    LocalCluster of `workers` processes; "tcp://HOST:PORT": an existing cluster; the same result);
+    fleet.pods = 1 runs here."""
     merged = dict(overrides or {})
     merged.update({k.replace("__", "."): v for k, v in kw_overrides.items()})
     t0 = time.process_time()
@@ -172,7 +175,7 @@ def simulate(
     if scenario.fleet.pods > 1:
         from fleetsim.sim.pods import run_pods
 
-        raw = run_pods(scenario, arch, gpu, profile, engine_profile, plan, workers)
+        raw = run_pods(scenario, arch, gpu, profile, engine_profile, plan, workers, scheduler)
     else:
         raw = engine.run()
     t2 = time.process_time()
@@ -204,7 +207,7 @@ def simulate(
         summary["requests"]["requeued"] = int(raw.requests["requeues"].sum())
     if scenario.failures is not None and scenario.failures.compare_without:
         # The same scenario and seed without failures: its attainment beside this one's.
-        base = simulate(scenario.model_copy(update={"failures": None}), workers=workers)
+        base = simulate(scenario.model_copy(update={"failures": None}), workers=workers, scheduler=scheduler)
         summary["slo"]["attainment_without_failures"] = base.summary["slo"]["attainment"]
     result.cpu_s.update(build_s=t1 - t0, run_s=t2 - t1, summary_s=time.process_time() - t2)
     return result

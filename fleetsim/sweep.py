@@ -18,11 +18,9 @@ on the same validated scenario, so they give the same table.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import itertools
 import json
-import logging
 import math
 import os
 import re
@@ -32,7 +30,6 @@ import threading
 import time
 import traceback
 import uuid
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -42,6 +39,7 @@ import pandas as pd
 import yaml
 
 from fleetsim.errors import CapacityError, FleetsimError, SpecError
+from fleetsim.executors import executor as make_executor
 from fleetsim.output import check_output_dir, plain, replacing, summary_null_reasons, write_json
 from fleetsim.scenario import apply_overrides, scenario_from_dict
 from fleetsim.simulation import build, simulate
@@ -364,141 +362,6 @@ def _sigterm_stops_the_sweep() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-@contextlib.contextmanager
-def _ctrl_c_ignored() -> Iterator[None]:
-    """Processes started inside this block inherit SIGINT ignored: Ctrl-C (sent to the whole
-    terminal process group) reaches only this process, which then ends the workers itself."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _parent_warning_hook() -> Any:
-    """The sweep process's warnings.showwarning when fleetsim installed it (the command line's
-    one-line `warning: MESSAGE`), for the pool workers to show warnings the same way; else None."""
-    hook = warnings.showwarning
-    return hook if getattr(hook, "__module__", "").startswith("fleetsim.") else None
-
-
-def _die_with(parent_pid: int, show_warning: Any = None) -> None:
-    """Pool worker start-up: ignore Ctrl-C, show warnings as the sweep's process does, and exit
-    when the sweep's process goes away, even when it is killed outright (Linux: the kernel's
-    parent-death signal; elsewhere a watcher)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if show_warning is not None:
-        warnings.showwarning = show_warning
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:
-        os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="fleetsim-parent-watch", daemon=True).start()
-
-
-# --------------------------------------------------------------------------- executors
-class _Serial:
-    """Runs tasks in this process (workers=1): same worker function, no pool."""
-
-    def run(self, tasks):
-        for t in tasks:
-            yield _run_point(t)
-
-    def close(self, interrupted: bool = False):
-        pass
-
-
-class _Pool:
-    def __init__(self, workers: int):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawn: safe with threads (progress bar, Jupyter), identical on every platform.
-        self.ex = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_die_with,
-            initargs=(os.getpid(), _parent_warning_hook()),
-        )
-
-    def run(self, tasks):
-        from concurrent.futures import as_completed
-
-        with _ctrl_c_ignored():  # workers start on submit
-            futures = [self.ex.submit(_run_point, t) for t in tasks]
-        for f in as_completed(futures):
-            yield f.result()
-
-    def close(self, interrupted: bool = False):
-        if interrupted:  # running points are abandoned (they are rerun on resume)
-            for proc in list((getattr(self.ex, "_processes", None) or {}).values()):
-                with contextlib.suppress(Exception):
-                    proc.kill()
-        self.ex.shutdown(wait=True, cancel_futures=True)
-
-
-class _Dask:
-    def __init__(self, scheduler: str, workers: int | None):
-        try:
-            from dask.distributed import Client, LocalCluster
-        except ImportError:  # pragma: no cover - dask is an optional dependency
-            raise SpecError("--scheduler needs dask[distributed]: pip install 'fleetsim[dask]'") from None
-
-        self.cluster = None
-        if scheduler == "local":
-            with _ctrl_c_ignored():  # the worker processes start here
-                self.cluster = LocalCluster(
-                    n_workers=workers or 2,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
-                )
-            self.client = Client(self.cluster)
-        elif scheduler.startswith("tcp://"):
-            try:
-                self.client = Client(scheduler, timeout="20s")
-            except OSError as exc:
-                raise SpecError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
-        else:
-            raise SpecError(f"--scheduler: '{scheduler}' is not 'local' or tcp://HOST:PORT")
-
-    def run(self, tasks):
-        from dask.distributed import as_completed
-
-        futures = [self.client.submit(_run_point, t, pure=False) for t in tasks]
-        self._futures = futures
-        for f in as_completed(futures):
-            yield f.result()
-
-    def close(self, interrupted: bool = False):
-        if interrupted:  # a cluster torn down mid-task logs every cancelled future: not news
-            for name in ("distributed", "tornado", "asyncio"):
-                logging.getLogger(name).setLevel(logging.CRITICAL + 1)
-        for f in getattr(self, "_futures", ()):
-            f.cancel()
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
-
-
-def _executor(scheduler: str | None, workers: int | None, n_tasks: int):
-    if scheduler:
-        return _Dask(scheduler, workers)
-    n = max(1, min(workers or os.cpu_count() or 1, n_tasks))
-    return _Serial() if n == 1 else _Pool(n)
-
-
 # --------------------------------------------------------------------------- validating every point first
 def _failed(pid: str, params: dict, run_id: str, exc: BaseException) -> dict:
     return {
@@ -650,8 +513,8 @@ def run_sweep(
     try:
         with _sigterm_stops_the_sweep():
             if tasks:
-                executor = _executor(scheduler, workers, len(tasks))
-                for i, record in enumerate(executor.run(tasks), 1):
+                executor = make_executor(scheduler, workers, len(tasks))
+                for i, record in enumerate(executor.as_completed(_run_point, tasks), 1):
                     _write_point(points_dir, record)
                     done[record["id"]] = record
                     if bar is not None:

@@ -64,6 +64,15 @@ def test_workers_do_not_change_the_result(one_and_two):
     assert pooled.requests.equals(two.requests)
 
 
+@pytest.mark.slow
+def test_pods_on_dask_give_the_same_result(one_and_two):
+    pytest.importorskip("dask.distributed")
+    _, two = one_and_two
+    on_dask = fleetsim.simulate(SCENARIO, {**SMALL, "fleet.pods": 2}, workers=2, scheduler="local")
+    assert on_dask.to_json() == two.to_json()
+    assert on_dask.requests.equals(two.requests)
+
+
 def test_closed_loop_users_split_over_pods():
     r = fleetsim.simulate(
         SCENARIO,

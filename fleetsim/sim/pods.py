@@ -22,7 +22,6 @@ fleet's rate, with that share of the burst (at least 1). fleet.pods = 1 never co
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import pandas as pd
@@ -76,7 +75,9 @@ def _run_pod(task) -> tuple[RawRun, float, list[float]]:
     return raw, idle_w, [r.held_bytes() for r in engine.replicas]
 
 
-def run_pods(scenario, arch, gpu, profile, engine_profile, plan, workers: int | None = None) -> RawRun:
+def run_pods(
+    scenario, arch, gpu, profile, engine_profile, plan, workers: int | None = None, scheduler: str | None = None
+) -> RawRun:
     pods = scenario.fleet.pods
     sizes = pod_sizes(scenario.fleet.replicas, pods)
     wl, run = scenario.workload, scenario.run
@@ -106,28 +107,18 @@ def run_pods(scenario, arch, gpu, profile, engine_profile, plan, workers: int | 
         for k in range(pods):
             sc = _pod_scenario(scenario, sizes[k], None)
             tasks.append((sc, arch, gpu, profile, engine_profile, plan, k, _subset(batch, assign == k), end_s))
-    results = _map(tasks, workers)
+    results = _map(tasks, workers, scheduler)
     return _merge(results, sizes, order, dropped)
 
 
-def _map(tasks, workers: int | None):
-    n = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
-    if n == 1:
-        return [_run_pod(t) for t in tasks]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+def _map(tasks, workers: int | None, scheduler: str | None):
+    from fleetsim.executors import executor
 
-    from fleetsim.sweep import _die_with, _parent_warning_hook
-
-    # As the sweep's local pool: spawn (safe with threads, identical on every platform); workers
-    # ignore Ctrl-C, show warnings as this process does and exit when it goes away.
-    with ProcessPoolExecutor(
-        max_workers=n,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_die_with,
-        initargs=(os.getpid(), _parent_warning_hook()),
-    ) as ex:
-        return list(ex.map(_run_pod, tasks))
+    ex = executor(scheduler, workers, len(tasks))
+    try:
+        return ex.map(_run_pod, tasks)
+    finally:
+        ex.close()
 
 
 def _merge(results, sizes: list[int], order: list[np.ndarray] | None, dropped: int) -> RawRun:
