@@ -29,35 +29,72 @@ def envelope_segments(lines: list[tuple[float, float]], k: int) -> list[tuple[in
     covering 0 <= j < k. Convexity: the winning line's slope never decreases with j."""
     segs: list[tuple[int, int, float, float]] = []
     j = 0
+    first, rest = lines[0], lines[1:]
     while j < k:
-        # The line on top at j (ties: the steeper one, which stays on top longer).
-        a, b = max(lines, key=lambda ln: (ln[0] + ln[1] * j, ln[1]))
+        # The line on top at j (ties: the steeper one, which stays on top longer; the first of equals).
+        a, b = first
+        top = a + b * j
+        for ln in rest:
+            v = ln[0] + ln[1] * j
+            if v > top or (v == top and ln[1] > b):
+                a, b = ln
+                top = v
         end = k
         for a2, b2 in lines:
             if b2 > b:
                 # The steeper line overtakes at x where a + b x = a2 + b2 x.
                 # It is strictly on top from the first integer above x.
                 x = (a - a2) / (b2 - b)
-                end = min(end, max(math.floor(x) + 1, j + 1))
+                cut = math.floor(x) + 1
+                if cut <= j:
+                    cut = j + 1
+                if cut < end:
+                    end = cut
         segs.append((j, end, a, b))
         j = end
     return segs
 
 
 class DecodeRun:
-    __slots__ = ("k", "segs", "cum", "f0", "f1", "m0", "m1", "power", "peak_flops", "bw", "_seg_energy")
+    __slots__ = (
+        "k",
+        "segs",
+        "cum",
+        "f0",
+        "f1",
+        "m0",
+        "m1",
+        "power",
+        "peak_flops",
+        "bw",
+        "_seg_energy",
+        "_idle_w",
+        "_compute_w",
+        "_memory_w",
+        "_cap_w",
+    )
 
     def __init__(self, step_model, n: int, kv0: float, growth: float, k: int):
         lines, f0, f1, m0, m1 = step_model.decode_run_lines(n, kv0, growth)
         self.k = k
         self.f0, self.f1, self.m0, self.m1 = f0, f1, m0, m1
-        self.power = step_model.power
+        power = self.power = step_model.power
+        # The power model's terms, read once per run (_power_at evaluates them at every segment end).
+        self._idle_w, self._compute_w, self._memory_w, self._cap_w = (
+            power.idle_w,
+            power.compute_w,
+            power.memory_w,
+            power.cap_w,
+        )
         self.peak_flops = step_model.peak_flops
         self.bw = step_model.bw
-        self.segs = envelope_segments(lines, k)
+        self.segs = segs = envelope_segments(lines, k)
         cum = [0.0]
-        for s0, s1, c0, c1 in self.segs:
-            cum.append(cum[-1] + _series(c0, c1, s1) - _series(c0, c1, s0))
+        total = 0.0
+        for s0, s1, c0, c1 in segs:
+            # _series(c0, c1, s1) - _series(c0, c1, s0), written out (the same operations)
+            total = total + (s1 * c0 + c1 * s1 * (s1 - 1) / 2.0) - (s0 * c0 + c1 * s0 * (s0 - 1) / 2.0)
+            cum.append(total)
         self.cum = cum
         self._seg_energy: list | None = None  # per segment: None (closed form) or cumulative step energies
 
@@ -67,8 +104,8 @@ class DecodeRun:
         for (s0, s1, c0, c1), before in zip(self.segs, self.cum):
             if steps <= s0:
                 break
-            e = min(steps, s1)
-            total = before + _series(c0, c1, e) - _series(c0, c1, s0)
+            e = steps if steps < s1 else s1
+            total = before + (e * c0 + c1 * e * (e - 1) / 2.0) - (s0 * c0 + c1 * s0 * (s0 - 1) / 2.0)
         return total
 
     @property
@@ -98,37 +135,50 @@ class DecodeRun:
         return self.k
 
     def _power_at(self, j: int, t: float) -> float:
-        return gpu_power_w(
-            self.power, (self.f0 + self.f1 * j) / (t * self.peak_flops), (self.m0 + self.m1 * j) / (t * self.bw)
-        )
+        return self._power_unclipped(j, t)[0]
+
+    def _power_unclipped(self, j: int, t: float) -> tuple[float, bool]:
+        """(per-GPU power of iteration j taking t, whether its utilizations are within 1). The
+        scalar gpu_power_w written out, the same float operations: clip each utilization to
+        [0, 1], then min(cap, idle + compute x u_c + memory x u_m)."""
+        u_c = (self.f0 + self.f1 * j) / (t * self.peak_flops)
+        u_m = (self.m0 + self.m1 * j) / (t * self.bw)
+        unclipped = u_c <= 1 and u_m <= 1
+        c = (u_c if u_c < 1.0 else 1.0) if u_c > 0.0 else 0.0
+        m = (u_m if u_m < 1.0 else 1.0) if u_m > 0.0 else 0.0
+        p = self._idle_w + self._compute_w * c + self._memory_w * m
+        return (p if p < self._cap_w else self._cap_w), unclipped
 
     def _unclipped_at(self, j: int, t: float) -> bool:
         """Iteration j's utilizations are within 1 (gpu_power_w clips them above)."""
-        return (self.f0 + self.f1 * j) / (t * self.peak_flops) <= 1 and (self.m0 + self.m1 * j) / (t * self.bw) <= 1
+        return self._power_unclipped(j, t)[1]
 
     def _linear_energy(self, s0: int, e: int, c0: float, c1: float) -> float:
         """Energy per GPU of iterations s0..e-1 of a segment whose power stays below the cap and
         unclipped: the power model is linear there, so its sums are arithmetic series."""
-        p = self.power
         n = e - s0
-        t_sum = _series(c0, c1, e) - _series(c0, c1, s0)
-        f_sum = n * self.f0 + self.f1 * (_series(0, 1, e) - _series(0, 1, s0))
-        m_sum = n * self.m0 + self.m1 * (_series(0, 1, e) - _series(0, 1, s0))
-        return p.idle_w * t_sum + p.compute_w * f_sum / self.peak_flops + p.memory_w * m_sum / self.bw
+        # The arithmetic series of _series written out, the same operations.
+        t_sum = (e * c0 + c1 * e * (e - 1) / 2.0) - (s0 * c0 + c1 * s0 * (s0 - 1) / 2.0)
+        j_sum = e * (e - 1) / 2.0 - s0 * (s0 - 1) / 2.0  # _series(0, 1, e) - _series(0, 1, s0)
+        f_sum = n * self.f0 + self.f1 * j_sum
+        m_sum = n * self.m0 + self.m1 * j_sum
+        return self._idle_w * t_sum + self._compute_w * f_sum / self.peak_flops + self._memory_w * m_sum / self.bw
 
     def energy_j(self, steps: int) -> tuple[float, float]:
         """(energy per GPU over the first `steps` iterations, peak power per GPU)."""
-        p = self.power
         energy, peak = 0.0, 0.0
+        cap = self._cap_w
         for s0, s1, c0, c1 in self.segs:
             if steps <= s0:
                 break
-            e = min(steps, s1)
-            t_first, t_last = c0 + c1 * s0, c0 + c1 * (e - 1)
-            p_first, p_last = self._power_at(s0, t_first), self._power_at(e - 1, t_last)
-            peak = max(peak, p_first, p_last)
-            linear = self._unclipped_at(s0, t_first) and self._unclipped_at(e - 1, t_last)
-            if max(p_first, p_last) < p.cap_w and linear:
+            e = steps if steps < s1 else s1
+            p_first, lin_first = self._power_unclipped(s0, c0 + c1 * s0)
+            p_last, lin_last = self._power_unclipped(e - 1, c0 + c1 * (e - 1))
+            if p_first > peak:
+                peak = p_first
+            if p_last > peak:
+                peak = p_last
+            if p_first < cap and p_last < cap and lin_first and lin_last:
                 energy += self._linear_energy(s0, e, c0, c1)
             else:  # the cap (or a clip) binds somewhere: sum step by step
                 for j in range(s0, e):
