@@ -18,10 +18,9 @@ import numpy as np
 
 from fleetsim.power import gpu_power_w
 
-
-def _series(c0: float, c1: float, s: float) -> float:
-    """sum_{j=0}^{s-1} (c0 + c1 j)."""
-    return s * c0 + c1 * s * (s - 1) / 2.0
+# The sums below are arithmetic series written out: S(s) = sum_{j<s} (c0 + c1 j) is
+# s * c0 + c1 * s * (s - 1) / 2.0, always in that order of operations (the same bits wherever it
+# is evaluated).
 
 
 def envelope_segments(lines: list[tuple[float, float]], k: int) -> list[tuple[int, int, float, float]]:
@@ -72,6 +71,7 @@ class DecodeRun:
         "_compute_w",
         "_memory_w",
         "_cap_w",
+        "_start",
     )
 
     def __init__(self, step_model, n: int, kv0: float, growth: float, k: int):
@@ -92,10 +92,11 @@ class DecodeRun:
         cum = [0.0]
         total = 0.0
         for s0, s1, c0, c1 in segs:
-            # _series(c0, c1, s1) - _series(c0, c1, s0), written out (the same operations)
+            # S(s1) - S(s0)
             total = total + (s1 * c0 + c1 * s1 * (s1 - 1) / 2.0) - (s0 * c0 + c1 * s0 * (s0 - 1) / 2.0)
             cum.append(total)
         self.cum = cum
+        self._start: tuple[float, bool] | None = None
         self._seg_energy: list | None = None  # per segment: None (closed form) or cumulative step energies
 
     def time_s(self, steps: int) -> float:
@@ -117,21 +118,23 @@ class DecodeRun:
         cum = self.cum
         for i, (s0, s1, c0, c1) in enumerate(self.segs):
             if elapsed_s < cum[i + 1]:  # cum[i + 1] = cum[i] + this segment's time
-                before = cum[i]
-                # Solve base(s) <= target for the largest s: quadratic in s.
-                target = elapsed_s - before + _series(c0, c1, s0)
+                # Solve S(s) <= target for the largest s: quadratic in s.
+                target = elapsed_s - cum[i] + (s0 * c0 + c1 * s0 * (s0 - 1) / 2.0)
                 if c1 == 0:
                     s = math.floor(target / c0)
                 else:
                     a, b = c1 / 2.0, c0 - c1 / 2.0
                     s = math.floor((-b + math.sqrt(b * b + 4 * a * target)) / (2 * a))
-                s = min(max(s, s0), s1 - 1)
+                if s < s0:
+                    s = s0
+                if s > s1 - 1:
+                    s = s1 - 1
                 # Guard against rounding at a boundary.
-                while s + 1 < s1 and _series(c0, c1, s + 1) <= target:
+                while s + 1 < s1 and (s + 1) * c0 + c1 * (s + 1) * s / 2.0 <= target:
                     s += 1
-                while s > s0 and _series(c0, c1, s) > target:
+                while s > s0 and s * c0 + c1 * s * (s - 1) / 2.0 > target:
                     s -= 1
-                return min(s + 1, self.k)
+                return s + 1 if s + 1 < self.k else self.k
         return self.k
 
     def _power_at(self, j: int, t: float) -> float:
@@ -157,22 +160,29 @@ class DecodeRun:
         """Energy per GPU of iterations s0..e-1 of a segment whose power stays below the cap and
         unclipped: the power model is linear there, so its sums are arithmetic series."""
         n = e - s0
-        # The arithmetic series of _series written out, the same operations.
         t_sum = (e * c0 + c1 * e * (e - 1) / 2.0) - (s0 * c0 + c1 * s0 * (s0 - 1) / 2.0)
-        j_sum = e * (e - 1) / 2.0 - s0 * (s0 - 1) / 2.0  # _series(0, 1, e) - _series(0, 1, s0)
+        j_sum = e * (e - 1) / 2.0 - s0 * (s0 - 1) / 2.0  # sum of j over s0 <= j < e
         f_sum = n * self.f0 + self.f1 * j_sum
         m_sum = n * self.m0 + self.m1 * j_sum
         return self._idle_w * t_sum + self._compute_w * f_sum / self.peak_flops + self._memory_w * m_sum / self.bw
 
-    def energy_j(self, steps: int) -> tuple[float, float]:
-        """(energy per GPU over the first `steps` iterations, peak power per GPU)."""
-        energy, peak = 0.0, 0.0
+    def settle(self, steps: int) -> tuple[float, float, float, float, list[tuple[float, int]]]:
+        """What the first `steps` iterations book, in one pass over the segments: (their time,
+        energy per GPU, peak power per GPU, sum_{j < steps} j * t_j, and per segment (mean
+        iteration time, iterations)). Energy is a sum of linear terms unless the cap (or a clip)
+        binds at a segment's end, then it is summed step by step."""
+        time, energy, peak, weighted = 0.0, 0.0, 0.0, 0.0
+        parts = []
         cap = self._cap_w
-        for s0, s1, c0, c1 in self.segs:
+        for (s0, s1, c0, c1), before in zip(self.segs, self.cum):
             if steps <= s0:
                 break
             e = steps if steps < s1 else s1
-            p_first, lin_first = self._power_unclipped(s0, c0 + c1 * s0)
+            time = before + (e * c0 + c1 * e * (e - 1) / 2.0) - (s0 * c0 + c1 * s0 * (s0 - 1) / 2.0)
+            if s0 == 0:
+                p_first, lin_first = self._start_power()
+            else:
+                p_first, lin_first = self._power_unclipped(s0, c0 + c1 * s0)
             p_last, lin_last = self._power_unclipped(e - 1, c0 + c1 * (e - 1))
             if p_first > peak:
                 peak = p_first
@@ -180,52 +190,54 @@ class DecodeRun:
                 peak = p_last
             if p_first < cap and p_last < cap and lin_first and lin_last:
                 energy += self._linear_energy(s0, e, c0, c1)
-            else:  # the cap (or a clip) binds somewhere: sum step by step
+            else:
                 for j in range(s0, e):
                     t = c0 + c1 * j
                     energy += self._power_at(j, t) * t
+            # sum j*(c0 + c1 j) = c0 * sum j + c1 * sum j^2
+            sj = (e * (e - 1) - s0 * (s0 - 1)) / 2.0
+            sj2 = ((e - 1) * e * (2 * e - 1) - (s0 - 1) * s0 * (2 * s0 - 1)) / 6.0
+            weighted += c0 * sj + c1 * sj2
+            parts.append((c0 + c1 * (s0 + e - 1) / 2.0, e - s0))
+        return time, energy, peak, weighted, parts
+
+    def energy_j(self, steps: int) -> tuple[float, float]:
+        """(energy per GPU over the first `steps` iterations, peak power per GPU)."""
+        _, energy, peak, _, _ = self.settle(steps)
         return energy, peak
 
     def weighted_index_s(self, steps: int) -> float:
         """sum_{j < steps} j * t_j (for time integrals of quantities growing by one unit per step)."""
-        total = 0.0
-        for s0, s1, c0, c1 in self.segs:
-            if steps <= s0:
-                break
-            e = min(steps, s1)
-            # sum j*(c0 + c1 j) = c0 * sum j + c1 * sum j^2
-            sj = (e * (e - 1) - s0 * (s0 - 1)) / 2.0
-            sj2 = ((e - 1) * e * (2 * e - 1) - (s0 - 1) * s0 * (2 * s0 - 1)) / 6.0
-            total += c0 * sj + c1 * sj2
-        return total
+        return self.settle(steps)[3]
 
-    def segment_steps(self, steps: int):
+    def segment_steps(self, steps: int) -> list[tuple[float, int]]:
         """(mean iteration time, iterations) of each segment within the first `steps` iterations."""
-        for s0, s1, c0, c1 in self.segs:
-            if steps <= s0:
-                break
-            e = min(steps, s1)
-            yield c0 + c1 * (s0 + e - 1) / 2.0, e - s0
+        return self.settle(steps)[4]
 
-    def energy_by_j(self, elapsed_s: float) -> float:
+    def energy_by_j(self, elapsed_s: float, started: int | None = None) -> float:
         """Energy per GPU of the run's first elapsed_s, the iteration in progress pro rata at its
         power: what the fleet's energy meter reads mid-run (exact at every step boundary and at
-        the end, so the meter never runs ahead of the energy booked when the run ends)."""
+        the end, so the meter never runs ahead of the energy booked when the run ends).
+        `started`: steps_started_by(elapsed_s), where the caller has it."""
         if elapsed_s >= self.cum[-1]:
-            return self._energy_of_first(self.k)
-        done = self.steps_started_by(elapsed_s) - 1
-        return self._energy_of_first(done) + (elapsed_s - self.time_s(done)) * self.step_power_w(done)
+            return self._first(self.k)[0]
+        done = (self.steps_started_by(elapsed_s) if started is None else started) - 1
+        energy, time = self._first(done)
+        return energy + (elapsed_s - time) * self.step_power_w(done)
 
-    def _energy_of_first(self, steps: int) -> float:
+    def _first(self, steps: int) -> tuple[float, float]:
+        """(energy per GPU, time) of the first `steps` iterations, at their own powers (time_s's
+        sum, in the same pass)."""
         if self._seg_energy is None:
             self._seg_energy = [self._segment_cumulative(seg) for seg in self.segs]
-        total = 0.0
-        for (s0, s1, c0, c1), cum in zip(self.segs, self._seg_energy):
+        energy, time = 0.0, 0.0
+        for (s0, s1, c0, c1), before, cum in zip(self.segs, self.cum, self._seg_energy):
             if steps <= s0:
                 break
-            e = min(steps, s1)
-            total += float(cum[e - s0]) if cum is not None else self._linear_energy(s0, e, c0, c1)
-        return total
+            e = steps if steps < s1 else s1
+            energy += float(cum[e - s0]) if cum is not None else self._linear_energy(s0, e, c0, c1)
+            time = before + (e * c0 + c1 * e * (e - 1) / 2.0) - (s0 * c0 + c1 * s0 * (s0 - 1) / 2.0)
+        return energy, time
 
     def _segment_cumulative(self, seg) -> np.ndarray | None:
         """None when the segment's power stays below the cap and unclipped at both ends (power is
@@ -254,5 +266,10 @@ class DecodeRun:
 
     def power_at_start_w(self) -> float:
         """Per-GPU power of the run's first iteration."""
-        _, _, c0, _ = self.segs[0]
-        return self._power_at(0, c0)
+        return self._start_power()[0]
+
+    def _start_power(self) -> tuple[float, bool]:
+        """_power_unclipped of iteration 0, kept: the run's start and its booking both read it."""
+        if self._start is None:
+            self._start = self._power_unclipped(0, self.segs[0][2])
+        return self._start

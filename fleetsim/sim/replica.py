@@ -335,19 +335,20 @@ class Replica:
     def _decode_run(self):
         env = self.env
         n = len(self.running)
-        k_done = self.heap[0][0] - self.it
-        k = k_done
-        if self.mem_g > 0:
+        it, mem_g = self.it, self.mem_g
+        k = self.heap[0][0] - it
+        if mem_g > 0:
             room = self.pool_bytes - self.held_bytes()
-            k_fill = int(room // self.mem_g)
+            k_fill = int(room // mem_g)
             if k_fill < 1:
                 self._preempt(env.now)
                 return
-            k = min(k, k_fill)
-        read0 = self.read_a + self.mem_g * self.it
-        run = DecodeRun(self.step, n, read0, self.mem_g, k)
-        total = run.total_s
-        self.current_power_w = run.power_at_start_w() * self.tp  # for the time series
+            if k_fill < k:
+                k = k_fill
+        run = DecodeRun(self.step, n, self.read_a + mem_g * it, mem_g, k)
+        total = run.cum[-1]
+        tp = self.tp
+        self.current_power_w = run.power_at_start_w() * tp  # for the time series
         start = env.now
         self._seg_start = start
         self._run, self._run_n = run, n
@@ -365,24 +366,26 @@ class Replica:
         self.in_run = False
         self._run = None
         self.tokens_out += n * steps
-        dur = run.time_s(steps) if steps < k else total
-        energy, peak = run.energy_j(steps)
-        itl = self.engine.itl
-        for mean_t, count in run.segment_steps(steps):
-            itl.add(mean_t, n * count, env.now)
+        dur, energy, peak, weighted, parts = run.settle(steps)
+        if steps >= k:
+            dur = total
+        itl, now = self.engine.itl, env.now
+        for mean_t, count in parts:
+            itl.add(mean_t, n * count, now)
         held0 = self.held_bytes()
-        self.energy_j += energy * self.tp
-        self.peak_power_w = max(self.peak_power_w, peak)
+        self.energy_j += energy * tp
+        if peak > self.peak_power_w:
+            self.peak_power_w = peak
         self.busy_s += dur
         self.decode_s += dur
         # KV held grows linearly per iteration: integral = sum_j (held0 + G j) t_j.
-        self.kv_byte_s += held0 * dur + self.mem_g * run.weighted_index_s(steps)
+        self.kv_byte_s += held0 * dur + self.mem_g * weighted
         self.it += steps
         if steps < k:
             # Cut short by an arrival: no sequence finishes before the run's end, so the next
             # iteration (with the new prefill) starts at the boundary of the step in progress.
             boundary = start + dur
-            self._ahead_w = run.step_power_w(steps - 1) * self.tp
+            self._ahead_w = run.step_power_w(steps - 1) * tp
             self._seg_start = boundary  # booked up to there (the prefill plans from it too)
             self._schedule_admissions()
             if self.prefilling:
@@ -390,7 +393,7 @@ class Replica:
             else:  # the arrival no longer fits (memory moved): resume decoding at the boundary
                 yield env.timeout(max(boundary - env.now, 0.0))
             return
-        self._complete_due(env.now)
+        self._complete_due(now)
 
     def _victim(self) -> int:
         """The sequence preempted: the tail of vLLM V1's running list (the last still prefilling,
@@ -430,14 +433,15 @@ class Replica:
         self.waiting.appendleft(rid)
         e.fleet.change(now, running=-1, queued=+1)
 
-    def metered_energy_j(self, now: float) -> float:
+    def metered_energy_j(self, now: float, started: int | None = None) -> float:
         """GPU energy up to `now` (J, whole replica): what is booked, plus the idle gap, the decode
         run in progress (DecodeRun.energy_by_j) or the iteration in progress at its power, less
-        what a cut-short run booked past now. Never ahead of what the replica books later."""
+        what a cut-short run booked past now. Never ahead of what the replica books later.
+        `started`: the run in progress's steps_started_by(now - its start), where known."""
         if self.sleeping:
             return self.energy_j + (now - self._idle_since) * self.power.idle_w * self.tp
         if self._run is not None:  # a decode run in progress: its steps' own powers, not the first's
-            return self.energy_j + self._run.energy_by_j(now - self._seg_start) * self.tp
+            return self.energy_j + self._run.energy_by_j(now - self._seg_start, started) * self.tp
         if now >= self._seg_start:
             return self.energy_j + (now - self._seg_start) * self.current_power_w
         return self.energy_j - (self._seg_start - now) * self._ahead_w
@@ -458,9 +462,14 @@ def fleet_meters(replicas, now: float) -> tuple[float, float, float, int]:
     for r in replicas:
         held.append(r.mem_a + r.mem_g * r.it + r.prefix_bytes)
         power.append(r.current_power_w)
-        energy.append(r.metered_energy_j(now))
-        tokens += r.tokens_out
         run = r._run
-        if run is not None:
-            tokens += max(run.steps_started_by(now - r._seg_start) - 1, 0) * r._run_n
+        if run is None:
+            energy.append(r.metered_energy_j(now))
+            tokens += r.tokens_out
+            continue
+        started = run.steps_started_by(now - r._seg_start)  # read once, by both meters
+        energy.append(r.metered_energy_j(now, started))
+        tokens += r.tokens_out
+        if started > 1:
+            tokens += (started - 1) * r._run_n
     return sum(held), sum(power), sum(energy), tokens
