@@ -214,16 +214,21 @@ class DecodeRun:
         """(mean iteration time, iterations) of each segment within the first `steps` iterations."""
         return self.settle(steps)[4]
 
-    def energy_by_j(self, elapsed_s: float, started: int | None = None) -> float:
+    def energy_by_j(self, elapsed_s: float) -> float:
         """Energy per GPU of the run's first elapsed_s, the iteration in progress pro rata at its
         power: what the fleet's energy meter reads mid-run (exact at every step boundary and at
-        the end, so the meter never runs ahead of the energy booked when the run ends).
-        `started`: steps_started_by(elapsed_s), where the caller has it."""
+        the end, so the meter never runs ahead of the energy booked when the run ends)."""
+        return self.meter(elapsed_s)[1]
+
+    def meter(self, elapsed_s: float) -> tuple[int, float]:
+        """(steps_started_by(elapsed_s), energy_by_j(elapsed_s)): the token and energy meters'
+        readings mid-run, in one call (the time series reads every replica at every sample)."""
+        started = self.steps_started_by(elapsed_s)
         if elapsed_s >= self.cum[-1]:
-            return self._first(self.k)[0]
-        done = (self.steps_started_by(elapsed_s) if started is None else started) - 1
+            return started, self._first(self.k)[0]
+        done = started - 1
         energy, time = self._first(done)
-        return energy + (elapsed_s - time) * self.step_power_w(done)
+        return started, energy + (elapsed_s - time) * self.step_power_w(done)
 
     def _first(self, steps: int) -> tuple[float, float]:
         """(energy per GPU, time) of the first `steps` iterations, at their own powers (time_s's
@@ -260,9 +265,9 @@ class DecodeRun:
         """Per-GPU power of iteration j (0-based) of the run."""
         for _, s1, c0, c1 in self.segs:
             if j < s1:
-                return self._power_at(j, c0 + c1 * j)
+                return self._power_unclipped(j, c0 + c1 * j)[0]
         _, _, c0, c1 = self.segs[-1]
-        return self._power_at(j, c0 + c1 * j)
+        return self._power_unclipped(j, c0 + c1 * j)[0]
 
     def power_at_start_w(self) -> float:
         """Per-GPU power of the run's first iteration."""

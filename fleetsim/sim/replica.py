@@ -433,15 +433,14 @@ class Replica:
         self.waiting.appendleft(rid)
         e.fleet.change(now, running=-1, queued=+1)
 
-    def metered_energy_j(self, now: float, started: int | None = None) -> float:
+    def metered_energy_j(self, now: float) -> float:
         """GPU energy up to `now` (J, whole replica): what is booked, plus the idle gap, the decode
         run in progress (DecodeRun.energy_by_j) or the iteration in progress at its power, less
-        what a cut-short run booked past now. Never ahead of what the replica books later.
-        `started`: the run in progress's steps_started_by(now - its start), where known."""
+        what a cut-short run booked past now. Never ahead of what the replica books later."""
         if self.sleeping:
             return self.energy_j + (now - self._idle_since) * self.power.idle_w * self.tp
         if self._run is not None:  # a decode run in progress: its steps' own powers, not the first's
-            return self.energy_j + self._run.energy_by_j(now - self._seg_start, started) * self.tp
+            return self.energy_j + self._run.energy_by_j(now - self._seg_start) * self.tp
         if now >= self._seg_start:
             return self.energy_j + (now - self._seg_start) * self.current_power_w
         return self.energy_j - (self._seg_start - now) * self._ahead_w
@@ -463,13 +462,14 @@ def fleet_meters(replicas, now: float) -> tuple[float, float, float, int]:
         held.append(r.mem_a + r.mem_g * r.it + r.prefix_bytes)
         power.append(r.current_power_w)
         run = r._run
-        if run is None:
-            energy.append(r.metered_energy_j(now))
-            tokens += r.tokens_out
-            continue
-        started = run.steps_started_by(now - r._seg_start)  # read once, by both meters
-        energy.append(r.metered_energy_j(now, started))
         tokens += r.tokens_out
+        if run is None or r.sleeping:
+            energy.append(r.metered_energy_j(now))
+            continue
+        # metered_energy_j's decode-run case (the same expression), and the run's steps done,
+        # from one reading of the run
+        started, run_energy_j = run.meter(now - r._seg_start)
+        energy.append(r.energy_j + run_energy_j * r.tp)
         if started > 1:
             tokens += (started - 1) * r._run_n
     return sum(held), sum(power), sum(energy), tokens
