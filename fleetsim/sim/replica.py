@@ -226,26 +226,28 @@ class Replica:
         iteration is planned at once but starts at the run's next step boundary (`starts_at`);
         a further admissible arrival before then re-plans it."""
         env, e = self.env, self.engine
+        chunked, footprint_bytes = self.chunked_prefill, e.footprint_bytes
         while True:
             n_dec = len(self.running)
-            budget = max(self.max_batched_tokens - n_dec, 0)
+            budget = self.max_batched_tokens - n_dec
             chunks = []
+            tokens = 0
             pair_bytes = 0.0
             for rid, state in self.prefilling.items():
                 if budget <= 0:
                     break
                 left, done = state
-                if self.chunked_prefill:
-                    c = min(left, budget)
+                if chunked:
+                    c = left if left < budget else budget
                 elif left <= budget or not chunks:
                     c = left  # without chunking a prompt goes whole (vLLM needs budget >= max_model_len)
                 else:
                     break
                 chunks.append((rid, c))
                 budget -= c
+                tokens += c
                 # Attention of c query tokens over the context at mid-chunk (causal), per GPU.
-                pair_bytes += c * e.footprint_bytes(done + 0.5 * c)
-            tokens = sum(c for _, c in chunks)
+                pair_bytes += c * footprint_bytes(done + 0.5 * c)
             read = self.read_a + self.mem_g * self.it
             cost = self.step.iteration(n_dec, read, tokens, pair_bytes, len(chunks))
             t = cost.time_s + self.reload_due_s  # a block cache's host reloads load before the forward
@@ -266,7 +268,8 @@ class Replica:
             break
         self.reload_due_s = 0.0
         self.energy_j += p * t * self.tp
-        self.peak_power_w = max(self.peak_power_w, p)
+        if p > self.peak_power_w:
+            self.peak_power_w = p
         if n_dec:
             e.itl.add(t, n_dec, env.now)
         self.tokens_out += n_dec
