@@ -116,26 +116,31 @@ class DecodeRun:
     def steps_started_by(self, elapsed_s: float) -> int:
         """Number of iterations that have begun by elapsed_s (the one in progress included)."""
         cum = self.cum
-        for i, (s0, s1, c0, c1) in enumerate(self.segs):
+        for i in range(len(self.segs)):
             if elapsed_s < cum[i + 1]:  # cum[i + 1] = cum[i] + this segment's time
-                # Solve S(s) <= target for the largest s: quadratic in s.
-                target = elapsed_s - cum[i] + (s0 * c0 + c1 * s0 * (s0 - 1) / 2.0)
-                if c1 == 0:
-                    s = math.floor(target / c0)
-                else:
-                    a, b = c1 / 2.0, c0 - c1 / 2.0
-                    s = math.floor((-b + math.sqrt(b * b + 4 * a * target)) / (2 * a))
-                if s < s0:
-                    s = s0
-                if s > s1 - 1:
-                    s = s1 - 1
-                # Guard against rounding at a boundary.
-                while s + 1 < s1 and (s + 1) * c0 + c1 * (s + 1) * s / 2.0 <= target:
-                    s += 1
-                while s > s0 and s * c0 + c1 * s * (s - 1) / 2.0 > target:
-                    s -= 1
-                return s + 1 if s + 1 < self.k else self.k
+                return self._started_in(i, elapsed_s)
         return self.k
+
+    def _started_in(self, i: int, elapsed_s: float) -> int:
+        """steps_started_by for an elapsed time within segment i (cum[i] <= elapsed_s < cum[i + 1])."""
+        s0, s1, c0, c1 = self.segs[i]
+        # Solve S(s) <= target for the largest s: quadratic in s.
+        target = elapsed_s - self.cum[i] + (s0 * c0 + c1 * s0 * (s0 - 1) / 2.0)
+        if c1 == 0:
+            s = math.floor(target / c0)
+        else:
+            a, b = c1 / 2.0, c0 - c1 / 2.0
+            s = math.floor((-b + math.sqrt(b * b + 4 * a * target)) / (2 * a))
+        if s < s0:
+            s = s0
+        if s > s1 - 1:
+            s = s1 - 1
+        # Guard against rounding at a boundary.
+        while s + 1 < s1 and (s + 1) * c0 + c1 * (s + 1) * s / 2.0 <= target:
+            s += 1
+        while s > s0 and s * c0 + c1 * s * (s - 1) / 2.0 > target:
+            s -= 1
+        return s + 1 if s + 1 < self.k else self.k
 
     def _power_at(self, j: int, t: float) -> float:
         return self._power_unclipped(j, t)[0]
@@ -223,6 +228,22 @@ class DecodeRun:
     def meter(self, elapsed_s: float) -> tuple[int, float]:
         """(steps_started_by(elapsed_s), energy_by_j(elapsed_s)): the token and energy meters'
         readings mid-run, in one call (the time series reads every replica at every sample)."""
+        if len(self.segs) == 1 and elapsed_s < self.cum[1]:
+            # The common run (one segment, mid-run): steps_started_by, _first and step_power_w
+            # on that segment, when its energy is the closed form (the same operations).
+            if self._seg_energy is None:
+                self._seg_energy = [self._segment_cumulative(self.segs[0])]
+            if self._seg_energy[0] is None:
+                started = self._started_in(0, elapsed_s)
+                done = started - 1
+                s0, _, c0, c1 = self.segs[0]  # s0 = 0
+                energy, time = 0.0, 0.0
+                if done > s0:
+                    energy += self._linear_energy(s0, done, c0, c1)
+                    time = (
+                        self.cum[0] + (done * c0 + c1 * done * (done - 1) / 2.0) - (s0 * c0 + c1 * s0 * (s0 - 1) / 2.0)
+                    )
+                return started, energy + (elapsed_s - time) * self._power_unclipped(done, c0 + c1 * done)[0]
         started = self.steps_started_by(elapsed_s)
         if elapsed_s >= self.cum[-1]:
             return started, self._first(self.k)[0]
