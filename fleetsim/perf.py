@@ -119,6 +119,7 @@ class StepModel:
     # EP across servers: DeepEP-style all-to-all (fleetsim.expert_comm; set with the cross-server link).
     internode: InternodeAllToAll | None = None
     _weights_cache: dict = field(default_factory=dict, repr=False)
+    _decode_terms: dict = field(default_factory=dict, repr=False)  # n -> decode_run_lines' n-only terms
 
     @property
     def power(self) -> PowerModel:
@@ -463,17 +464,44 @@ class StepModel:
         of any length be summed in closed form (fleetsim.sim.decode_run). Under a power limit the
         run keeps the clock of its first iteration."""
         n = decode_seqs
+        if self.clock is not None:
+            return self._clocked_decode_run_lines(n, kv_read_bytes0, kv_growth_per_step)
+        terms = self._decode_terms.get(n)
+        if terms is None:
+            terms = self._decode_terms[n] = self._decode_run_terms(n)
+        fixed, host, lin, weights, write, q, graph, dense = terms
+        mem = (kv_read_bytes0 / self.kv_rate, kv_growth_per_step / self.kv_rate)
+        cmp = (kv_read_bytes0 * q, kv_growth_per_step * q)
+        lines = self._run_lines(n, dense, graph, fixed, host, mem, cmp)
+        return lines, *self._run_work(lin, weights, write, kv_read_bytes0, kv_growth_per_step)
+
+    def _decode_run_terms(self, n: int) -> tuple[float, float, float, float, float, float, bool, float]:
+        """The parts of decode_run_lines that depend on n alone (at boost clocks): cached per n, as
+        a run is planned at every batch change (the model is not changed once built)."""
+        dense = self.dense_time_s(n, n)
+        fixed = self.decode_fixed_s(n, dense)
+        q = self.decode_flops_per_kv_byte / self.attn_flop_rate
         weights = self.dense_weight_bytes(n)
         write = n * self.kv_write_bytes_per_token
-        s = 1.0
-        if self.clock is not None:
-            s, _, (m, c) = self._roofline(n, kv_read_bytes0, 0, 0.0, 0)
+        return fixed, self.host_time_s(n), self.linear_flops(n, n), weights, write, q, self._graph(n, 0), dense
+
+    def _clocked_decode_run_lines(self, n: int, kv_read_bytes0: float, kv_growth_per_step: float):
+        """decode_run_lines under a clock setting: the first iteration's clock fraction scales the
+        compute-bound terms."""
+        weights = self.dense_weight_bytes(n)
+        write = n * self.kv_write_bytes_per_token
+        s, _, (m, c) = self._roofline(n, kv_read_bytes0, 0, 0.0, 0)
         dense = self.dense_time_s(n, n) if s == 1.0 else max(m, c / s)
         fixed = self.decode_fixed_s(n, dense)
         mem = (kv_read_bytes0 / self.kv_rate, kv_growth_per_step / self.kv_rate)
         q = self.decode_flops_per_kv_byte / self.attn_flop_rate / s
         cmp = (kv_read_bytes0 * q, kv_growth_per_step * q)
-        graph = self._graph(n, 0)
+        lines = self._run_lines(n, dense, self._graph(n, 0), fixed, self.host_time_s(n), mem, cmp)
+        return lines, *self._run_work(self.linear_flops(n, n), weights, write, kv_read_bytes0, kv_growth_per_step)
+
+    def _run_lines(self, n: int, dense: float, graph: bool, fixed: float, host: float, mem: tuple, cmp: tuple):
+        """The step-time lines of a decode run of n sequences from its dense time, whether it runs
+        as a CUDA graph, its fixed part, host time and the memory- and compute-bound attention lines."""
         if self.tbo:
             gpu = self._overlapped_decode_lines(n, dense, mem, cmp)
         else:
@@ -482,18 +510,19 @@ class StepModel:
             gpu = [(a + self.graph_s, b) for a, b in gpu]
         elif self.eager_floor_s > 0:
             gpu.append((self.eager_floor_s, 0.0))
-        host = self.host_time_s(n)
         if self.overlap:
             # max(host + k gpu, gpu + k host) with gpu = max of lines: the max of both line sets.
             k = self.serial_fraction
-            lines = [(host + k * a, k * b) for a, b in gpu] + [(a + k * host, b) for a, b in gpu]
-        else:
-            lines = [(a + host, b) for a, b in gpu]
-        f0 = self.linear_flops(n, n) + self.decode_flops_per_kv_byte * kv_read_bytes0
-        f1 = self.decode_flops_per_kv_byte * kv_growth_per_step
-        m0 = weights + kv_read_bytes0 + write
-        m1 = kv_growth_per_step
-        return lines, f0, f1, m0, m1
+            k_host = k * host
+            lines = [(host + k * a, k * b) for a, b in gpu]
+            lines.extend([(a + k_host, b) for a, b in gpu])
+            return lines
+        return [(a + host, b) for a, b in gpu]
+
+    def _run_work(self, lin: float, weights: float, write: float, kv0: float, growth: float):
+        """(f0, f1, m0, m1): a decode run's FLOPs f0 + f1 j and bytes m0 + m1 j per step."""
+        dfk = self.decode_flops_per_kv_byte
+        return lin + dfk * kv0, dfk * growth, weights + kv0 + write, growth
 
     def _overlapped_decode_lines(self, n: int, dense: float, mem: tuple, cmp: tuple) -> list[tuple[float, float]]:
         """decode_run_lines' GPU lines under two-batch overlap: max(all-to-all, compute) plus the fill

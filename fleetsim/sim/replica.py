@@ -226,26 +226,28 @@ class Replica:
         iteration is planned at once but starts at the run's next step boundary (`starts_at`);
         a further admissible arrival before then re-plans it."""
         env, e = self.env, self.engine
+        chunked, footprint_bytes = self.chunked_prefill, e.footprint_bytes
         while True:
             n_dec = len(self.running)
-            budget = max(self.max_batched_tokens - n_dec, 0)
+            budget = self.max_batched_tokens - n_dec
             chunks = []
+            tokens = 0
             pair_bytes = 0.0
             for rid, state in self.prefilling.items():
                 if budget <= 0:
                     break
                 left, done = state
-                if self.chunked_prefill:
-                    c = min(left, budget)
+                if chunked:
+                    c = left if left < budget else budget
                 elif left <= budget or not chunks:
                     c = left  # without chunking a prompt goes whole (vLLM needs budget >= max_model_len)
                 else:
                     break
                 chunks.append((rid, c))
                 budget -= c
+                tokens += c
                 # Attention of c query tokens over the context at mid-chunk (causal), per GPU.
-                pair_bytes += c * e.footprint_bytes(done + 0.5 * c)
-            tokens = sum(c for _, c in chunks)
+                pair_bytes += c * footprint_bytes(done + 0.5 * c)
             read = self.read_a + self.mem_g * self.it
             cost = self.step.iteration(n_dec, read, tokens, pair_bytes, len(chunks))
             t = cost.time_s + self.reload_due_s  # a block cache's host reloads load before the forward
@@ -266,7 +268,8 @@ class Replica:
             break
         self.reload_due_s = 0.0
         self.energy_j += p * t * self.tp
-        self.peak_power_w = max(self.peak_power_w, p)
+        if p > self.peak_power_w:
+            self.peak_power_w = p
         if n_dec:
             e.itl.add(t, n_dec, env.now)
         self.tokens_out += n_dec
@@ -335,19 +338,20 @@ class Replica:
     def _decode_run(self):
         env = self.env
         n = len(self.running)
-        k_done = self.heap[0][0] - self.it
-        k = k_done
-        if self.mem_g > 0:
+        it, mem_g = self.it, self.mem_g
+        k = self.heap[0][0] - it
+        if mem_g > 0:
             room = self.pool_bytes - self.held_bytes()
-            k_fill = int(room // self.mem_g)
+            k_fill = int(room // mem_g)
             if k_fill < 1:
                 self._preempt(env.now)
                 return
-            k = min(k, k_fill)
-        read0 = self.read_a + self.mem_g * self.it
-        run = DecodeRun(self.step, n, read0, self.mem_g, k)
-        total = run.total_s
-        self.current_power_w = run.power_at_start_w() * self.tp  # for the time series
+            if k_fill < k:
+                k = k_fill
+        run = DecodeRun(self.step, n, self.read_a + mem_g * it, mem_g, k)
+        total = run.cum[-1]
+        tp = self.tp
+        self.current_power_w = run.power_at_start_w() * tp  # for the time series
         start = env.now
         self._seg_start = start
         self._run, self._run_n = run, n
@@ -365,24 +369,26 @@ class Replica:
         self.in_run = False
         self._run = None
         self.tokens_out += n * steps
-        dur = run.time_s(steps) if steps < k else total
-        energy, peak = run.energy_j(steps)
-        itl = self.engine.itl
-        for mean_t, count in run.segment_steps(steps):
-            itl.add(mean_t, n * count, env.now)
+        dur, energy, peak, weighted, parts = run.settle(steps)
+        if steps >= k:
+            dur = total
+        itl, now = self.engine.itl, env.now
+        for mean_t, count in parts:
+            itl.add(mean_t, n * count, now)
         held0 = self.held_bytes()
-        self.energy_j += energy * self.tp
-        self.peak_power_w = max(self.peak_power_w, peak)
+        self.energy_j += energy * tp
+        if peak > self.peak_power_w:
+            self.peak_power_w = peak
         self.busy_s += dur
         self.decode_s += dur
         # KV held grows linearly per iteration: integral = sum_j (held0 + G j) t_j.
-        self.kv_byte_s += held0 * dur + self.mem_g * run.weighted_index_s(steps)
+        self.kv_byte_s += held0 * dur + self.mem_g * weighted
         self.it += steps
         if steps < k:
             # Cut short by an arrival: no sequence finishes before the run's end, so the next
             # iteration (with the new prefill) starts at the boundary of the step in progress.
             boundary = start + dur
-            self._ahead_w = run.step_power_w(steps - 1) * self.tp
+            self._ahead_w = run.step_power_w(steps - 1) * tp
             self._seg_start = boundary  # booked up to there (the prefill plans from it too)
             self._schedule_admissions()
             if self.prefilling:
@@ -390,7 +396,7 @@ class Replica:
             else:  # the arrival no longer fits (memory moved): resume decoding at the boundary
                 yield env.timeout(max(boundary - env.now, 0.0))
             return
-        self._complete_due(env.now)
+        self._complete_due(now)
 
     def _victim(self) -> int:
         """The sequence preempted: the tail of vLLM V1's running list (the last still prefilling,
@@ -458,9 +464,15 @@ def fleet_meters(replicas, now: float) -> tuple[float, float, float, int]:
     for r in replicas:
         held.append(r.mem_a + r.mem_g * r.it + r.prefix_bytes)
         power.append(r.current_power_w)
-        energy.append(r.metered_energy_j(now))
-        tokens += r.tokens_out
         run = r._run
-        if run is not None:
-            tokens += max(run.steps_started_by(now - r._seg_start) - 1, 0) * r._run_n
+        tokens += r.tokens_out
+        if run is None or r.sleeping:
+            energy.append(r.metered_energy_j(now))
+            continue
+        # metered_energy_j's decode-run case (the same expression), and the run's steps done,
+        # from one reading of the run
+        started, run_energy_j = run.meter(now - r._seg_start)
+        energy.append(r.energy_j + run_energy_j * r.tp)
+        if started > 1:
+            tokens += (started - 1) * r._run_n
     return sum(held), sum(power), sum(energy), tokens
