@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 from fleetsim.errors import WorkBudgetError
 from fleetsim.spec.scenario import ScenarioSpec
-from fleetsim.workload import integrated_rate, length_mean, trace_row_bound
+from fleetsim.workload import integrated_rate, length_estimate, trace_row_bound
 
 #: Engine memory per request: ~600 B measured (per-request lists + request frame; the README's
 #: 1M requests in 791 MB includes the interpreter), rounded up.
@@ -129,8 +129,8 @@ def _mean_tokens(scenario: ScenarioSpec) -> tuple[float, float]:
     if wl.arrival.kind == "trace":
         return 1.0, 1.0
     weights = wl.class_weights
-    mean_in = sum(w * length_mean(c.input_tokens, exact=False) for w, c in zip(weights, wl.classes))
-    mean_out = sum(w * length_mean(c.output_tokens, exact=False) for w, c in zip(weights, wl.classes))
+    mean_in = sum(w * length_estimate(c.input_tokens) for w, c in zip(weights, wl.classes))
+    mean_out = sum(w * length_estimate(c.output_tokens) for w, c in zip(weights, wl.classes))
     return float(mean_in), float(mean_out)
 
 
