@@ -150,11 +150,18 @@ def completed_rows(requests: pd.DataFrame) -> np.ndarray:
     return (requests["status"] == "completed").to_numpy()
 
 
+def _per_row(values: list[float], codes: np.ndarray) -> float | np.ndarray:
+    """A per-class value for each row: one number when every class has the same (no array)."""
+    if len(set(values)) == 1:
+        return float(values[0])
+    return np.array(values, dtype=np.float64)[codes]
+
+
 def slo_met(requests: pd.DataFrame, policies: ClassPolicies) -> pd.Series:
     """True where a request completed within its class's TTFT and TPOT targets."""
     codes, names = class_codes(requests)
-    ttft_target = np.array([policies.of(c).ttft_s for c in names], dtype=np.float64)[codes]
-    tpot_target = np.array([policies.of(c).tpot_s for c in names], dtype=np.float64)[codes]
+    ttft_target = _per_row([policies.of(c).ttft_s for c in names], codes)
+    tpot_target = _per_row([policies.of(c).tpot_s for c in names], codes)
     tpot = requests["tpot_s"]
     tpot_ok = tpot.isna() | (tpot <= tpot_target)
     return pd.Series(completed_rows(requests), index=requests.index) & (requests["ttft_s"] <= ttft_target) & tpot_ok

@@ -161,9 +161,12 @@ def class_shares(requests: pd.DataFrame | None, method: Literal["gpu_time", "tok
     done = completed_rows(requests)  # a mask, not a copy of the table
     codes, names = class_codes(requests)
     if method == "tokens":
-        weight = requests["input_tokens"].to_numpy()[done] + requests["output_tokens"].to_numpy()[done]
+        weight = requests["input_tokens"].to_numpy()[done]
+        weight += requests["output_tokens"].to_numpy()[done]
     else:
-        weight = np.clip(requests["finish_s"].to_numpy()[done] - requests["scheduled_s"].to_numpy()[done], 0, None)
+        weight = requests["finish_s"].to_numpy()[done]
+        weight -= requests["scheduled_s"].to_numpy()[done]
+        np.clip(weight, 0, None, out=weight)
     # Summed per class by groupby (its compensated sum), then in the order of the names.
     per = pd.Series(weight).groupby(codes[done], sort=True).sum()
     per = per.set_axis([names[k] for k in per.index]).sort_index()

@@ -43,12 +43,15 @@ def latency_stats(values, rows: np.ndarray | None = None, percentiles=PERCENTILE
     n = int(rows.sum()) if rows is not None else len(x)
     if n > EXACT_PERCENTILES_MAX_SAMPLES:
         return _sketched_stats(x, rows, percentiles)
-    v = x[rows] if rows is not None else x
-    v = v[~np.isnan(v)]
+    keep = ~np.isnan(x)
+    if rows is not None:
+        keep &= rows
+    v = x[keep]  # the one copy: the mean first, then the percentiles partition it in place
+    del keep
     if len(v) == 0:
         return {"mean": None, **{f"p{p:g}": None for p in percentiles}}
     out = {"mean": float(v.mean())}
-    for p, q in zip(percentiles, np.percentile(v, percentiles)):
+    for p, q in zip(percentiles, np.percentile(v, percentiles, overwrite_input=True)):
         out[f"p{p:g}"] = float(q)
     return out
 

@@ -21,9 +21,9 @@ from fleetsim.errors import WorkBudgetError
 from fleetsim.spec.scenario import ScenarioSpec
 from fleetsim.workload import integrated_rate, length_estimate, trace_row_bound
 
-#: Engine memory per request: ~600 B measured (per-request lists + request frame; the README's
-#: 1M requests in 791 MB includes the interpreter), rounded up.
-BYTES_PER_REQUEST = 700
+#: Memory per request: ~150 B measured from 1M to 3M requests (the engine's typed columns, then
+#: the request table that takes them over; README "Memory per request"), rounded up.
+BYTES_PER_REQUEST = 250
 #: One time-series row (a tuple of five numbers in a list, then a frame row).
 BYTES_PER_SAMPLE = 250
 #: One replica (its state, queues, counters): ~4.5 KB measured, rounded up.
