@@ -11,6 +11,11 @@ by overloading it: completions level off there), ~16.75 requests/s per replica; 
 per replica.
 
     .venv/bin/python benchmarks/bench_simulator.py [--sizes 16,128,1024] [--requests N ...]
+
+Memory at scale: one fleet size at several request counts prints the peak-RSS slope per request
+and 10M requests from it (or measured, given 10,000,000):
+
+    .venv/bin/python benchmarks/bench_simulator.py --sizes 16,16 --requests 1000000,3000000
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PER_REPLICA_RATE_PER_S = 0.65 * 16.75
 TARGETS = {16: 0.06, 1024: 0.05}  # issue 12: ratio to bare SimPy
 TARGET_BYTES_PER_REQUEST = 150
+TEN_MILLION = 10_000_000
 
 
 def bare_simpy_events_per_cpu_s(processes: int = 50, timeouts: int = 4000) -> float:
@@ -132,6 +138,24 @@ def main() -> None:
             print(
                 f"target ratio >= {target} at {r['replicas']:,} replicas: {'met' if r['ratio'] >= target else 'NOT met'}"
             )
+    # The same fleet at two or more sizes: the marginal bytes per request (peak RSS slope), which
+    # the fixed part (interpreter, modules, catalog) does not dilute, and 10M requests from it.
+    by_size: dict[int, list[dict]] = {}
+    for r in rows:
+        by_size.setdefault(r["replicas"], []).append(r)
+    for replicas, rs in by_size.items():
+        if len({r["requests"] for r in rs}) < 2:
+            continue
+        rs = sorted(rs, key=lambda r: r["requests"])
+        a, b = rs[0], rs[-1]
+        slope = (b["peak_rss_mb"] - a["peak_rss_mb"]) * 1024**2 / (b["requests"] - a["requests"])
+        at_10m = b["peak_rss_mb"] + slope * (TEN_MILLION - b["requests"]) / 1024**2
+        print(
+            f"{replicas:,} replicas, {a['requests']:,} -> {b['requests']:,} requests: {slope:,.0f} B/request "
+            f"(peak RSS slope); 10M requests -> {at_10m / 1024:,.2f} GB peak RSS "
+            f"({'measured' if b['requests'] >= TEN_MILLION else 'extrapolated'}; target < 2 GB: "
+            f"{'met' if at_10m < 2048 else 'NOT met'})"
+        )
     worst = max(r["bytes_per_request"] for r in rows)
     print(
         f"target <= {TARGET_BYTES_PER_REQUEST} B/request: {'met' if worst <= TARGET_BYTES_PER_REQUEST else 'NOT met'}"

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
 import pandas as pd
 
 from fleetsim.errors import SpecError
@@ -132,15 +133,38 @@ class ClassPolicies:
 # --------------------------------------------------------------------------- goodput
 
 
+def class_codes(requests: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Each row's class as a code into a list of names: a categorical column's own codes (no
+    string per row, no copy of the table), else the codes of its values as text."""
+    cls = requests["class"]
+    if isinstance(cls.dtype, pd.CategoricalDtype):
+        codes = cls.cat.codes.to_numpy()
+        if not (codes < 0).any():
+            return codes, [str(c) for c in cls.cat.categories]
+    codes, names = pd.factorize(cls.astype(str))
+    return codes, [str(c) for c in names]
+
+
+def completed_rows(requests: pd.DataFrame) -> np.ndarray:
+    """True where a request completed (status compared as text, without a string per row)."""
+    return (requests["status"] == "completed").to_numpy()
+
+
+def _per_row(values: list[float], codes: np.ndarray) -> float | np.ndarray:
+    """A per-class value for each row: one number when every class has the same (no array)."""
+    if len(set(values)) == 1:
+        return float(values[0])
+    return np.array(values, dtype=np.float64)[codes]
+
+
 def slo_met(requests: pd.DataFrame, policies: ClassPolicies) -> pd.Series:
     """True where a request completed within its class's TTFT and TPOT targets."""
-    cls = requests["class"].astype(str)
-    names = cls.unique()
-    ttft_target = cls.map({c: policies.of(c).ttft_s for c in names}).astype(float)
-    tpot_target = cls.map({c: policies.of(c).tpot_s for c in names}).astype(float)
-    done = requests["status"].astype(str) == "completed"
-    tpot_ok = requests["tpot_s"].isna() | (requests["tpot_s"] <= tpot_target)
-    return done & (requests["ttft_s"] <= ttft_target) & tpot_ok
+    codes, names = class_codes(requests)
+    ttft_target = _per_row([policies.of(c).ttft_s for c in names], codes)
+    tpot_target = _per_row([policies.of(c).tpot_s for c in names], codes)
+    tpot = requests["tpot_s"]
+    tpot_ok = tpot.isna() | (tpot <= tpot_target)
+    return pd.Series(completed_rows(requests), index=requests.index) & (requests["ttft_s"] <= ttft_target) & tpot_ok
 
 
 def goodput(requests: pd.DataFrame, policies: ClassPolicies, window_s: tuple[float, float] | None = None) -> dict:
@@ -148,37 +172,38 @@ def goodput(requests: pd.DataFrame, policies: ClassPolicies, window_s: tuple[flo
     arrived in `window_s` (all of them when None), per class and in total: arrived, completed,
     rejected, met (completed within their class's targets), output_tokens (of completed ones),
     goodput_tokens (output tokens of those that met), and goodput_tokens_per_s over the window
-    (null without one)."""
-    req = requests
+    (null without one). Counted over masks of the table's columns, never a copy of the table."""
+    codes, names = class_codes(requests)
+    completed = completed_rows(requests)
+    rejected = (requests["status"] == "rejected").to_numpy()
+    met = slo_met(requests, policies).to_numpy()
+    out = requests["output_tokens"].to_numpy()
     if window_s is not None:
         a, b = window_s
         if not b > a:
             raise SpecError(f"window_s = {window_s!r}; valid: (start, end) with end > start")
-        req = req[(req["arrival_s"] >= a) & (req["arrival_s"] < b)]
-    met = slo_met(req, policies)
-    status = req["status"].astype(str)
-    frame = pd.DataFrame(
-        {
-            "class": req["class"].astype(str),
-            "arrived": 1,
-            "completed": (status == "completed").astype(int),
-            "rejected": (status == "rejected").astype(int),
-            "met": met.astype(int),
-            "output_tokens": req["output_tokens"].where(status == "completed", 0),
-            "goodput_tokens": req["output_tokens"].where(met, 0),
-        }
-    )
+        arrival = requests["arrival_s"].to_numpy()
+        rows = (arrival >= a) & (arrival < b)
+        codes, completed, rejected, met, out = codes[rows], completed[rows], rejected[rows], met[rows], out[rows]
     span = (window_s[1] - window_s[0]) if window_s is not None else None
 
-    def row(g: pd.DataFrame) -> dict:
-        out: dict[str, float | None] = {
-            k: int(g[k].sum()) for k in ("arrived", "completed", "rejected", "met", "output_tokens", "goodput_tokens")
+    def row(mask: np.ndarray | None) -> dict:
+        sel = (lambda x: x) if mask is None else (lambda x: x & mask)
+        good = int(out[sel(met)].sum())
+        return {
+            "arrived": int(len(codes) if mask is None else mask.sum()),
+            "completed": int(sel(completed).sum()),
+            "rejected": int(sel(rejected).sum()),
+            "met": int(sel(met).sum()),
+            "output_tokens": int(out[sel(completed)].sum()),
+            "goodput_tokens": good,
+            "goodput_tokens_per_s": good / span if span else None,
         }
-        out["goodput_tokens_per_s"] = int(g["goodput_tokens"].sum()) / span if span else None
-        return out
 
-    by_class = {str(name): row(g) for name, g in frame.groupby("class", sort=True)}
-    return {"total": row(frame), "by_class": by_class}
+    present = sorted({names[k] for k in np.unique(codes)})  # the classes arrived, by name
+    index = {name: k for k, name in enumerate(names)}
+    by_class = {name: row(codes == index[name]) for name in present}
+    return {"total": row(None), "by_class": by_class}
 
 
 def class_summary(

@@ -35,6 +35,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from fleetsim.admission import class_codes, completed_rows
 from fleetsim.cost import HOURS_PER_MONTH, hourly_cost_usd
 from fleetsim.errors import SpecError
 from fleetsim.facility import facility_power_kw, it_power_kw, num_servers, server_overhead_w, water_l_per_h
@@ -157,12 +158,18 @@ def class_shares(requests: pd.DataFrame | None, method: Literal["gpu_time", "tok
     """Each class's share of the bill: of tokens served, or of replica residence time."""
     if requests is None or len(requests) == 0:
         return {}
-    done = requests[requests["status"].astype(str) == "completed"]
+    done = completed_rows(requests)  # a mask, not a copy of the table
+    codes, names = class_codes(requests)
     if method == "tokens":
-        weight = done["input_tokens"] + done["output_tokens"]
+        weight = requests["input_tokens"].to_numpy()[done]
+        weight += requests["output_tokens"].to_numpy()[done]
     else:
-        weight = (done["finish_s"] - done["scheduled_s"]).clip(lower=0)
-    per = weight.groupby(done["class"].astype(str), sort=True).sum()
+        weight = requests["finish_s"].to_numpy()[done]
+        weight -= requests["scheduled_s"].to_numpy()[done]
+        np.clip(weight, 0, None, out=weight)
+    # Summed per class by groupby (its compensated sum), then in the order of the names.
+    per = pd.Series(weight).groupby(codes[done], sort=True).sum()
+    per = per.set_axis([names[k] for k in per.index]).sort_index()
     total = float(per.sum())
     return {str(k): float(v) / total for k, v in per.items()} if total > 0 else {}
 

@@ -14,6 +14,7 @@ from fleetsim.memory import MemoryPlan, kv_size, sequences_that_fit
 from fleetsim.server_power import wall_power_summary
 from fleetsim.sim.block_cache import prefix_cache_summary
 from fleetsim.sim.engine import RawRun
+from fleetsim.sketch import RELATIVE_ERROR, LogHistogram
 from fleetsim.spec.architecture import Architecture
 from fleetsim.spec.hardware import GpuSpec
 from fleetsim.spec.scenario import ScenarioSpec
@@ -28,14 +29,52 @@ def _clean(x: float) -> float | None:
     return float(x)
 
 
-def latency_stats(values: pd.Series) -> dict:
-    v = values.dropna().to_numpy()
+# Latency samples up to this many: exact percentiles (numpy's, linear interpolation). Above it, a
+# LogHistogram filled a chunk at a time, so a run of 10M+ requests makes no sorted copy of each
+# column; its percentiles are within fleetsim.sketch.RELATIVE_ERROR (0.25%) of a sample adjacent to
+# the exact one, and the summary's latency_s.percentiles block says so.
+EXACT_PERCENTILES_MAX_SAMPLES = 1_000_000
+SKETCH_CHUNK_ROWS = 1 << 20
+
+
+def latency_stats(values, rows: np.ndarray | None = None, percentiles=PERCENTILES) -> dict:
+    """Mean and percentiles of `values` (NaN left out) at `rows` (a boolean mask; all when None)."""
+    x = np.asarray(values, dtype=np.float64)
+    n = int(rows.sum()) if rows is not None else len(x)
+    if n > EXACT_PERCENTILES_MAX_SAMPLES:
+        return _sketched_stats(x, rows, percentiles)
+    keep = ~np.isnan(x)
+    if rows is not None:
+        keep &= rows
+    v = x[keep]  # the one copy: the mean first, then the percentiles partition it in place
+    del keep
     if len(v) == 0:
-        return {"mean": None, "p50": None, "p90": None, "p99": None}
+        return {"mean": None, **{f"p{p:g}": None for p in percentiles}}
     out = {"mean": float(v.mean())}
-    for p, q in zip(PERCENTILES, np.percentile(v, PERCENTILES)):
-        out[f"p{p}"] = float(q)
+    for p, q in zip(percentiles, np.percentile(v, percentiles, overwrite_input=True)):
+        out[f"p{p:g}"] = float(q)
     return out
+
+
+def _sketched_stats(x: np.ndarray, rows: np.ndarray | None, percentiles) -> dict:
+    h = LogHistogram()
+    for a in range(0, len(x), SKETCH_CHUNK_ROWS):
+        chunk = x[a : a + SKETCH_CHUNK_ROWS]
+        h.add_values(chunk if rows is None else chunk[rows[a : a + SKETCH_CHUNK_ROWS]])
+    return {"mean": h.mean, **{f"p{p:g}": h.quantile(p / 100.0) for p in percentiles}}
+
+
+def percentile_method(samples: int) -> dict | None:
+    """The summary's note on how latency percentiles were computed: None (exact) up to
+    EXACT_PERCENTILES_MAX_SAMPLES samples, else the sketch and its error bound."""
+    if samples <= EXACT_PERCENTILES_MAX_SAMPLES:
+        return None
+    return {
+        "method": "log_histogram",
+        "relative_error": RELATIVE_ERROR,
+        "samples": samples,
+        "exact_up_to_samples": EXACT_PERCENTILES_MAX_SAMPLES,
+    }
 
 
 def slo_mask(requests: pd.DataFrame, ttft_s: float, tpot_s: float) -> pd.Series:
@@ -183,7 +222,8 @@ def summarize(
     # stages x tp GPUs a replica
     n_gpus = fleet.replicas * fleet.gpus_per_replica if not groups else sum(g.gpus for g in groups)
     status = req["status"]
-    completed = req[status == "completed"]
+    # Masks over the request table, never a copy of it (a 10M-request table is ~1 GB).
+    done = (status == "completed").to_numpy()
     steady = steady_state(raw, n_gpus)
     a, b = steady["window_s"]
     window_s = max(b - a, 1e-12)
@@ -191,8 +231,8 @@ def summarize(
         (req["arrival_s"] >= a) & (req["arrival_s"] <= b)
         if steady["basis"] == "steady_state"
         else req["arrival_s"] >= 0
-    )
-    measured = completed[in_window[status == "completed"]]
+    ).to_numpy()
+    measured = done & in_window  # completed requests that arrived in the window
     out_tps = steady["output_tokens_per_s"]
     in_tps = steady["input_tokens_per_s"]
     out_tok = out_tps * window_s
@@ -220,7 +260,7 @@ def summarize(
             it_kw = it_power_kw(gpu_mean_w * n_gpus, num_servers(n_gpus, gpu.gpus_per_server), overhead_w)
         fac = facility_breakdown(scenario.facility, gpu, n_gpus, it_kw)
     it_energy_kwh = it_kw * sim_s / 3600.0
-    all_out = float(completed["output_tokens"].sum())
+    all_out = float(req["output_tokens"].to_numpy()[done].sum())
 
     # --- cost
     if groups:
@@ -242,16 +282,27 @@ def summarize(
 
     # --- SLO
     slo = scenario.slo
-    arrived_measured = req[in_window]
+    arrived = int(in_window.sum())
     if scenario.classes:  # each class against its own targets (the scenario's slo for the others)
-        ok = slo_met(arrived_measured, ClassPolicies(scenario.classes, slo.ttft_s, slo.tpot_s))
+        ok = slo_met(req, ClassPolicies(scenario.classes, slo.ttft_s, slo.tpot_s)).to_numpy()
     else:
-        ok = slo_mask(arrived_measured, slo.ttft_s, slo.tpot_s)
-    attainment = float(ok.mean()) if len(arrived_measured) else 0.0
+        ok = slo_mask(req, slo.ttft_s, slo.tpot_s).to_numpy()
+    attainment = float(ok[in_window].mean()) if arrived else 0.0
+    del ok
     q = slo.percentile
-    ttft_q = float(np.percentile(measured["ttft_s"].dropna(), q)) if len(measured) else math.inf
-    tpot_vals = measured["tpot_s"].dropna()
-    tpot_q = float(np.percentile(tpot_vals, q)) if len(tpot_vals) else 0.0
+    n_measured = int(measured.sum())
+    ttft_q = latency_stats(req["ttft_s"], measured, (q,))[f"p{q:g}"] if n_measured else math.inf
+    tpot_q = latency_stats(req["tpot_s"], measured, (q,))[f"p{q:g}"]
+    tpot_q = 0.0 if tpot_q is None else tpot_q
+    latency = {
+        "ttft": latency_stats(req["ttft_s"], measured),
+        "tpot": latency_stats(req["tpot_s"], measured),
+        "itl": {k: _clean(v) for k, v in raw.itl.stats().items()},
+        "e2e": latency_stats(req["e2e_s"], measured),
+    }
+    method = percentile_method(n_measured)
+    if method is not None:
+        latency["percentiles"] = method
 
     mean_in = float(req["input_tokens"].mean()) if len(req) else 1.0
     mean_out = float(req["output_tokens"].mean()) if len(req) else 1.0
@@ -282,7 +333,7 @@ def summarize(
         "simulated_s": sim_s,
         "requests": {
             "arrived": int(len(req)),
-            "completed": int((status == "completed").sum()),
+            "completed": int(done.sum()),
             "rejected": int((status == "rejected").sum()),
             "in_flight": int((status == "in_flight").sum()),
             "trace_dropped_after_duration": int(raw.trace_dropped_after_duration),
@@ -304,14 +355,9 @@ def summarize(
             "input_tokens_per_s": in_tps,
             "requests_per_s": steady["requests_per_s"],
             "offered_requests_per_s": steady["offered_requests_per_s"],
-            "whole_run_output_tokens_per_s": float(completed["output_tokens"].sum()) / sim_s if sim_s else 0.0,
+            "whole_run_output_tokens_per_s": all_out / sim_s if sim_s else 0.0,
         },
-        "latency_s": {
-            "ttft": latency_stats(measured["ttft_s"]),
-            "tpot": latency_stats(measured["tpot_s"]),
-            "itl": {k: _clean(v) for k, v in raw.itl.stats().items()},
-            "e2e": latency_stats(measured["e2e_s"]),
-        },
+        "latency_s": latency,
         "concurrency": {
             "mean_running": raw.running_area / sim_s if sim_s else 0.0,
             "max_running": raw.max_running,

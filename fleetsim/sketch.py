@@ -41,6 +41,20 @@ class LogHistogram:
         self.total += weight
         self.weighted_sum += weight * value
 
+    def add_values(self, values: np.ndarray) -> None:
+        """Add unit-weight samples at once (no clock window). Unlike `add`, a value of 0 or below
+        `lo` counts, in the first bucket, so quantiles over latencies keep every sample (such a
+        value is reported as about `lo`: its error is absolute, at most LO_S)."""
+        v = np.asarray(values, dtype=np.float64)
+        v = v[~np.isnan(v)]
+        if not len(v):
+            return
+        i = np.floor((np.log(np.maximum(v, LO_S)) - self._log_lo) / self._log_r)
+        idx = np.clip(i, 0, self._n - 1).astype(np.intp)
+        self.counts += np.bincount(idx, minlength=self._n)
+        self.total += float(len(v))
+        self.weighted_sum += float(v.sum())
+
     def merge(self, other: LogHistogram) -> None:
         self.counts += other.counts
         self.total += other.total

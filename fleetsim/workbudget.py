@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass
 
 from fleetsim.errors import WorkBudgetError
 from fleetsim.spec.scenario import ScenarioSpec
-from fleetsim.workload import integrated_rate, length_mean, trace_row_bound
+from fleetsim.workload import integrated_rate, length_estimate, trace_row_bound
 
-#: Engine memory per request: ~600 B measured (per-request lists + request frame; the README's
-#: 1M requests in 791 MB includes the interpreter), rounded up.
-BYTES_PER_REQUEST = 700
+#: Memory per request: ~150 B measured from 1M to 3M requests (the engine's typed columns, then
+#: the request table that takes them over; README "Memory per request"), rounded up.
+BYTES_PER_REQUEST = 250
 #: One time-series row (a tuple of five numbers in a list, then a frame row).
 BYTES_PER_SAMPLE = 250
 #: One replica (its state, queues, counters): ~4.5 KB measured, rounded up.
@@ -129,8 +129,8 @@ def _mean_tokens(scenario: ScenarioSpec) -> tuple[float, float]:
     if wl.arrival.kind == "trace":
         return 1.0, 1.0
     weights = wl.class_weights
-    mean_in = sum(w * length_mean(c.input_tokens, exact=False) for w, c in zip(weights, wl.classes))
-    mean_out = sum(w * length_mean(c.output_tokens, exact=False) for w, c in zip(weights, wl.classes))
+    mean_in = sum(w * length_estimate(c.input_tokens) for w, c in zip(weights, wl.classes))
+    mean_out = sum(w * length_estimate(c.output_tokens) for w, c in zip(weights, wl.classes))
     return float(mean_in), float(mean_out)
 
 

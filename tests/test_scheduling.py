@@ -56,7 +56,9 @@ def test_reserve_full_admission_reserves_prompt_and_largest_output():
     spec = scenario(**{"engine.kind": "trtllm", "engine.version": "1.0", "workload.arrival.users": 40})
     e = engine_for(spec)
     raw = e.run()
-    per_request = e.kv_reserve[0]
+    # The run's columns went into raw.requests (an engine's columns are empty after its run):
+    # the reserve of one more request like the run's.
+    per_request = e.kv_reserve[e._add_requests([0.0], [4096], [64], [0], [0])]
     # prompt 4096 + output 64 tokens of KV, exactly what the footprint gives (no sharing)
     assert per_request == pytest.approx(float(e.footprint.bytes_per_rank(4096, 64)))
     most = int(e.pool_bytes // per_request)

@@ -72,7 +72,7 @@ def test_samples_and_events():
         ),
         ({"workload.arrival": {"kind": "offline", "requests": 100_000_000}}, "workload.arrival.requests"),
         ({"scheduler.max_batched_tokens": 1, "run.duration_s": 30000}, "scheduler.max_batched_tokens: about"),
-        ({"workload.arrival.rate_per_s": 10_000.0, "run.duration_s": 3000}, "GiB"),
+        ({"workload.arrival.rate_per_s": 10_000.0, "run.duration_s": 4000}, "GiB"),
     ],
 )
 def test_runs_past_the_limits_are_refused_before_the_clock_starts(overrides, needle):

@@ -21,7 +21,7 @@ from fleetsim.sim.block_cache import BlockCacheReplica, BlockChains, block_cache
 from fleetsim.sim.queues import PriorityQueue, rejections_by_class
 from fleetsim.sim.replica import Replica
 from fleetsim.sim.router import make_router
-from fleetsim.sim.run_record import RunRecord
+from fleetsim.sim.run_record import DONE, PENDING, REJECTED, RunRecord
 from fleetsim.sketch import LogHistogram
 from fleetsim.spec.architecture import Architecture
 from fleetsim.spec.engine import EngineProfile
@@ -30,8 +30,7 @@ from fleetsim.spec.profile import CalibrationProfile
 from fleetsim.spec.scenario import ScenarioSpec
 from fleetsim.workload import LengthSampler, RequestBatch, generate_requests, load_trace, think_time_sampler
 
-# request status codes
-PENDING, DONE, REJECTED = 0, 1, 2
+ADD_CHUNK_ROWS = 1 << 16  # rows whose KV columns are computed at once (bounds the temporaries)
 
 
 def _append(column: array, values, dtype) -> None:
@@ -146,32 +145,35 @@ class Engine(RunRecord):
         if scenario.workload.arrival.kind == "trace":
             load_trace(scenario.workload.arrival.path)  # fail before the clock starts
         # Per-request columns, typed (array module: 8 bytes a value or less, not a Python object
-        # each; scalar access in the hot path stays cheap).
+        # each; scalar access in the hot path stays cheap). Token counts are int32: every length
+        # source is bounded by MAX_TOKENS (fleetsim.spec.base), far below 2**31.
         self.arrival_s: array[float] = array("d")
-        self.input_tokens: array[int] = array("q")
-        self.output_tokens: array[int] = array("q")
-        self.req_class: array[int] = array("q")
-        self.prefix_tokens: array[int] = array("q")
-        self.hit_tokens: array[int] = array("q")  # prompt tokens found in the prefix cache (repeats)
+        self.input_tokens: array[int] = array("i")
+        self.output_tokens: array[int] = array("i")
+        self.req_class: array[int] = array("b" if len(scenario.workload.classes) < 128 else "i")
+        self.prefix_tokens: array[int] = array("i")
+        self.hit_tokens: array[int] = array("i")  # prompt tokens found in the prefix cache (repeats)
         # With the block cache, hits come from the cache's content, not from a drawn fraction.
         self.hit_fraction = [
             c.prompt_cache_hit_fraction if kv.prefix_caching and not self.block_cache else 0.0 for c in classes
         ]
+        # Session columns only when some request is in a session (or the block cache reads them).
         self.session_id: array[int] = array("q")  # -1: not in a session
         self.turn: array[int] = array("i")
         self.block_chains = BlockChains(self) if self.block_cache else None
         self.kv_start: array[float] = array("d")
         self.kv_growth: array[float] = array("d")
         self.kv_end: array[float] = array("d")
-        self.prefix_read: array[float] = array("d")
+        self.prefix_read: array[float] = array("d")  # shared KV each decode step reads besides its own
         self.held_base: array[float] = array("d")
-        self.generated: array[int] = array("q")
+        self.generated: array[int] = array("i")
         self.scheduled_s: array[float] = array("d")
         self.first_token_s: array[float] = array("d")
         self.finish_s: array[float] = array("d")
         self.replica_of: array[int] = array("i")
         self.preemptions: array[int] = array("i")
         self.status: array[int] = array("b")
+        self.outcomes_later = False  # Engine.run adds the outcome columns once its batch is freed
         self.user_of: dict[int, int] = {}
         self.pending = 0
         self.policies = ClassPolicies(scenario.classes, scenario.slo.ttft_s, scenario.slo.tpot_s)
@@ -192,18 +194,31 @@ class Engine(RunRecord):
         return v
 
     def _add_requests(self, arrival_s, inputs, outputs, classes, prefix, session_id=None, turn=None) -> int:
-        """Append request rows (numpy columns); returns the first new request id."""
+        """Append request rows (numpy columns); returns the first new request id. The derived KV
+        columns are computed a chunk of rows at a time, so a batch's temporaries stay small."""
         first = len(self.arrival_s)
         inputs = np.asarray(inputs, dtype=np.int64)
         outputs = np.asarray(outputs, dtype=np.int64)
         prefix = np.asarray(prefix, dtype=np.int64)
-        shared = prefix if self.prefix_caching else np.zeros_like(prefix)
         cls = np.asarray(classes, dtype=np.int64)
-        hits = np.zeros_like(inputs)
+        n = len(inputs)
+        hit = None
         if any(self.hit_fraction):
             # Drawn only when some class has hits, so other scenarios' random streams are unchanged.
-            hit = self.rng.random(len(inputs)) < np.array(self.hit_fraction)[cls]
-            hits = np.where(hit, inputs - 1, 0)
+            hit = self.rng.random(n) < np.array(self.hit_fraction)[cls]
+        _append(self.arrival_s, arrival_s, np.float64)
+        for a in range(0, n, ADD_CHUNK_ROWS):
+            rows = slice(a, a + ADD_CHUNK_ROWS)
+            self._add_kv_rows(inputs[rows], outputs[rows], cls[rows], prefix[rows], None if hit is None else hit[rows])
+        self._add_session_rows(first, n, session_id, turn)
+        if not self.outcomes_later:
+            self._add_outcome_rows(n)
+        return first
+
+    def _add_kv_rows(self, inputs, outputs, cls, prefix, hit) -> None:
+        """Token, class and KV-footprint columns of a chunk of new requests."""
+        shared = prefix if self.prefix_caching else np.zeros_like(prefix)
+        hits = np.zeros_like(inputs) if hit is None else np.where(hit, inputs - 1, 0)
         fp = self.footprint
         held_shared = np.maximum(shared, hits)
         if self.block_cache:
@@ -214,35 +229,45 @@ class Engine(RunRecord):
         if self.reserve_full:
             # TensorRT-LLM's GUARANTEED_NO_EVICT admits a request only if its prompt and its
             # largest possible output (the client's max tokens: the class's length bound) fit.
-            cap = np.array(self.class_max_output, dtype=np.float64)[cls] if len(cls) else np.zeros(0)
+            cap = np.array(self.class_max_output, dtype=np.float64)[cls]
             reserve = np.atleast_1d(fp.bytes_per_rank(inputs, np.maximum(outputs, cap), held_shared))
             _append(self.kv_reserve, reserve, np.float64)
-        decode_steps = np.maximum(outputs - 1, 1)
-        growth = (end - start) / decode_steps
-        pread = np.array(self.class_prefix_bytes, dtype=np.float64)[cls] if len(cls) else np.zeros(0)
+        growth = (end - start) / np.maximum(outputs - 1, 1)
+        pread = np.array(self.class_prefix_bytes, dtype=np.float64)[cls]
         if self.block_cache:
             end = np.atleast_1d(fp.bytes_per_rank(inputs, outputs))  # whole, for the fits-at-all check
             pread = np.atleast_1d(fp.bytes_per_rank(held_shared, 0))  # cached blocks read each decode step
-        if hits.any():
+        if hit is not None and hits.any():
             # A cached prompt is still read by every decode step of the request.
             hit_read = np.atleast_1d(fp.bytes_per_rank(hits, 0)) * (hits > 0)
             pread = np.maximum(pread, hit_read)
-        n = len(inputs)
-        _append(self.arrival_s, arrival_s, np.float64)
-        _append(self.input_tokens, inputs, np.int64)
-        _append(self.output_tokens, outputs, np.int64)
-        _append(self.req_class, cls, np.int64)
-        _append(self.prefix_tokens, shared, np.int64)
-        _append(self.hit_tokens, hits, np.int64)
+        _append(self.input_tokens, inputs, np.int32)
+        _append(self.output_tokens, outputs, np.int32)
+        _append(self.req_class, cls, self.req_class.typecode)
+        _append(self.prefix_tokens, shared, np.int32)
+        _append(self.hit_tokens, hits, np.int32)
         _append(self.kv_start, start, np.float64)
         _append(self.kv_growth, growth, np.float64)
         _append(self.kv_end, end, np.float64)
         _append(self.prefix_read, pread, np.float64)
-        n_new = len(inputs)
-        _append(self.session_id, np.full(n_new, -1) if session_id is None else session_id, np.int64)
-        _append(self.turn, np.zeros(n_new) if turn is None else turn, np.int32)
+
+    def _add_session_rows(self, first: int, n: int, session_id, turn) -> None:
+        """Session columns, kept only once some request is in a session or the block cache runs
+        (rows before that are filled in as outside any session)."""
+        given = session_id is not None and bool((np.asarray(session_id) >= 0).any())
+        if not (given or self.block_cache or len(self.session_id)):
+            return
+        if len(self.session_id) < first:
+            missing = first - len(self.session_id)
+            self.session_id.extend(array("q", [-1]) * missing)
+            self.turn.extend(array("i", [0]) * missing)
+        _append(self.session_id, np.full(n, -1) if session_id is None else session_id, np.int64)
+        _append(self.turn, np.zeros(n) if turn is None else turn, np.int32)
+
+    def _add_outcome_rows(self, n: int) -> None:
+        """What the run fills in for n new requests: not yet scheduled, no tokens, pending."""
         self.held_base.extend(array("d", [0.0]) * n)
-        self.generated.extend(array("q", [0]) * n)
+        self.generated.extend(array("i", [0]) * n)
         nan = float("nan")
         self.scheduled_s.extend(array("d", [nan]) * n)
         self.first_token_s.extend(array("d", [nan]) * n)
@@ -250,7 +275,6 @@ class Engine(RunRecord):
         self.replica_of.extend(array("i", [-1]) * n)
         self.preemptions.extend(array("i", [0]) * n)
         self.status.extend(array("b", [PENDING]) * n)
-        return first
 
     def new_queue(self) -> deque[int] | PriorityQueue:
         """A waiting queue: FCFS, or by class priority then arrival when classes differ in priority."""
@@ -413,6 +437,10 @@ class Engine(RunRecord):
                     "workload: the arrival process produced no requests in the run; "
                     "raise run.duration_s or the arrival rate"
                 )
+            if end_s is None:
+                end_s = duration if duration is not None else float(batch.arrival_s[-1])
+            n = len(batch)
+            self.outcomes_later = True  # allocated below, once the batch's columns are freed
             self._add_requests(
                 batch.arrival_s,
                 batch.input_tokens,
@@ -422,10 +450,12 @@ class Engine(RunRecord):
                 batch.session_id,
                 batch.turn,
             )
-            env.process(self._open_loop(batch.arrival_s))
-            if end_s is None:
-                end_s = duration if duration is not None else float(batch.arrival_s[-1])
-            del batch  # its columns are copied; the open loop holds the arrival times
+            self.outcomes_later = False
+            del batch  # its columns are copied
+            self._add_outcome_rows(n)
+            # The open loop reads the arrival column in place (nothing appends to it in an open
+            # loop, so the exported buffer is never resized).
+            env.process(self._open_loop(np.frombuffer(self.arrival_s, dtype=np.float64)))
         interval = run.timeseries_interval_s or max(end_s / 400.0, 1e-3)
         rows: list = []
         sampler = env.process(self._sample(interval, rows, end_s))

@@ -4,6 +4,7 @@ variants (fleetsim.sim.mixed, fleetsim.sim.disaggregated) override a frame by na
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,10 @@ import pandas as pd
 
 from fleetsim.sim.replica import fleet_meters
 
+# request status codes (the engine's status column)
+PENDING, DONE, REJECTED = 0, 1, 2
+# Columns only the run needs (KV footprints, tokens generated so far): dropped before the table.
+WORKING_COLUMNS = ("kv_start", "kv_growth", "kv_end", "prefix_read", "held_base", "generated", "kv_reserve")
 MAX_SAMPLES = 800  # time-series rows kept without an explicit run.timeseries_interval_s
 
 
@@ -85,43 +90,73 @@ class RunRecord:
         )
 
     def _request_frame(self) -> pd.DataFrame:
-        status = np.array(self.status, dtype=np.int8)
+        """The per-request table, built once from the engine's columns, which it takes over: each
+        column is emptied as its values move into the table, and the working columns (KV
+        footprints, tokens generated) are dropped first, so the run's peak memory is the table's
+        plus one column. The engine's columns start empty afterwards (an Engine runs once)."""
+        n = len(self.arrival_s)
+        requeues = self._requeue_column(n)
+        for name in WORKING_COLUMNS:
+            col = getattr(self, name)
+            setattr(self, name, array(col.typecode))
+        take = self._take_column
+        arrival = take("arrival_s", np.float64)
+        status = take("status", np.int8)
+        done = status == DONE
         # status codes PENDING, DONE, REJECTED -> the categories' codes (no string per request)
         codes = np.array([2, 0, 1], dtype=np.int8)[status]
+        del status
         classes = [c.name for c in self.scenario.workload.classes]
-        df = pd.DataFrame(
-            {
-                "arrival_s": np.array(self.arrival_s),
-                "class": pd.Categorical.from_codes(np.array(self.req_class, dtype=np.int64), categories=classes),
-                "input_tokens": np.array(self.input_tokens, dtype=np.int64),
-                "output_tokens": np.array(self.output_tokens, dtype=np.int64),
-                "shared_prefix_tokens": np.array(self.prefix_tokens, dtype=np.int64),
-                "cached_prompt_tokens": np.array(self.hit_tokens, dtype=np.int64),
-                "replica": np.array(self.replica_of, dtype=np.int32),
-                "status": pd.Categorical.from_codes(codes, categories=["completed", "rejected", "in_flight"]),
-                "scheduled_s": np.array(self.scheduled_s),
-                "first_token_s": np.array(self.first_token_s),
-                "finish_s": np.array(self.finish_s),
-                "preemptions": np.array(self.preemptions, dtype=np.int32),
-                "requeues": self._requeue_column(),
-            }
-        )
-        sessions = np.array(self.session_id, dtype=np.int64)
-        if (sessions >= 0).any():  # multi-turn traffic: which conversation and turn (else left out)
-            df["session_id"] = sessions
-            df["turn"] = np.array(self.turn, dtype=np.int32)
-        df["ttft_s"] = df["first_token_s"] - df["arrival_s"]
-        df["e2e_s"] = df["finish_s"] - df["arrival_s"]
-        df["queue_s"] = df["scheduled_s"] - df["arrival_s"]
-        decode_tokens = (df["output_tokens"] - 1).where(df["output_tokens"] > 1)
-        df["tpot_s"] = (df["finish_s"] - df["first_token_s"]) / decode_tokens
-        df.loc[df["status"] != "completed", ["ttft_s", "e2e_s", "tpot_s"]] = np.nan
+        columns: dict[str, Any] = {
+            "arrival_s": arrival,
+            "class": pd.Categorical.from_codes(take("req_class"), categories=classes),
+            "input_tokens": take("input_tokens", np.int64),
+            "output_tokens": take("output_tokens", np.int64),
+            "shared_prefix_tokens": take("prefix_tokens", np.int64),
+            "cached_prompt_tokens": take("hit_tokens", np.int64),
+            "replica": take("replica_of", np.int32),
+            "status": pd.Categorical.from_codes(codes, categories=["completed", "rejected", "in_flight"]),
+            "scheduled_s": take("scheduled_s", np.float64),
+            "first_token_s": take("first_token_s", np.float64),
+            "finish_s": take("finish_s", np.float64),
+            "preemptions": take("preemptions", np.int32),
+            "requeues": requeues,
+        }
+        sessions = take("session_id", np.int64)
+        turns = take("turn", np.int32)
+        if len(sessions) and (sessions >= 0).any():  # multi-turn traffic: which conversation and turn (else left out)
+            columns["session_id"] = sessions
+            columns["turn"] = turns
+        del sessions, turns
+        # Latencies of completed requests (NaN for the others); a 1-token output has no TPOT.
+        first, finish = columns["first_token_s"], columns["finish_s"]
+        undone = ~done
+        del done
+        ttft = first - arrival
+        ttft[undone] = np.nan
+        e2e = finish - arrival
+        e2e[undone] = np.nan
+        columns.update(ttft_s=ttft, e2e_s=e2e, queue_s=columns["scheduled_s"] - arrival)
+        out = columns["output_tokens"]
+        tpot = finish - first
+        tpot /= np.where(out > 1, out - 1, np.nan)
+        tpot[undone] = np.nan
+        columns["tpot_s"] = tpot
+        df = pd.DataFrame(columns, copy=False)  # no copy: one block per column
         df.index.name = "request_id"
         return df
 
-    def _requeue_column(self) -> np.ndarray:
-        """Times each request was handed back by a halted replica and dispatched again."""
-        col = np.zeros(len(self.arrival_s), dtype=np.int32)
+    def _take_column(self, name: str, dtype=None) -> np.ndarray:
+        """A per-request column as a numpy array of `dtype` (default its own); the engine's column
+        is emptied. (The array module's typecodes are numpy's.)"""
+        col = getattr(self, name)
+        values = np.frombuffer(col, dtype=col.typecode).astype(dtype or col.typecode)
+        setattr(self, name, array(col.typecode))
+        return values
+
+    def _requeue_column(self, n: int) -> np.ndarray:
+        """Times each of n requests was handed back by a halted replica and dispatched again."""
+        col = np.zeros(n, dtype=np.int32)
         if self.lifecycle is not None and self.lifecycle.requeues:
             rids = np.fromiter(self.lifecycle.requeues.keys(), dtype=np.int64)
             col[rids] = np.fromiter(self.lifecycle.requeues.values(), dtype=np.int32)
