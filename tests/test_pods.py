@@ -86,3 +86,17 @@ def test_closed_loop_users_split_over_pods():
     )
     assert r.summary["requests"]["completed"] > 0
     assert r.summary["concurrency"]["max_running"] <= 7
+
+
+def test_an_unknown_scheduler_is_one_line_and_exit_2():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "fleetsim", "run", str(SCENARIO), "--set", "fleet.replicas=4", "--set", "fleet.pods=2"]
+        + ["--set", "run.duration_s=5", "--scheduler", "bogus"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: --scheduler: 'bogus' is not 'local' or tcp://HOST:PORT"]

@@ -80,6 +80,14 @@ def run(
         help="Processes for a fleet in pods (fleet.pods > 1: one pod per process); the result does not depend "
         "on it. Default: one per CPU, at most one per pod. A one-pod fleet runs in this process.",
     ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        metavar="local|tcp://HOST:PORT",
+        help="Run a fleet's pods (fleet.pods > 1) on Dask: 'local' starts a LocalCluster of --workers processes, "
+        "tcp://HOST:PORT joins a running scheduler (needs fleetsim[dask]); the result does not depend on it. "
+        "Default: a local process pool.",
+    ),
     period: str | None = typer.Option(
         None,
         "--period",
@@ -120,7 +128,7 @@ def run(
         bar.start()
         progress = lambda f: bar.update(task, completed=f)  # noqa: E731
     try:
-        result = simulate(scenario, changes, progress=progress, workers=workers)
+        result = simulate(scenario, changes, progress=progress, workers=workers, scheduler=scheduler)
     finally:
         if progress is not None:
             bar.stop()
