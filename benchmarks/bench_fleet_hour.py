@@ -64,7 +64,11 @@ def main() -> None:
         f"TTFT p50/p99       {lat['ttft']['p50']:.3f} / {lat['ttft']['p99']:.3f} s;  "
         f"TPOT p50 {lat['tpot']['p50'] * 1e3:.1f} ms;  mean running {s['concurrency']['mean_running']:,.0f}"
     )
-    print(f"target: under 30 min wall on 2 cores: {'met' if wall_s < 1800 else 'NOT met'}")
+    if args.duration_s >= 3600:
+        print(f"target: one simulated hour under 30 min wall on 2 cores: {'met' if wall_s < 1800 else 'NOT met'}")
+    else:  # a shorter run: the hour by proportion (arrivals and work scale with the period; the drain does not)
+        hour_min = wall_s * 3600 / args.duration_s / 60
+        print(f"one simulated hour, in proportion: ~{hour_min:.0f} min wall (not run; target 30 min)")
 
 
 if __name__ == "__main__":
