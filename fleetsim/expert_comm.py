@@ -97,9 +97,14 @@ def internode_all_to_all(
     )
 
 
+def overlap_fill_s(compute_s: float, comm_s: float, moe_layers: int) -> float:
+    """The part of a two-batch-overlapped step that is not overlapped: one micro-batch's shorter
+    half-layer, min(C, M) / (2 L)."""
+    return min(compute_s, comm_s) / (2.0 * max(moe_layers, 1))
+
+
 def two_batch_overlap_s(compute_s: float, comm_s: float, comm_sm_fraction: float, moe_layers: int) -> float:
     """GPU time of a step whose compute and all-to-all communication overlap in two micro-batches."""
     if comm_s <= 0.0:
         return compute_s
-    fill = min(compute_s, comm_s) / (2.0 * max(moe_layers, 1))
-    return max(comm_s, compute_s + comm_sm_fraction * comm_s) + fill
+    return max(comm_s, compute_s + comm_sm_fraction * comm_s) + overlap_fill_s(compute_s, comm_s, moe_layers)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from fleetsim.admission import ClassPolicies, class_summary, slo_met
+from fleetsim.admission import ClassPolicies, class_summary, completed_rows, slo_met
 from fleetsim.cost import hourly_cost_usd, split_input_output_cost, usd_per_million_tokens
 from fleetsim.facility import facility_breakdown, heat_load, it_power_kw, num_servers, server_overhead_w
 from fleetsim.memory import MemoryPlan, kv_size, sequences_that_fit
@@ -93,7 +93,7 @@ def emitted_tokens(requests: pd.DataFrame, t: float, step_s: float) -> float:
     finish = requests["finish_s"].to_numpy(dtype=float)
     out = requests["output_tokens"].to_numpy(dtype=float)
     started = np.isfinite(first) & (first <= t)
-    done = np.isfinite(finish) & (requests["status"].to_numpy() == "completed")
+    done = np.isfinite(finish) & completed_rows(requests)
     span = np.where(done & (finish > first), finish - first, 1.0)
     after_first = np.where(
         done,
@@ -152,7 +152,7 @@ def steady_state(raw: RawRun, n_gpus: int) -> dict:
     started = np.isfinite(first) & (first >= a) & (first < b)
     in_tok = float(req.loc[started, "input_tokens"].sum())
     finish = req["finish_s"].to_numpy(dtype=float)
-    done = (req["status"] == "completed").to_numpy() & (finish >= a) & (finish < b)
+    done = completed_rows(req) & (finish >= a) & (finish < b)
     arrivals = int(((req["arrival_s"] >= a) & (req["arrival_s"] < b)).sum())
     if window and len(ts) > 1:
         e = np.interp([a, b], ts["time_s"], ts["gpu_energy_j"])
@@ -223,7 +223,7 @@ def summarize(
     n_gpus = fleet.replicas * fleet.gpus_per_replica if not groups else sum(g.gpus for g in groups)
     status = req["status"]
     # Masks over the request table, never a copy of it (a 10M-request table is ~1 GB).
-    done = (status == "completed").to_numpy()
+    done = completed_rows(req)
     steady = steady_state(raw, n_gpus)
     a, b = steady["window_s"]
     window_s = max(b - a, 1e-12)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fleetsim.dvfs import ClockSetting
-from fleetsim.expert_comm import InternodeAllToAll, two_batch_overlap_s
+from fleetsim.expert_comm import InternodeAllToAll, overlap_fill_s, two_batch_overlap_s
 from fleetsim.memory import KvFootprint, active_weight_bytes
 from fleetsim.parallel import Layout, a2a_bytes_per_token, imbalance_factor, touched_experts
 from fleetsim.precision import bytes_per_element
@@ -347,8 +347,9 @@ class StepModel:
         }
         gpu = sum(terms.values())
         if self.tbo and tokens:
+            in_sequence = gpu
             gpu = self.gpu_overlap_s(gpu - terms["comm_s"], terms["comm_s"], bool(prefill_tokens))
-            terms["tbo_hidden_s"] = sum(v for k, v in terms.items() if k != "tbo_hidden_s") - gpu
+            terms["tbo_hidden_s"] = in_sequence - gpu
         terms["layer_fixed_s"] = self.layer_fixed_s if tokens else 0.0
         graph = self._graph(decode_seqs, prefill_tokens)
         terms["launch_s"] = self.graph_s if graph else max(self.eager_floor_s - gpu - self.layer_fixed_s, 0.0)
@@ -417,8 +418,9 @@ class StepModel:
             busiest = self.busiest_rank_extra_flops(tokens, prefill_tokens, prefill_seqs)
             skew = self.dp_prefill_skew(prefill_tokens, prefill_seqs)
         if self.tbo:
-            moved += self.dense_weight_bytes(tokens) - weights
-            weights = self.dense_weight_bytes(tokens)
+            streamed = self.dense_weight_bytes(tokens)
+            moved += streamed - weights
+            weights = streamed
         dense = (
             (weights + self.mem_half) / self.mem_rate,
             (self.linear_flops(tokens, logits) + busiest + self.flop_half) / self.flop_rate,
@@ -530,7 +532,7 @@ class StepModel:
         comm = self.comm_time_s(n)
         compute = dense + n * self.kv_write_bytes_per_token / self.mem_rate
         first = compute + max(mem[0], cmp[0])
-        fixed = self.layer_fixed_s + min(first, comm) / (2.0 * max(self.moe_layers, 1))
+        fixed = self.layer_fixed_s + overlap_fill_s(first, comm, self.moe_layers)
         return [(comm + fixed, 0.0), (compute + mem[0] + fixed, mem[1]), (compute + cmp[0] + fixed, cmp[1])]
 
     def decode_run(self, decode_seqs: int, kv_read_bytes0: float, kv_growth_per_step: float, steps: int):

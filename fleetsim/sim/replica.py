@@ -443,10 +443,19 @@ class Replica:
         if self.sleeping:
             return self.energy_j + (now - self._idle_since) * self.power.idle_w * self.tp
         if self._run is not None:  # a decode run in progress: its steps' own powers, not the first's
-            return self.energy_j + self._run.energy_by_j(now - self._seg_start) * self.tp
+            return self.meters(now)[0]
         if now >= self._seg_start:
             return self.energy_j + (now - self._seg_start) * self.current_power_w
         return self.energy_j - (self._seg_start - now) * self._ahead_w
+
+    def meters(self, now: float) -> tuple[float, int]:
+        """(metered_energy_j(now), output tokens of the decode run in progress emitted by now: its
+        iterations begun, less the one in progress, times its batch), from one reading of the run."""
+        run = self._run
+        if run is None or self.sleeping:
+            return self.metered_energy_j(now), 0
+        started, run_energy_j = run.meter(now - self._seg_start)
+        return self.energy_j + run_energy_j * self.tp, (started - 1) * self._run_n if started > 1 else 0
 
     def _power(self, flops, moved, t):
         u_c = flops / (t * self.peak_flops)
@@ -464,15 +473,7 @@ def fleet_meters(replicas, now: float) -> tuple[float, float, float, int]:
     for r in replicas:
         held.append(r.mem_a + r.mem_g * r.it + r.prefix_bytes)
         power.append(r.current_power_w)
-        run = r._run
-        tokens += r.tokens_out
-        if run is None or r.sleeping:
-            energy.append(r.metered_energy_j(now))
-            continue
-        # metered_energy_j's decode-run case (the same expression), and the run's steps done,
-        # from one reading of the run
-        started, run_energy_j = run.meter(now - r._seg_start)
-        energy.append(r.energy_j + run_energy_j * r.tp)
-        if started > 1:
-            tokens += (started - 1) * r._run_n
+        energy_j, run_tokens = r.meters(now)
+        energy.append(energy_j)
+        tokens += r.tokens_out + run_tokens
     return sum(held), sum(power), sum(energy), tokens
