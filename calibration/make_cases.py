@@ -393,6 +393,11 @@ def trtllm_bench_settings(
     weight_bytes = {"fp8": 1.0, "fp4": 0.5}[dtype]
     available = g.memory_bytes * tp - arch.total_params * weight_bytes
     requests = available * bench["kv_cache_free_gpu_mem_fraction"] / (kv_per_token * (isl + osl))
+    return heuristic_settings(requests, isl, osl, bench)
+
+
+def heuristic_settings(requests: float, isl: int, osl: int, bench: dict) -> tuple[int, int]:
+    """trtllm-bench's rounding of the KV-limited request count into (max_batch_size, max_num_tokens)."""
     raw_bs = min(requests, bench["heuristic_max_requests"])
     raw_tokens = min(raw_bs * (1 + isl / osl), bench["heuristic_max_tokens"])
     if raw_bs < 256:
@@ -774,6 +779,9 @@ def main(argv: list[str] | None = None) -> int:
     research = yaml.safe_load(args.research.read_text())
     sglang_deepseek(cases, research, cond)
     nim_llama70b(cases, research, cond)
+    from external_cases import external
+
+    external(cases, research, cond)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, rows in sorted(cases.by_file.items()):
         text = HEADER + yaml.safe_dump({"cases": rows}, sort_keys=False, width=120, allow_unicode=True)

@@ -18,6 +18,12 @@ from fleetsim.validation.table import HOLDOUT_MEDIAN_BOUND_PCT, HOLDOUT_WORST_BO
 
 ROOT = Path(__file__).resolve().parents[1]
 PER_GROUP = 3  # cases per (hold-out group, metric), evenly spaced by id
+# External hold-out groups (calibration/external_cases.py) that miss the bounds, run and reported by
+# `fleetsim validate` (README, "External hold-out") and kept out of the bounded subset so that CI
+# guards what meets them: MoE served with attention DP + EP under TensorRT-LLM's PyTorch backend
+# (throughput +23..+184%) and vLLM v0.5.4 / v0.6.0 on ShareGPT (host-bound: +78..+200%).
+# test_the_external_misses_are_reported checks they still run and are still misses.
+EXTERNAL_KNOWN_MISSES = ("external-trtllm-devguide-moe", "external-vllm-lambda")
 
 
 def holdout_subset() -> list[str]:
@@ -39,6 +45,8 @@ def holdout_subset() -> list[str]:
                 # P/D cases (issue 14): run and reported by `fleetsim validate` with their error;
                 # the SGLang EP32 prefill figure rests on two-batch overlap of the all-to-all with
                 # compute, which fleetsim does not model (it adds them): not held to the bounds.
+                continue
+            if c.group in EXTERNAL_KNOWN_MISSES:
                 continue
             if c.max_rate_within:
                 system = c.id.rsplit("-", 2)[0]
@@ -72,6 +80,20 @@ def test_the_holdout_subset_meets_the_acceptance_bounds(holdout):
     assert worst.abs_error_pct <= HOLDOUT_WORST_BOUND_PCT, (worst.id, worst.error_pct)
 
 
+def test_the_external_misses_are_reported():
+    """The groups kept out of the bounded subset still run, and still miss (when a fix brings one
+    inside the bounds, move it into the subset)."""
+    ids = {
+        "trtllm-devguide-deepseek-r1-0528-h200-dep8-1000-1000",  # published 13,016 tok/s (8 x 1,627)
+        "lambda-vllm054-llama-3-1-8b-tp1-h100-chunked-prefill-on-tps",  # published 3,032 tok/s
+    }
+    result = run_validation(groups=None, cases=ids, workers=2)
+    assert {c.id for c in result.cases} == ids
+    for c in result.cases:
+        assert c.group in EXTERNAL_KNOWN_MISSES and c.status == "ok"
+        assert c.abs_error_pct > HOLDOUT_WORST_BOUND_PCT, (c.id, c.error_pct)
+
+
 def test_every_reference_family_has_cases_and_a_split():
     cases = [c for f in shipped_case_files() for c in load_cases(f)]
     ids = {c.id for c in cases}
@@ -91,6 +113,10 @@ def test_every_reference_family_has_cases_and_a_split():
         "mlperf40-nvidia",
         "sglang-deepseek-v3",
         "nim-llama-3.3-70b",
+        "trtllm-devguide-llama-3-3-70b",
+        "trtllm-devguide-deepseek-r1",
+        "azure-gb200-trtllm",
+        "lambda-vllm054",
     ):
         assert any(i.startswith(prefix) for i in ids), prefix
     groups = {(c.group, c.split) for c in cases}
