@@ -5,16 +5,16 @@ fitted to them (the research file says so per entry). Called by make_cases.py.
 
 Families built: TensorRT-LLM's developer-guide performance tables (trtllm-bench max-load
 throughput, PyTorch backend: Llama 3.3 70B, DeepSeek R1 0528, GPT-OSS 120B on H100/H200/B200/GB200),
-Azure's ND GB200 v6 TensorRT-LLM table, and Lambda's vLLM v0.5.4 / v0.6.0 benchmark. MLPerf
-v5.0/v5.1 entries wait for their harness configurations (batch sizes per system), which the
-research file does not hold.
+Azure's ND GB200 v6 TensorRT-LLM table, Lambda's vLLM v0.5.4 / v0.6.0 benchmark, and MLPerf
+v5.1 TensorRT-LLM Offline/Server runs of the models and GPUs conditions.yaml has NVIDIA harness
+settings for (make_cases.mlperf, with this round's engine and group).
 """
 
 from __future__ import annotations
 
 import re
 
-from make_cases import Cases, case, engine_overrides, gpu_name, heuristic_settings, source
+from make_cases import Cases, case, engine_overrides, gpu_name, heuristic_settings, mlperf, source
 
 EXTERNAL_MODELS = {
     "Llama 3.3 70B": "llama-3.1-70b",  # Llama 3.3 70B has the Llama 3.1 70B architecture
@@ -188,7 +188,17 @@ def lambda_vllm(cases: Cases, cands: list, cond: dict) -> None:
             )
 
 
+def v51_round(e: dict, model: str, gpu: str, n_gpus: int, scenario: str, framework: str) -> tuple[str, str, str] | None:
+    """MLPerf v5.1 TensorRT-LLM runs from the official result logs (the v5.0 candidates are a
+    secondary export without target QPS or latencies). Interactive runs wait for NVIDIA's
+    interactive harness configuration, which conditions.yaml does not hold."""
+    if not e["id"].startswith("mlperf51_") or "TensorRT" not in framework or scenario == "interactive":
+        return None
+    return "v5.1", "mlperf-v5.1-nvidia", "external-mlperf51-trtllm"
+
+
 def external(cases: Cases, research: dict, cond: dict) -> None:
     cands = research["holdout_candidates"]
     trtllm_devguide(cases, cands, cond)
     lambda_vllm(cases, cands, cond)
+    mlperf(cases, cands, cond, classify=v51_round, file="external-mlperf")

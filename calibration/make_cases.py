@@ -41,6 +41,11 @@ GPU_NAMES = [
     (r"H100", "h100-sxm"),
     (r"L40S", "l40s"),
     (r"A100", "a100-80gb"),
+    (r"GB300", "gb300"),
+    (r"B300", "b300"),
+    (r"MI300X", "mi300x"),
+    (r"MI325X", "mi325x"),
+    (r"MI355X", "mi355x"),
 ]
 # GPUs added to the catalog with transferred profiles only (issue 11): their cases are a hold-out
 # group of their own, reported beside the fitted model's hold-out, not inside its bounds.
@@ -53,6 +58,8 @@ MODEL_NAMES = {
     "llama3.1-405b": "llama-3.1-405b",
     "meta-llama/Llama-3.1-70B-Instruct": "llama-3.1-70b",
     "meta-llama/Llama-3.3-70B-Instruct": "llama-3.1-70b",
+    "Llama-2-70b-chat-hf": "llama-2-70b",  # MLPerf v5.x entries name the checkpoint
+    "Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b",
 }
 
 
@@ -475,9 +482,40 @@ def _catalog_gpus() -> set[str]:
     return set(gpu_names())
 
 
-def mlperf(cases: Cases, calib: list, cond: dict) -> dict:
-    """MLPerf v4.0/v4.1 tokens/s and latency cases; returns each system's scenario overrides by
-    (system, model, scenario), for the power cases of the same runs (mlperf_power)."""
+def v4_round(e: dict, model: str, gpu: str, n_gpus: int, scenario: str, framework: str) -> tuple[str, str, str] | None:
+    """(round, engine, group) of an MLPerf v4.0/v4.1 entry of the reference files; None: not one."""
+    if not re.match(r"mlperf4[01]_", e["id"]):
+        return None
+    round_ = "v4.0" if e["id"].startswith("mlperf40") else "v4.1"
+    if round_ == "v4.0":
+        engine, group = "mlperf-v4.0-nvidia", "mlperf40"
+    elif "9.3" in framework:
+        engine, group = "mlperf-v4.1-trt9", "mlperf41-trt9"
+    else:
+        engine, group = "mlperf-v4.1-nvidia", None
+    if group is None:
+        if n_gpus > 8:
+            group = "mlperf41-multinode"
+        elif gpu in TRANSFERRED_NEW_GPUS:
+            group = "mlperf41-transferred-gpus"
+        elif gpu not in ("h100-sxm", "h200", "b200"):
+            group = "mlperf41-other-gpus"
+        elif model == "mixtral-8x7b":
+            group = "mlperf41-mixtral"
+        elif scenario == "server":
+            # Fit the latency behaviour on H100 servers; hold out H200 and B200 servers whole.
+            group = "mlperf41-llama2-server-h100" if gpu == "h100-sxm" else "mlperf41-llama2-server-other"
+        else:
+            group = f"mlperf41-llama2-{scenario}"
+    if n_gpus > 8 and group != "mlperf41-multinode":
+        group = "mlperf41-multinode" if round_ == "v4.1" and "9.3" not in framework else group
+    return round_, engine, group
+
+
+def mlperf(cases: Cases, calib: list, cond: dict, classify=v4_round, file: str = "mlperf") -> dict:
+    """MLPerf tokens/s and latency cases of the entries `classify` names a round, engine and group
+    for (default: v4.0/v4.1); returns each system's scenario overrides by (system, model,
+    scenario), for the power cases of the same runs (mlperf_power)."""
     built: dict[tuple[str, str, str], tuple[str, dict, str]] = {}
     mp = cond["mlperf"]
     common = mp["common"]
@@ -487,40 +525,22 @@ def mlperf(cases: Cases, calib: list, cond: dict) -> dict:
         "mixtral-8x7b": cond["datasets"]["mlperf-mixtral"],
     }
     for e in calib:
-        m = re.match(r"mlperf4[01]_", e["id"])
         c = e["conditions"]
-        if not m or e["unit"] != "tokens/s" or "scenario" not in c:
+        if e["unit"] != "tokens/s" or "scenario" not in c:
             continue
-        round_ = "v4.0" if e["id"].startswith("mlperf40") else "v4.1"
-        model = MODEL_NAMES[str(c["model"]).split(" ")[0]]
+        model = MODEL_NAMES.get(str(c.get("model", "")).split(" ")[0])
+        if model not in datasets:
+            continue
         gpu = gpu_name(c["gpu"])
         n_gpus = int(c["num_gpus"])
         scenario = c["scenario"].lower()
         system = str(c.get("system", ""))
         framework = str(c.get("framework", ""))
+        kind = classify(e, model, gpu, n_gpus, scenario, framework)
+        if kind is None:
+            continue
+        round_, engine, group = kind
         cfg = mp[model].get(gpu)
-        if round_ == "v4.0":
-            engine, group = "mlperf-v4.0-nvidia", "mlperf40"
-        elif "9.3" in framework:
-            engine, group = "mlperf-v4.1-trt9", "mlperf41-trt9"
-        else:
-            engine, group = "mlperf-v4.1-nvidia", None
-        if group is None:
-            if n_gpus > 8:
-                group = "mlperf41-multinode"
-            elif gpu in TRANSFERRED_NEW_GPUS:
-                group = "mlperf41-transferred-gpus"
-            elif gpu not in ("h100-sxm", "h200", "b200"):
-                group = "mlperf41-other-gpus"
-            elif model == "mixtral-8x7b":
-                group = "mlperf41-mixtral"
-            elif scenario == "server":
-                # Fit the latency behaviour on H100 servers; hold out H200 and B200 servers whole.
-                group = "mlperf41-llama2-server-h100" if gpu == "h100-sxm" else "mlperf41-llama2-server-other"
-            else:
-                group = f"mlperf41-llama2-{scenario}"
-        if n_gpus > 8 and group != "mlperf41-multinode":
-            group = "mlperf41-multinode" if round_ == "v4.1" and "9.3" not in framework else group
         status, reason = "ok", ""
         if gpu not in catalog:
             status, reason = "unsupported", f"GPU {gpu} is not in fleetsim's catalog yet"
@@ -589,7 +609,7 @@ def mlperf(cases: Cases, calib: list, cond: dict) -> dict:
             ov["run.duration_s"] = None
             built[(system, model, scenario)] = (base, copy.deepcopy(ov), note)
             cases.add(
-                "mlperf",
+                file,
                 group,
                 case(
                     f"{base}-tps",
@@ -634,7 +654,7 @@ def mlperf(cases: Cases, calib: list, cond: dict) -> dict:
                 reason=reason,
             )
             c["max_rate_within"] = {"ttft_p99_s": limits["ttft"] / 1e3, "tpot_p99_s": limits["tpot"] / 1e3}
-            cases.add("mlperf", group, c)
+            cases.add(file, group, c)
     return built
 
 

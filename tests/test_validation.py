@@ -21,9 +21,10 @@ PER_GROUP = 3  # cases per (hold-out group, metric), evenly spaced by id
 # External hold-out groups (calibration/external_cases.py) that miss the bounds, run and reported by
 # `fleetsim validate` (README, "External hold-out") and kept out of the bounded subset so that CI
 # guards what meets them: MoE served with attention DP + EP under TensorRT-LLM's PyTorch backend
-# (throughput +23..+184%) and vLLM v0.5.4 / v0.6.0 on ShareGPT (host-bound: +78..+200%).
+# (throughput +23..+184%), vLLM v0.5.4 / v0.6.0 on ShareGPT (host-bound: +78..+200%) and MLPerf
+# v5.1 TensorRT-LLM (a newer harness than any profile: throughput -15..-45%).
 # test_the_external_misses_are_reported checks they still run and are still misses.
-EXTERNAL_KNOWN_MISSES = ("external-trtllm-devguide-moe", "external-vllm-lambda")
+EXTERNAL_KNOWN_MISSES = ("external-trtllm-devguide-moe", "external-vllm-lambda", "external-mlperf51-trtllm")
 
 
 def holdout_subset() -> list[str]:
@@ -86,12 +87,13 @@ def test_the_external_misses_are_reported():
     ids = {
         "trtllm-devguide-deepseek-r1-0528-h200-dep8-1000-1000",  # published 13,016 tok/s (8 x 1,627)
         "lambda-vllm054-llama-3-1-8b-tp1-h100-chunked-prefill-on-tps",  # published 3,032 tok/s
+        "mlperf51-nvidia-b200-sxm-180gbx8-llama-2-70b-offline-tps",  # published 101,527 tok/s
     }
     result = run_validation(groups=None, cases=ids, workers=2)
     assert {c.id for c in result.cases} == ids
     for c in result.cases:
         assert c.group in EXTERNAL_KNOWN_MISSES and c.status == "ok"
-        assert c.abs_error_pct > HOLDOUT_WORST_BOUND_PCT, (c.id, c.error_pct)
+        assert c.abs_error_pct > HOLDOUT_MEDIAN_BOUND_PCT[c.metric], (c.id, c.error_pct)
 
 
 def test_every_reference_family_has_cases_and_a_split():
@@ -117,6 +119,7 @@ def test_every_reference_family_has_cases_and_a_split():
         "trtllm-devguide-deepseek-r1",
         "azure-gb200-trtllm",
         "lambda-vllm054",
+        "mlperf51-nvidia",
     ):
         assert any(i.startswith(prefix) for i in ids), prefix
     groups = {(c.group, c.split) for c in cases}
