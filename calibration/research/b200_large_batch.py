@@ -9,11 +9,16 @@ Two tables, each row one ML.ENERGY vLLM 0.11 configuration:
 2. fleetsim's decode-only step at the published batch (no prefill in it) against the published
    median ITL and the published mean step (avg_batch_size / output tokens per s), with its host
    and GPU parts.
+With --protocol, a third table replays the benchmark's own protocol (the 1,024-request list sent
+k times concatenated, all at t = 0, repeats sharing a session id under the block prefix cache,
+steady state from the B-th first token to the (N-B-1)-th completion, median ITL over every token).
 Nothing here changes the model; a row takes a few seconds (table 1 simulates 240 s).
 """
 
 from __future__ import annotations
 
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +102,63 @@ def step_at_published_batch(stem: str, fig: dict) -> str:
     )
 
 
+# num_request_repeats of each replayed configuration (calibration/conditions.yaml).
+PROTOCOL_ROWS = [
+    ("mlenergy-70b-3.1-b200-tp2-bs512", 2),
+    ("mlenergy-70b-3.1-b200-tp2-bs1024", 2),
+    ("mlenergy-70b-3.1-b200-tp2-bs1536", 3),
+    ("mlenergy-70b-3.1-b200-tp2-bs2048", 3),
+    ("mlenergy-70b-3.1-h100-sxm-tp4-bs1024", 2),
+]
+UNIQUE_PROMPTS = 1024
+
+
+def _lengths(rng: np.random.Generator, dist: dict, n: int) -> np.ndarray:
+    mu = np.log(dist["mean_tokens"]) - dist["sigma"] ** 2 / 2  # lognormal with the case's mean
+    return np.clip(np.rint(rng.lognormal(mu, dist["sigma"], n)), dist.get("min_tokens", 1), dist["max_tokens"]).astype(
+        int
+    )
+
+
+def protocol_replay(stem: str, repeats: int, folder: Path) -> str:
+    path = CASES / ("mlenergy-70b.yaml" if "70b" in stem else "mlenergy-8b.yaml")
+    case = {c.id: c for c in load_cases(path)}[f"{stem}-itl"]
+    data, base = scenario_data(case, path.parent)
+    batch = data["scheduler"]["max_running_seqs"]
+    cls = data["workload"]["classes"][0]
+    rng = np.random.default_rng(0)
+    prompts = _lengths(rng, cls["input_tokens"], UNIQUE_PROMPTS)
+    outputs = _lengths(rng, cls["output_tokens"], UNIQUE_PROMPTS * repeats)
+    trace = folder / f"{stem}.csv"
+    rows = [
+        f"0,{prompts[i]},{outputs[k * UNIQUE_PROMPTS + i]},{i},{k}"
+        for k in range(repeats)
+        for i in range(UNIQUE_PROMPTS)
+    ]
+    trace.write_text("arrival_s,input_tokens,output_tokens,session_id,turn\n" + "\n".join(rows) + "\n")
+    data["workload"] = {"arrival": {"kind": "trace", "path": str(trace)}, "classes": [{"name": "request"}]}
+    data["kv_cache"]["prefix_cache"] = "blocks"
+    data["run"]["duration_s"] = 7200.0
+    spec = build_case(data, base, case.id)
+    arch, gpu, profile, engine_profile, plan = build(spec)
+    raw = Engine(spec, arch, gpu, profile, plan, engine_profile).run()
+    req, ts = raw.requests, raw.timeseries
+    n = len(req)
+    start = float(np.sort(req["first_token_s"].to_numpy(float))[batch - 1])
+    end = float(np.sort(req["finish_s"].to_numpy(float))[n - batch - 2])
+    done = req[req["tpot_s"].notna()]
+    tpot, weight = done["tpot_s"].to_numpy(float), (done["output_tokens"].to_numpy(float) - 1).clip(0)
+    order = np.argsort(tpot)
+    cum = np.cumsum(weight[order])
+    itl_ms = 1e3 * float(tpot[order][np.searchsorted(cum, cum[-1] / 2)])  # median over tokens
+    head = f"{stem:38s} window {start:6.1f}-{end:6.1f} s  median ITL {itl_ms:6.1f} ms  preemptions {int(raw.replicas.preemptions.sum()):5d}"
+    if end <= start:
+        return head + "  (the steady state never opens)"
+    window = ts[(ts.time_s >= start) & (ts.time_s <= end)]
+    tokens = np.interp([start, end], ts.time_s, ts.output_tokens)
+    return head + f"  running {window.running.mean():6.0f}  tokens/s {(tokens[1] - tokens[0]) / (end - start):7.0f}"
+
+
 def main() -> None:
     figs = published()
     print("1. batch reached in the case window (60-240 s) vs published avg_batch_size")
@@ -105,6 +167,11 @@ def main() -> None:
     print(f"\n2. decode-only step at the published batch (context {CONTEXT_TOKENS} tokens), ms")
     for stem, fig_id in ROWS:
         print(step_at_published_batch(stem, figs[fig_id]))
+    if "--protocol" in sys.argv[1:]:
+        print("\n3. the benchmark's protocol replayed")
+        with tempfile.TemporaryDirectory() as folder:
+            for stem, repeats in PROTOCOL_ROWS:
+                print(protocol_replay(stem, repeats, Path(folder)))
 
 
 if __name__ == "__main__":
