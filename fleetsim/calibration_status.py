@@ -20,6 +20,12 @@ def calibration_status(gpu_profile: CalibrationProfile, engine: EngineProfile, s
         )
     elif gp.kind == "prior":
         warnings.append(f"the {gpu_profile.gpu} kernel profile holds prior values, not fitted to any figure")
+    elif gp.kind == "fitted_to_published" and not gp.power_figures:
+        warnings.append(
+            f"the {gpu_profile.gpu} power coefficients are priors (no published power or energy figure of "
+            f"{gpu_profile.gpu} was fitted; its {gp.figures} figures are times and rates): watts, energy per "
+            "token and the power part of cost lean on them"
+        )
     if ep.kind == "transferred":
         warnings.append(
             f"the {engine.name} engine profile is transferred from {ep.transferred_from}: its host and launch terms "

@@ -104,3 +104,21 @@ def load_engine_profile_named(name: str):
     from fleetsim.profile import _shipped, parse_engine_profile
 
     return parse_engine_profile(_shipped("engines", name), name)
+
+
+def test_power_coefficients_are_graded_by_the_power_figures_fitted(all_fit_cases):
+    """A profile says its power coefficients were fitted only where power or energy figures of that
+    GPU were in the fit (H100: ML.ENERGY H100 power; B200: ML.ENERGY B200 power); H200's figures are
+    all rates (MLPerf, TensorRT-LLM tables, SGLang), so its watts are priors and a run says so."""
+    from fleetsim.calibration_status import calibration_status
+
+    power_metrics = {"gpu_power_w", "energy_per_output_token_j"}
+    for gpu in ("h100-sxm", "b200", "h200", "gb200"):
+        prof = load_profile(gpu)
+        counted = sum(c.gpu == gpu and c.case.metric in power_metrics for c in all_fit_cases)
+        assert prof.provenance.power_figures == counted, gpu
+        engine = load_engine_profile(EngineSpec(kind="trtllm", version="1.0"))
+        warned = [w for w in calibration_status(prof, engine)["warnings"] if "power coefficients are priors" in w]
+        assert bool(warned) == (counted == 0), gpu
+    assert load_profile("h200").provenance.power_figures == 0
+    assert load_profile("h100-sxm").provenance.power_figures > 0

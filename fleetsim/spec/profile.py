@@ -133,6 +133,11 @@ class Provenance(Spec):
         default_factory=dict, description="Published figures of this GPU fitted, per engine profile."
     )
     transferred_from: str | None = Field(default=None, description="The GPU whose fit this profile scales.")
+    power_figures: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="Published power or energy figures of this GPU its power coefficients were fitted to "
+        "(0: the coefficients are priors, whatever the kernel efficiencies were fitted to).",
+    )
 
     @model_validator(mode="after")
     def _transfer_named(self):

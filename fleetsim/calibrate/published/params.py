@@ -157,6 +157,7 @@ def make_gpu_profile(
     transferred_from: str | None = None,
     residuals: dict | None = None,
     figures_by_engine: dict | None = None,
+    power_figures: int = 0,
 ) -> CalibrationProfile:
     g = load_gpu(gpu)
     half = values["compute_half_flops"]
@@ -179,6 +180,7 @@ def make_gpu_profile(
             "engines": list(engines),
             "transferred_from": transferred_from,
             "figures_by_engine": dict(figures_by_engine or {}),
+            "power_figures": power_figures,
         },
         "memory": {"eta_max": values["memory_eta"], "half_work": 0.0},
         "compute": compute,

@@ -46,6 +46,30 @@ def _prior_values(params) -> dict:
     return {p.name: p.mean for p in params}
 
 
+POWER_FIT_METRICS = ("gpu_power_w", "energy_per_output_token_j")
+
+
+def power_figure_count(mine: list) -> int:
+    """Fit figures of one GPU that constrain its power coefficients (time figures do not)."""
+    return sum(c.case.metric in POWER_FIT_METRICS for c in mine)
+
+
+def fitted_notes(mine: list) -> str:
+    if not mine:
+        return "Prior values (no fit run)."
+    groups = ", ".join(sorted({c.case.group for c in mine}))
+    power = power_figure_count(mine)
+    how_power = (
+        f"power coefficients fitted to the {power} power and energy figures among them"
+        if power
+        else "power coefficients are priors: no power or energy figure of this GPU was fitted"
+    )
+    return (
+        f"Kernel efficiencies fitted with every other profile to {len(mine)} published figures of this GPU "
+        f"(groups: {groups}); {how_power}; all-reduce figures from NCCL measurements (collectives.source)."
+    )
+
+
 def write_all(out: Path, pri: dict, result: FitResult | None, report: Path | None = None) -> list[Path]:
     """Every GPU and engine profile: fitted ones from `result` (prior means when None), then the
     transferred ones from them."""
@@ -69,13 +93,8 @@ def write_all(out: Path, pri: dict, result: FitResult | None, report: Path | Non
             figures=len(mine),
             engines=sorted({c.engine for c in mine}),
             figures_by_engine={e: sum(c.engine == e for c in mine) for e in sorted({c.engine for c in mine})},
-            notes=(
-                f"Kernel efficiencies and power coefficients fitted with every other profile to {len(mine)} "
-                f"published figures of this GPU (groups: {', '.join(sorted({c.case.group for c in mine}))}); "
-                "all-reduce figures from NCCL measurements (collectives.source)."
-                if mine
-                else "Prior values (no fit run)."
-            ),
+            power_figures=power_figure_count(mine),
+            notes=fitted_notes(mine),
             residuals=worst_by_family(result, g) if result else {},
         )
         written.append(_dump(out / "gpus" / f"{g}.yaml", "GPU", g, prof))
