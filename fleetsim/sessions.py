@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from fleetsim.lengths import _prefix_column, _sample_lengths, length_mean
 from fleetsim.spec.base import MAX_TOKENS
 from fleetsim.spec.workload import EmpiricalLength, FixedLength, UniformLength, WorkloadSpec
-from fleetsim.workload import RequestBatch, _prefix_column, _sample_lengths, length_mean
+from fleetsim.workload import RequestBatch
 
 __all__ = ["conversation_tokens", "expand_sessions", "session_mean_lengths", "turns_moments"]
 

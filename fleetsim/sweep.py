@@ -13,41 +13,62 @@ file exists are not rerun: a sweep killed midway completes with every point exac
 Execution: a local process pool (default), a dask.distributed LocalCluster (scheduler="local"),
 or an existing Dask cluster (scheduler="tcp://HOST:PORT"). All three run the same worker function
 on the same validated scenario, so they give the same table.
+
+This module runs the sweep (validating every point first, the worker, interrupts); the grid and
+point ids are fleetsim.sweep_grid, the files and the table fleetsim.sweep_table.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import itertools
-import json
-import math
 import os
-import re
 import signal
 import sys
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from decimal import Decimal, InvalidOperation
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from fleetsim.errors import CapacityError, FleetsimError, SpecError
 from fleetsim.executors import executor as make_executor
-from fleetsim.output import check_output_dir, plain, replacing, summary_null_reasons, write_json
+from fleetsim.output import check_output_dir, plain, write_json
 from fleetsim.scenario import apply_overrides, scenario_from_dict
 from fleetsim.simulation import build, simulate
-from fleetsim.spec.paths import admitted_types, check_field_path
+from fleetsim.spec.paths import admitted_types
 from fleetsim.spec.scenario import ScenarioSpec
-from fleetsim.spec.yaml_file import read_mapping
+from fleetsim.sweep_grid import (
+    MAX_RANGE_VALUES,
+    _base_data,
+    _canonical,
+    _points,
+    _shown_value,
+    _with_point,
+    check_grid_key,
+    parse_grid,
+    point_id,
+)
+from fleetsim.sweep_table import (
+    BOOK_COLUMNS,
+    STATUS_COLUMNS,
+    _read_point,
+    _table,
+    _write_point,
+    _write_table,
+    display_columns,
+    flatten_summary,
+    load_sweep,
+    read_points,
+)
 
 __all__ = [
+    "BOOK_COLUMNS",
+    "MAX_RANGE_VALUES",
+    "STATUS_COLUMNS",
     "SweepInterrupted",
     "admitted_types",
     "check_grid_key",
@@ -59,131 +80,6 @@ __all__ = [
     "read_points",
     "run_sweep",
 ]
-
-_GRID_FORMS = (
-    "use KEY=V1,V2,... or KEY=START:STOP:STEP (inclusive range), e.g. fleet.gpu=h100-sxm,h200 or fleet.replicas=4:64:4"
-)
-_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-_RANGE = re.compile(rf"^\s*({_NUMBER})\s*:\s*({_NUMBER})\s*:\s*({_NUMBER})\s*$")
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|\d+))*$")  # list items by index
-MAX_RANGE_VALUES = 100_000
-
-# Bookkeeping columns of the table (everything else is a parameter or a metric).
-STATUS_COLUMNS = ("point_id", "status", "error")
-BOOK_COLUMNS = ("elapsed_s", "run_id")
-
-
-# --------------------------------------------------------------------------- the grid
-def _grid_error(item: str, why: str) -> SpecError:
-    return SpecError(f"--grid '{item}': {why}; {_GRID_FORMS}")
-
-
-def _scalar(text: str) -> Any:
-    """One grid value read as a YAML scalar (numbers, booleans, null, strings)."""
-    text = text.strip()
-    if ":" in text:  # YAML 1.1 would read 1:30 as the base-60 number 90
-        return text
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, (dict, list)):
-        return text
-    return value
-
-
-def _range(item: str, start: str, stop: str, step: str) -> list:
-    integral = all(re.fullmatch(r"[+-]?\d+", s) for s in (start, stop, step))
-    try:
-        a, b, d = (Decimal(s) for s in (start, stop, step))
-    except InvalidOperation:  # pragma: no cover - the regex admits only numbers
-        raise _grid_error(item, "range bounds are not numbers") from None
-    if d <= 0:
-        raise _grid_error(item, f"STEP must be > 0 (got {step})")
-    if b < a:
-        raise _grid_error(item, f"STOP ({stop}) is below START ({start})")
-    n = int((b - a) / d) + 1
-    if n > MAX_RANGE_VALUES:
-        raise _grid_error(item, f"the range has {n:,} values (at most {MAX_RANGE_VALUES:,})")
-    values = [a + i * d for i in range(n)]
-    return [int(v) for v in values] if integral else [float(v) for v in values]
-
-
-def parse_grid(items: Iterable[str]) -> dict[str, list]:
-    """['fleet.gpu=h100-sxm,h200', 'fleet.replicas=4:64:4'] -> {'fleet.gpu': ['h100-sxm', 'h200'],
-    'fleet.replicas': [4, 8, ..., 64]}. Ranges are inclusive; floats allowed (0.5:2.0:0.5).
-    Bad syntax raises SpecError (one line naming the item and the valid forms)."""
-    grid: dict[str, list] = {}
-    for item in items:
-        if "=" not in item:
-            raise _grid_error(item, "no '='")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        if not _KEY.match(key):
-            raise _grid_error(item, f"'{key}' is not a dotted field path")
-        if key in grid:
-            raise _grid_error(item, f"'{key}' is given twice")
-        m = _RANGE.match(raw)
-        if m:
-            values = _range(item, *m.groups())
-        else:
-            parts = [p.strip() for p in raw.split(",")]
-            if not raw.strip() or any(p == "" for p in parts):
-                raise _grid_error(item, "empty value")
-            if len(parts) == 1 and re.fullmatch(rf"\s*{_NUMBER}\s*:.*", raw):
-                raise _grid_error(item, f"'{raw}' is not a START:STOP:STEP range of three numbers")
-            values = [_scalar(p) for p in parts]
-        if len(set(map(_canonical, values))) != len(values):
-            raise _grid_error(item, "a value is repeated")
-        grid[key] = values
-    if not grid:
-        raise SpecError(f"--grid: no grid given; {_GRID_FORMS}")
-    return grid
-
-
-# --------------------------------------------------------------------------- grid keys (the schema)
-def check_grid_key(key: str, base: Mapping | None = None) -> None:
-    """SpecError (one line, with a did-you-mean) unless key is a field path of a scenario
-    (fleetsim.spec.scenario.ScenarioSpec); list items by index (workload.classes.0.weight), which
-    must exist in `base` where it is given."""
-    check_field_path(key, base, label="--grid")
-
-
-def _with_point(base: dict, params: Mapping[str, Any]) -> dict:
-    """A copy of the base scenario with the point's values set (keys checked by check_grid_key)."""
-    return apply_overrides(base, params, prefix="--grid ")
-
-
-# --------------------------------------------------------------------------- points and ids
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def _base_data(scenario: Any) -> tuple[dict, Path | None]:
-    """The base scenario as a plain mapping (its content, for hashing) and its directory."""
-    if isinstance(scenario, ScenarioSpec):
-        return scenario.model_dump(mode="json"), None
-    if isinstance(scenario, Mapping):
-        return json.loads(_canonical(dict(scenario))), None
-    path = Path(scenario)
-    data = read_mapping(path, "scenario")
-    return data, path.parent.resolve()
-
-
-def point_id(base: Mapping, params: Mapping[str, Any]) -> str:
-    """Stable id of a point: a hash of the base scenario's content (with the sweep's overrides
-    applied) and the point's values."""
-    text = _canonical({"base": base, "point": dict(params)})
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _points(grid: Mapping[str, list]) -> list[dict]:
-    keys = list(grid)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
-
-
-def _shown_value(value: Any) -> str:
-    return value if isinstance(value, str) else _canonical(value)
 
 
 # --------------------------------------------------------------------------- the worker
@@ -221,111 +117,6 @@ def _run_point(task: dict) -> dict:
             record["traceback"] = traceback.format_exc(limit=8)
     record["elapsed_s"] = time.perf_counter() - t0
     return record
-
-
-# --------------------------------------------------------------------------- files
-def _write_point(points_dir: Path, record: dict) -> None:
-    summary = record.get("summary") or {}
-    reasons = {f"summary.{k}": v for k, v in summary_null_reasons(summary).items()} if summary else None
-    write_json(points_dir / f"{record['id']}.json", record, reasons=reasons, siblings=False, indent=1)
-
-
-def _read_point(path: Path) -> dict | None:
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and "status" in record else None
-
-
-def read_points(out_dir: str | Path) -> list[dict]:
-    """Every point record under OUT/points (any sweep that wrote there), in no set order."""
-    records = []
-    for p in sorted((Path(out_dir) / "points").glob("*.json")):
-        r = _read_point(p)
-        if r is not None:
-            records.append(r)
-    return records
-
-
-def load_sweep(out_dir: str | Path) -> tuple[pd.DataFrame, dict]:
-    """(the table, sweep.json) of a sweep directory: the points of its grid that have finished,
-    in grid order (read from OUT/points; OUT/points.parquet when the per-point files are gone)."""
-    out = Path(out_dir)
-    meta_path = out / "sweep.json"
-    if not meta_path.is_file():
-        raise SpecError(f"{out}: no sweep.json here (not a directory written by fleetsim sweep)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except ValueError as exc:
-        raise SpecError(f"{meta_path}: not valid JSON ({exc})") from None
-    params = list(meta["grid"])
-    records = [
-        r
-        for r in (_read_point(out / "points" / f"{i}.json") for i in dict.fromkeys(meta["point_ids"]))
-        if r is not None
-    ]
-    if records:
-        return _table(records, params), meta
-    if (out / "points.parquet").is_file():
-        return pd.read_parquet(out / "points.parquet"), meta
-    raise SpecError(f"{out}: the sweep has no finished points yet")
-
-
-def flatten_summary(d: Mapping, prefix: str = "") -> dict:
-    """{'latency_s': {'ttft': {'p99': x}}} -> {'latency_s.ttft.p99': x} (the table's column names)."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten_summary(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _row(record: dict) -> dict:
-    row = dict(record["params"])
-    row.update({"point_id": record["id"], "status": record["status"], "error": record.get("error")})
-    for k, v in flatten_summary(record.get("summary") or {}).items():
-        if k != "scenario" and k not in row:  # a parameter wins over the metric it sets
-            # a list (e.g. calibration.warnings) is one cell of JSON text, as points.parquet stores it
-            row[k] = _canonical(v) if isinstance(v, (list, tuple)) else v
-    for k, v in (record.get("intervals") or {}).items():  # --seeds R: interval.<figure>[_lo|_hi]
-        row[f"interval.{k}"] = v
-    row["elapsed_s"] = record.get("elapsed_s")
-    row["run_id"] = record.get("run_id")
-    return row
-
-
-def _table(records: list[dict], params: list[str]) -> pd.DataFrame:
-    rows = [_row(r) for r in records]
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return pd.DataFrame(columns=[*params, *STATUS_COLUMNS, *BOOK_COLUMNS])
-    metrics = [c for c in df.columns if c not in params and c not in STATUS_COLUMNS and c not in BOOK_COLUMNS]
-    return df[[*params, *STATUS_COLUMNS, *metrics, *BOOK_COLUMNS]].reset_index(drop=True)
-
-
-def _parquet_ready(df: pd.DataFrame) -> pd.DataFrame:
-    """Columns that mix types (a grid of 1 and 'auto') are stored as text."""
-    out = df.copy()
-    for c in out.columns:
-        if out[c].dtype == object:
-            kinds = {type(v) for v in out[c] if v is not None and not (isinstance(v, float) and math.isnan(v))}
-            if len(kinds) > 1 or (kinds and not kinds <= {str, bool}):
-                out[c] = [
-                    None
-                    if v is None or (isinstance(v, float) and math.isnan(v))
-                    else (v if isinstance(v, str) else _canonical(v))
-                    for v in out[c]
-                ]
-    return out
-
-
-def _write_table(out_dir: Path, df: pd.DataFrame) -> None:
-    with replacing(out_dir / "points.parquet") as tmp:
-        _parquet_ready(df).to_parquet(tmp, index=False)
 
 
 # --------------------------------------------------------------------------- interrupts
@@ -545,30 +336,3 @@ def run_sweep(
     df = table()
     _write_table(out, df)
     return df
-
-
-# --------------------------------------------------------------------------- display
-_DISPLAY_METRICS = (
-    "slo.met",
-    "latency_s.ttft.p99",
-    "latency_s.tpot.p99",
-    "throughput.output_tokens_per_s",
-    "power.it_mean_kw",
-    "cost.usd_per_hour",
-    "cost.usd_per_million_tokens",
-    "interval.usd_per_million_tokens_lo",
-    "interval.usd_per_million_tokens_hi",
-    "interval.slo_attainment_lo",
-)
-
-
-def display_columns(df: pd.DataFrame) -> list[str]:
-    """A readable subset for a terminal: the parameters, status, the headline metrics, and the
-    error column when some point failed."""
-    first_status = list(df.columns).index("point_id") if "point_id" in df.columns else len(df.columns)
-    params = list(df.columns[:first_status])
-    cols = params + ["status"]
-    cols += [c for c in _DISPLAY_METRICS if c in df.columns and c not in params]
-    if "error" in df.columns and (df["status"] != "ok").any():
-        cols.append("error")
-    return [c for c in cols if c in df.columns]
