@@ -6,7 +6,8 @@ process (`--workers`, default one per CPU), Poisson arrivals at 65% of the fleet
 (16.75 requests/s per replica on this traffic, as benchmarks/bench_simulator.py measured), for
 `--duration-s` simulated seconds. Prints requests, wall and CPU seconds (this process and the pod
 workers), simulated requests per CPU-second, the ratio to bare SimPy measured in the same process,
-peak RSS of the parent and of the largest worker, and the run's headline figures.
+peak RSS of the parent (and its growth per request over the run) and of the largest worker, the
+request table's own size, and the run's headline figures.
 
     .venv/bin/python benchmarks/bench_fleet_hour.py [--replicas 1024] [--pods 2] [--duration-s 3600]
 """
@@ -41,6 +42,9 @@ def main() -> None:
         "run.duration_s": args.duration_s,
         "run.max_requests": None,
     }
+    import fleetsim.sim.pods  # noqa: F401 - imported before the baseline, so the growth is the run's
+
+    rss0_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # imports and the bare SimPy loop
     w0, c0 = time.perf_counter(), time.process_time()
     r = fleetsim.simulate(ROOT / "scenarios" / "h100_llama3.yaml", overrides, workers=args.workers)
     wall_s, cpu_self_s = time.perf_counter() - w0, time.process_time() - c0
@@ -55,10 +59,13 @@ def main() -> None:
         f"CPU                {cpu_s:,.0f} s (this process {cpu_self_s:,.0f} s, pod workers {cpu_s - cpu_self_s:,.0f} s)"
     )
     print(f"req per CPU-second {n / cpu_s:,.0f}   bare SimPy {bare:,.0f} events/CPU-s   ratio {n / cpu_s / bare:.3f}")
+    parent_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"peak RSS           parent {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB, "
-        f"largest pod worker {kids.ru_maxrss / 1024:,.0f} MB"
+        f"peak RSS           parent {parent_mb:,.0f} MB ({(parent_mb - rss0_mb) * 2**20 / n:,.0f} B/request above "
+        f"the {rss0_mb:,.0f} MB before the run), largest pod worker {kids.ru_maxrss / 1024:,.0f} MB"
     )
+    table_b = r.requests.memory_usage(index=True, deep=True).sum()
+    print(f"request table      {table_b / 2**20:,.0f} MB ({table_b / n:,.0f} B/request)")
     lat = s["latency_s"]
     print(
         f"TTFT p50/p99       {lat['ttft']['p50']:.3f} / {lat['ttft']['p99']:.3f} s;  "

@@ -6,11 +6,14 @@ one-pod run would generate them; each request then goes to pod k with probabilit
 replicas_k / replicas (pods as equal as whole replicas allow: sizes differ by at most one), drawn
 from a generator seeded by (seed, "pods"). A closed loop splits its users the same way, user u to
 pod u mod pods. Each pod runs with its own generator, seeded by (seed, pod), for what it draws
-itself (cached prompts, random routing, closed-loop lengths and think times).
+itself (cached prompts, random routing, closed-loop lengths and think times). Each pod draws the
+fleet's arrivals again itself and keeps its share, so the parent holds only each request's pod
+during the run (a trace's shares are sent instead: its file may not be on a Dask worker).
 
 How results are merged: the request table is the pods' tables in the fleet's request order (a
-closed loop: pod by pod, then by arrival), replica numbers offset by the pods before; the replica
-table concatenated; time integrals summed; the ITL histograms merged; the time series summed
+closed loop: pod by pod, then by arrival), replica numbers offset by the pods before, built from
+the pods' stored columns in little more memory than the table (fleetsim.sim.request_merge); the
+replica table concatenated; time integrals summed; the ITL histograms merged; the time series summed
 sample by sample (pods sample at the same times; a pod that has finished holds its meters, its
 replicas idle). A pod that drains early idles until the fleet's last pod is done: its idle
 energy up to then is added. max_running and max_queued are sums of the pods' maxima (an upper
@@ -28,6 +31,7 @@ import pandas as pd
 
 from fleetsim.sim.engine import Engine, RawRun
 from fleetsim.sim.queues import merge_rejections
+from fleetsim.sim.request_merge import merge_requests
 from fleetsim.sketch import LogHistogram
 from fleetsim.workload import RequestBatch, generate_requests
 
@@ -65,14 +69,41 @@ def _subset(batch: RequestBatch, mask: np.ndarray) -> RequestBatch:
     return RequestBatch(**values)
 
 
-def _run_pod(task) -> tuple[RawRun, float, list[float]]:
-    """Worker: one pod's run; with its replicas' idle power (W) and KV bytes held at the end."""
-    scenario, arch, gpu, profile, engine_profile, plan, pod, batch, end_s = task
-    engine = Engine(scenario, arch, gpu, profile, plan, engine_profile)
+class PodEngine(Engine):
+    """A pod's engine: its run keeps the request table's stored columns (request_columns, a third
+    smaller than the table, for the parent to merge) and leaves RawRun.requests empty."""
+
+    request_columns: dict[str, np.ndarray]
+
+    def _request_frame(self) -> pd.DataFrame:
+        self.request_columns = self._request_columns()
+        return pd.DataFrame()
+
+
+def _run_pod(task) -> tuple[RawRun, dict[str, np.ndarray], float, list[float]]:
+    """Worker: one pod's run and its request columns; with its replicas' idle power (W) and KV
+    bytes held at the end. An open loop's pod draws the fleet's arrivals again (the same, from the
+    run's seed) and keeps its share, unless handed it (a trace: the file may not be on a worker)."""
+    scenario, arch, gpu, profile, engine_profile, plan, pod, batch, end_s, sizes = task
+    if batch is None and end_s is not None:
+        fleet_batch, assign = fleet_arrivals(scenario.workload, scenario.run, sizes)
+        batch = _subset(fleet_batch, assign == pod)
+        del fleet_batch, assign
+    engine = PodEngine(scenario, arch, gpu, profile, plan, engine_profile)
     engine.rng = np.random.default_rng([scenario.run.seed, pod])
     raw = engine.run(batch, end_s)
     idle_w = engine.step_model.power.idle_w * engine.tp
-    return raw, idle_w, [r.held_bytes() for r in engine.replicas]
+    return raw, engine.request_columns, idle_w, [r.held_bytes() for r in engine.replicas]
+
+
+def fleet_arrivals(workload, run, sizes: list[int]) -> tuple[RequestBatch, np.ndarray]:
+    """The fleet's open-loop arrivals, generated as a one-pod run would, and each request's pod."""
+    batch = generate_requests(
+        workload, np.random.default_rng(run.seed), duration_s=run.duration_s, max_requests=run.max_requests
+    )
+    share = np.array(sizes, dtype=np.float64) / sum(sizes)
+    assign = np.random.default_rng([run.seed, POD_SEED_TAG]).choice(len(sizes), size=len(batch), p=share)
+    return batch, assign.astype(np.min_scalar_type(len(sizes) - 1))
 
 
 def run_pods(
@@ -82,17 +113,15 @@ def run_pods(
     sizes = pod_sizes(scenario.fleet.replicas, pods)
     wl, run = scenario.workload, scenario.run
     tasks: list[tuple] = []
-    order: list[np.ndarray] | None = None
+    assign: np.ndarray | None = None  # each request's pod (an open loop)
     dropped = 0
     if wl.arrival.kind == "closed":
         users = [len(range(k, wl.arrival.users, pods)) for k in range(pods)]
         for k in range(pods):
             sc = _pod_scenario(scenario, sizes[k], users[k])
-            tasks.append((sc, arch, gpu, profile, engine_profile, plan, k, None, None))
+            tasks.append((sc, arch, gpu, profile, engine_profile, plan, k, None, None, sizes))
     else:
-        batch = generate_requests(
-            wl, np.random.default_rng(run.seed), duration_s=run.duration_s, max_requests=run.max_requests
-        )
+        batch, assign = fleet_arrivals(wl, run, sizes)
         dropped = batch.dropped_after_duration
         if len(batch) == 0:
             from fleetsim.errors import SpecError
@@ -101,14 +130,18 @@ def run_pods(
                 "workload: the arrival process produced no requests in the run; raise run.duration_s or the arrival rate"
             )
         end_s = run.duration_s if run.duration_s is not None else float(batch.arrival_s[-1])
-        share = np.array(sizes, dtype=np.float64) / scenario.fleet.replicas
-        assign = np.random.default_rng([run.seed, POD_SEED_TAG]).choice(pods, size=len(batch), p=share)
-        order = [np.flatnonzero(assign == k) for k in range(pods)]
+        # The pods draw the arrivals again rather than be sent them: the parent keeps only each
+        # request's pod (a trace is sent: its file may not be on a worker).
+        shipped = wl.arrival.kind == "trace"
         for k in range(pods):
             sc = _pod_scenario(scenario, sizes[k], None)
-            tasks.append((sc, arch, gpu, profile, engine_profile, plan, k, _subset(batch, assign == k), end_s))
+            share = _subset(batch, assign == k) if shipped else None
+            tasks.append((sc, arch, gpu, profile, engine_profile, plan, k, share, end_s, sizes))
+        del batch
     results = _map(tasks, workers, scheduler)
-    return _merge(results, sizes, order, dropped)
+    del tasks  # a trace's shares of the arrivals: not needed for the merge
+    classes = [c.name for c in scenario.workload.classes]
+    return _merge(results, sizes, assign, classes, dropped)
 
 
 def _map(tasks, workers: int | None, scheduler: str | None):
@@ -121,27 +154,14 @@ def _map(tasks, workers: int | None, scheduler: str | None):
         ex.close()
 
 
-def _merge(results, sizes: list[int], order: list[np.ndarray] | None, dropped: int) -> RawRun:
-    raws = [r for r, _, _ in results]
+def _merge(results, sizes: list[int], assign: np.ndarray | None, classes: list[str], dropped: int) -> RawRun:
+    raws = [r for r, _, _, _ in results]
     end = max(r.simulated_s for r in raws)
     offsets = np.cumsum([0] + sizes[:-1])
-    # requests
-    frames = []
-    for k, raw in enumerate(raws):
-        df = raw.requests.copy()
-        df["replica"] = np.where(df["replica"] >= 0, df["replica"] + offsets[k], -1).astype(np.int32)
-        if order is not None:
-            df.index = pd.Index(order[k], name="request_id")
-        frames.append(df)
-    requests = pd.concat(frames)
-    if order is not None:
-        requests = requests.sort_index()
-    else:
-        requests = requests.sort_values("arrival_s", kind="stable")
-        requests.index = pd.RangeIndex(len(requests), name="request_id")
+    requests = merge_requests([c for _, c, _, _ in results], offsets, assign, classes)
     # replicas: a pod done early idles until the end
     rep_frames = []
-    for k, (raw, idle_w, held_end) in enumerate(results):
+    for k, (raw, _, idle_w, held_end) in enumerate(results):
         df = raw.replicas.copy()
         df["replica"] = df["replica"] + offsets[k]
         gap = end - raw.simulated_s
@@ -157,7 +177,7 @@ def _merge(results, sizes: list[int], order: list[np.ndarray] | None, dropped: i
     names = ("running", "queued", "kv_used_fraction", "power_w", "gpu_energy_j", "output_tokens")
     for name in names + ("replicas", "replicas_billed"):
         acc = np.zeros(len(grid))
-        for k, (raw, idle_w, _) in enumerate(results):
+        for k, (raw, _, idle_w, _) in enumerate(results):
             ts = raw.timeseries
             v = np.interp(grid, ts["time_s"].to_numpy(), ts[name].to_numpy(dtype=np.float64))
             if name == "kv_used_fraction":

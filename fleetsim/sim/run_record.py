@@ -16,6 +16,40 @@ from fleetsim.sim.replica import fleet_meters
 PENDING, DONE, REJECTED = 0, 1, 2
 # Columns only the run needs (KV footprints, tokens generated so far): dropped before the table.
 WORKING_COLUMNS = ("kv_start", "kv_growth", "kv_end", "prefix_read", "held_base", "generated", "kv_reserve")
+# The table's status categories and each engine status code's index into them.
+STATUS_CATEGORIES = ["completed", "rejected", "in_flight"]
+STATUS_CODES = (2, 0, 1)  # PENDING -> in_flight, DONE -> completed, REJECTED -> rejected
+# Stored columns taken from the engine as they are: (table name, engine column).
+STORED_COLUMNS = (
+    ("class", "req_class"),
+    ("input_tokens", "input_tokens"),
+    ("output_tokens", "output_tokens"),
+    ("shared_prefix_tokens", "prefix_tokens"),
+    ("cached_prompt_tokens", "hit_tokens"),
+    ("replica", "replica_of"),
+    ("scheduled_s", "scheduled_s"),
+    ("first_token_s", "first_token_s"),
+    ("finish_s", "finish_s"),
+    ("preemptions", "preemptions"),
+)
+# The table's columns after arrival_s, before the latencies, with the dtypes they widen to
+# (None: categories from codes).
+TABLE_COLUMNS = {
+    "class": None,
+    "input_tokens": np.int64,
+    "output_tokens": np.int64,
+    "shared_prefix_tokens": np.int64,
+    "cached_prompt_tokens": np.int64,
+    "replica": np.int32,
+    "status": None,
+    "scheduled_s": np.float64,
+    "first_token_s": np.float64,
+    "finish_s": np.float64,
+    "preemptions": np.int32,
+    "requeues": np.int32,
+    "session_id": np.int64,
+    "turn": np.int32,
+}
 MAX_SAMPLES = 800  # time-series rows kept without an explicit run.timeseries_interval_s
 
 
@@ -94,57 +128,30 @@ class RunRecord:
         column is emptied as its values move into the table, and the working columns (KV
         footprints, tokens generated) are dropped first, so the run's peak memory is the table's
         plus one column. The engine's columns start empty afterwards (an Engine runs once)."""
+        return request_table(self._request_columns(), [c.name for c in self.scenario.workload.classes])
+
+    def _request_columns(self) -> dict[str, np.ndarray]:
+        """The table's stored columns (request_table derives the rest), in the engine's own
+        narrow dtypes, "class" and "status" as category codes; taken over from the engine. A pod
+        of a larger fleet (fleetsim.sim.pods) sends these, a third smaller than its table."""
         n = len(self.arrival_s)
         requeues = self._requeue_column(n)
         for name in WORKING_COLUMNS:
             col = getattr(self, name)
             setattr(self, name, array(col.typecode))
         take = self._take_column
-        arrival = take("arrival_s", np.float64)
-        status = take("status", np.int8)
-        done = status == DONE
+        columns: dict[str, np.ndarray] = {"arrival_s": take("arrival_s", np.float64)}
         # status codes PENDING, DONE, REJECTED -> the categories' codes (no string per request)
-        codes = np.array([2, 0, 1], dtype=np.int8)[status]
-        del status
-        classes = [c.name for c in self.scenario.workload.classes]
-        columns: dict[str, Any] = {
-            "arrival_s": arrival,
-            "class": pd.Categorical.from_codes(take("req_class"), categories=classes),
-            "input_tokens": take("input_tokens", np.int64),
-            "output_tokens": take("output_tokens", np.int64),
-            "shared_prefix_tokens": take("prefix_tokens", np.int64),
-            "cached_prompt_tokens": take("hit_tokens", np.int64),
-            "replica": take("replica_of", np.int32),
-            "status": pd.Categorical.from_codes(codes, categories=["completed", "rejected", "in_flight"]),
-            "scheduled_s": take("scheduled_s", np.float64),
-            "first_token_s": take("first_token_s", np.float64),
-            "finish_s": take("finish_s", np.float64),
-            "preemptions": take("preemptions", np.int32),
-            "requeues": requeues,
-        }
+        columns["status"] = np.array(STATUS_CODES, dtype=np.int8)[take("status", np.int8)]
+        for table_name, name in STORED_COLUMNS:
+            columns[table_name] = take(name)
+        columns["requeues"] = requeues
         sessions = take("session_id", np.int64)
         turns = take("turn", np.int32)
         if len(sessions) and (sessions >= 0).any():  # multi-turn traffic: which conversation and turn (else left out)
             columns["session_id"] = sessions
             columns["turn"] = turns
-        del sessions, turns
-        # Latencies of completed requests (NaN for the others); a 1-token output has no TPOT.
-        first, finish = columns["first_token_s"], columns["finish_s"]
-        undone = ~done
-        del done
-        ttft = first - arrival
-        ttft[undone] = np.nan
-        e2e = finish - arrival
-        e2e[undone] = np.nan
-        columns.update(ttft_s=ttft, e2e_s=e2e, queue_s=columns["scheduled_s"] - arrival)
-        out = columns["output_tokens"]
-        tpot = finish - first
-        tpot /= np.where(out > 1, out - 1, np.nan)
-        tpot[undone] = np.nan
-        columns["tpot_s"] = tpot
-        df = pd.DataFrame(columns, copy=False)  # no copy: one block per column
-        df.index.name = "request_id"
-        return df
+        return columns
 
     def _take_column(self, name: str, dtype=None) -> np.ndarray:
         """A per-request column as a numpy array of `dtype` (default its own); the engine's column
@@ -180,3 +187,36 @@ class RunRecord:
                 }
             )
         return pd.DataFrame(rows)
+
+
+def request_table(columns: dict[str, np.ndarray], classes: list[str]) -> pd.DataFrame:
+    """The per-request table from its stored columns (RunRecord._request_columns; a fleet in pods:
+    the pods' merged), which it takes over (`columns` is emptied): widened to the table's dtypes,
+    the codes as categories, and the latencies of completed requests (NaN for the others; a
+    1-token output has no TPOT)."""
+    arrival = columns.pop("arrival_s")
+    codes = columns.pop("status")
+    undone = codes != STATUS_CODES[DONE]
+    table: dict[str, Any] = {"arrival_s": arrival}
+    for name, dtype in TABLE_COLUMNS.items():
+        if name == "class":
+            table[name] = pd.Categorical.from_codes(columns.pop(name), categories=classes)
+        elif name == "status":
+            table[name] = pd.Categorical.from_codes(codes, categories=STATUS_CATEGORIES)
+        elif name in columns:  # session_id and turn are left out of traffic without sessions
+            table[name] = columns.pop(name).astype(dtype, copy=False)
+    del codes
+    first, finish = table["first_token_s"], table["finish_s"]
+    ttft = first - arrival
+    ttft[undone] = np.nan
+    e2e = finish - arrival
+    e2e[undone] = np.nan
+    table.update(ttft_s=ttft, e2e_s=e2e, queue_s=table["scheduled_s"] - arrival)
+    out = table["output_tokens"]
+    tpot = finish - first
+    tpot /= np.where(out > 1, out - 1, np.nan)
+    tpot[undone] = np.nan
+    table["tpot_s"] = tpot
+    df = pd.DataFrame(table, copy=False)  # no copy: one block per column
+    df.index.name = "request_id"
+    return df
