@@ -8,8 +8,10 @@ scenario and two numbers ``build()`` knows (the trace's row count, the fastest p
 step); it is an expectation, not a bound, except where it says "at least".
 
 Limits (``LIMITS``): 50,000,000 requests; 1,000,000 time-series samples; 250,000,000 scheduler
-events (at ~100k events/s, about 40 minutes); 8 GiB of estimated memory. At ~700 bytes a request
-the memory limit binds first, near 12 million requests.
+events (at ~100k events/s, about 40 minutes); 8 GiB of estimated memory in any one process. At
+250 bytes a request the memory limit binds near 34 million requests in one process; a fleet in
+pods (`fleet.pods`) puts its pods in processes of their own and the parent holds ~200 bytes a
+request of the merged table, so about 40 million requests fit.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from fleetsim.workload import integrated_rate, length_estimate, trace_row_bound
 #: Memory per request: ~150 B measured from 1M to 3M requests (the engine's typed columns, then
 #: the request table that takes them over; README "Memory per request"), rounded up.
 BYTES_PER_REQUEST = 250
+#: The parent of a fleet in pods, per request of the merged table: 171 B measured (its growth from
+#: 60 to 120 simulated s of 1,024 H100s in 2 pods; README "Simulator speed"), rounded up.
+BYTES_PER_MERGED_REQUEST = 200
 #: One time-series row (a tuple of five numbers in a list, then a frame row).
 BYTES_PER_SAMPLE = 250
 #: One replica (its state, queues, counters): ~4.5 KB measured, rounded up.
@@ -64,7 +69,8 @@ class WorkEstimate:
     prefill_chunks_per_request: float
     scheduler_events: float
     replicas: int
-    memory_bytes: float
+    memory_bytes: float  # of the run's largest process (see _largest_process_bytes)
+    pods: int = 1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -165,12 +171,7 @@ def estimate_work(
     s = scenario.scheduler
     chunks = max(1.0, mean_in / s.max_batched_tokens) if s.chunked_prefill else 1.0
     events = requests * (EVENTS_PER_REQUEST + chunks) + samples * scenario.fleet.replicas / SAMPLE_READS_PER_EVENT
-    memory = (
-        requests * BYTES_PER_REQUEST
-        + samples * BYTES_PER_SAMPLE
-        + scenario.fleet.replicas * BYTES_PER_REPLICA
-        + (trace_rows or 0) * BYTES_PER_TRACE_ROW
-    )
+    memory = _largest_process_bytes(requests, samples, scenario.fleet.replicas, scenario.fleet.pods, trace_rows or 0)
     return WorkEstimate(
         requests=requests,
         requests_basis=basis,
@@ -183,7 +184,29 @@ def estimate_work(
         scheduler_events=events,
         replicas=scenario.fleet.replicas,
         memory_bytes=memory,
+        pods=scenario.fleet.pods,
     )
+
+
+def _largest_process_bytes(requests: float, samples: float, replicas: int, pods: int, trace_rows: int) -> float:
+    """Memory of the run's largest process. One pod: the run itself. Pods run in processes of their
+    own (local pool or Dask workers), each with its share of requests and replicas, and the parent
+    holds the merged table; the limit applies per process, so a fleet split in pods can be larger
+    than one process could hold (the machine must still hold every local pod at once)."""
+    if pods <= 1:
+        return (
+            requests * BYTES_PER_REQUEST
+            + samples * BYTES_PER_SAMPLE
+            + replicas * BYTES_PER_REPLICA
+            + trace_rows * BYTES_PER_TRACE_ROW
+        )
+    parent = requests * BYTES_PER_MERGED_REQUEST + samples * BYTES_PER_SAMPLE + trace_rows * BYTES_PER_TRACE_ROW
+    pod = (
+        requests / pods * BYTES_PER_REQUEST
+        + samples * BYTES_PER_SAMPLE
+        + math.ceil(replicas / pods) * BYTES_PER_REPLICA
+    )
+    return max(parent, pod)
 
 
 def _count(x: float) -> str:
@@ -213,10 +236,14 @@ def check_work(estimate: WorkEstimate, limits: WorkLimits = LIMITS) -> None:
         )
     if not e.memory_bytes <= limits.memory_bytes:
         gib = 1024**3
+        per_request = (
+            f"{BYTES_PER_MERGED_REQUEST} B in the parent of {e.pods} pods" if e.pods > 1 else f"{BYTES_PER_REQUEST} B"
+        )
         raise WorkBudgetError(
             f"{e.requests_field}: an estimated {e.memory_bytes / gib:,.1f} GiB for {_count(e.requests)} requests "
-            f"({e.requests_basis}) x {BYTES_PER_REQUEST} B, {_count(e.timeseries_samples)} samples and "
-            f"{e.replicas:,} replicas; valid: at most {limits.memory_bytes / gib:g} GiB (lower {e.requests_hint})"
+            f"({e.requests_basis}) x {per_request}, {_count(e.timeseries_samples)} samples and "
+            f"{e.replicas:,} replicas; valid: at most {limits.memory_bytes / gib:g} GiB a process (lower "
+            f"{e.requests_hint}{'' if e.pods > 1 else ', or split the fleet with fleet.pods'})"
         )
 
 

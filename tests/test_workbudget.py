@@ -96,3 +96,23 @@ def test_shipped_scenarios_are_within_the_budget():
 
     for path in sorted((Path(__file__).resolve().parents[1] / "scenarios").glob("*.yaml")):
         build(fleetsim.load_scenario(path))
+
+
+def test_a_fleet_in_pods_is_budgeted_per_process():
+    """Issue 12's hour: 1,024 replicas at 11,148.8 requests/s for 3,600 s is 40,135,680 requests.
+    In one process that is over the 8 GiB limit (250 B a request: 9.35 GiB), and the refusal says
+    how to split it; in 2 pods the largest process is the parent holding the merged table
+    (200 B a request: 7.48 GiB) and the run is accepted."""
+    from fleetsim.workbudget import BYTES_PER_MERGED_REQUEST, BYTES_PER_REQUEST
+
+    hour = {"fleet.replicas": 1024, "workload.arrival.rate_per_s": 11148.8, "run.duration_s": 3600}
+    requests = 11148.8 * 3600
+    one = estimate_work(spec(**{k.replace(".", "__"): v for k, v in hour.items()}))
+    assert one.requests == pytest.approx(requests)
+    assert one.memory_bytes > requests * BYTES_PER_REQUEST > LIMITS.memory_bytes
+    with pytest.raises(WorkBudgetError, match="split the fleet with fleet.pods"):
+        check_work(one)
+    two = estimate_work(spec(**{k.replace(".", "__"): v for k, v in {**hour, "fleet.pods": 2}.items()}))
+    assert two.pods == 2
+    assert requests * BYTES_PER_MERGED_REQUEST < two.memory_bytes < LIMITS.memory_bytes
+    check_work(two)
