@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from make_cases import Cases, case, engine_overrides, gpu_name, heuristic_settings, mlperf, source
+from make_cases import Cases, bench_overrides, bench_settings, case, engine_overrides, gpu_name, mlperf, source
 
 EXTERNAL_MODELS = {
     "Llama 3.3 70B": "llama-3.1-70b",  # Llama 3.3 70B has the Llama 3.1 70B architecture
@@ -26,27 +26,14 @@ EXTERNAL_MODELS = {
 
 
 def _kv_bytes_per_token(model: str) -> float:
-    """KV bytes of one token of the whole model in fp8, as trtllm-bench's heuristic counts it for
-    GQA (2 x layers x kv_heads x head_dim); fleetsim's footprint for other attention kinds."""
+    """KV bytes of one token of the whole model in fp8 (fleetsim's footprint: for GQA the heuristic's
+    2 x layers x kv_heads x head_dim; the latent for MLA; windowed layers capped)."""
     from fleetsim.catalog import load_model
     from fleetsim.memory import kv_footprint
     from fleetsim.spec.kvcache import KvCacheSpec
 
-    arch = load_model(model)
-    fp = kv_footprint(arch, KvCacheSpec(key_dtype="fp8", value_dtype="fp8"))
+    fp = kv_footprint(load_model(model), KvCacheSpec(key_dtype="fp8", value_dtype="fp8"))
     return float(fp.full_bytes_per_token_per_rank)
-
-
-def bench_settings(model: str, gpu: str, gpus: int, dtype: str, isl: int, osl: int, bench: dict) -> tuple[int, int]:
-    """(max_batch_size, max_num_tokens) by trtllm-bench's heuristic (make_cases.trtllm_bench_settings,
-    tuning.py calc_engine_setting) over the run's whole GPU group."""
-    from fleetsim.catalog import load_gpu, load_model
-
-    arch = load_model(model)
-    g = load_gpu(gpu)
-    available = g.memory_bytes * gpus - arch.total_params * {"fp8": 1.0, "fp4": 0.5}[dtype]
-    requests = available * bench["kv_cache_free_gpu_mem_fraction"] / (_kv_bytes_per_token(model) * (isl + osl))
-    return heuristic_settings(requests, isl, osl, bench)
 
 
 def _parallelism(text: str, gpus: int) -> dict:
@@ -79,28 +66,11 @@ def trtllm_devguide(cases: Cases, cands: list, cond: dict) -> None:
         dtype = "fp4" if "FP4" in str(c["precision"]) else "fp8"
         par = {"fleet.tp": int(c["tensor_parallel"])} if azure else _parallelism(c["parallelism"], gpus)
         n = int(c["num_requests"]) if azure else settings["num_requests"][f"{isl}/{osl}"]
-        bs, tokens = bench_settings(model, gpu, gpus, dtype, isl, osl, bench)
+        bs, tokens = bench_settings(model, gpu, gpus, dtype, _kv_bytes_per_token(model), isl, osl, bench)
         # FP8/NVFP4 checkpoints force an fp8 KV cache (trtllm-bench build.py); GPT-OSS on Hopper runs
         # kv_cache_config.dtype auto, the model's bf16 (the tables' llm_options).
         kv = "bf16" if model.startswith("gpt-oss") and gpu in ("h100-sxm", "h200") else "fp8"
-        ov = {
-            **engine_overrides(cond, "trtllm-perf-v1.0"),
-            "model": model,
-            "weight_dtype": dtype,
-            "kv_cache": {"key_dtype": kv, "value_dtype": kv},
-            "fleet.gpu": gpu,
-            **par,
-            "fleet.kv_cache_free_memory_fraction": bench["kv_cache_free_gpu_mem_fraction"],
-            "engine.streaming": False,
-            "scheduler.max_running_seqs": bs,
-            "scheduler.max_batched_tokens": tokens,
-            "scheduler.chunked_prefill": False,
-            "workload.arrival": {"kind": "offline", "requests": n},
-            "workload.classes.0.input_tokens": {"kind": "fixed", "tokens": isl},
-            "workload.classes.0.output_tokens": {"kind": "fixed", "tokens": osl},
-            "run.max_requests": n,
-            "run.duration_s": None,
-        }
+        ov = bench_overrides(cond, model, dtype, kv, gpu, par, bs, tokens, n, isl, osl)
         total = float(e["value"]) if azure else float(e["value"]) * gpus
         what = "Output tokens/s of the GPU group" if azure else f"Per-GPU output tokens/s {e['value']} x {gpus} GPUs"
         note = (
@@ -109,8 +79,7 @@ def trtllm_devguide(cases: Cases, cands: list, cond: dict) -> None:
             f"max_num_tokens {tokens} (over the group); KV {kv}"
         )
         family = "azure" if azure else "devguide"
-        size = {"llama-3.1-70b": "70b", "llama-3-70b": "70b", "llama-3.1-8b": "8b"}.get(model, model)
-        group = f"external-trtllm-{family}-" + ("dense" if size in ("70b", "8b") else "moe")
+        group = f"external-trtllm-{family}-" + ("dense" if model.startswith("llama") else "moe")
         tag = e["id"].replace("_", "-")
         cases.add(
             "external-trtllm",

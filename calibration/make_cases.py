@@ -385,26 +385,27 @@ def _ceil_to(x: float, step: int) -> int:
 def trtllm_bench_settings(
     model: str, gpu: str, tp: int, dtype: str, isl: int, osl: int, bench: dict
 ) -> tuple[int, int]:
-    """(max_batch_size, max_num_tokens) as trtllm-bench's heuristic picks them (tuning.py
-    calc_engine_setting): KV requests that fit 0.95 of the memory left after the weights, at
-    ISL + OSL tokens each, capped at 4096; tokens = batch x (1 + ISL / OSL), capped at 32768;
-    both rounded up to the heuristic's steps."""
-    from fleetsim.catalog import load_gpu, load_model
+    """(max_batch_size, max_num_tokens) as trtllm-bench's heuristic picks them for a GQA model at
+    TP `tp`, with its KV bytes per token: 2 x attention layers x max(tp, kv_heads) x head_dim, fp8."""
+    from fleetsim.catalog import load_model
 
-    arch = load_model(model)
-    g = load_gpu(gpu)
-    attn = [grp for grp in arch.layers if grp.kind == "attention"]
+    attn = [grp for grp in load_model(model).layers if grp.kind == "attention"]
     layers = sum(grp.count for grp in attn)
     kv_heads, head = attn[0].kv_heads, attn[0].head_dim
     kv_per_token = 2 * layers * max(tp, kv_heads) * head * 1  # fp8 KV
-    weight_bytes = {"fp8": 1.0, "fp4": 0.5}[dtype]
-    available = g.memory_bytes * tp - arch.total_params * weight_bytes
-    requests = available * bench["kv_cache_free_gpu_mem_fraction"] / (kv_per_token * (isl + osl))
-    return heuristic_settings(requests, isl, osl, bench)
+    return bench_settings(model, gpu, tp, dtype, kv_per_token, isl, osl, bench)
 
 
-def heuristic_settings(requests: float, isl: int, osl: int, bench: dict) -> tuple[int, int]:
-    """trtllm-bench's rounding of the KV-limited request count into (max_batch_size, max_num_tokens)."""
+def bench_settings(
+    model: str, gpu: str, gpus: int, dtype: str, kv_bytes_per_token: float, isl: int, osl: int, bench: dict
+) -> tuple[int, int]:
+    """trtllm-bench's heuristic (tuning.py calc_engine_setting): KV requests that fit 0.95 of the
+    memory of `gpus` GPUs left after the weights, at ISL + OSL tokens each, capped at 4096; tokens =
+    batch x (1 + ISL / OSL), capped at 32768; both rounded up to the heuristic's steps."""
+    from fleetsim.catalog import load_gpu, load_model
+
+    available = load_gpu(gpu).memory_bytes * gpus - load_model(model).total_params * {"fp8": 1.0, "fp4": 0.5}[dtype]
+    requests = available * bench["kv_cache_free_gpu_mem_fraction"] / (kv_bytes_per_token * (isl + osl))
     raw_bs = min(requests, bench["heuristic_max_requests"])
     raw_tokens = min(raw_bs * (1 + isl / osl), bench["heuristic_max_tokens"])
     if raw_bs < 256:
@@ -422,6 +423,41 @@ def heuristic_settings(requests: float, isl: int, osl: int, bench: dict) -> tupl
     return bs, tokens
 
 
+def bench_overrides(
+    cond: dict,
+    model: str,
+    dtype: str,
+    kv: str,
+    gpu: str,
+    parallel: dict,
+    bs: int,
+    tokens: int,
+    n: int,
+    isl: int,
+    osl: int,
+) -> dict:
+    """A trtllm-bench throughput run as a scenario: `n` requests of exactly ISL/OSL tokens queued at
+    once, the heuristic's batch limits, no chunked context, whole responses."""
+    return {
+        **engine_overrides(cond, "trtllm-perf-v1.0"),
+        "model": model,
+        "weight_dtype": dtype,
+        "kv_cache": {"key_dtype": kv, "value_dtype": kv},
+        "fleet.gpu": gpu,
+        **parallel,
+        "fleet.kv_cache_free_memory_fraction": cond["trtllm_bench"]["kv_cache_free_gpu_mem_fraction"],
+        "engine.streaming": False,  # trtllm-bench throughput collects whole responses
+        "scheduler.max_running_seqs": bs,
+        "scheduler.max_batched_tokens": tokens,
+        "scheduler.chunked_prefill": False,
+        "workload.arrival": {"kind": "offline", "requests": n},
+        "workload.classes.0.input_tokens": {"kind": "fixed", "tokens": isl},
+        "workload.classes.0.output_tokens": {"kind": "fixed", "tokens": osl},
+        "run.max_requests": n,
+        "run.duration_s": None,
+    }
+
+
 def trtllm_perf(cases: Cases, calib: list, cond: dict) -> None:
     bench = cond["trtllm_bench"]
     for e in calib:
@@ -436,25 +472,8 @@ def trtllm_perf(cases: Cases, calib: list, cond: dict) -> None:
         size = {"llama-3.1-8b": "8b", "llama-3.1-70b": "70b", "llama-3.1-405b": "405b"}[model]
         n = int(c["num_requests"])
         bs, tokens = trtllm_bench_settings(model, gpu, tp, dtype, isl, osl, bench)
-        ov = {
-            **engine_overrides(cond, "trtllm-perf-v1.0"),
-            "model": model,
-            "weight_dtype": dtype,
-            # ModelOpt FP8/FP4 checkpoints quantize the KV cache to fp8.
-            "kv_cache": {"key_dtype": "fp8", "value_dtype": "fp8"},
-            "fleet.gpu": gpu,
-            "fleet.tp": tp,
-            "fleet.kv_cache_free_memory_fraction": bench["kv_cache_free_gpu_mem_fraction"],
-            "engine.streaming": False,  # trtllm-bench throughput collects whole responses
-            "scheduler.max_running_seqs": bs,
-            "scheduler.max_batched_tokens": tokens,
-            "scheduler.chunked_prefill": False,
-            "workload.arrival": {"kind": "offline", "requests": n},
-            "workload.classes.0.input_tokens": {"kind": "fixed", "tokens": isl},
-            "workload.classes.0.output_tokens": {"kind": "fixed", "tokens": osl},
-            "run.max_requests": n,
-            "run.duration_s": None,
-        }
+        # ModelOpt FP8/FP4 checkpoints quantize the KV cache to fp8.
+        ov = bench_overrides(cond, model, dtype, "fp8", gpu, {"fleet.tp": tp}, bs, tokens, n, isl, osl)
         note = (
             f"Total Output Throughput; {c['model']} {dtype} on {c['num_gpus']}x {c['gpu']} TP{tp}, ISL/OSL "
             f"{isl}/{osl}, {n} requests at once (trtllm-bench throughput, PyTorch backend; heuristic "
