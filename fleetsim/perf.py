@@ -188,6 +188,8 @@ class StepModel:
         streamed = e.host.per_streamed_sequence_s if self.streaming else 0.0
         self.host_seq_s = (e.host.per_sequence_s + streamed) * p.host_time_scale
         self.overlap = e.host.overlap
+        # Multi-step scheduling (vLLM V0): one scheduler call's host work per window of decode steps.
+        self.decode_host_share = 1.0 / e.batching.scheduler_steps
         self.serial_fraction = e.host.serial_fraction
         self._parallel = self.layout is not None and not self.layout.plain
         # Two-batch overlap: only where there is an expert all-to-all to hide (replica_model checks).
@@ -485,7 +487,8 @@ class StepModel:
         q = self.decode_flops_per_kv_byte / self.attn_flop_rate
         weights = self.dense_weight_bytes(n)
         write = n * self.kv_write_bytes_per_token
-        return fixed, self.host_time_s(n), self.linear_flops(n, n), weights, write, q, self._graph(n, 0), dense
+        host = self.host_time_s(n) * self.decode_host_share
+        return fixed, host, self.linear_flops(n, n), weights, write, q, self._graph(n, 0), dense
 
     def _clocked_decode_run_lines(self, n: int, kv_read_bytes0: float, kv_growth_per_step: float):
         """decode_run_lines under a clock setting: the first iteration's clock fraction scales the
@@ -498,7 +501,8 @@ class StepModel:
         mem = (kv_read_bytes0 / self.kv_rate, kv_growth_per_step / self.kv_rate)
         q = self.decode_flops_per_kv_byte / self.attn_flop_rate / s
         cmp = (kv_read_bytes0 * q, kv_growth_per_step * q)
-        lines = self._run_lines(n, dense, self._graph(n, 0), fixed, self.host_time_s(n), mem, cmp)
+        host = self.host_time_s(n) * self.decode_host_share
+        lines = self._run_lines(n, dense, self._graph(n, 0), fixed, host, mem, cmp)
         return lines, *self._run_work(self.linear_flops(n, n), weights, write, kv_read_bytes0, kv_growth_per_step)
 
     def _run_lines(self, n: int, dense: float, graph: bool, fixed: float, host: float, mem: tuple, cmp: tuple):

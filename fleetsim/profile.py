@@ -114,15 +114,20 @@ def load_engine_profile(spec: EngineSpec) -> EngineProfile:
 
 
 def with_overrides(prof: EngineProfile, spec: EngineSpec) -> EngineProfile:
-    """The profile with the scenario's engine overrides (CUDA graphs, async scheduling, KV admission, two-batch
-    overlap) applied."""
+    """The profile with the scenario's engine overrides (CUDA graphs, async scheduling, KV admission, multi-step
+    scheduling, two-batch overlap) applied."""
     changes = {}
     if spec.cuda_graphs is not None:
         changes["launch"] = prof.launch.model_copy(update={"cuda_graphs": spec.cuda_graphs})
     if spec.async_scheduling is not None:
         changes["host"] = prof.host.model_copy(update={"overlap": spec.async_scheduling})
+    batching = {}
     if spec.kv_admission is not None:
-        changes["batching"] = prof.batching.model_copy(update={"kv_admission": spec.kv_admission})
+        batching["kv_admission"] = spec.kv_admission
+    if spec.scheduler_steps is not None:
+        batching["scheduler_steps"] = spec.scheduler_steps
+    if batching:
+        changes["batching"] = prof.batching.model_copy(update=batching)
     if spec.two_batch_overlap is not None:
         changes["two_batch_overlap"] = prof.two_batch_overlap.model_copy(update={"enabled": spec.two_batch_overlap})
     return prof.model_copy(update=changes) if changes else prof

@@ -107,6 +107,7 @@ def replica_model(
             f"engine.two_batch_overlap: true overlaps the expert all-to-all, but fleet.ep is {layout.ep}; "
             "valid: fleet.ep > 1 on a mixture-of-experts model, or two_batch_overlap false"
         )
+    check_scheduler_steps(scenario, engine_profile)
     footprint = kv_footprint(arch, scenario.kv_cache, fleet.tp, layout.dp)
     cls, extra = _step_model_kind(scenario, arch, gpu, profile, engine_profile)
     step_model = cls(
@@ -132,6 +133,29 @@ def replica_model(
             cross_server_all_reduce(step_model, link)
     lookahead = getattr(step_model, "lookahead_bytes", 0.0)
     return ReplicaModel(plan or memory_plan_of(scenario, arch, gpu), footprint, step_model, lookahead)
+
+
+def check_scheduler_steps(scenario: ScenarioSpec, engine_profile: EngineProfile) -> None:
+    """Multi-step scheduling is vLLM V0's (v0.6.0: without chunked prefill), on a plain replica."""
+    steps = engine_profile.batching.scheduler_steps
+    if steps == 1:
+        return
+    if not engine_profile.batching.prefill_exclusive or scenario.scheduler.chunked_prefill:
+        raise SpecError(
+            f"engine.scheduler_steps: {steps} is vLLM V0's multi-step scheduling; valid: a V0 profile (engine.kind "
+            "vllm, engine.version below 0.7) with scheduler.chunked_prefill false, or 1"
+        )
+    other = (
+        "fleet.pipeline"
+        if scenario.fleet.pipeline.stages > 1
+        else "speculative"
+        if scenario.speculative is not None
+        else "disaggregation"
+        if scenario.disaggregation is not None
+        else None
+    )
+    if other is not None:
+        raise SpecError(f"engine.scheduler_steps: {steps} together with {other} is not modelled; valid: 1")
 
 
 def _step_model_kind(scenario, arch, gpu, profile, engine_profile) -> tuple[type[StepModel], dict]:

@@ -156,6 +156,8 @@ class DynamicReplica(Replica):
         self.mem_a = self.mem_g = self.read_a = self.prefix_bytes = self.reserved = 0.0
         self.prefixes_stored = set()
         self.in_run, self.boundary_at, self._run = False, -1.0, None
+        self.window_pos, self.window_s = 0, 0.0
+        self.stalls.clear()
         self.wakeup = self.env.event()
         self.halting = False
         self.power = self._off

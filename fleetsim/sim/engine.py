@@ -125,6 +125,8 @@ class Engine(RunRecord):
             )
         self.block_tokens = sched.block_tokens
         self.reserve_full = self.engine_profile.batching.kv_admission == "reserve_full"
+        # vLLM V0 without chunked prefill: an iteration with prompts runs them alone (fleetsim.sim.replica)
+        self.prefill_exclusive = self.engine_profile.batching.prefill_exclusive and not sched.chunked_prefill
         self.kv_reserve: array[float] = array("d")
         self.class_max_output: list[float] = []
         if self.reserve_full:

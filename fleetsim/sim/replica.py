@@ -20,9 +20,10 @@ import simpy
 
 from fleetsim.power import gpu_power_w
 from fleetsim.sim.decode_run import DecodeRun
+from fleetsim.sim.v0_scheduling import V0Scheduling
 
 
-class Replica:
+class Replica(V0Scheduling):
     serving = True  # a fixed fleet's replica always takes requests (fleetsim.sim.dynamic_replica)
 
     def __init__(self, env: simpy.Environment, index: int, engine, pool_bytes: float):
@@ -38,6 +39,7 @@ class Replica:
         self.max_batched_tokens = sched.max_batched_tokens
         self.max_running_seqs = sched.max_running_seqs
         self.chunked_prefill = sched.chunked_prefill
+        self.init_v0_scheduling(engine)
         self.pool_bytes = pool_bytes
         # Half a block of fragmentation per sequence (+ speculation's lookahead slots, 0 without)
         self.frag_bytes = 0.5 * engine.plan.block_bytes_per_gpu + engine.lookahead_bytes
@@ -102,7 +104,7 @@ class Replica:
             else 0.0
         )
         full = e.kv_start[rid] + e.kv_growth[rid] * e.generated[rid]
-        chunk = max(self.max_batched_tokens - len(self.running), 1)
+        chunk = max(self.max_batched_tokens - (0 if self.prefill_exclusive else len(self.running)), 1)
         tokens = e.input_tokens[rid] + e.generated[rid]
         if tokens > chunk:
             full = min(full, e.footprint_bytes(chunk))
@@ -130,7 +132,11 @@ class Replica:
         """The head of the queue changed: a decode run, or an iteration planned to start at the
         next step boundary, would leave out a request vLLM's scheduler would take at that
         boundary: re-plan."""
-        if (self.in_run or self.env.now < self.boundary_at) and self.can_admit(self.waiting[0]):
+        if (
+            (self.in_run or self.env.now < self.boundary_at)
+            and self.window_steps == 1  # a multi-step window runs to its end
+            and self.can_admit(self.waiting[0])
+        ):
             self.in_run = False
             self.boundary_at = -1.0
             self.process.interrupt()
@@ -157,7 +163,10 @@ class Replica:
                 self._account_idle(env.now - self._idle_since)
                 self._idle_since = env.now
                 continue
-            self._schedule_admissions()
+            if self.window_pos and not self.running:
+                self.window_pos = 0  # the window's sequences are all done
+            if not self.window_pos:
+                self._schedule_admissions()
             # The next iteration grows every running sequence by a token: make room first.
             while (self.running or self.prefilling) and self.free_bytes() < self.mem_g:
                 self._preempt(env.now)
@@ -186,7 +195,8 @@ class Replica:
         if not self.waiting:
             return
         e = self.engine
-        budget = self.max_batched_tokens - len(self.running) - sum(p[0] for p in self.prefilling.values())
+        decoding = 0 if self.prefill_exclusive else len(self.running)
+        budget = self.max_batched_tokens - decoding - sum(p[0] for p in self.prefilling.values())
         while self.waiting and budget > 0 and self.can_admit(self.waiting[0]):
             rid = self.waiting.popleft()
             cached = self._cached_tokens(rid)
@@ -228,7 +238,7 @@ class Replica:
         env, e = self.env, self.engine
         chunked, footprint_bytes = self.chunked_prefill, e.footprint_bytes
         while True:
-            n_dec = len(self.running)
+            n_dec = 0 if self.prefill_exclusive else len(self.running)
             budget = self.max_batched_tokens - n_dec
             chunks = []
             tokens = 0
@@ -248,7 +258,7 @@ class Replica:
                 tokens += c
                 # Attention of c query tokens over the context at mid-chunk (causal), per GPU.
                 pair_bytes += c * footprint_bytes(done + 0.5 * c)
-            read = self.read_a + self.mem_g * self.it
+            read = 0.0 if self.prefill_exclusive else self.read_a + self.mem_g * self.it
             cost = self.step.iteration(n_dec, read, tokens, pair_bytes, len(chunks))
             t = cost.time_s + self.reload_due_s  # a block cache's host reloads load before the forward
             p = self._power(cost.flops, cost.bytes, t)
@@ -277,7 +287,11 @@ class Replica:
         self.prefill_s += t * tokens / (tokens + n_dec)
         self.decode_s += t * n_dec / (tokens + n_dec)
         self.kv_byte_s += t * self.held_bytes()
-        self.it += 1
+        if self.prefill_exclusive:
+            if self.running:  # they decode nothing this iteration: their next token waits for it
+                self.stalls.append((t, len(self.running)))
+        else:
+            self.it += 1
         now = env.now
         for rid, c in chunks:
             state = self.prefilling[rid]
@@ -348,6 +362,8 @@ class Replica:
                 return
             if k_fill < k:
                 k = k_fill
+        if self.window_steps > 1 and k > self.window_steps - self.window_pos:
+            k = self.window_steps - self.window_pos
         run = DecodeRun(self.step, n, self.read_a + mem_g * it, mem_g, k)
         total = run.cum[-1]
         tp = self.tp
@@ -373,8 +389,13 @@ class Replica:
         if steps >= k:
             dur = total
         itl, now = self.engine.itl, env.now
-        for mean_t, count in parts:
-            itl.add(mean_t, n * count, now)
+        if self.window_steps > 1:
+            window_end = self._advance_window(dur, steps)
+        else:
+            if self.stalls:
+                parts = self._book_stalls(parts, n, itl, now)
+            for mean_t, count in parts:
+                itl.add(mean_t, n * count, now)
         held0 = self.held_bytes()
         self.energy_j += energy * tp
         if peak > self.peak_power_w:
@@ -395,6 +416,13 @@ class Replica:
                 yield from self._prefill_iteration(starts_at=boundary)
             else:  # the arrival no longer fits (memory moved): resume decoding at the boundary
                 yield env.timeout(max(boundary - env.now, 0.0))
+            return
+        if self.window_steps > 1:
+            self._complete_due(now)
+            # Its tokens reach the client at the window's end, or at a sequence's last token.
+            count = n if window_end else n - len(self.running)
+            if count:
+                itl.add(self.window_s, count, now)
             return
         self._complete_due(now)
 

@@ -23,7 +23,8 @@ class SpeculativeReplica(Replica):
         self._carry = 0.0
 
     def _prefill_iteration(self, starts_at: float | None = None):
-        decoding = list(self.running)  # the sequences this iteration decodes
+        # the sequences this iteration decodes (none when prompt iterations run alone)
+        decoding = [] if self.prefill_exclusive else list(self.running)
         yield from super()._prefill_iteration(starts_at)
         if not decoding:
             return

@@ -14,9 +14,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fleetsim.spec.base import Spec
+from fleetsim.spec.base import INTEGER, Spec
 
 ENGINE_KINDS = ("vllm", "sglang", "trtllm", "custom")
+MAX_SCHEDULER_STEPS = 64
 NonNeg = Annotated[float, Field(ge=0, le=10.0, allow_inf_nan=False)]
 _VERSION = re.compile(r"^\d+(\.\d+){0,2}$")
 
@@ -67,6 +68,13 @@ class EngineSpec(Spec):
         "or reserve_full (prompt + largest output reserved at admission); null: the profile's.",
     )
 
+    scheduler_steps: Annotated[int, Field(ge=1, le=MAX_SCHEDULER_STEPS), INTEGER] | None = Field(
+        default=None,
+        description=f"vLLM V0's multi-step scheduling (--num-scheduler-steps): schedule once, then run this many "
+        f"decode steps, so the host work of one iteration is spread over them, new prompts join only between "
+        f"windows and each window's tokens stream out together; 1 to {MAX_SCHEDULER_STEPS}, needs a V0 profile "
+        "(vllm below 0.7) without chunked prefill. Null: the profile's (1).",
+    )
     two_batch_overlap: bool | None = Field(
         default=None,
         description="Override the profile: run MoE layers as two micro-batches whose expert all-to-all overlaps "
@@ -149,6 +157,18 @@ class Batching(Spec):
     )
     preemption: Literal["recompute"] = Field(
         default="recompute", description="What happens to a sequence evicted for memory: recomputed later."
+    )
+    prefill_exclusive: bool = Field(
+        default=False,
+        description="Without chunked prefill, an iteration that schedules new prompts runs them alone and the "
+        "decoding sequences wait for the next one (vLLM V0's default scheduler: 'Don't schedule decodes if "
+        "prefills are scheduled'); false: decodes run in the same iteration (vLLM V1, TensorRT-LLM in-flight "
+        "batching). No effect with scheduler.chunked_prefill.",
+    )
+    scheduler_steps: Annotated[int, Field(ge=1, le=MAX_SCHEDULER_STEPS)] = Field(
+        default=1,
+        description="Decode steps per scheduler call (vLLM V0 --num-scheduler-steps; engine.scheduler_steps "
+        "overrides): host work per iteration is spread over them and new prompts wait for the window's end.",
     )
 
 
