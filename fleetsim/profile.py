@@ -115,7 +115,7 @@ def load_engine_profile(spec: EngineSpec) -> EngineProfile:
 
 def with_overrides(prof: EngineProfile, spec: EngineSpec) -> EngineProfile:
     """The profile with the scenario's engine overrides (CUDA graphs, async scheduling, KV admission, multi-step
-    scheduling, two-batch overlap) applied."""
+    scheduling, mixed prompt chunks, two-batch overlap) applied."""
     changes = {}
     if spec.cuda_graphs is not None:
         changes["launch"] = prof.launch.model_copy(update={"cuda_graphs": spec.cuda_graphs})
@@ -126,6 +126,8 @@ def with_overrides(prof: EngineProfile, spec: EngineSpec) -> EngineProfile:
         batching["kv_admission"] = spec.kv_admission
     if spec.scheduler_steps is not None:
         batching["scheduler_steps"] = spec.scheduler_steps
+    if spec.mixed_chunk is not None:
+        batching["prefill_alone"] = "never" if spec.mixed_chunk else "always"
     if batching:
         changes["batching"] = prof.batching.model_copy(update=batching)
     if spec.two_batch_overlap is not None:

@@ -140,7 +140,7 @@ def check_scheduler_steps(scenario: ScenarioSpec, engine_profile: EngineProfile)
     steps = engine_profile.batching.scheduler_steps
     if steps == 1:
         return
-    if not engine_profile.batching.prefill_exclusive or scenario.scheduler.chunked_prefill:
+    if engine_profile.batching.prefill_alone != "unchunked" or scenario.scheduler.chunked_prefill:
         raise SpecError(
             f"engine.scheduler_steps: {steps} is vLLM V0's multi-step scheduling; valid: a V0 profile (engine.kind "
             "vllm, engine.version below 0.7) with scheduler.chunked_prefill false, or 1"

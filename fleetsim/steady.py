@@ -27,6 +27,7 @@ from scipy.stats import poisson
 from fleetsim.memory import KvFootprint, MemoryPlan
 from fleetsim.perf import StepModel
 from fleetsim.power import gpu_power_w
+from fleetsim.spec.engine import prefill_runs_alone
 from fleetsim.spec.workload import EmpiricalLength, FixedLength, LognormalLength, UniformLength, WorkloadSpec
 
 LOGNORMAL_TAIL_QUANTILE_SIGMAS = 8.0  # an unbounded lognormal is summed to mu + 8 sigma
@@ -166,18 +167,22 @@ def full_batch(
     concurrency: float,
     max_running_seqs: int,
     max_batched_tokens: int,
+    chunked: bool = True,
 ) -> SteadyEstimate:
     """Steady state with `concurrency` requests always outstanding (closed loop without think
-    time; offline: concurrency = inf)."""
+    time; offline: concurrency = inf). Where prompt iterations run alone (engine batching.
+    prefill_alone), an iteration k is the prompts' own iteration (if k > 0) then the decodes'."""
     admission = step.engine.batching.kv_admission
+    alone = prefill_runs_alone(step.engine, chunked)
     limits = {
         "users": concurrency,
         "max_running_seqs": float(max_running_seqs),
         "kv_pool": batch_limit(plan, fp, lengths, admission),
     }
     # Prefill throughput caps the batch too: B / E[O] joins per step need B / E[O] * E[I] tokens
-    # of a budget that decode tokens share.
-    limits["prefill_budget"] = max_batched_tokens / (1.0 + lengths.mean_prefill / lengths.mean_output)
+    # of a budget that decode tokens share (or that the prompts have to themselves).
+    share = 0.0 if alone else 1.0
+    limits["prefill_budget"] = max_batched_tokens / (share + lengths.mean_prefill / lengths.mean_output)
     limited_by = min(limits, key=limits.get)
     b = max(min(limits.values()), 1.0)
     lam = b / lengths.mean_output  # joins per iteration
@@ -189,14 +194,24 @@ def full_batch(
     ks = np.arange(0, k_max + 1)
     pk = poisson.pmf(ks, lam)
     pk = pk / pk.sum()
-    times, powers = [], []
+    times, powers, prompt_times = [], [], []
     for k in ks:
         dec = max(b - k, 0.0)
-        tokens = min(k * prefill, max(max_batched_tokens - dec, 0.0))
         n_dec = int(round(dec))
-        cost = step.iteration(n_dec, dec * kv_per_seq, int(round(tokens)), tokens * pair, int(k))
-        times.append(cost.time_s)
-        powers.append(_power(step, cost))
+        if alone:
+            tokens = min(k * prefill, float(max_batched_tokens))
+            parts = [step.iteration(n_dec, dec * kv_per_seq)]
+            if k:
+                parts.append(step.iteration(0, 0.0, int(round(tokens)), tokens * pair, int(k)))
+            t = sum(c.time_s for c in parts)
+            times.append(t)
+            prompt_times.append(parts[-1].time_s)
+            powers.append(sum(c.time_s * _power(step, c) for c in parts) / t if t > 0 else step.power.idle_w)
+        else:
+            tokens = min(k * prefill, max(max_batched_tokens - dec, 0.0))
+            cost = step.iteration(n_dec, dec * kv_per_seq, int(round(tokens)), tokens * pair, int(k))
+            times.append(cost.time_s)
+            powers.append(_power(step, cost))
     times, powers = np.array(times), np.array(powers)
     mean_t = float(pk @ times)
     # Decode tokens of iteration k: b - k; the ITL a token sees is its iteration's time.
@@ -209,7 +224,9 @@ def full_batch(
     power = energy_per_step / (mean_t * step.tp)
     ttft = float(step.iteration(0, 0.0, int(round(prefill)), prefill * pair, 1).time_s)
     joined = pk[1:].sum()
-    prefill_step = float(pk[1:] @ times[1:] / joined) if joined > 0 else ttft
+    # the iteration a joining prompt's first token comes from: the mixed one, or its own
+    prefill_times = np.array(prompt_times) if alone else times
+    prefill_step = float(pk[1:] @ prefill_times[1:] / joined) if joined > 0 else ttft
     return SteadyEstimate(
         output_tokens_per_s=tokens_per_s,
         running=b,
@@ -232,6 +249,7 @@ def open_loop(
     rate_per_s: float,
     max_running_seqs: int,
     max_batched_tokens: int,
+    chunked: bool = True,
 ) -> SteadyEstimate:
     """Poisson arrivals at `rate_per_s` on one replica: the batch B at which the replica emits the
     tokens that arrive (B / t(B) = rate x E[O], Little's law for tokens), found by bisection on the
@@ -241,7 +259,7 @@ def open_loop(
     demand = rate_per_s * lengths.mean_output
 
     def at(b: float) -> SteadyEstimate:
-        return full_batch(step, fp, plan, lengths, b, max_running_seqs, max_batched_tokens)
+        return full_batch(step, fp, plan, lengths, b, max_running_seqs, max_batched_tokens, chunked)
 
     top = at(math.inf)
     if top.output_tokens_per_s < demand:
@@ -268,6 +286,7 @@ def offline_run(
     max_running_seqs: int,
     max_batched_tokens: int,
     fixed_lengths: bool,
+    chunked: bool = True,
 ) -> SteadyEstimate:
     """An offline benchmark on one replica: `requests` submitted at once, throughput over the whole
     run (until the last request finishes), as MLPerf Offline and trtllm-bench report it.
@@ -278,7 +297,8 @@ def offline_run(
     growing from I to I + O. Varied lengths: the steady state of `full_batch`, plus the drain at
     the end (the last B requests finish over ~E[O] iterations with the batch falling linearly, an
     extra E[O] x t(0) / 2 over the steady rate)."""
-    steady = full_batch(step, fp, plan, lengths, math.inf, max_running_seqs, max_batched_tokens)
+    steady = full_batch(step, fp, plan, lengths, math.inf, max_running_seqs, max_batched_tokens, chunked)
+    alone = prefill_runs_alone(step.engine, chunked)
     b = min(steady.running, requests)
     if not fixed_lengths:
         tokens = requests * lengths.mean_output
@@ -296,8 +316,9 @@ def offline_run(
     for k in range(n_prefill):
         done = k * prompts_per_step
         now = min(prompts_per_step, b - done)
-        kv = done * float(fp.bytes_per_rank(i, 0))
-        prefill_s += step.iteration(done, kv, int(now * i), now * i * pair, now).time_s
+        decoding = 0 if alone else done  # prompt iterations alone: the prefilled ones wait
+        kv = decoding * float(fp.bytes_per_rank(i, 0))
+        prefill_s += step.iteration(decoding, kv, int(now * i), now * i * pair, now).time_s
     decode_s = 0.0
     if o > 1:
         start = b * float(fp.bytes_per_rank(i + 1, 0))

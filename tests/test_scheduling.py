@@ -125,9 +125,9 @@ def _predictor(spec) -> Predictor:
     return p
 
 
-@pytest.mark.parametrize("users", [8, 96, 320])
-def test_the_closed_form_steady_state_agrees_with_the_simulator(users):
-    spec = scenario(
+def closed_loop(users: int, **more):
+    """`users` closed-loop users of 600-token prompts and lognormal answers, 200 s (50 s warm-up)."""
+    return scenario(
         **{
             "scheduler.max_batched_tokens": 8192,
             "scheduler.max_running_seqs": 512,
@@ -143,8 +143,14 @@ def test_the_closed_form_steady_state_agrees_with_the_simulator(users):
             },
             "run.duration_s": 200,
             "run.warmup_s": 50,
+            **more,
         }
     )
+
+
+@pytest.mark.parametrize("users", [8, 96, 320])
+def test_the_closed_form_steady_state_agrees_with_the_simulator(users):
+    spec = closed_loop(users)
     sim = fleetsim.simulate(spec).summary
     p = _predictor(spec)
     step = p.step_model(load_profile("h100-sxm"), p.engine)

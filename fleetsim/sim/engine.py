@@ -24,7 +24,7 @@ from fleetsim.sim.router import make_router
 from fleetsim.sim.run_record import DONE, PENDING, REJECTED, RunRecord
 from fleetsim.sketch import LogHistogram
 from fleetsim.spec.architecture import Architecture
-from fleetsim.spec.engine import EngineProfile
+from fleetsim.spec.engine import EngineProfile, prefill_runs_alone
 from fleetsim.spec.hardware import GpuSpec
 from fleetsim.spec.profile import CalibrationProfile
 from fleetsim.spec.scenario import ScenarioSpec
@@ -125,8 +125,8 @@ class Engine(RunRecord):
             )
         self.block_tokens = sched.block_tokens
         self.reserve_full = self.engine_profile.batching.kv_admission == "reserve_full"
-        # vLLM V0 without chunked prefill: an iteration with prompts runs them alone (fleetsim.sim.replica)
-        self.prefill_exclusive = self.engine_profile.batching.prefill_exclusive and not sched.chunked_prefill
+        # An iteration with prompt work runs it alone (SGLang; vLLM V0 without chunked prefill)
+        self.prefill_exclusive = prefill_runs_alone(self.engine_profile, sched.chunked_prefill)
         self.kv_reserve: array[float] = array("d")
         self.class_max_output: list[float] = []
         if self.reserve_full:

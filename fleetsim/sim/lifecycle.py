@@ -62,6 +62,7 @@ def offered_capacity_per_s(engine) -> float:
         math.inf,
         sc.scheduler.max_running_seqs,
         sc.scheduler.max_batched_tokens,
+        sc.scheduler.chunked_prefill,
     )
     return est.output_tokens_per_s / lengths.mean_output
 

@@ -75,6 +75,11 @@ class EngineSpec(Spec):
         f"windows and each window's tokens stream out together; 1 to {MAX_SCHEDULER_STEPS}, needs a V0 profile "
         "(vllm below 0.7) without chunked prefill. Null: the profile's (1).",
     )
+    mixed_chunk: bool | None = Field(
+        default=None,
+        description="Override the profile: prompt chunks run in the same iteration as the decodes (true, as "
+        "SGLang's --enable-mixed-chunk) or alone while the decodes wait (false); null: the profile's.",
+    )
     two_batch_overlap: bool | None = Field(
         default=None,
         description="Override the profile: run MoE layers as two micro-batches whose expert all-to-all overlaps "
@@ -158,12 +163,13 @@ class Batching(Spec):
     preemption: Literal["recompute"] = Field(
         default="recompute", description="What happens to a sequence evicted for memory: recomputed later."
     )
-    prefill_exclusive: bool = Field(
-        default=False,
-        description="Without chunked prefill, an iteration that schedules new prompts runs them alone and the "
-        "decoding sequences wait for the next one (vLLM V0's default scheduler: 'Don't schedule decodes if "
-        "prefills are scheduled'); false: decodes run in the same iteration (vLLM V1, TensorRT-LLM in-flight "
-        "batching). No effect with scheduler.chunked_prefill.",
+    prefill_alone: Literal["never", "unchunked", "always"] = Field(
+        default="never",
+        description="When an iteration with prompt work runs it alone, the decoding sequences waiting for the next "
+        "one. never: decodes ride along (vLLM V1, TensorRT-LLM in-flight batching, SGLang --enable-mixed-chunk); "
+        "unchunked: only without chunked prefill (vLLM V0's _schedule_default: 'Don't schedule decodes if "
+        "prefills are scheduled'); always: chunked or not (SGLang's get_next_batch_to_run: 'Run prefill first "
+        "if possible').",
     )
     scheduler_steps: Annotated[int, Field(ge=1, le=MAX_SCHEDULER_STEPS)] = Field(
         default=1,
@@ -251,3 +257,9 @@ class EngineProfile(Spec):
             return "prior values (not fitted)"
         what = "published figures" if p.kind == "fitted_to_published" else "benchmark results"
         return f"fitted to {p.figures} {what}" if p.figures else f"fitted to {what}"
+
+
+def prefill_runs_alone(profile: EngineProfile, chunked_prefill: bool) -> bool:
+    """Whether an iteration with prompt work runs it without the decodes (batching.prefill_alone)."""
+    mode = profile.batching.prefill_alone
+    return mode == "always" or (mode == "unchunked" and not chunked_prefill)

@@ -42,10 +42,10 @@ from fleetsim.calibrate.bench.readers import BenchPoint
 from fleetsim.catalog import load_gpu, load_model
 from fleetsim.memory import kv_footprint
 from fleetsim.perf import StepModel
-from fleetsim.profile import with_overrides
+from fleetsim.profile import load_engine_profile, with_overrides
 from fleetsim.replica_model import memory_plan_of
 from fleetsim.scenario import load_scenario
-from fleetsim.spec.engine import EngineProfile
+from fleetsim.spec.engine import EngineProfile, prefill_runs_alone
 from fleetsim.spec.profile import CalibrationProfile
 from fleetsim.spec.scenario import ScenarioSpec
 from fleetsim.steady import full_batch, offline_run, request_lengths, single_request
@@ -165,6 +165,7 @@ class PointModel:
         mode = point.mode
         sched = s.scheduler
         self.kind = mode
+        self.alone = prefill_runs_alone(load_engine_profile(s.engine), sched.chunked_prefill)
         if mode == "poisson":
             for t in self.targets:
                 self.unpredicted[t.key] = "request-rate point: no closed form (checked by simulation, not fitted)"
@@ -186,7 +187,7 @@ class PointModel:
             self.burst_pairs = pairs[::replicas]
             if self._burst_fits(self.burst_pairs, sched.max_running_seqs):
                 self.kind = "burst"
-                self.burst = BurstPlan(self.footprint, self.burst_pairs, sched)
+                self.burst = BurstPlan(self.footprint, self.burst_pairs, sched, self.alone)
             else:
                 self.kind = "offline"
                 self.offline_requests = len(pairs) / replicas
@@ -255,8 +256,12 @@ class PointModel:
     def _closed(self, step: StepModel) -> dict:
         sched, L, fp = self.spec.scheduler, self.lengths, self.footprint
         users = self.point.concurrency / self.replicas
-        est = full_batch(step, fp, self.plan, L, users, sched.max_running_seqs, sched.max_batched_tokens)
-        prefill = joining_prefill_s(step, fp, L, est.running, sched.max_batched_tokens, sched.chunked_prefill)
+        est = full_batch(
+            step, fp, self.plan, L, users, sched.max_running_seqs, sched.max_batched_tokens, sched.chunked_prefill
+        )
+        prefill = joining_prefill_s(
+            step, fp, L, est.running, sched.max_batched_tokens, sched.chunked_prefill, self.alone
+        )
         requests_per_s = est.output_tokens_per_s / L.mean_output
         # Joins arrive as the closed form takes them, Poisson: a prompt waits for the prefills
         # ahead of it (M/D/1, occupancy capped at PREFILL_OCCUPANCY_CAP), and, when the users
@@ -285,6 +290,7 @@ class PointModel:
             sched.max_running_seqs,
             sched.max_batched_tokens,
             self.fixed,
+            sched.chunked_prefill,
         )
         return {
             ("output_tokens_per_s", "mean"): est.output_tokens_per_s * self.replicas,
@@ -295,10 +301,13 @@ class PointModel:
         }
 
 
-def joining_prefill_s(step: StepModel, fp, lengths, running: float, budget: int, chunked: bool) -> float:
+def joining_prefill_s(
+    step: StepModel, fp, lengths, running: float, budget: int, chunked: bool, alone: bool = False
+) -> float:
     """Time from a request's admission to its first token in a batch of `running` sequences: its
-    prompt prefilled in chunks of what the budget leaves beside the running - 1 decodes."""
-    dec = max(running - 1.0, 0.0)
+    prompt prefilled in chunks of what the budget leaves beside the running - 1 decodes (or of
+    the whole budget in iterations of its own, `alone`)."""
+    dec = 0.0 if alone else max(running - 1.0, 0.0)
     n_dec = int(round(dec))
     kv_dec = dec * float(fp.bytes_per_rank(lengths.context_in_batch, 0))
     left = lengths.mean_prefill
@@ -318,8 +327,10 @@ class BurstPlan:
     them all. The order of iterations does not depend on their durations (nothing else arrives),
     so it is planned once here; `evaluate(step)` times it with a candidate step model."""
 
-    def __init__(self, fp, pairs: list[tuple[int, int]], sched):
+    def __init__(self, fp, pairs: list[tuple[int, int]], sched, alone: bool | None = None):
         budget, self.chunked = sched.max_batched_tokens, sched.chunked_prefill
+        # Prompt iterations without the decodes (engine batching.prefill_alone); null: without chunking
+        mix = not (not self.chunked if alone is None else alone)
         n = len(pairs)
         inp = np.array([p[0] for p in pairs], dtype=np.int64)
         out = np.array([p[1] for p in pairs], dtype=np.int64)
@@ -331,7 +342,7 @@ class BurstPlan:
         weights = []  # tokens of the step whose gap is the step's own time
         nxt, done_tokens = 0, 0  # next request with prompt left, and its prompt tokens already prefilled
         while nxt < n:
-            active = np.flatnonzero((gen >= 1) & (gen < out)) if self.chunked else np.empty(0, dtype=np.int64)
+            active = np.flatnonzero((gen >= 1) & (gen < out)) if mix else np.empty(0, dtype=np.int64)
             room = budget - len(active)
             chunks: list[tuple[int, int, int]] = []  # (request, tokens, already prefilled)
             while nxt < n and room > 0:
@@ -366,7 +377,7 @@ class BurstPlan:
         self.segments = []
         step = len(iterations)
         active = np.flatnonzero(gen < out)
-        self.stalled = active.copy() if not self.chunked else np.empty(0, dtype=np.int64)
+        self.stalled = active.copy() if not mix else np.empty(0, dtype=np.int64)
         while len(active):
             s = int((out[active] - gen[active]).min())
             kv0 = float(np.sum(fp.bytes_per_rank(inp[active], gen[active])))
@@ -380,7 +391,7 @@ class BurstPlan:
             active = active[gen[active] < out[active]]
         self.weights = np.array(weights)
         if len(self.stalled) and len(self.weights) > self.prefill_steps:
-            # Without chunked prefill the requests prefilled first wait out the later prefill
+            # With prompt iterations alone the requests prefilled first wait out the later prefill
             # iterations: their first decode gap is counted apart (below), not as the step's own time.
             self.weights[self.prefill_steps] -= len(self.stalled)
 

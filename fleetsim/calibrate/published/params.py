@@ -247,7 +247,7 @@ def make_engine_profile(
             "graph_max_batch": fixed["graph_max_batch"],
             "mixed_in_graph": fixed.get("mixed_in_graph", False),
         },
-        "batching": {"kv_admission": fixed["kv_admission"], "prefill_exclusive": fixed.get("prefill_exclusive", False)},
+        "batching": {"kv_admission": fixed["kv_admission"], "prefill_alone": fixed.get("prefill_alone", "never")},
         "attention_compute_dtype": fixed.get("attention_compute_dtype", "bf16"),
         "attention_kernel": cfg.get("attention_kernel", ""),
         "gemm_efficiency_scale": values.get("gemm_efficiency_scale", 1.0),

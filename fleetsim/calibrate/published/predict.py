@@ -102,10 +102,18 @@ class Predictor:
                     batch,
                     sched.max_running_seqs,
                     sched.max_batched_tokens,
+                    sched.chunked_prefill,
                 )
                 return est.tpot_s if m == "tpot_s" else 0.5 * est.step_s + est.prefill_step_s
             est = open_loop(
-                step, self.footprint, self.plan, self.lengths, rate, sched.max_running_seqs, sched.max_batched_tokens
+                step,
+                self.footprint,
+                self.plan,
+                self.lengths,
+                rate,
+                sched.max_running_seqs,
+                sched.max_batched_tokens,
+                sched.chunked_prefill,
             )
         elif self.kind == "offline":
             n = s.workload.arrival.requests / replicas
@@ -118,6 +126,7 @@ class Predictor:
                 sched.max_running_seqs,
                 sched.max_batched_tokens,
                 self.fixed,
+                sched.chunked_prefill,
             )
         else:
             est = full_batch(
@@ -128,6 +137,7 @@ class Predictor:
                 self.users / replicas,
                 sched.max_running_seqs,
                 sched.max_batched_tokens,
+                sched.chunked_prefill,
             )
         if m == "output_tokens_per_s":
             return est.output_tokens_per_s * replicas
