@@ -312,12 +312,15 @@ class StepModel:
             return False
         return decode_seqs + prefill_tokens <= self.graph_max_batch
 
-    def iteration_time_s(self, gpu_s: float, sequences: int, graph: bool) -> float:
+    def iteration_time_s(self, gpu_s: float, sequences: int, graph: bool, decode_only: bool = False) -> float:
         """An iteration's time from its GPU kernel time: fixed per-layer kernels, graph replay or the eager
-        launch floor, then host time (overlapped or not) for `sequences` running sequences."""
+        launch floor, then host time (overlapped or not) for `sequences` running sequences (a decode-only
+        iteration under multi-step scheduling: its share of the window's)."""
         gpu_s += self.layer_fixed_s
         gpu_s = gpu_s + self.graph_s if graph else max(gpu_s, self.eager_floor_s)
         host = self.host_time_s(sequences)
+        if decode_only:
+            host *= self.decode_host_share
         if not self.overlap:
             return host + gpu_s
         k = self.serial_fraction
@@ -355,9 +358,13 @@ class StepModel:
         terms["layer_fixed_s"] = self.layer_fixed_s if tokens else 0.0
         graph = self._graph(decode_seqs, prefill_tokens)
         terms["launch_s"] = self.graph_s if graph else max(self.eager_floor_s - gpu - self.layer_fixed_s, 0.0)
-        terms["host_s"] = self.host_time_s(decode_seqs + prefill_seqs)
+        terms["host_s"] = self.host_time_s(decode_seqs + prefill_seqs) * (
+            1.0 if prefill_tokens else self.decode_host_share
+        )
         terms["overlap"] = float(self.overlap)
-        terms["time_s"] = self.iteration_time_s(gpu, decode_seqs + prefill_seqs, graph) if tokens else 0.0
+        terms["time_s"] = (
+            self.iteration_time_s(gpu, decode_seqs + prefill_seqs, graph, not prefill_tokens) if tokens else 0.0
+        )
         return terms
 
     def iteration(
@@ -388,7 +395,8 @@ class StepModel:
             + write / self.mem_rate
             + self.comm_time_s(tokens)
         )
-        t = self.iteration_time_s(gpu, decode_seqs + prefill_seqs, self._graph(decode_seqs, prefill_tokens))
+        graph = self._graph(decode_seqs, prefill_tokens)
+        t = self.iteration_time_s(gpu, decode_seqs + prefill_seqs, graph, not prefill_tokens)
         flops = self.linear_flops(tokens, logits) + dec_flops + pre_flops
         return StepCost(t, flops, weights + kv_read_bytes + ctx + write)
 
@@ -438,8 +446,8 @@ class StepModel:
             compute = sum(max(m, c / s) for m, c in pairs)
             if self.tbo:
                 gpu = self.gpu_overlap_s(compute + write_s, comm, bool(prefill_tokens))
-                return self.iteration_time_s(gpu, seqs, graph)
-            return self.iteration_time_s(compute + fixed, seqs, graph)
+                return self.iteration_time_s(gpu, seqs, graph, not prefill_tokens)
+            return self.iteration_time_s(compute + fixed, seqs, graph, not prefill_tokens)
 
         s = 1.0 if self.clock is None else self.clock.clock_for(time_at, flops, moved, self.peak_flops, self.bw)
         return s, StepCost(time_at(s), flops, moved), dense

@@ -218,3 +218,25 @@ def test_the_closed_form_with_prompts_alone_agrees_with_the_simulator(users):
     # (mixed chunks would give 8% more tokens/s at 96 users, 2% at 320: the bounds are tighter)
     assert est.output_tokens_per_s == pytest.approx(sim["throughput"]["output_tokens_per_s"], rel=0.015)
     assert est.tpot_s == pytest.approx(sim["latency_s"]["tpot"]["mean"], rel=0.025)
+
+
+def test_the_closed_forms_decode_iteration_takes_the_windows_host_share_too():
+    """StepModel.iteration of a decode-only iteration (what fleetsim.steady sums) and the decode
+    run's step (what the simulator books) agree under multi-step scheduling; an iteration with
+    prompt work pays the whole host time."""
+    times = {}
+    for steps in (1, 10):
+        s = load_scenario(SCENARIO, {"engine": {"kind": "vllm", "version": "0.6", "scheduler_steps": steps},
+                                     "scheduler.chunked_prefill": False})  # fmt: skip
+        arch, gpu = load_model(s.model), load_gpu(s.fleet.gpu)
+        fp = kv_footprint(arch, s.kv_cache, s.fleet.tp)
+        step = StepModel(arch, gpu, load_profile(gpu.name), load_engine_profile(s.engine), s.fleet.tp,
+                         s.weight_dtype, s.kv_cache, fp)  # fmt: skip
+        kv = 8 * float(fp.bytes_per_rank(1000, 0))
+        decode = step.iteration(8, kv).time_s
+        assert decode == pytest.approx(float(step.decode_run(8, kv, 0.0, 1)[0][0]), rel=1e-12)
+        times[steps] = (decode, step.iteration(8, kv, 100, 100 * float(fp.bytes_per_rank(50, 0)), 1).time_s)
+    prof = load_engine_profile(load_scenario(SCENARIO, {"engine": {"kind": "vllm", "version": "0.6"}}).engine)
+    host_8_s = prof.host.iteration_s + 8 * (prof.host.per_sequence_s + prof.host.per_streamed_sequence_s)
+    assert times[1][0] - times[10][0] == pytest.approx(0.9 * host_8_s, rel=1e-9)
+    assert times[1][1] == times[10][1]
