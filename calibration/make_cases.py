@@ -559,7 +559,7 @@ def mlperf(cases: Cases, calib: list, cond: dict, classify=v4_round, file: str =
         if kind is None:
             continue
         round_, engine, group = kind
-        cfg = mp[model].get(gpu)
+        cfg = mp.get("rounds", {}).get(round_, {}).get(model, {}).get(gpu) or mp[model].get(gpu)
         status, reason = "ok", ""
         if gpu not in catalog:
             status, reason = "unsupported", f"GPU {gpu} is not in fleetsim's catalog yet"
@@ -601,12 +601,14 @@ def mlperf(cases: Cases, calib: list, cond: dict, classify=v4_round, file: str =
             "fleet.gpu": gpu,
             "fleet.tp": tp,
             "fleet.replicas": replicas,
-            "fleet.kv_cache_free_memory_fraction": common["kv_cache_free_memory_fraction"],
+            "fleet.kv_cache_free_memory_fraction": cfg.get(
+                "kv_cache_free_memory_fraction", common["kv_cache_free_memory_fraction"]
+            ),
             "fleet.router": "least_outstanding",
             **({"fleet.power_limit_w": maxq_limit_w} if maxq_limit_w else {}),
             "scheduler.max_running_seqs": batch,
             "scheduler.max_batched_tokens": tokens,
-            "scheduler.chunked_prefill": common["chunked_prefill"],
+            "scheduler.chunked_prefill": cfg.get("chunked_prefill", common["chunked_prefill"]),
             "scheduler.max_model_len": mp[model]["max_seq_len"],
             "workload.classes.0.input_tokens": quantile_lengths(ds["input_percentiles"]),
             "workload.classes.0.output_tokens": scaled_to_mean(
