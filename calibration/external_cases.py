@@ -171,4 +171,4 @@ def external(cases: Cases, research: dict, cond: dict) -> None:
     cands = research["holdout_candidates"]
     trtllm_devguide(cases, cands, cond)
     lambda_vllm(cases, cands, cond)
-    mlperf(cases, cands, cond, classify=v51_round, file="external-mlperf")
+    mlperf(cases, cands, cond, research, classify=v51_round, file="external-mlperf")

@@ -60,6 +60,8 @@ MODEL_NAMES = {
     "meta-llama/Llama-3.3-70B-Instruct": "llama-3.1-70b",
     "Llama-2-70b-chat-hf": "llama-2-70b",  # MLPerf v5.x entries name the checkpoint
     "Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b",
+    "Llama-3.1-405B-Instruct": "llama-3.1-405b",
+    "Llama-3.1-8B-Instruct": "llama-3.1-8b",
 }
 
 
@@ -531,7 +533,35 @@ def v4_round(e: dict, model: str, gpu: str, n_gpus: int, scenario: str, framewor
     return round_, engine, group
 
 
-def mlperf(cases: Cases, calib: list, cond: dict, classify=v4_round, file: str = "mlperf") -> dict:
+MLPERF_DATASETS = {
+    "llama-2-70b": "mlperf-llama2-openorca",
+    "mixtral-8x7b": "mlperf-mixtral",
+    "llama-3.1-405b": "mlperf-llama3.1-405b",
+    "llama-3.1-8b": "mlperf-llama3.1-8b-cnndm",
+}
+
+
+def mlperf_lengths(cond: dict, research: dict, model: str) -> tuple[dict, dict, int]:
+    """(input, output length distributions, Offline sample count) of an MLPerf model's dataset:
+    from conditions.yaml `datasets`, or the research entry it names (read, not copied)."""
+    ds = cond["datasets"][MLPERF_DATASETS[model]]
+    if "research" not in ds:
+        out = scaled_to_mean(ds["output_shape_percentiles"], ds["output_mean"], ds["output_max"])
+        return quantile_lengths(ds["input_percentiles"]), out, int(ds["samples"])
+    it = _research_item(research, ds["research"])
+    lengths, cap = it["value"], int(it["related"][ds["output_cap"]])
+    ref = lengths.get("reference_output")
+    # No published output distribution: every sample runs to the generation cap.
+    out = quantile_lengths(_percentiles(ref), cap=cap) if ref else {"kind": "fixed", "tokens": cap}
+    return quantile_lengths(_percentiles(lengths["input"])), out, int(lengths["input"]["n"])
+
+
+def _percentiles(stats: dict) -> dict:
+    """The min, percentiles and max of a research entry's length statistics (not n, mean, std)."""
+    return {k: v for k, v in stats.items() if k in QUANTILES}
+
+
+def mlperf(cases: Cases, calib: list, cond: dict, research: dict, classify=v4_round, file: str = "mlperf") -> dict:
     """MLPerf tokens/s and latency cases of the entries `classify` names a round, engine and group
     for (default: v4.0/v4.1); returns each system's scenario overrides by (system, model,
     scenario), for the power cases of the same runs (mlperf_power)."""
@@ -539,16 +569,12 @@ def mlperf(cases: Cases, calib: list, cond: dict, classify=v4_round, file: str =
     mp = cond["mlperf"]
     common = mp["common"]
     catalog = _catalog_gpus()
-    datasets = {
-        "llama-2-70b": cond["datasets"]["mlperf-llama2-openorca"],
-        "mixtral-8x7b": cond["datasets"]["mlperf-mixtral"],
-    }
     for e in calib:
         c = e["conditions"]
         if e["unit"] != "tokens/s" or "scenario" not in c:
             continue
         model = MODEL_NAMES.get(str(c.get("model", "")).split(" ")[0])
-        if model not in datasets:
+        if model not in MLPERF_DATASETS:
             continue
         gpu = gpu_name(c["gpu"])
         n_gpus = int(c["num_gpus"])
@@ -559,7 +585,9 @@ def mlperf(cases: Cases, calib: list, cond: dict, classify=v4_round, file: str =
         if kind is None:
             continue
         round_, engine, group = kind
-        cfg = mp.get("rounds", {}).get(round_, {}).get(model, {}).get(gpu) or mp[model].get(gpu)
+        # The round's own settings over the v4.1 ones, per GPU and for the model as a whole.
+        settings = {**mp.get(model, {}), **mp.get("rounds", {}).get(round_, {}).get(model, {})}
+        cfg = settings.get(gpu)
         status, reason = "ok", ""
         if gpu not in catalog:
             status, reason = "unsupported", f"GPU {gpu} is not in fleetsim's catalog yet"
@@ -579,28 +607,31 @@ def mlperf(cases: Cases, calib: list, cond: dict, classify=v4_round, file: str =
             if status == "ok":
                 status, reason = (
                     "unsupported",
-                    f"no harness configuration for {model} on {gpu} in calibration/conditions.yaml",
+                    f"no harness configuration for {model} on {gpu} ({c.get('submitter', 'NVIDIA')} {round_}) "
+                    "in calibration/conditions.yaml",
                 )
             cfg = {"tp": 1, "offline_batch": 1, "server_batch": 1}
-        tp = int(cfg["tp"])
-        replicas = max(n_gpus // tp, 1)
+        tp = int(cfg.get(f"{scenario}_tp") or cfg["tp"])
+        stages = int(cfg.get(f"{scenario}_pp", 1))
+        replicas = max(n_gpus // (tp * stages), 1)
         batch = int(cfg[f"{scenario}_batch"])
         tokens = int(
             cfg.get(
                 f"{scenario}_max_num_tokens",
-                cfg.get("max_num_tokens", mp[model].get("max_num_tokens", common["max_num_tokens"])),
+                cfg.get("max_num_tokens", settings.get("max_num_tokens", common["max_num_tokens"])),
             )
         )
-        ds = datasets[model]
+        input_tokens, output_tokens, samples = mlperf_lengths(cond, research, model)
         ov = {
             **engine_overrides(cond, engine),
-            "engine.cuda_graphs": common["cuda_graphs"],
+            "engine.cuda_graphs": cfg.get("cuda_graphs", common["cuda_graphs"]),
             "model": model,
             "weight_dtype": cfg.get("weight_dtype", "fp8"),
             "kv_cache": {"key_dtype": "fp8", "value_dtype": "fp8"},
             "fleet.gpu": gpu,
             "fleet.tp": tp,
             "fleet.replicas": replicas,
+            **({"fleet.pipeline": {"stages": stages, "link": {"name": cfg["pipeline_link"]}}} if stages > 1 else {}),
             "fleet.kv_cache_free_memory_fraction": cfg.get(
                 "kv_cache_free_memory_fraction", common["kv_cache_free_memory_fraction"]
             ),
@@ -609,21 +640,18 @@ def mlperf(cases: Cases, calib: list, cond: dict, classify=v4_round, file: str =
             "scheduler.max_running_seqs": batch,
             "scheduler.max_batched_tokens": tokens,
             "scheduler.chunked_prefill": cfg.get("chunked_prefill", common["chunked_prefill"]),
-            "scheduler.max_model_len": mp[model]["max_seq_len"],
-            "workload.classes.0.input_tokens": quantile_lengths(ds["input_percentiles"]),
-            "workload.classes.0.output_tokens": scaled_to_mean(
-                ds["output_shape_percentiles"], ds["output_mean"], ds["output_max"]
-            ),
+            "scheduler.max_model_len": settings["max_seq_len"],
+            "workload.classes.0.input_tokens": input_tokens,
+            "workload.classes.0.output_tokens": output_tokens,
         }
         rel = e.get("related_measurements", {})
         sysname = slug(system.replace("_TRT", ""))
         base = f"mlperf{round_[1:].replace('.', '')}-{slug(c.get('submitter', 'nvidia'))}-{sysname}-{slug(model)}-{scenario}"
         note = (
             f"MLPerf Inference {round_} {c.get('submitter', 'NVIDIA')} {system}, {model} {scenario}; "
-            f"{n_gpus}x {c['gpu']} as {replicas} x TP{tp}, batch {batch}, max_num_tokens {tokens}; {framework}"
+            f"{n_gpus}x {c['gpu']} as {replicas} x TP{tp}{f' x PP{stages}' if stages > 1 else ''}, batch {batch}, max_num_tokens {tokens}; {framework}"
         )
         if scenario == "offline":
-            samples = 24576 if model == "llama-2-70b" else 15000
             ov["engine.streaming"] = False  # Offline returns whole responses
             ov["workload.arrival"] = {"kind": "offline", "requests": samples}
             ov["run.max_requests"] = samples
@@ -816,8 +844,8 @@ def main(argv: list[str] | None = None) -> int:
     mlenergy(cases, calib, cond, "mlenergy-70b", "mlenergy-70b", "llama-3.1-70b")
     splitwise(cases, public, cond)
     trtllm_perf(cases, calib, cond)
-    mlperf_power(cases, calib, cond, mlperf(cases, calib, cond))
     research = yaml.safe_load(args.research.read_text())
+    mlperf_power(cases, calib, cond, mlperf(cases, calib, cond, research))
     sglang_deepseek(cases, research, cond)
     nim_llama70b(cases, research, cond)
     from external_cases import external
