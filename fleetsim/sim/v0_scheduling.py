@@ -1,7 +1,9 @@
-"""vLLM V0's scheduling, as the parts of a replica's loop it changes (fleetsim.sim.replica).
+"""Scheduling that runs prompts apart from the decodes, as the parts of a replica's loop it changes
+(fleetsim.sim.replica): vLLM V0's, and SGLang's prompt iterations.
 
-- Prompt iterations run alone (engine profile batching.prefill_exclusive, without chunked prefill):
-  vllm/core/scheduler.py `_schedule_default`, "Don't schedule decodes if prefills are scheduled".
+- Prompt iterations run alone (engine profile batching.prefill_alone): vLLM V0 without chunked
+  prefill (vllm/core/scheduler.py `_schedule_default`, "Don't schedule decodes if prefills are
+  scheduled"), SGLang chunked or not (`get_next_batch_to_run`, "Run prefill first if possible").
   The decoding sequences wait; the wait is part of their next inter-token gap.
 - Multi-step scheduling (batching.scheduler_steps, --num-scheduler-steps): the scheduler runs once
   per window of decode steps, so its host work is spread over them (fleetsim.perf), new prompts
