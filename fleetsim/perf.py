@@ -302,8 +302,11 @@ class StepModel:
         per_way = self.moe_imbalance(tokens) * tokens * self.a2a_bytes_per_token / self.comm_rate
         return 2 * self.moe_layers * (self.comm_latency_s + per_way)
 
-    def host_time_s(self, sequences: int) -> float:
-        return self.host_iter_s + self.host_seq_s * sequences
+    def host_time_s(self, sequences: int, decode_only: bool = False) -> float:
+        """Host time of an iteration of `sequences` running sequences (a decode-only iteration under
+        multi-step scheduling: its share of the window's)."""
+        host = self.host_iter_s + self.host_seq_s * sequences
+        return host * self.decode_host_share if decode_only else host
 
     def _graph(self, decode_seqs: int, prefill_tokens: int) -> bool:
         if not self.graphs:
@@ -314,13 +317,10 @@ class StepModel:
 
     def iteration_time_s(self, gpu_s: float, sequences: int, graph: bool, decode_only: bool = False) -> float:
         """An iteration's time from its GPU kernel time: fixed per-layer kernels, graph replay or the eager
-        launch floor, then host time (overlapped or not) for `sequences` running sequences (a decode-only
-        iteration under multi-step scheduling: its share of the window's)."""
+        launch floor, then host time (overlapped or not) for `sequences` running sequences (host_time_s)."""
         gpu_s += self.layer_fixed_s
         gpu_s = gpu_s + self.graph_s if graph else max(gpu_s, self.eager_floor_s)
-        host = self.host_time_s(sequences)
-        if decode_only:
-            host *= self.decode_host_share
+        host = self.host_time_s(sequences, decode_only)
         if not self.overlap:
             return host + gpu_s
         k = self.serial_fraction
@@ -358,9 +358,7 @@ class StepModel:
         terms["layer_fixed_s"] = self.layer_fixed_s if tokens else 0.0
         graph = self._graph(decode_seqs, prefill_tokens)
         terms["launch_s"] = self.graph_s if graph else max(self.eager_floor_s - gpu - self.layer_fixed_s, 0.0)
-        terms["host_s"] = self.host_time_s(decode_seqs + prefill_seqs) * (
-            1.0 if prefill_tokens else self.decode_host_share
-        )
+        terms["host_s"] = self.host_time_s(decode_seqs + prefill_seqs, not prefill_tokens)
         terms["overlap"] = float(self.overlap)
         terms["time_s"] = (
             self.iteration_time_s(gpu, decode_seqs + prefill_seqs, graph, not prefill_tokens) if tokens else 0.0
@@ -495,8 +493,7 @@ class StepModel:
         q = self.decode_flops_per_kv_byte / self.attn_flop_rate
         weights = self.dense_weight_bytes(n)
         write = n * self.kv_write_bytes_per_token
-        host = self.host_time_s(n) * self.decode_host_share
-        return fixed, host, self.linear_flops(n, n), weights, write, q, self._graph(n, 0), dense
+        return fixed, self.host_time_s(n, True), self.linear_flops(n, n), weights, write, q, self._graph(n, 0), dense
 
     def _clocked_decode_run_lines(self, n: int, kv_read_bytes0: float, kv_growth_per_step: float):
         """decode_run_lines under a clock setting: the first iteration's clock fraction scales the
@@ -509,8 +506,7 @@ class StepModel:
         mem = (kv_read_bytes0 / self.kv_rate, kv_growth_per_step / self.kv_rate)
         q = self.decode_flops_per_kv_byte / self.attn_flop_rate / s
         cmp = (kv_read_bytes0 * q, kv_growth_per_step * q)
-        host = self.host_time_s(n) * self.decode_host_share
-        lines = self._run_lines(n, dense, self._graph(n, 0), fixed, host, mem, cmp)
+        lines = self._run_lines(n, dense, self._graph(n, 0), fixed, self.host_time_s(n, True), mem, cmp)
         return lines, *self._run_work(self.linear_flops(n, n), weights, write, kv_read_bytes0, kv_growth_per_step)
 
     def _run_lines(self, n: int, dense: float, graph: bool, fixed: float, host: float, mem: tuple, cmp: tuple):
