@@ -165,7 +165,6 @@ class PointModel:
         mode = point.mode
         sched = s.scheduler
         self.kind = mode
-        self.alone = prefill_runs_alone(load_engine_profile(s.engine), sched.chunked_prefill)
         if mode == "poisson":
             for t in self.targets:
                 self.unpredicted[t.key] = "request-rate point: no closed form (checked by simulation, not fitted)"
@@ -187,7 +186,9 @@ class PointModel:
             self.burst_pairs = pairs[::replicas]
             if self._burst_fits(self.burst_pairs, sched.max_running_seqs):
                 self.kind = "burst"
-                self.burst = BurstPlan(self.footprint, self.burst_pairs, sched, self.alone)
+                # planned before any candidate profile: the scenario's engine says how prompts batch
+                alone = prefill_runs_alone(load_engine_profile(s.engine), sched.chunked_prefill)
+                self.burst = BurstPlan(self.footprint, self.burst_pairs, sched, alone)
             else:
                 self.kind = "offline"
                 self.offline_requests = len(pairs) / replicas
@@ -259,9 +260,7 @@ class PointModel:
         est = full_batch(
             step, fp, self.plan, L, users, sched.max_running_seqs, sched.max_batched_tokens, sched.chunked_prefill
         )
-        prefill = joining_prefill_s(
-            step, fp, L, est.running, sched.max_batched_tokens, sched.chunked_prefill, self.alone
-        )
+        prefill = joining_prefill_s(step, fp, L, est.running, sched.max_batched_tokens, sched.chunked_prefill)
         requests_per_s = est.output_tokens_per_s / L.mean_output
         # Joins arrive as the closed form takes them, Poisson: a prompt waits for the prefills
         # ahead of it (M/D/1, occupancy capped at PREFILL_OCCUPANCY_CAP), and, when the users
@@ -301,13 +300,11 @@ class PointModel:
         }
 
 
-def joining_prefill_s(
-    step: StepModel, fp, lengths, running: float, budget: int, chunked: bool, alone: bool = False
-) -> float:
+def joining_prefill_s(step: StepModel, fp, lengths, running: float, budget: int, chunked: bool) -> float:
     """Time from a request's admission to its first token in a batch of `running` sequences: its
     prompt prefilled in chunks of what the budget leaves beside the running - 1 decodes (or of
-    the whole budget in iterations of its own, `alone`)."""
-    dec = 0.0 if alone else max(running - 1.0, 0.0)
+    the whole budget in iterations of its own, where the engine runs prompts alone)."""
+    dec = 0.0 if prefill_runs_alone(step.engine, chunked) else max(running - 1.0, 0.0)
     n_dec = int(round(dec))
     kv_dec = dec * float(fp.bytes_per_rank(lengths.context_in_batch, 0))
     left = lengths.mean_prefill
@@ -329,8 +326,8 @@ class BurstPlan:
 
     def __init__(self, fp, pairs: list[tuple[int, int]], sched, alone: bool | None = None):
         budget, self.chunked = sched.max_batched_tokens, sched.chunked_prefill
-        # Prompt iterations without the decodes (engine batching.prefill_alone); null: without chunking
-        mix = not (not self.chunked if alone is None else alone)
+        if alone is None:  # prompt iterations without the decodes (engine batching.prefill_alone)
+            alone = not self.chunked
         n = len(pairs)
         inp = np.array([p[0] for p in pairs], dtype=np.int64)
         out = np.array([p[1] for p in pairs], dtype=np.int64)
@@ -342,7 +339,7 @@ class BurstPlan:
         weights = []  # tokens of the step whose gap is the step's own time
         nxt, done_tokens = 0, 0  # next request with prompt left, and its prompt tokens already prefilled
         while nxt < n:
-            active = np.flatnonzero((gen >= 1) & (gen < out)) if mix else np.empty(0, dtype=np.int64)
+            active = np.empty(0, dtype=np.int64) if alone else np.flatnonzero((gen >= 1) & (gen < out))
             room = budget - len(active)
             chunks: list[tuple[int, int, int]] = []  # (request, tokens, already prefilled)
             while nxt < n and room > 0:
@@ -377,7 +374,7 @@ class BurstPlan:
         self.segments = []
         step = len(iterations)
         active = np.flatnonzero(gen < out)
-        self.stalled = active.copy() if not mix else np.empty(0, dtype=np.int64)
+        self.stalled = active.copy() if alone else np.empty(0, dtype=np.int64)
         while len(active):
             s = int((out[active] - gen[active]).min())
             kv0 = float(np.sum(fp.bytes_per_rank(inp[active], gen[active])))
