@@ -621,10 +621,11 @@ def mlperf(cases: Cases, calib: list, cond: dict, research: dict, classify=v4_ro
                 cfg.get("max_num_tokens", settings.get("max_num_tokens", common["max_num_tokens"])),
             )
         )
+        harness = {**common, **cfg}  # the GPU's (or round's) settings over the harness's common ones
         input_tokens, output_tokens, samples = mlperf_lengths(cond, research, model)
         ov = {
             **engine_overrides(cond, engine),
-            "engine.cuda_graphs": cfg.get("cuda_graphs", common["cuda_graphs"]),
+            "engine.cuda_graphs": harness["cuda_graphs"],
             "model": model,
             "weight_dtype": cfg.get("weight_dtype", "fp8"),
             "kv_cache": {"key_dtype": "fp8", "value_dtype": "fp8"},
@@ -632,14 +633,12 @@ def mlperf(cases: Cases, calib: list, cond: dict, research: dict, classify=v4_ro
             "fleet.tp": tp,
             "fleet.replicas": replicas,
             **({"fleet.pipeline": {"stages": stages, "link": {"name": cfg["pipeline_link"]}}} if stages > 1 else {}),
-            "fleet.kv_cache_free_memory_fraction": cfg.get(
-                "kv_cache_free_memory_fraction", common["kv_cache_free_memory_fraction"]
-            ),
+            "fleet.kv_cache_free_memory_fraction": harness["kv_cache_free_memory_fraction"],
             "fleet.router": "least_outstanding",
             **({"fleet.power_limit_w": maxq_limit_w} if maxq_limit_w else {}),
             "scheduler.max_running_seqs": batch,
             "scheduler.max_batched_tokens": tokens,
-            "scheduler.chunked_prefill": cfg.get("chunked_prefill", common["chunked_prefill"]),
+            "scheduler.chunked_prefill": harness["chunked_prefill"],
             "scheduler.max_model_len": settings["max_seq_len"],
             "workload.classes.0.input_tokens": input_tokens,
             "workload.classes.0.output_tokens": output_tokens,

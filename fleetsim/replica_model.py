@@ -145,15 +145,12 @@ def check_scheduler_steps(scenario: ScenarioSpec, engine_profile: EngineProfile)
             f"engine.scheduler_steps: {steps} is vLLM V0's multi-step scheduling; valid: a V0 profile (engine.kind "
             "vllm, engine.version below 0.7) with scheduler.chunked_prefill false, or 1"
         )
-    other = (
-        "fleet.pipeline"
-        if scenario.fleet.pipeline.stages > 1
-        else "speculative"
-        if scenario.speculative is not None
-        else "disaggregation"
-        if scenario.disaggregation is not None
-        else None
-    )
+    others = {
+        "fleet.pipeline": scenario.fleet.pipeline.stages > 1,
+        "speculative": scenario.speculative is not None,
+        "disaggregation": scenario.disaggregation is not None,
+    }
+    other = next((name for name, on in others.items() if on), None)
     if other is not None:
         raise SpecError(f"engine.scheduler_steps: {steps} together with {other} is not modelled; valid: 1")
 

@@ -43,20 +43,32 @@ def _run(tmp_path: Path, rows: list[tuple[float, int, int]], version: str = "0.6
     return fleetsim.simulate(SCENARIO, _overrides(trace, version), workers=1)
 
 
-def _prompt_alone_s(version: str) -> float:
-    """One iteration that prefills the long prompt and decodes nothing."""
-    s = load_scenario(SCENARIO, {"engine": {"kind": "vllm", "version": version}})
+V0 = {"kind": "vllm", "version": "0.6"}
+
+
+def _engine_profile(engine: dict):
+    return load_engine_profile(load_scenario(SCENARIO, {"engine": engine}).engine)
+
+
+def _step_model(engine: dict, **more):
+    """(StepModel, KV footprint) of the scenario's replica under `engine` (and `more` overrides)."""
+    s = load_scenario(SCENARIO, {"engine": engine, **more})
     arch, gpu = load_model(s.model), load_gpu(s.fleet.gpu)
     fp = kv_footprint(arch, s.kv_cache, s.fleet.tp)
     step = StepModel(arch, gpu, load_profile(gpu.name), load_engine_profile(s.engine), s.fleet.tp, s.weight_dtype,
                      s.kv_cache, fp)  # fmt: skip
+    return step, fp
+
+
+def _prompt_alone_s(engine: dict = V0) -> float:
+    """One iteration that prefills the long prompt and decodes nothing."""
+    step, fp = _step_model(engine)
     pair = LONG_PROMPT * float(fp.bytes_per_rank(0.5 * LONG_PROMPT, 0))
     return step.iteration(0, 0.0, LONG_PROMPT, pair, 1).time_s
 
 
 def test_the_shipped_v0_profile_runs_prompts_alone():
-    v0 = load_engine_profile(load_scenario(SCENARIO, {"engine": {"kind": "vllm", "version": "0.6"}}).engine)
-    v1 = load_engine_profile(load_scenario(SCENARIO, {"engine": {"kind": "vllm", "version": "0.11"}}).engine)
+    v0, v1 = _engine_profile(V0), _engine_profile({"kind": "vllm", "version": "0.11"})
     assert v0.batching.prefill_alone == "unchunked" and v1.batching.prefill_alone == "never"
     # V0 captures CUDA graphs for decode-only batches of up to 256 sequences (worker/model_runner.py)
     assert not v0.launch.mixed_in_graph and v0.launch.graph_max_batch == 256
@@ -73,13 +85,13 @@ def test_a_prompt_arriving_mid_decode_stalls_the_decoding_request_by_its_own_ite
     assert (both.requests.status == "completed").all()
     span0 = a0.finish_s - a0.first_token_s
     span1 = a1.finish_s - a1.first_token_s
-    assert span1 - span0 == pytest.approx(_prompt_alone_s("0.6"), rel=1e-6)
+    assert span1 - span0 == pytest.approx(_prompt_alone_s(), rel=1e-6)
     itl = both.summary["latency_s"]["itl"]
     assert itl["mean"] * 50 == pytest.approx(span1, rel=1e-9)
     assert both.summary["latency_s"]["itl"]["mean"] > alone.summary["latency_s"]["itl"]["mean"]
     # B's time to first token ends with the same iteration: its own prompt, alone
     b = both.requests.iloc[1]
-    assert b.first_token_s - b.arrival_s >= _prompt_alone_s("0.6") * (1 - 1e-9)
+    assert b.first_token_s - b.arrival_s >= _prompt_alone_s() * (1 - 1e-9)
 
 
 def test_with_chunked_prefill_the_prompt_is_mixed_with_the_decode(tmp_path):
@@ -128,7 +140,7 @@ def test_multi_step_spreads_one_iterations_host_time_over_the_window(tmp_path):
     after the first stream out in 10 chunks of a window each."""
     rows = [(0.0, 100, 101), (5.0, 16, 1)]  # the second keeps the latency window open
     one, ten = _steps(tmp_path, rows, 1), _steps(tmp_path, rows, 10)
-    prof = load_engine_profile(load_scenario(SCENARIO, {"engine": {"kind": "vllm", "version": "0.6"}}).engine)
+    prof = _engine_profile(V0)
     host_1_s = prof.host.iteration_s + prof.host.per_sequence_s + prof.host.per_streamed_sequence_s
     tpot_1, tpot_10 = one.requests.tpot_s.iloc[0], ten.requests.tpot_s.iloc[0]
     assert tpot_1 - tpot_10 == pytest.approx(0.9 * host_1_s, rel=1e-6)
@@ -147,9 +159,9 @@ def test_a_prompt_arriving_mid_window_waits_for_the_windows_end(tmp_path):
     b = both.requests.iloc[1]
     window_end_s = a.first_token_s + 10 * step_s
     # step_s is the mean over A's 100 steps, which lengthen a little as its KV grows: 0.1%
-    assert b.first_token_s - _prompt_alone_s("0.6") == pytest.approx(window_end_s, rel=1e-3)
+    assert b.first_token_s - _prompt_alone_s() == pytest.approx(window_end_s, rel=1e-3)
     # (without windows it would start at the third step's end, 7 steps earlier)
-    assert b.first_token_s - _prompt_alone_s("0.6") > a.first_token_s + 9 * step_s
+    assert b.first_token_s - _prompt_alone_s() > a.first_token_s + 9 * step_s
 
 
 @pytest.mark.parametrize(
@@ -187,14 +199,7 @@ def test_sglang_runs_prompt_chunks_alone_unless_mixed_chunk_is_on(tmp_path):
     quiet = fleetsim.simulate(SCENARIO, {**base, "workload.arrival": {"kind": "trace", "path": str(_only_a(tmp_path))}},
                               workers=1)  # fmt: skip
     span = [(r.finish_s - r.first_token_s) for r in (x.requests.iloc[0] for x in (quiet, alone_run, mixed_run))]
-    s = load_scenario(SCENARIO, {"engine": {"kind": "sglang", "version": "0.4"}})
-    arch, gpu = load_model(s.model), load_gpu(s.fleet.gpu)
-    fp = kv_footprint(arch, s.kv_cache, s.fleet.tp)
-    step = StepModel(arch, gpu, load_profile(gpu.name), load_engine_profile(s.engine), s.fleet.tp, s.weight_dtype,
-                     s.kv_cache, fp)  # fmt: skip
-    pair = LONG_PROMPT * float(fp.bytes_per_rank(0.5 * LONG_PROMPT, 0))
-    prompt_alone_s = step.iteration(0, 0.0, LONG_PROMPT, pair, 1).time_s
-    assert span[1] - span[0] == pytest.approx(prompt_alone_s, rel=1e-6)
+    assert span[1] - span[0] == pytest.approx(_prompt_alone_s({"kind": "sglang", "version": "0.4"}), rel=1e-6)
     assert span[0] < span[2] < span[1]  # mixed: the prompt lengthens one decode step, by less
 
 
@@ -226,17 +231,12 @@ def test_the_closed_forms_decode_iteration_takes_the_windows_host_share_too():
     prompt work pays the whole host time."""
     times = {}
     for steps in (1, 10):
-        s = load_scenario(SCENARIO, {"engine": {"kind": "vllm", "version": "0.6", "scheduler_steps": steps},
-                                     "scheduler.chunked_prefill": False})  # fmt: skip
-        arch, gpu = load_model(s.model), load_gpu(s.fleet.gpu)
-        fp = kv_footprint(arch, s.kv_cache, s.fleet.tp)
-        step = StepModel(arch, gpu, load_profile(gpu.name), load_engine_profile(s.engine), s.fleet.tp,
-                         s.weight_dtype, s.kv_cache, fp)  # fmt: skip
+        step, fp = _step_model({**V0, "scheduler_steps": steps}, **{"scheduler.chunked_prefill": False})
         kv = 8 * float(fp.bytes_per_rank(1000, 0))
         decode = step.iteration(8, kv).time_s
         assert decode == pytest.approx(float(step.decode_run(8, kv, 0.0, 1)[0][0]), rel=1e-12)
         times[steps] = (decode, step.iteration(8, kv, 100, 100 * float(fp.bytes_per_rank(50, 0)), 1).time_s)
-    prof = load_engine_profile(load_scenario(SCENARIO, {"engine": {"kind": "vllm", "version": "0.6"}}).engine)
+    prof = _engine_profile(V0)
     host_8_s = prof.host.iteration_s + 8 * (prof.host.per_sequence_s + prof.host.per_streamed_sequence_s)
     assert times[1][0] - times[10][0] == pytest.approx(0.9 * host_8_s, rel=1e-9)
     assert times[1][1] == times[10][1]

@@ -70,8 +70,8 @@ class EngineSpec(Spec):
 
     scheduler_steps: Annotated[int, Field(ge=1, le=MAX_SCHEDULER_STEPS), INTEGER] | None = Field(
         default=None,
-        description=f"vLLM V0's multi-step scheduling (--num-scheduler-steps): schedule once, then run this many "
-        f"decode steps, so the host work of one iteration is spread over them, new prompts join only between "
+        description="vLLM V0's multi-step scheduling (--num-scheduler-steps): schedule once, then run this many "
+        "decode steps, so the host work of one iteration is spread over them, new prompts join only between "
         f"windows and each window's tokens stream out together; 1 to {MAX_SCHEDULER_STEPS}, needs a V0 profile "
         "(vllm below 0.7) without chunked prefill. Null: the profile's (1).",
     )
