@@ -21,7 +21,7 @@ PER_GROUP = 3  # cases per (hold-out group, metric), evenly spaced by id
 # External hold-out groups (calibration/external_cases.py) that miss the bounds, run and reported by
 # `fleetsim validate` (README, "External hold-out") and kept out of the bounded subset so that CI
 # guards what meets them: MoE served with attention DP + EP under TensorRT-LLM's PyTorch backend
-# (throughput +23..+184%), vLLM v0.5.4 / v0.6.0 on ShareGPT (host-bound: +78..+200%) and MLPerf
+# (throughput +23..+184%), vLLM v0.5.4 / v0.6.0 on ShareGPT (+63..+196%: the level, not the multi-step gain) and MLPerf
 # v5.1 TensorRT-LLM (a newer harness than any profile: throughput -15..-45%, but for the 405B
 # Server runs, within 6%, and GB300's transferred profile, +23..+38%).
 # test_the_external_misses_are_reported checks they still run and are still misses.
